@@ -1,0 +1,1 @@
+"""Buyers, creators, staff, platform apps and their API keys, and payment passwords."""

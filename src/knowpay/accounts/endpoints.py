@@ -1,0 +1,209 @@
+"""Routes of the accounts domain: users, login, payment password, apps (admin)."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from typing import Annotated, Any
+from urllib.parse import parse_qs
+
+from fastapi import APIRouter, Depends, Request, status
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
+
+from knowpay.accounts import service
+from knowpay.accounts.errors import PaymentPasswordIncorrect, PaymentPasswordLocked
+from knowpay.accounts.schemas import (
+    AppCreate,
+    AppOut,
+    AppWithKeyOut,
+    PaymentPasswordSet,
+    PaymentPasswordStatus,
+    PaymentPasswordVerify,
+    TokenOut,
+    TokenRequest,
+    UserCreate,
+    UserOut,
+)
+from knowpay.auth.dependencies import CurrentPrincipal, require_roles
+from knowpay.auth.principals import PERSON_ROLES, Principal, Role
+from knowpay.auth.scoping import ensure_visible
+from knowpay.auth.tokens import TokenService
+from knowpay.kit.errors import Forbidden
+from knowpay.kit.pagination import Page, PageParams, page_params
+from knowpay.kit.web import AppClock, AppSettings, DbSession, Hasher
+
+router = APIRouter(prefix="/v1", tags=["accounts"])
+
+AppCaller = Annotated[Principal, Depends(require_roles(Role.APP))]
+AdminCaller = Annotated[Principal, Depends(require_roles(Role.ADMIN))]
+AppOrStaff = Annotated[
+    Principal, Depends(require_roles(Role.APP, Role.ADMIN, Role.FINANCE, Role.SUPPORT))
+]
+
+
+def _person(principal: CurrentPrincipal) -> Principal:
+    if principal.role not in PERSON_ROLES:
+        raise Forbidden("This is for a logged-in person, not an app key.")
+    return principal
+
+
+PersonCaller = Annotated[Principal, Depends(_person)]
+
+
+@router.post("/users", status_code=status.HTTP_201_CREATED, response_model=UserOut)
+def create_user(
+    body: UserCreate, caller: AppCaller, session: DbSession, clock: AppClock, hasher: Hasher
+) -> UserOut:
+    """Register a buyer (or a creator) for the calling app."""
+    user = service.register_user(
+        session, hasher, email=body.email, password=body.password, role=Role(body.role),
+        now=clock.now(), app_id=caller.id, phone=body.phone, locale=body.locale,
+    )
+    return UserOut.of(user)
+
+
+@router.get("/users", response_model=Page[UserOut])
+def list_users(
+    caller: AppOrStaff, session: DbSession, params: Annotated[PageParams, Depends(page_params)]
+) -> Page[UserOut]:
+    """The app's own users (staff: everyone), newest first."""
+    users, has_more = service.list_users(
+        session, params, app_id=None if caller.is_staff else caller.id
+    )
+    return Page[UserOut](data=[UserOut.of(u) for u in users], has_more=has_more)
+
+
+@router.get("/users/me", response_model=UserOut)
+def read_me(caller: PersonCaller, session: DbSession) -> UserOut:
+    """The logged-in person."""
+    return UserOut.of(service.get_user(session, caller.id))
+
+
+@router.get("/users/{user_id}", response_model=UserOut)
+def read_user(user_id: str, caller: CurrentPrincipal, session: DbSession) -> UserOut:
+    """A user the caller may see: an app its own, a person themself, staff anyone."""
+    user = service.get_user(session, user_id)
+    ensure_visible(caller, owner_app_id=user.app_id, owner_user_id=user.id, what="user", object_id=user_id)
+    return UserOut.of(user)
+
+
+async def _token_request(request: Request) -> TokenRequest:
+    """Accept the OAuth2 password form or the same fields as JSON."""
+    raw = await request.body()
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    data: Any
+    if content_type == "application/x-www-form-urlencoded":
+        parsed = parse_qs(raw.decode("utf-8", errors="replace"), keep_blank_values=True)
+        data = {key: values[-1] for key, values in parsed.items()}
+    else:
+        try:
+            data = json.loads(raw or b"null")
+        except ValueError:
+            raise RequestValidationError(
+                [{"type": "json_invalid", "loc": ("body",), "msg": "JSON decode error"}]
+            ) from None
+    try:
+        return TokenRequest.model_validate(data)
+    except ValidationError as exc:
+        errors = [{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]
+        raise RequestValidationError(errors) from None
+
+
+_TOKEN_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": TokenRequest.model_json_schema()},
+            "application/x-www-form-urlencoded": {"schema": TokenRequest.model_json_schema()},
+        },
+    }
+}
+
+
+@router.post("/auth/token", response_model=TokenOut, tags=["auth"], openapi_extra=_TOKEN_BODY)
+def issue_token(
+    body: Annotated[TokenRequest, Depends(_token_request)],
+    request: Request,
+    session: DbSession,
+    clock: AppClock,
+    hasher: Hasher,
+) -> TokenOut:
+    """Log in with email and password; returns a short-lived bearer token."""
+    principal = service.authenticate(session, hasher, email=body.username, password=body.password)
+    tokens: TokenService = request.app.state.token_service
+    issued = tokens.issue(principal, clock.now())
+    return TokenOut(access_token=issued.access_token, expires_in=issued.expires_in)
+
+
+def _lockout_policy(settings: AppSettings) -> service.LockoutPolicy:
+    return service.LockoutPolicy(
+        max_tries=settings.payment_password_max_tries,
+        lock_for=timedelta(seconds=settings.payment_password_lock_s),
+    )
+
+
+Policy = Annotated[service.LockoutPolicy, Depends(_lockout_policy)]
+
+
+def _raise_for_failed_check(check: service.PaymentPasswordCheck) -> None:
+    if check.locked_until is not None:
+        raise PaymentPasswordLocked(
+            "Too many wrong tries; the payment password is locked.",
+            locked_until=check.locked_until.isoformat().replace("+00:00", "Z"),
+            remaining_tries=0,
+        )
+    raise PaymentPasswordIncorrect(
+        f"Wrong payment password; {check.remaining_tries} tries left before it locks.",
+        remaining_tries=check.remaining_tries,
+    )
+
+
+@router.put("/users/me/payment-password", response_model=PaymentPasswordStatus)
+def set_payment_password(
+    body: PaymentPasswordSet, caller: PersonCaller, session: DbSession, clock: AppClock,
+    hasher: Hasher, policy: Policy,
+) -> PaymentPasswordStatus:
+    """Set the 6-digit payment password, or change it by giving the current one."""
+    check = service.set_payment_password(
+        session, hasher, user_id=caller.id, new_password=body.new_password,
+        current_password=body.current_password, now=clock.now(), policy=policy,
+    )
+    if not check.verified:
+        session.commit()  # a wrong try counts even though the answer is an error
+        _raise_for_failed_check(check)
+    return PaymentPasswordStatus(is_set=True, verified=True)
+
+
+@router.post("/users/me/payment-password/verify", response_model=PaymentPasswordStatus)
+def verify_payment_password(
+    body: PaymentPasswordVerify, caller: PersonCaller, session: DbSession, clock: AppClock,
+    hasher: Hasher, policy: Policy,
+) -> PaymentPasswordStatus:
+    """Check the payment password (5 wrong tries lock it for 30 minutes)."""
+    check = service.check_payment_password(
+        session, hasher, user_id=caller.id, password=body.password, now=clock.now(), policy=policy
+    )
+    if not check.verified:
+        session.commit()
+        _raise_for_failed_check(check)
+    return PaymentPasswordStatus(is_set=True, verified=True)
+
+
+def _app_out(app: Any) -> AppOut:
+    return AppOut(id=app.id, name=app.name, created_at=app.created_at, disabled_at=app.disabled_at)
+
+
+@router.get("/admin/apps", response_model=Page[AppOut], tags=["admin"])
+def list_apps(caller: AdminCaller, session: DbSession) -> Page[AppOut]:
+    """Every platform app (admin)."""
+    return Page[AppOut](data=[_app_out(a) for a in service.list_apps(session)], has_more=False)
+
+
+@router.post("/admin/apps", status_code=status.HTTP_201_CREATED, response_model=AppWithKeyOut, tags=["admin"])
+def create_app(body: AppCreate, caller: AdminCaller, session: DbSession, clock: AppClock) -> AppWithKeyOut:
+    """Create an app and its first API key, shown only in this response (admin)."""
+    created = service.create_app(session, name=body.name, now=clock.now())
+    return AppWithKeyOut(
+        **_app_out(created.app).model_dump(), api_key=created.api_key, api_key_id=created.api_key_id
+    )

@@ -1,0 +1,60 @@
+"""Every SQL statement of the accounts domain. Never commits."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from knowpay.accounts.models import ApiKey, App, User
+from knowpay.kit.pagination import PageParams, paginate_query, split_page
+
+
+def add(session: Session, row: App | ApiKey | User) -> None:
+    session.add(row)
+    session.flush()
+
+
+def get_user(session: Session, user_id: str, *, for_update: bool = False) -> User | None:
+    statement = select(User).where(User.id == user_id)
+    if for_update:
+        statement = statement.with_for_update()
+    return session.scalars(statement).first()
+
+
+def get_user_by_email(session: Session, email: str) -> User | None:
+    return session.scalars(select(User).where(User.email == email)).first()
+
+
+def list_users(session: Session, params: PageParams, *, app_id: str | None) -> tuple[list[User], bool]:
+    statement = select(User)
+    if app_id is not None:
+        statement = statement.where(User.app_id == app_id)
+    return split_page(session.scalars(paginate_query(statement, User.id, params)).all(), params)
+
+
+def get_app(session: Session, app_id: str) -> App | None:
+    return session.get(App, app_id)
+
+
+def list_apps(session: Session) -> list[App]:
+    return list(session.scalars(select(App).order_by(App.id.desc())).all())
+
+
+def find_active_key(session: Session, key_hash: str) -> tuple[ApiKey, App] | None:
+    row = session.execute(
+        select(ApiKey, App)
+        .join(App, App.id == ApiKey.app_id)
+        .where(ApiKey.key_hash == key_hash, ApiKey.revoked_at.is_(None), App.disabled_at.is_(None))
+    ).first()
+    return (row[0], row[1]) if row else None
+
+
+def revoke_keys(session: Session, app_id: str, now: datetime) -> int:
+    result = session.execute(
+        update(ApiKey)
+        .where(ApiKey.app_id == app_id, ApiKey.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)

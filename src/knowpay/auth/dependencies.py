@@ -1,0 +1,73 @@
+"""FastAPI dependencies that turn the Authorization header into a Principal."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, Protocol
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.orm import Session
+
+from knowpay.auth.principals import Principal, Role
+from knowpay.auth.tokens import TokenService
+from knowpay.kit.errors import Forbidden, Unauthorized
+from knowpay.kit.web import DbSession, get_clock
+
+API_KEY_PREFIX = "kp_"
+
+class InvalidApiKey(Unauthorized):
+    code, title = "invalid_api_key", "The API key is not valid"
+
+
+_bearer = HTTPBearer(auto_error=False, description="An app's API key or a user's access token")
+
+
+class ApiKeyResolver(Protocol):
+    """Filled by the accounts domain at start-up: API key → the app principal, or None."""
+
+    def __call__(self, session: Session, api_key: str) -> Principal | None: ...
+
+
+def _token_service(request: Request) -> TokenService:
+    service: TokenService = request.app.state.token_service
+    return service
+
+
+def current_principal(
+    request: Request,
+    session: DbSession,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    """The authenticated caller; 401 problem+json when there is none or it is not valid."""
+    if credentials is None or not credentials.credentials:
+        raise Unauthorized(
+            "Send `Authorization: Bearer <api key or access token>`.",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    secret = credentials.credentials
+    if secret.startswith(API_KEY_PREFIX):
+        resolver: ApiKeyResolver = request.app.state.api_key_resolver
+        principal = resolver(session, secret)
+        if principal is None:
+            raise InvalidApiKey("The API key is unknown or revoked.")
+    else:
+        principal = _token_service(request).verify(secret, get_clock(request).now())
+    request.state.principal = principal
+    return principal
+
+
+CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+
+
+def require_roles(*roles: Role) -> Callable[[Principal], Principal]:
+    """A dependency that lets only the given roles through (403 for others)."""
+    allowed = frozenset(roles)
+
+    def _check(principal: CurrentPrincipal) -> Principal:
+        if principal.role not in allowed:
+            names = ", ".join(sorted(r.value for r in allowed))
+            raise Forbidden(f"This needs one of the roles: {names}.")
+        return principal
+
+    return _check

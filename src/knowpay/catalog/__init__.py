@@ -1,0 +1,1 @@
+"""Products of the platform and their prices per currency."""

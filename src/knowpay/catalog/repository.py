@@ -1,0 +1,43 @@
+"""Every SQL statement of the catalog. Never commits."""
+
+from __future__ import annotations
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from knowpay.catalog.models import Product
+from knowpay.kit.pagination import PageParams, paginate_query, split_page
+
+
+def add(session: Session, product: Product) -> None:
+    session.add(product)
+    session.flush()
+
+
+def get(session: Session, product_id: str, *, for_update: bool = False) -> Product | None:
+    statement = select(Product).where(Product.id == product_id)
+    if for_update:
+        statement = statement.with_for_update()
+    return session.scalars(statement).first()
+
+
+def list_products(
+    session: Session,
+    params: PageParams,
+    *,
+    statuses: frozenset[str] | None,
+    kind: str | None,
+    only_app_id: str | None = None,
+    also_app_id: str | None = None,
+) -> tuple[list[Product], bool]:
+    """Products newest first, in `statuses` (all when None), of `only_app_id` when given,
+    plus every product of `also_app_id` whatever its status."""
+    statement = select(Product)
+    if statuses is not None:
+        in_status = Product.status.in_(statuses)
+        statement = statement.where(or_(in_status, Product.app_id == also_app_id) if also_app_id else in_status)
+    if only_app_id is not None:
+        statement = statement.where(Product.app_id == only_app_id)
+    if kind is not None:
+        statement = statement.where(Product.kind == kind)
+    return split_page(session.scalars(paginate_query(statement, Product.id, params)).all(), params)

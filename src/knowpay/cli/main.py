@@ -1,0 +1,157 @@
+"""`knowpay`: serve, migrate, demo, apps, users."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Annotated
+
+import typer
+import uvicorn
+
+from knowpay.accounts import service as accounts
+from knowpay.auth.principals import STAFF_ROLES, Role
+from knowpay.cli.demo import seed_demo
+from knowpay.cli.output import console, emit
+from knowpay.kit.clock import SystemClock
+from knowpay.kit.config import get_settings
+from knowpay.kit.crypto import SecretHasher
+from knowpay.kit.db import Database
+from knowpay.kit.errors import KnowpayError
+from knowpay.kit.migrations import upgrade
+
+app = typer.Typer(help="knowpay: the payment center of a paid-knowledge platform.", no_args_is_help=True)
+apps_app = typer.Typer(help="Platform apps and their API keys.", no_args_is_help=True)
+users_app = typer.Typer(help="Staff and users.", no_args_is_help=True)
+app.add_typer(apps_app, name="apps")
+app.add_typer(users_app, name="users")
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for programs.")]
+
+
+def _database() -> Database:
+    return Database(get_settings())
+
+
+def _fail(error: KnowpayError, as_json: bool) -> None:
+    if as_json:
+        emit({"error": {"code": error.code, "detail": error.detail}}, as_json=True)
+    else:
+        console.print(f"[red]{error.code}[/red]: {error.detail}")
+    raise typer.Exit(1)
+
+
+@app.command()
+def migrate(as_json: JsonFlag = False) -> None:
+    """Bring the database named by KNOWPAY_DATABASE_URL up to date."""
+    database = _database()
+    upgrade(database.engine)
+    emit({"migrated": True, "database": database.dialect}, as_json=as_json)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, help="Server processes.")] = 1,
+) -> None:
+    """Serve the API, the notification endpoints and the pages (migrates SQLite on start)."""
+    database = _database()
+    if database.dialect == "sqlite":
+        upgrade(database.engine)
+    database.dispose()
+    uvicorn.run(
+        "knowpay.app:create_app", factory=True, host=host, port=port, workers=workers,
+        proxy_headers=True, log_level="info",
+    )
+
+
+@app.command()
+def demo(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    serve_after: Annotated[bool, typer.Option("--serve/--no-serve", help="Start serving after seeding.")] = True,
+    as_json: JsonFlag = False,
+) -> None:
+    """Seed a demo catalog, app, buyer and staff, print where to click, then serve."""
+    database = _database()
+    upgrade(database.engine)
+    summary = seed_demo(database, get_settings())
+    emit(summary, as_json=as_json, title="knowpay demo")
+    database.dispose()
+    if serve_after:
+        uvicorn.run("knowpay.app:create_app", factory=True, host=host, port=port, log_level="info")
+
+
+@apps_app.command("create")
+def apps_create(
+    name: Annotated[str, typer.Option(help="The app's name.")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Create an app; its API key is printed once and only its hash is stored."""
+    database = _database()
+    with database.session_scope() as session:
+        created = accounts.create_app(session, name=name, now=SystemClock().now())
+        result = {"id": created.app.id, "name": created.app.name, "api_key": created.api_key,
+                  "api_key_id": created.api_key_id}
+    emit(result, as_json=as_json, title="app created (the key is shown only now)")
+
+
+@apps_app.command("list")
+def apps_list(as_json: JsonFlag = False) -> None:
+    """List apps."""
+    with _database().session_scope(read_only=True) as session:
+        rows = [{"id": a.id, "name": a.name, "created_at": a.created_at, "disabled_at": a.disabled_at}
+                for a in accounts.list_apps(session)]
+    emit(rows, as_json=as_json, title="apps")
+
+
+@apps_app.command("new-key")
+def apps_new_key(app_id: str, as_json: JsonFlag = False) -> None:
+    """Issue another API key for an app (for rotation); printed once."""
+    try:
+        with _database().session_scope() as session:
+            key_id, key = accounts.issue_api_key(session, app_id=app_id, now=SystemClock().now())
+    except KnowpayError as error:
+        _fail(error, as_json)
+    emit({"app_id": app_id, "api_key_id": key_id, "api_key": key}, as_json=as_json)
+
+
+@apps_app.command("revoke-keys")
+def apps_revoke_keys(app_id: str, as_json: JsonFlag = False) -> None:
+    """Revoke every API key of an app at once."""
+    try:
+        with _database().session_scope() as session:
+            count = accounts.revoke_api_keys(session, app_id=app_id, now=SystemClock().now())
+    except KnowpayError as error:
+        _fail(error, as_json)
+    emit({"app_id": app_id, "revoked": count}, as_json=as_json)
+
+
+@users_app.command("create-staff")
+def users_create_staff(
+    email: Annotated[str, typer.Option(help="Login email.")],
+    role: Annotated[str, typer.Option(help="admin, finance or support.")],
+    password: Annotated[str | None, typer.Option(help="Password; generated and printed once if omitted.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Create a staff member."""
+    if role not in {r.value for r in STAFF_ROLES}:
+        raise typer.BadParameter("role must be admin, finance or support", param_hint="--role")
+    chosen = password or secrets.token_urlsafe(12)
+    settings = get_settings()
+    try:
+        with _database().session_scope() as session:
+            user = accounts.create_staff(
+                session, SecretHasher(settings.password_hash), email=email, password=chosen,
+                role=Role(role), now=SystemClock().now(),
+            )
+            result = {"id": user.id, "email": user.email, "role": user.role}
+    except KnowpayError as error:
+        _fail(error, as_json)
+    if password is None:
+        result["password"] = chosen
+    emit(result, as_json=as_json, title="staff created")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

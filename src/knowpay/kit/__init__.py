@@ -1,0 +1,1 @@
+"""Shared code that knows no domain."""

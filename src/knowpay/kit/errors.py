@@ -1,0 +1,178 @@
+"""One error base with a status and a stable code, rendered as RFC 9457 problem+json."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+PROBLEM_TYPE_BASE = "https://knowpay.dev/problems/"
+
+logger = logging.getLogger("knowpay.errors")
+
+
+class KnowpayError(Exception):
+    """A business outcome the caller must hear about, with a stable snake_case code."""
+
+    status: int = 400
+    code: str = "bad_request"
+    title: str = "Bad request"
+
+    def __init__(self, detail: str | None = None, **extra: Any) -> None:
+        self.detail = detail or self.title
+        self.extra = extra
+        super().__init__(self.detail)
+
+
+class InvalidRequest(KnowpayError):
+    status, code, title = 400, "invalid_request", "The request is not valid"
+
+
+class Unauthorized(KnowpayError):
+    status, code, title = 401, "unauthorized", "Authentication is required"
+
+
+class Forbidden(KnowpayError):
+    status, code, title = 403, "forbidden", "You may not do this"
+
+
+class NotFound(KnowpayError):
+    status, code, title = 404, "not_found", "No such object"
+
+
+class Conflict(KnowpayError):
+    status, code, title = 409, "conflict", "The request conflicts with the current state"
+
+
+class Unprocessable(KnowpayError):
+    status, code, title = 422, "unprocessable", "The request cannot be carried out"
+
+
+class PayloadTooLarge(KnowpayError):
+    status, code, title = 413, "payload_too_large", "The request body is too large"
+
+
+class ServiceUnavailable(KnowpayError):
+    status, code, title = 503, "service_unavailable", "The service is temporarily unavailable"
+
+
+def request_id_of(request: Request) -> str | None:
+    """The id the request-id middleware gave this request."""
+    return getattr(request.state, "request_id", None)
+
+
+def problem_response(
+    request: Request,
+    *,
+    status: int,
+    code: str,
+    title: str,
+    detail: str,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
+    """Build a problem+json response carrying the request id."""
+    request_id = request_id_of(request)
+    body: dict[str, Any] = {
+        "type": PROBLEM_TYPE_BASE + code,
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "code": code,
+        "request_id": request_id,
+        **extra,
+    }
+    all_headers = dict(headers or {})
+    if request_id:
+        all_headers["X-Request-Id"] = request_id
+    return JSONResponse(body, status_code=status, headers=all_headers, media_type=PROBLEM_CONTENT_TYPE)
+
+
+def _field_path(location: tuple[Any, ...] | list[Any]) -> str:
+    parts = [str(part) for part in location]
+    if parts and parts[0] in {"body", "query", "path", "header", "cookie"}:
+        parts = parts[1:] or parts
+    return ".".join(parts)
+
+
+def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
+    return [
+        {
+            "field": _field_path(error.get("loc", ())),
+            "in": str(error.get("loc", ("body",))[0]),
+            "message": str(error.get("msg", "invalid")),
+            "type": str(error.get("type", "invalid")),
+        }
+        for error in exc.errors()
+    ]
+
+
+async def _on_knowpay_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, KnowpayError)
+    headers = exc.extra.pop("headers", None) if "headers" in exc.extra else None
+    return problem_response(
+        request, status=exc.status, code=exc.code, title=exc.title, detail=exc.detail,
+        headers=headers, **exc.extra,
+    )
+
+
+async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = _validation_errors(exc)
+    if any(error["type"] == "json_invalid" for error in errors):
+        return problem_response(
+            request, status=400, code="malformed_json", title="The body is not valid JSON",
+            detail="The request body could not be parsed as JSON.",
+        )
+    fields = ", ".join(sorted({e["field"] for e in errors})) or "request"
+    return problem_response(
+        request, status=422, code="validation_error", title="The request has invalid fields",
+        detail=f"Invalid fields: {fields}", errors=errors,
+    )
+
+
+_HTTP_CODES = {
+    400: ("bad_request", "Bad request"),
+    401: ("unauthorized", "Authentication is required"),
+    403: ("forbidden", "You may not do this"),
+    404: ("not_found", "Not found"),
+    405: ("method_not_allowed", "Method not allowed"),
+    406: ("not_acceptable", "Not acceptable"),
+    413: ("payload_too_large", "The request body is too large"),
+    415: ("unsupported_media_type", "Unsupported media type"),
+}
+
+
+async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code, title = _HTTP_CODES.get(exc.status_code, ("http_error", "HTTP error"))
+    detail = exc.detail if isinstance(exc.detail, str) and exc.detail else title
+    if exc.status_code == 404 and detail == "Not Found":
+        detail = f"No route for {request.method} {request.url.path}"
+    if exc.status_code == 405:
+        detail = f"{request.method} is not allowed on {request.url.path}"
+    return problem_response(
+        request, status=exc.status_code, code=code, title=title, detail=detail,
+        headers=dict(exc.headers or {}),
+    )
+
+
+async def _on_unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    logger.exception("unhandled error", extra={"request_id": request_id_of(request)})
+    return problem_response(
+        request, status=500, code="internal_error", title="Internal error",
+        detail="Something went wrong on our side; nothing was changed. Quote the request id.",
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Make every error leave the app as problem+json."""
+    app.add_exception_handler(KnowpayError, _on_knowpay_error)
+    app.add_exception_handler(RequestValidationError, _on_validation_error)
+    app.add_exception_handler(StarletteHTTPException, _on_http_error)
+    app.add_exception_handler(Exception, _on_unexpected_error)

@@ -1,0 +1,39 @@
+"""Run Alembic from code: `knowpay migrate`, `knowpay serve` on SQLite, and the tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine
+
+_PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+
+
+def migrations_dir() -> Path:
+    """Where the migration scripts live: inside the wheel, or at the repository root."""
+    for candidate in (_PACKAGE_ROOT / "_migrations", _PACKAGE_ROOT.parent.parent / "migrations"):
+        if (candidate / "env.py").is_file():
+            return candidate
+    raise FileNotFoundError("knowpay's migrations folder was not found")
+
+
+def alembic_config(engine: Engine) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(migrations_dir()))
+    config.set_main_option("path_separator", "os")
+    config.attributes["engine"] = engine
+    return config
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Bring the database up to `revision` (default: the newest)."""
+    command.upgrade(alembic_config(engine), revision)
+
+
+def current_revision(engine: Engine) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()

@@ -1,0 +1,54 @@
+"""Pydantic building blocks shared by every domain's request and response bodies."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt
+
+from knowpay.kit.money import Money, MoneyError, normalize_currency
+
+# 10^15 minor units: far above any real price, far below where a sum could overflow BIGINT.
+MAX_AMOUNT_MINOR = 10**15
+
+
+def _currency(value: str) -> str:
+    try:
+        return normalize_currency(value)
+    except MoneyError as exc:
+        raise ValueError(str(exc)) from exc
+
+
+CurrencyCode = Annotated[
+    str,
+    Field(min_length=3, max_length=3, examples=["CNY"], description="ISO 4217 code, upper case"),
+    AfterValidator(_currency),
+]
+AmountMinor = Annotated[
+    StrictInt,
+    Field(gt=0, le=MAX_AMOUNT_MINOR, examples=[9900],
+          description="Integer count of the currency's minor unit (fen, cent; JPY has none)"),
+]
+
+
+class Strict(BaseModel):
+    """Base for request bodies: unknown fields are an error, not silently dropped."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class MoneyIn(Strict):
+    amount: AmountMinor
+    currency: CurrencyCode
+
+    def to_money(self) -> Money:
+        return Money(self.amount, self.currency)
+
+
+class MoneyOut(BaseModel):
+    amount: int
+    currency: str
+
+    @classmethod
+    def of(cls, money: Money) -> MoneyOut:
+        return cls(amount=money.amount_minor, currency=money.currency)
