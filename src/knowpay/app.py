@@ -93,7 +93,10 @@ def _add_health_routes(app: FastAPI, database: Database) -> None:
         except Exception:
             logger.exception("readiness check failed")
             return problem_response(
-                request, status=503, code="database_unavailable", title="Not ready",
+                request,
+                status=503,
+                code="database_unavailable",
+                title="Not ready",
                 detail="The database does not answer.",
             )
         return {"status": "ready", "database": database.dialect}

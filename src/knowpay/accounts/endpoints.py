@@ -57,8 +57,15 @@ def create_user(
 ) -> UserOut:
     """Register a buyer (or a creator) for the calling app."""
     user = service.register_user(
-        session, hasher, email=body.email, password=body.password, role=Role(body.role),
-        now=clock.now(), app_id=caller.id, phone=body.phone, locale=body.locale,
+        session,
+        hasher,
+        email=body.email,
+        password=body.password,
+        role=Role(body.role),
+        now=clock.now(),
+        app_id=caller.id,
+        phone=body.phone,
+        locale=body.locale,
     )
     return UserOut.of(user)
 
@@ -84,7 +91,9 @@ def read_me(caller: PersonCaller, session: DbSession) -> UserOut:
 def read_user(user_id: str, caller: CurrentPrincipal, session: DbSession) -> UserOut:
     """A user the caller may see: an app its own, a person themself, staff anyone."""
     user = service.get_user(session, user_id)
-    ensure_visible(caller, owner_app_id=user.app_id, owner_user_id=user.id, what="user", object_id=user_id)
+    ensure_visible(
+        caller, owner_app_id=user.app_id, owner_user_id=user.id, what="user", object_id=user_id
+    )
     return UserOut.of(user)
 
 
@@ -161,13 +170,22 @@ def _raise_for_failed_check(check: service.PaymentPasswordCheck) -> None:
 
 @router.put("/users/me/payment-password", response_model=PaymentPasswordStatus)
 def set_payment_password(
-    body: PaymentPasswordSet, caller: PersonCaller, session: DbSession, clock: AppClock,
-    hasher: Hasher, policy: Policy,
+    body: PaymentPasswordSet,
+    caller: PersonCaller,
+    session: DbSession,
+    clock: AppClock,
+    hasher: Hasher,
+    policy: Policy,
 ) -> PaymentPasswordStatus:
     """Set the 6-digit payment password, or change it by giving the current one."""
     check = service.set_payment_password(
-        session, hasher, user_id=caller.id, new_password=body.new_password,
-        current_password=body.current_password, now=clock.now(), policy=policy,
+        session,
+        hasher,
+        user_id=caller.id,
+        new_password=body.new_password,
+        current_password=body.current_password,
+        now=clock.now(),
+        policy=policy,
     )
     if not check.verified:
         session.commit()  # a wrong try counts even though the answer is an error
@@ -177,8 +195,12 @@ def set_payment_password(
 
 @router.post("/users/me/payment-password/verify", response_model=PaymentPasswordStatus)
 def verify_payment_password(
-    body: PaymentPasswordVerify, caller: PersonCaller, session: DbSession, clock: AppClock,
-    hasher: Hasher, policy: Policy,
+    body: PaymentPasswordVerify,
+    caller: PersonCaller,
+    session: DbSession,
+    clock: AppClock,
+    hasher: Hasher,
+    policy: Policy,
 ) -> PaymentPasswordStatus:
     """Check the payment password (5 wrong tries lock it for 30 minutes)."""
     check = service.check_payment_password(
@@ -200,8 +222,12 @@ def list_apps(caller: AdminCaller, session: DbSession) -> Page[AppOut]:
     return Page[AppOut](data=[_app_out(a) for a in service.list_apps(session)], has_more=False)
 
 
-@router.post("/admin/apps", status_code=status.HTTP_201_CREATED, response_model=AppWithKeyOut, tags=["admin"])
-def create_app(body: AppCreate, caller: AdminCaller, session: DbSession, clock: AppClock) -> AppWithKeyOut:
+@router.post(
+    "/admin/apps", status_code=status.HTTP_201_CREATED, response_model=AppWithKeyOut, tags=["admin"]
+)
+def create_app(
+    body: AppCreate, caller: AdminCaller, session: DbSession, clock: AppClock
+) -> AppWithKeyOut:
     """Create an app and its first API key, shown only in this response (admin)."""
     created = service.create_app(session, name=body.name, now=clock.now())
     return AppWithKeyOut(

@@ -27,7 +27,9 @@ def get_user_by_email(session: Session, email: str) -> User | None:
     return session.scalars(select(User).where(User.email == email)).first()
 
 
-def list_users(session: Session, params: PageParams, *, app_id: str | None) -> tuple[list[User], bool]:
+def list_users(
+    session: Session, params: PageParams, *, app_id: str | None
+) -> tuple[list[User], bool]:
     statement = select(User)
     if app_id is not None:
         statement = statement.where(User.app_id == app_id)

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from knowpay.accounts.models import User
 
 _LOCALE_PATTERN = r"^[a-z]{2,3}([_-][A-Za-z]{2,4})?([_-][A-Za-z0-9]{2,8})?$"
-_PAYMENT_PASSWORD = r"^[0-9]{6}$"
+_PAYMENT_PASSWORD = r"^[0-9]{6}$"  # noqa: S105 - a pattern, not a password
 # Deliberately lenient: the platform owns its users' addresses; knowpay needs a unique login.
 EMAIL_PATTERN = r"^[^@\s]{1,64}@[^@\s]{1,189}$"
 
@@ -21,8 +21,14 @@ class UserCreate(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
-            "examples": [{"email": "li.lei@example.com", "password": "correct horse battery",
-                          "phone": "+8613800138000", "locale": "zh_CN"}]
+            "examples": [
+                {
+                    "email": "li.lei@example.com",
+                    "password": "correct horse battery",
+                    "phone": "+8613800138000",
+                    "locale": "zh_CN",
+                }
+            ]
         },
     )
 
@@ -48,8 +54,13 @@ class UserOut(BaseModel):
     @classmethod
     def of(cls, user: User) -> UserOut:
         return cls(
-            id=user.id, email=user.email, role=user.role, phone=user.phone, locale=user.locale,
-            level=user.level, app_id=user.app_id,
+            id=user.id,
+            email=user.email,
+            role=user.role,
+            phone=user.phone,
+            locale=user.locale,
+            level=user.level,
+            app_id=user.app_id,
             has_payment_password=user.payment_password_hash is not None,
             created_at=user.created_at,
         )
@@ -65,7 +76,7 @@ class TokenRequest(BaseModel):
 
 class TokenOut(BaseModel):
     access_token: str
-    token_type: Literal["bearer"] = "bearer"
+    token_type: Literal["bearer"] = "bearer"  # noqa: S105
     expires_in: int
 
 
@@ -74,8 +85,12 @@ class PaymentPasswordSet(BaseModel):
 
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra={"examples": [{"new_password": "482913"},
-                                        {"current_password": "482913", "new_password": "730215"}]},
+        json_schema_extra={
+            "examples": [
+                {"new_password": "482913"},
+                {"current_password": "482913", "new_password": "730215"},
+            ]
+        },
     )
 
     new_password: str = Field(pattern=_PAYMENT_PASSWORD)

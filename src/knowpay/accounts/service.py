@@ -59,8 +59,15 @@ def register_user(
     if repository.get_user_by_email(session, email) is not None:
         raise EmailTaken(f"{email} is already registered.")
     user = User(
-        id=new_id("usr"), email=email, password_hash=hasher.hash(password), role=role.value,
-        app_id=app_id, phone=phone, locale=locale, level="unverified", created_at=now,
+        id=new_id("usr"),
+        email=email,
+        password_hash=hasher.hash(password),
+        role=role.value,
+        app_id=app_id,
+        phone=phone,
+        locale=locale,
+        level="unverified",
+        created_at=now,
         payment_password_failures=0,
     )
     try:
@@ -96,7 +103,9 @@ def get_user(session: Session, user_id: str) -> User:
     return user
 
 
-def list_users(session: Session, params: PageParams, *, app_id: str | None) -> tuple[list[User], bool]:
+def list_users(
+    session: Session, params: PageParams, *, app_id: str | None
+) -> tuple[list[User], bool]:
     """Users newest first; only those registered by `app_id` when given."""
     return repository.list_users(session, params, app_id=app_id)
 
@@ -115,8 +124,11 @@ def issue_api_key(session: Session, *, app_id: str, now: datetime) -> tuple[str,
         raise AppNotFound(f"No such app: {app_id}")
     key = random_token(LIVE_KEY_PREFIX)
     row = ApiKey(
-        id=new_id("key"), app_id=app_id, key_hash=sha256_hex(key),
-        display_prefix=key[: len(LIVE_KEY_PREFIX) + 4], created_at=now,
+        id=new_id("key"),
+        app_id=app_id,
+        key_hash=sha256_hex(key),
+        display_prefix=key[: len(LIVE_KEY_PREFIX) + 4],
+        created_at=now,
     )
     repository.add(session, row)
     return row.id, key

@@ -16,6 +16,7 @@ from knowpay.kit.web import DbSession, get_clock
 
 API_KEY_PREFIX = "kp_"
 
+
 class InvalidApiKey(Unauthorized):
     code, title = "invalid_api_key", "The API key is not valid"
 

@@ -51,7 +51,10 @@ class TokenService:
         """The principal a token names; InvalidToken or ExpiredToken otherwise."""
         try:
             claims = jwt.decode(
-                token, self._key, algorithms=[_ALGORITHM], issuer=_ISSUER,
+                token,
+                self._key,
+                algorithms=[_ALGORITHM],
+                issuer=_ISSUER,
                 options={"verify_exp": False, "require": ["exp", "iat", "sub", "iss"]},
             )
         except jwt.PyJWTError as exc:
@@ -59,10 +62,12 @@ class TokenService:
         if not isinstance(claims.get("exp"), int) or claims["exp"] <= int(now.timestamp()):
             raise ExpiredToken("The access token has expired; log in again.")
         try:
-            role = Role(claims.get("role"))
+            role = Role(str(claims.get("role")))
         except ValueError as exc:
             raise InvalidToken("The access token names no known role.") from exc
         if role not in PERSON_ROLES:
             raise InvalidToken("The access token names no known role.")
         app_id = claims.get("app")
-        return Principal(id=str(claims["sub"]), role=role, app_id=app_id if isinstance(app_id, str) else None)
+        return Principal(
+            id=str(claims["sub"]), role=role, app_id=app_id if isinstance(app_id, str) else None
+        )

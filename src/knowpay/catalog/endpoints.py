@@ -20,7 +20,9 @@ CatalogEditor = Annotated[Principal, Depends(require_roles(Role.APP, Role.ADMIN)
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=ProductOut)
-def create_product(body: ProductCreate, caller: CatalogEditor, session: DbSession, clock: AppClock) -> ProductOut:
+def create_product(
+    body: ProductCreate, caller: CatalogEditor, session: DbSession, clock: AppClock
+) -> ProductOut:
     """Add a product (app or admin)."""
     return ProductOut.of(service.create_product(session, caller, body, clock.now()))
 
@@ -35,8 +37,11 @@ def list_products(
 ) -> Page[ProductOut]:
     """Products the caller may see, newest first."""
     products, has_more = service.list_products(
-        session, caller, params,
-        status=status_filter.value if status_filter else None, kind=kind.value if kind else None,
+        session,
+        caller,
+        params,
+        status=status_filter.value if status_filter else None,
+        kind=kind.value if kind else None,
     )
     return Page[ProductOut](data=[ProductOut.of(p) for p in products], has_more=has_more)
 
@@ -56,7 +61,9 @@ def update_product(
 
 
 @router.post("/{product_id}/publish", response_model=ProductOut)
-def publish_product(product_id: str, caller: CatalogEditor, session: DbSession, clock: AppClock) -> ProductOut:
+def publish_product(
+    product_id: str, caller: CatalogEditor, session: DbSession, clock: AppClock
+) -> ProductOut:
     """Put a product on sale (it needs a price; a membership its period)."""
     return ProductOut.of(
         service.change_status(session, caller, product_id, ProductStatus.PUBLISHED, clock.now())
@@ -64,7 +71,9 @@ def publish_product(product_id: str, caller: CatalogEditor, session: DbSession, 
 
 
 @router.post("/{product_id}/archive", response_model=ProductOut)
-def archive_product(product_id: str, caller: CatalogEditor, session: DbSession, clock: AppClock) -> ProductOut:
+def archive_product(
+    product_id: str, caller: CatalogEditor, session: DbSession, clock: AppClock
+) -> ProductOut:
     """Take a product off sale; what buyers own stays theirs."""
     return ProductOut.of(
         service.change_status(session, caller, product_id, ProductStatus.ARCHIVED, clock.now())

@@ -15,10 +15,14 @@ class Product(Base):
 
     __tablename__ = "products"
     __table_args__ = (
-        CheckConstraint("kind in ('course', 'column', 'membership', 'ebook', 'live')", name="kind_known"),
+        CheckConstraint(
+            "kind in ('course', 'column', 'membership', 'ebook', 'live')", name="kind_known"
+        ),
         CheckConstraint("status in ('draft', 'published', 'archived')", name="status_known"),
         CheckConstraint("period_days is null or period_days > 0", name="period_positive"),
-        CheckConstraint("kind <> 'membership' or period_days is not null", name="membership_has_period"),
+        CheckConstraint(
+            "kind <> 'membership' or period_days is not null", name="membership_has_period"
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
@@ -33,7 +37,9 @@ class Product(Base):
     updated_at: Mapped[datetime]
 
     prices: Mapped[list[ProductPrice]] = relationship(
-        back_populates="product", cascade="all, delete-orphan", order_by="ProductPrice.currency",
+        back_populates="product",
+        cascade="all, delete-orphan",
+        order_by="ProductPrice.currency",
         lazy="selectin",
     )
 

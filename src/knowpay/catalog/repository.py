@@ -35,7 +35,9 @@ def list_products(
     statement = select(Product)
     if statuses is not None:
         in_status = Product.status.in_(statuses)
-        statement = statement.where(or_(in_status, Product.app_id == also_app_id) if also_app_id else in_status)
+        statement = statement.where(
+            or_(in_status, Product.app_id == also_app_id) if also_app_id else in_status
+        )
     if only_app_id is not None:
         statement = statement.where(Product.app_id == only_app_id)
     if kind is not None:

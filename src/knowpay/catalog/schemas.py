@@ -28,13 +28,25 @@ class ProductCreate(BaseModel):
 
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra={"examples": [{
-            "title": "Python 数据分析 30 讲", "kind": "course",
-            "prices": [{"amount": 9900, "currency": "CNY"}, {"amount": 1499, "currency": "USD"}],
-        }, {
-            "title": "年度会员", "kind": "membership", "period_days": 365,
-            "prices": [{"amount": 19800, "currency": "CNY"}], "status": "draft",
-        }]},
+        json_schema_extra={
+            "examples": [
+                {
+                    "title": "Python 数据分析 30 讲",
+                    "kind": "course",
+                    "prices": [
+                        {"amount": 9900, "currency": "CNY"},
+                        {"amount": 1499, "currency": "USD"},
+                    ],
+                },
+                {
+                    "title": "年度会员",
+                    "kind": "membership",
+                    "period_days": 365,
+                    "prices": [{"amount": 19800, "currency": "CNY"}],
+                    "status": "draft",
+                },
+            ]
+        },
     )
 
     title: str = Field(min_length=1, max_length=200)
@@ -86,9 +98,15 @@ class ProductOut(BaseModel):
     @classmethod
     def of(cls, product: Product) -> ProductOut:
         return cls(
-            id=product.id, title=product.title, description=product.description,
-            kind=product.kind, status=product.status, period_days=product.period_days,
+            id=product.id,
+            title=product.title,
+            description=product.description,
+            kind=product.kind,
+            status=product.status,
+            period_days=product.period_days,
             prices=[MoneyOut(amount=p.amount_minor, currency=p.currency) for p in product.prices],
-            creator_id=product.creator_id, app_id=product.app_id,
-            created_at=product.created_at, updated_at=product.updated_at,
+            creator_id=product.creator_id,
+            app_id=product.app_id,
+            created_at=product.created_at,
+            updated_at=product.updated_at,
         )

@@ -31,7 +31,10 @@ class CreatorNotFound(Unprocessable):
 
 
 def _prices(product_id: str, prices: list[MoneyIn]) -> list[ProductPrice]:
-    return [ProductPrice(product_id=product_id, currency=p.currency, amount_minor=p.amount) for p in prices]
+    return [
+        ProductPrice(product_id=product_id, currency=p.currency, amount_minor=p.amount)
+        for p in prices
+    ]
 
 
 def _ensure_publishable(product: Product) -> None:
@@ -53,12 +56,21 @@ def _ensure_may_edit(product: Product, caller: Principal) -> None:
     raise Forbidden("Only the app that created a product, or an admin, may change it.")
 
 
-def create_product(session: Session, caller: Principal, body: ProductCreate, now: datetime) -> Product:
+def create_product(
+    session: Session, caller: Principal, body: ProductCreate, now: datetime
+) -> Product:
     """Add a product to the catalog (published unless `status` is draft)."""
     product = Product(
-        id=new_id("prod"), app_id=caller.id if caller.is_app else None, creator_id=body.creator_id,
-        title=body.title, description=body.description, kind=body.kind.value,
-        status=body.status, period_days=body.period_days, created_at=now, updated_at=now,
+        id=new_id("prod"),
+        app_id=caller.id if caller.is_app else None,
+        creator_id=body.creator_id,
+        title=body.title,
+        description=body.description,
+        kind=body.kind.value,
+        status=body.status,
+        period_days=body.period_days,
+        created_at=now,
+        updated_at=now,
     )
     product.prices = _prices(product.id, body.prices)
     if product.status == ProductStatus.PUBLISHED:
@@ -89,10 +101,16 @@ def list_products(
     if caller.is_staff:
         return repository.list_products(session, params, statuses=wanted, kind=kind)
     if caller.is_app and status not in (None, ProductStatus.PUBLISHED):
-        return repository.list_products(session, params, statuses=wanted, kind=kind, only_app_id=caller.id)
+        return repository.list_products(
+            session, params, statuses=wanted, kind=kind, only_app_id=caller.id
+        )
     if caller.is_app and status is None:
-        return repository.list_products(session, params, statuses=published, kind=kind, also_app_id=caller.id)
-    return repository.list_products(session, params, statuses=published & (wanted or published), kind=kind)
+        return repository.list_products(
+            session, params, statuses=published, kind=kind, also_app_id=caller.id
+        )
+    return repository.list_products(
+        session, params, statuses=published & (wanted or published), kind=kind
+    )
 
 
 def update_product(

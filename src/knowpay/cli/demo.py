@@ -30,10 +30,18 @@ DEMO_PEOPLE = {
     "support": ("support@demo.knowpay.local", "demo-support-2026", Role.SUPPORT),
 }
 DEMO_PRODUCTS: list[dict[str, Any]] = [
-    {"title": "Python 数据分析 30 讲", "kind": ProductKind.COURSE, "prices": [(9900, "CNY"), (1499, "USD")]},
+    {
+        "title": "Python 数据分析 30 讲",
+        "kind": ProductKind.COURSE,
+        "prices": [(9900, "CNY"), (1499, "USD")],
+    },
     {"title": "产品经理的第一课 (专栏)", "kind": ProductKind.COLUMN, "prices": [(4900, "CNY")]},
-    {"title": "年度会员", "kind": ProductKind.MEMBERSHIP, "period_days": 365,
-     "prices": [(19800, "CNY"), (2999, "USD"), (4500, "JPY")]},
+    {
+        "title": "年度会员",
+        "kind": ProductKind.MEMBERSHIP,
+        "period_days": 365,
+        "prices": [(19800, "CNY"), (2999, "USD"), (4500, "JPY")],
+    },
     {"title": "《深入理解支付系统》电子书", "kind": ProductKind.EBOOK, "prices": [(2990, "CNY")]},
 ]
 
@@ -64,7 +72,12 @@ def _ensure_people(session: Session, hasher: SecretHasher, state: dict[str, Any]
         user = accounts_repository.get_user_by_email(session, email)
         if user is None:
             user = accounts.register_user(
-                session, hasher, email=email, password=password, role=role, now=SystemClock().now(),
+                session,
+                hasher,
+                email=email,
+                password=password,
+                role=role,
+                now=SystemClock().now(),
                 app_id=state["app_id"] if role in (Role.BUYER, Role.CREATOR) else None,
             )
         ids[name] = user.id
@@ -78,9 +91,13 @@ def _ensure_products(session: Session, state: dict[str, Any], creator_id: str) -
     product_ids = []
     for spec in DEMO_PRODUCTS:
         body = ProductCreate(
-            title=spec["title"], kind=spec["kind"], period_days=spec.get("period_days"),
+            title=spec["title"],
+            kind=spec["kind"],
+            period_days=spec.get("period_days"),
             creator_id=creator_id,
-            prices=[MoneyIn(amount=amount, currency=currency) for amount, currency in spec["prices"]],
+            prices=[
+                MoneyIn(amount=amount, currency=currency) for amount, currency in spec["prices"]
+            ],
         )
         product_ids.append(catalog.create_product(session, caller, body, SystemClock().now()).id)
     state["product_ids"] = product_ids
@@ -101,6 +118,9 @@ def seed_demo(database: Database, settings: Settings) -> dict[str, Any]:
         "app_id": state["app_id"],
         "api_key": state["api_key"],
         "products": ", ".join(state["product_ids"]),
-        **{f"{name}_login": f"{email} / {password}" for name, (email, password, _r) in DEMO_PEOPLE.items()},
+        **{
+            f"{name}_login": f"{email} / {password}"
+            for name, (email, password, _r) in DEMO_PEOPLE.items()
+        },
         "credentials_file": str(DEMO_FILE),
     }

@@ -19,7 +19,9 @@ from knowpay.kit.db import Database
 from knowpay.kit.errors import KnowpayError
 from knowpay.kit.migrations import upgrade
 
-app = typer.Typer(help="knowpay: the payment center of a paid-knowledge platform.", no_args_is_help=True)
+app = typer.Typer(
+    help="knowpay: the payment center of a paid-knowledge platform.", no_args_is_help=True
+)
 apps_app = typer.Typer(help="Platform apps and their API keys.", no_args_is_help=True)
 users_app = typer.Typer(help="Staff and users.", no_args_is_help=True)
 app.add_typer(apps_app, name="apps")
@@ -60,8 +62,13 @@ def serve(
         upgrade(database.engine)
     database.dispose()
     uvicorn.run(
-        "knowpay.app:create_app", factory=True, host=host, port=port, workers=workers,
-        proxy_headers=True, log_level="info",
+        "knowpay.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        proxy_headers=True,
+        log_level="info",
     )
 
 
@@ -69,7 +76,9 @@ def serve(
 def demo(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
-    serve_after: Annotated[bool, typer.Option("--serve/--no-serve", help="Start serving after seeding.")] = True,
+    serve_after: Annotated[
+        bool, typer.Option("--serve/--no-serve", help="Start serving after seeding.")
+    ] = True,
     as_json: JsonFlag = False,
 ) -> None:
     """Seed a demo catalog, app, buyer and staff, print where to click, then serve."""
@@ -91,8 +100,12 @@ def apps_create(
     database = _database()
     with database.session_scope() as session:
         created = accounts.create_app(session, name=name, now=SystemClock().now())
-        result = {"id": created.app.id, "name": created.app.name, "api_key": created.api_key,
-                  "api_key_id": created.api_key_id}
+        result = {
+            "id": created.app.id,
+            "name": created.app.name,
+            "api_key": created.api_key,
+            "api_key_id": created.api_key_id,
+        }
     emit(result, as_json=as_json, title="app created (the key is shown only now)")
 
 
@@ -100,8 +113,10 @@ def apps_create(
 def apps_list(as_json: JsonFlag = False) -> None:
     """List apps."""
     with _database().session_scope(read_only=True) as session:
-        rows = [{"id": a.id, "name": a.name, "created_at": a.created_at, "disabled_at": a.disabled_at}
-                for a in accounts.list_apps(session)]
+        rows = [
+            {"id": a.id, "name": a.name, "created_at": a.created_at, "disabled_at": a.disabled_at}
+            for a in accounts.list_apps(session)
+        ]
     emit(rows, as_json=as_json, title="apps")
 
 
@@ -131,7 +146,9 @@ def apps_revoke_keys(app_id: str, as_json: JsonFlag = False) -> None:
 def users_create_staff(
     email: Annotated[str, typer.Option(help="Login email.")],
     role: Annotated[str, typer.Option(help="admin, finance or support.")],
-    password: Annotated[str | None, typer.Option(help="Password; generated and printed once if omitted.")] = None,
+    password: Annotated[
+        str | None, typer.Option(help="Password; generated and printed once if omitted.")
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Create a staff member."""
@@ -142,8 +159,12 @@ def users_create_staff(
     try:
         with _database().session_scope() as session:
             user = accounts.create_staff(
-                session, SecretHasher(settings.password_hash), email=email, password=chosen,
-                role=Role(role), now=SystemClock().now(),
+                session,
+                SecretHasher(settings.password_hash),
+                email=email,
+                password=chosen,
+                role=Role(role),
+                now=SystemClock().now(),
             )
             result = {"id": user.id, "email": user.email, "role": user.role}
     except KnowpayError as error:

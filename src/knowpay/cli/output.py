@@ -19,7 +19,9 @@ def _default(value: Any) -> str:
     return str(value)
 
 
-def emit(data: Mapping[str, Any] | Sequence[Mapping[str, Any]], *, as_json: bool, title: str = "") -> None:
+def emit(
+    data: Mapping[str, Any] | Sequence[Mapping[str, Any]], *, as_json: bool, title: str = ""
+) -> None:
     """Print `data` as JSON on stdout, or as a table for a person."""
     if as_json:
         print(json.dumps(data, default=_default, ensure_ascii=False))

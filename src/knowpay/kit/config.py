@@ -20,7 +20,7 @@ from pydantic_settings import (
 )
 
 DEFAULT_DATABASE_URL = "sqlite:///./var/knowpay.db"
-_INSECURE_DEV_SECRET = "knowpay-dev-secret-change-me-in-production-0123456789"
+_INSECURE_DEV_SECRET = "knowpay-dev-secret-change-me-in-production-0123456789"  # noqa: S105 - refused in production
 
 
 def _load_pem(value: str | None) -> str | None:

@@ -30,7 +30,9 @@ class SecretHasher:
     def verify(self, stored_hash: str | None, secret: str) -> bool:
         """True when `secret` matches; a missing hash still costs one verification."""
         try:
-            return self._hasher.verify(stored_hash or self._decoy, secret) and stored_hash is not None
+            return (
+                self._hasher.verify(stored_hash or self._decoy, secret) and stored_hash is not None
+            )
         except (VerifyMismatchError, VerificationError, InvalidHashError):
             return False
 

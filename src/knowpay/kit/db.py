@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import BigInteger, DateTime, Engine, MetaData, create_engine, event
 from sqlalchemy.engine import Connection, make_url
@@ -53,15 +53,15 @@ class Base(DeclarativeBase):
     """Every table's base: constraint names follow one convention."""
 
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
-    type_annotation_map = {datetime: UTCDateTime(), int: BigInteger()}
+    type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UTCDateTime(), int: BigInteger()}
 
 
 def sqlalchemy_url(url: str) -> str:
     """Map the documented URL forms to SQLAlchemy's driver URLs."""
     if url.startswith("postgres://"):
-        url = "postgresql://" + url[len("postgres://"):]
+        url = "postgresql://" + url[len("postgres://") :]
     if url.startswith("postgresql://"):
-        return "postgresql+psycopg://" + url[len("postgresql://"):]
+        return "postgresql+psycopg://" + url[len("postgresql://") :]
     return url
 
 
@@ -93,7 +93,10 @@ def make_engine(settings: Settings) -> Engine:
             Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(
             url,
-            connect_args={"check_same_thread": False, "timeout": settings.sqlite_busy_timeout_ms / 1000},
+            connect_args={
+                "check_same_thread": False,
+                "timeout": settings.sqlite_busy_timeout_ms / 1000,
+            },
             pool_size=settings.db_pool_size,
             max_overflow=settings.db_max_overflow,
             pool_timeout=settings.db_pool_timeout_s,
@@ -145,5 +148,6 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
 
 __all__ = ["Base", "BigInteger", "Database", "UTCDateTime", "sqlalchemy_url"]

@@ -90,7 +90,9 @@ def problem_response(
     all_headers = dict(headers or {})
     if request_id:
         all_headers["X-Request-Id"] = request_id
-    return JSONResponse(body, status_code=status, headers=all_headers, media_type=PROBLEM_CONTENT_TYPE)
+    return JSONResponse(
+        body, status_code=status, headers=all_headers, media_type=PROBLEM_CONTENT_TYPE
+    )
 
 
 def _field_path(location: tuple[Any, ...] | list[Any]) -> str:
@@ -116,8 +118,13 @@ async def _on_knowpay_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, KnowpayError)
     headers = exc.extra.pop("headers", None) if "headers" in exc.extra else None
     return problem_response(
-        request, status=exc.status, code=exc.code, title=exc.title, detail=exc.detail,
-        headers=headers, **exc.extra,
+        request,
+        status=exc.status,
+        code=exc.code,
+        title=exc.title,
+        detail=exc.detail,
+        headers=headers,
+        **exc.extra,
     )
 
 
@@ -126,13 +133,20 @@ async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse
     errors = _validation_errors(exc)
     if any(error["type"] == "json_invalid" for error in errors):
         return problem_response(
-            request, status=400, code="malformed_json", title="The body is not valid JSON",
+            request,
+            status=400,
+            code="malformed_json",
+            title="The body is not valid JSON",
             detail="The request body could not be parsed as JSON.",
         )
     fields = ", ".join(sorted({e["field"] for e in errors})) or "request"
     return problem_response(
-        request, status=422, code="validation_error", title="The request has invalid fields",
-        detail=f"Invalid fields: {fields}", errors=errors,
+        request,
+        status=422,
+        code="validation_error",
+        title="The request has invalid fields",
+        detail=f"Invalid fields: {fields}",
+        errors=errors,
     )
 
 
@@ -157,7 +171,11 @@ async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
     if exc.status_code == 405:
         detail = f"{request.method} is not allowed on {request.url.path}"
     return problem_response(
-        request, status=exc.status_code, code=code, title=title, detail=detail,
+        request,
+        status=exc.status_code,
+        code=code,
+        title=title,
+        detail=detail,
         headers=dict(exc.headers or {}),
     )
 
@@ -165,7 +183,10 @@ async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
 async def _on_unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     logger.exception("unhandled error", extra={"request_id": request_id_of(request)})
     return problem_response(
-        request, status=500, code="internal_error", title="Internal error",
+        request,
+        status=500,
+        code="internal_error",
+        title="Internal error",
         detail="Something went wrong on our side; nothing was changed. Quote the request id.",
     )
 

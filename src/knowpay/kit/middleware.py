@@ -91,14 +91,16 @@ class BodySizeLimitMiddleware:
 
     async def _refuse(self, scope: Scope, send: Send) -> None:
         request_id = scope.get("state", {}).get("request_id")
-        payload = json.dumps({
-            "type": "https://knowpay.dev/problems/payload_too_large",
-            "title": "The request body is too large",
-            "status": 413,
-            "detail": f"The body may be at most {self.max_bytes} bytes.",
-            "code": "payload_too_large",
-            "request_id": request_id,
-        }).encode()
+        payload = json.dumps(
+            {
+                "type": "https://knowpay.dev/problems/payload_too_large",
+                "title": "The request body is too large",
+                "status": 413,
+                "detail": f"The body may be at most {self.max_bytes} bytes.",
+                "code": "payload_too_large",
+                "request_id": request_id,
+            }
+        ).encode()
         headers = [
             (b"content-type", b"application/problem+json"),
             (b"content-length", str(len(payload)).encode()),

@@ -18,8 +18,9 @@ _DECIMAL_PATTERN = re.compile(r"^-?\d+(\.\d+)?$")
 
 # CLDR data lists historic and fund codes too; these are still accepted by gateways
 # and by nobody else, so knowpay keeps to the ones in current use.
-_NOT_TENDER = frozenset({"XAU", "XAG", "XPT", "XPD", "XDR", "XTS", "XXX", "XBA", "XBB", "XBC",
-                         "XBD", "XSU", "XUA"})
+_NOT_TENDER = frozenset(
+    {"XAU", "XAG", "XPT", "XPD", "XDR", "XTS", "XXX", "XBA", "XBB", "XBC", "XBD", "XSU", "XUA"}
+)
 
 
 class MoneyError(ValueError):

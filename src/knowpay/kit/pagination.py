@@ -36,7 +36,9 @@ def page_params(
     return PageParams(limit=limit, starting_after=starting_after)
 
 
-def paginate_query(statement: Select[Any], id_column: InstrumentedAttribute[str], params: PageParams) -> Select[Any]:
+def paginate_query(
+    statement: Select[Any], id_column: InstrumentedAttribute[str], params: PageParams
+) -> Select[Any]:
     """Newest first, after the cursor, one more row than asked to learn `has_more`."""
     if params.starting_after:
         statement = statement.where(id_column < params.starting_after)

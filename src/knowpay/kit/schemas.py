@@ -26,8 +26,12 @@ CurrencyCode = Annotated[
 ]
 AmountMinor = Annotated[
     StrictInt,
-    Field(gt=0, le=MAX_AMOUNT_MINOR, examples=[9900],
-          description="Integer count of the currency's minor unit (fen, cent; JPY has none)"),
+    Field(
+        gt=0,
+        le=MAX_AMOUNT_MINOR,
+        examples=[9900],
+        description="Integer count of the currency's minor unit (fen, cent; JPY has none)",
+    ),
 ]
 
 

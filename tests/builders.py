@@ -1,0 +1,83 @@
+"""Builders for test data, going through the same services and HTTP API as real callers."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+from knowpay.accounts import service as accounts
+from knowpay.auth.principals import Role
+from knowpay.kit.clock import FrozenClock
+from knowpay.kit.config import PasswordHashSettings
+from knowpay.kit.crypto import SecretHasher
+from knowpay.kit.db import Database
+
+_counter = itertools.count(1)
+_FAST = PasswordHashSettings(time_cost=1, memory_cost_kib=64, parallelism=1)
+
+
+@dataclass
+class Caller:
+    """Someone calling the API: an app with its key, or a person with a token."""
+
+    id: str
+    headers: dict[str, str]
+    email: str = ""
+    password: str = ""
+
+
+class Builders:
+    def __init__(self, client: TestClient, database: Database, clock: FrozenClock) -> None:
+        self.client = client
+        self.database = database
+        self.clock = clock
+
+    def app(self, name: str = "web") -> Caller:
+        with self.database.session_scope() as session:
+            created = accounts.create_app(session, name=name, now=self.clock.now())
+        return Caller(created.app.id, {"Authorization": f"Bearer {created.api_key}"})
+
+    def login(self, email: str, password: str) -> dict[str, str]:
+        response = self.client.post(
+            "/v1/auth/token", json={"username": email, "password": password}
+        )
+        assert response.status_code == 200, response.text
+        return {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+    def buyer(self, app: Caller, **fields: Any) -> Caller:
+        email = fields.pop("email", f"buyer{next(_counter)}@example.com")
+        password = fields.pop("password", "buyer-password-1")
+        response = self.client.post(
+            "/v1/users", json={"email": email, "password": password, **fields}, headers=app.headers
+        )
+        assert response.status_code == 201, response.text
+        return Caller(response.json()["id"], self.login(email, password), email, password)
+
+    def staff(self, role: Role) -> Caller:
+        email = f"{role.value}{next(_counter)}@staff.example.com"
+        password = "staff-password-1"
+        with self.database.session_scope() as session:
+            user = accounts.create_staff(
+                session,
+                SecretHasher(_FAST),
+                email=email,
+                password=password,
+                role=role,
+                now=self.clock.now(),
+            )
+        return Caller(user.id, self.login(email, password), email, password)
+
+    def product(self, app: Caller, **fields: Any) -> dict[str, Any]:
+        body = {
+            "title": "Course",
+            "kind": "course",
+            "prices": [{"amount": 9900, "currency": "CNY"}],
+        }
+        body.update(fields)
+        response = self.client.post("/v1/products", json=body, headers=app.headers)
+        assert response.status_code == 201, response.text
+        result: dict[str, Any] = response.json()
+        return result

@@ -1,0 +1,156 @@
+"""Every error is problem+json with a stable code and the request id; bad input writes nothing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+
+from knowpay.accounts.models import User
+from knowpay.catalog.models import Product
+from knowpay.kit.db import Database
+from tests.builders import Builders, Caller
+
+
+def _assert_problem(response: Any, status: int, code: str) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    body: dict[str, Any] = response.json()
+    assert body["status"] == status
+    assert body["code"] == code
+    assert body["title"]
+    assert body["detail"]
+    assert body["type"].endswith(code)
+    assert body["request_id"] == response.headers["x-request-id"]
+    return body
+
+
+def _count(database: Database, model: type[Any]) -> int:
+    with database.session_scope(read_only=True) as session:
+        return int(session.scalar(select(func.count()).select_from(model)) or 0)
+
+
+@pytest.fixture
+def app_caller(build: Builders) -> Caller:
+    return build.app()
+
+
+def test_every_response_carries_a_request_id(client: TestClient) -> None:
+    assert client.get("/healthz").headers["x-request-id"].startswith("req_")
+
+
+def test_a_sane_incoming_request_id_is_kept(client: TestClient) -> None:
+    response = client.get("/no/such/route", headers={"X-Request-Id": "trace-1234567890"})
+    assert _assert_problem(response, 404, "not_found")["request_id"] == "trace-1234567890"
+
+
+def test_an_unsafe_incoming_request_id_is_replaced(client: TestClient) -> None:
+    response = client.get("/healthz", headers={"X-Request-Id": "<script>"})
+    assert response.headers["x-request-id"].startswith("req_")
+
+
+def test_unknown_routes_and_methods_are_problem_json(client: TestClient) -> None:
+    _assert_problem(client.get("/v1/nothing-here"), 404, "not_found")
+    _assert_problem(client.delete("/healthz"), 405, "method_not_allowed")
+
+
+def test_malformed_json_is_400_and_writes_nothing(
+    client: TestClient, app_caller: Caller, database: Database
+) -> None:
+    response = client.post(
+        "/v1/users",
+        content=b'{"email": "a@b.c", "password":',
+        headers={**app_caller.headers, "Content-Type": "application/json"},
+    )
+    _assert_problem(response, 400, "malformed_json")
+    assert _count(database, User) == 0
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"email": "a@example.com", "password": 12345678}, "password"),
+        ({"email": "a@example.com", "password": "long-enough", "admin": True}, "admin"),
+        ({"email": "not-an-email", "password": "long-enough"}, "email"),
+        ({"email": "a@example.com", "password": "short"}, "password"),
+        ({"email": "a@example.com"}, "password"),
+        ([1, 2, 3], ""),
+        ("just a string", ""),
+    ],
+)
+def test_wrong_types_and_unknown_fields_list_the_fields_and_write_nothing(
+    client: TestClient, app_caller: Caller, database: Database, body: Any, field: str
+) -> None:
+    response = client.post("/v1/users", json=body, headers=app_caller.headers)
+    problem = _assert_problem(response, 422, "validation_error")
+    assert problem["errors"]
+    if field:
+        assert field in {error["field"] for error in problem["errors"]}
+    assert _count(database, User) == 0
+
+
+def test_a_float_or_string_amount_is_refused(
+    client: TestClient, app_caller: Caller, database: Database
+) -> None:
+    for amount in (99.5, "9900", True, 0, -1, 10**16):
+        response = client.post(
+            "/v1/products",
+            json={
+                "title": "x",
+                "kind": "course",
+                "prices": [{"amount": amount, "currency": "CNY"}],
+            },
+            headers=app_caller.headers,
+        )
+        problem = _assert_problem(response, 422, "validation_error")
+        assert any(e["field"].startswith("prices.0.amount") for e in problem["errors"])
+    assert _count(database, Product) == 0
+
+
+def test_an_oversized_body_is_413_and_writes_nothing(
+    client: TestClient, app_caller: Caller, database: Database
+) -> None:
+    huge = {"email": "a@example.com", "password": "x" * (2 * 1024 * 1024)}
+    _assert_problem(
+        client.post("/v1/users", json=huge, headers=app_caller.headers), 413, "payload_too_large"
+    )
+    assert _count(database, User) == 0
+
+
+def test_an_oversized_chunked_body_is_413(
+    client: TestClient, app_caller: Caller, database: Database
+) -> None:
+    def chunks() -> Any:
+        for _ in range(40):
+            yield b"x" * 65536
+
+    response = client.post(
+        "/v1/users",
+        content=chunks(),
+        headers={**app_caller.headers, "Content-Type": "application/json"},
+    )
+    _assert_problem(response, 413, "payload_too_large")
+    assert _count(database, User) == 0
+
+
+def test_bad_query_parameters_are_422(client: TestClient, app_caller: Caller) -> None:
+    problem = _assert_problem(
+        client.get("/v1/products?limit=1000", headers=app_caller.headers), 422, "validation_error"
+    )
+    assert problem["errors"][0]["field"] == "limit"
+    assert problem["errors"][0]["in"] == "query"
+
+
+def test_an_unexpected_error_is_a_500_problem_without_internals(
+    client: TestClient, app: Any
+) -> None:
+    @app.get("/boom")
+    def boom() -> None:
+        raise RuntimeError("secret internals")
+
+    response = client.get("/boom")
+    body = _assert_problem(response, 500, "internal_error")
+    assert "secret" not in response.text
+    assert body["request_id"]

@@ -1,0 +1,80 @@
+"""The `knowpay` command: migrate, apps, users, demo — with `--json` for programs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+from typer.testing import CliRunner
+
+from knowpay.accounts.models import ApiKey, User
+from knowpay.cli.main import app as cli
+from knowpay.kit.config import get_settings
+from knowpay.kit.crypto import sha256_hex
+from knowpay.kit.db import Database
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def cli_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Database:
+    """The CLI on its own SQLite file, as an operator would run it."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("KNOWPAY_DATABASE_URL", f"sqlite:///{tmp_path}/cli.db")
+    monkeypatch.setenv("KNOWPAY_PASSWORD_HASH__MEMORY_COST_KIB", "64")
+    monkeypatch.setenv("KNOWPAY_PASSWORD_HASH__TIME_COST", "1")
+    monkeypatch.setenv("KNOWPAY_PASSWORD_HASH__PARALLELISM", "1")
+    get_settings.cache_clear()
+    result = runner.invoke(cli, ["migrate", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output) == {"migrated": True, "database": "sqlite"}
+    yield Database(get_settings())
+    get_settings.cache_clear()
+
+
+def test_apps_create_prints_the_key_once_and_stores_its_hash(cli_env: Database) -> None:
+    result = runner.invoke(cli, ["apps", "create", "--name", "web", "--json"])
+    assert result.exit_code == 0, result.output
+    created = json.loads(result.output)
+    assert created["id"].startswith("app_")
+    assert created["api_key"].startswith("kp_live_")
+    with cli_env.session_scope(read_only=True) as session:
+        key = session.scalars(select(ApiKey)).one()
+        assert key.key_hash == sha256_hex(created["api_key"])
+    listed = runner.invoke(cli, ["apps", "list", "--json"])
+    assert created["api_key"] not in listed.output
+    assert json.loads(listed.output)[0]["id"] == created["id"]
+    revoked = runner.invoke(cli, ["apps", "revoke-keys", created["id"], "--json"])
+    assert json.loads(revoked.output) == {"app_id": created["id"], "revoked": 1}
+
+
+def test_users_create_staff(cli_env: Database) -> None:
+    result = runner.invoke(
+        cli, ["users", "create-staff", "--email", "Fin@Example.com", "--role", "finance", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    created = json.loads(result.output)
+    assert created["role"] == "finance"
+    assert len(created["password"]) >= 12
+    with cli_env.session_scope(read_only=True) as session:
+        assert session.scalars(select(User.email)).one() == "fin@example.com"
+    again = runner.invoke(
+        cli, ["users", "create-staff", "--email", "fin@example.com", "--role", "admin", "--json"]
+    )
+    assert again.exit_code == 1
+    assert json.loads(again.output)["error"]["code"] == "email_taken"
+    bad = runner.invoke(
+        cli, ["users", "create-staff", "--email", "x@example.com", "--role", "buyer"]
+    )
+    assert bad.exit_code == 2
+
+
+def test_demo_seeds_once_and_can_be_run_again(cli_env: Database) -> None:
+    first = runner.invoke(cli, ["demo", "--no-serve", "--json"])
+    assert first.exit_code == 0, first.output
+    second = runner.invoke(cli, ["demo", "--no-serve", "--json"])
+    assert json.loads(first.output) == json.loads(second.output)
+    with cli_env.session_scope(read_only=True) as session:
+        assert len(session.scalars(select(User)).all()) == 5
