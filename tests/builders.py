@@ -81,3 +81,45 @@ class Builders:
         assert response.status_code == 201, response.text
         result: dict[str, Any] = response.json()
         return result
+
+
+class Shop:
+    """An app with a buyer and products, ready to sell: the usual start of a payment test."""
+
+    def __init__(self, build: Builders) -> None:
+        self.build = build
+        self.client = build.client
+        self.app = build.app()
+        self.buyer = build.buyer(self.app)
+        self.course = build.product(
+            self.app, title="Course", prices=[{"amount": 9900, "currency": "CNY"}]
+        )
+
+    def order(self, *products: dict[str, Any], **fields: Any) -> dict[str, Any]:
+        items = [{"product_id": p["id"]} for p in (products or (self.course,))]
+        body = {"user_id": self.buyer.id, "items": items, "currency": "CNY", **fields}
+        response = self.client.post("/v1/orders", json=body, headers=self.app.headers)
+        assert response.status_code == 201, response.text
+        result: dict[str, Any] = response.json()
+        return result
+
+    def pay(self, order: dict[str, Any], **fields: Any) -> dict[str, Any]:
+        body = {"channel": "test", **fields}
+        response = self.client.post(
+            f"/v1/orders/{order['id']}/payments", json=body, headers=self.app.headers
+        )
+        assert response.status_code == 201, response.text
+        result: dict[str, Any] = response.json()
+        return result
+
+    def confirm(self, payment: dict[str, Any], **fields: Any) -> dict[str, Any]:
+        response = self.client.post(f"/sandbox/test/payments/{payment['id']}/confirm", json=fields)
+        assert response.status_code == 200, response.text
+        result: dict[str, Any] = response.json()
+        return result
+
+    def get(self, path: str) -> dict[str, Any]:
+        response = self.client.get(path, headers=self.app.headers)
+        assert response.status_code == 200, response.text
+        result: dict[str, Any] = response.json()
+        return result

@@ -8,19 +8,29 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from fastapi.security.utils import get_authorization_scheme_param
 from sqlalchemy import text
 
 from knowpay import __version__
 from knowpay.accounts import service as accounts_service
 from knowpay.accounts.endpoints import router as accounts_router
+from knowpay.auth.dependencies import API_KEY_PREFIX, ApiKeyResolver
+from knowpay.auth.principals import Principal
 from knowpay.auth.tokens import TokenService
 from knowpay.catalog.endpoints import router as catalog_router
+from knowpay.channels.registry import ChannelRegistry
+from knowpay.entitlements.endpoints import router as entitlements_router
+from knowpay.gateway_notifications.endpoints import router as notifications_router
 from knowpay.kit.clock import Clock, SystemClock
 from knowpay.kit.config import Settings, get_settings
 from knowpay.kit.crypto import SecretHasher
 from knowpay.kit.db import Database
-from knowpay.kit.errors import install_error_handlers, problem_response
+from knowpay.kit.errors import Unauthorized, install_error_handlers, problem_response
+from knowpay.kit.idempotency import IdempotencyMiddleware
 from knowpay.kit.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
+from knowpay.orders.endpoints import router as orders_router
+from knowpay.payments.endpoints import router as payments_router
+from knowpay.payments.service import PaymentsContext
 
 logger = logging.getLogger("knowpay")
 
@@ -60,22 +70,52 @@ def create_app(
         redoc_url=None,
     )
     app.state.settings = settings
-    app.state.clock = clock or SystemClock()
+    app.state.clock = clock = clock or SystemClock()
     app.state.database = database
     app.state.secret_hasher = SecretHasher(settings.password_hash)
     app.state.token_service = TokenService(
         settings.secret_key.get_secret_value(), settings.access_token_ttl_s
     )
     app.state.api_key_resolver = accounts_service.resolve_api_key
+    app.state.channel_registry = registry = ChannelRegistry.from_settings(settings, clock)
+    app.state.payments_context = PaymentsContext(registry=registry, public_url=settings.public_url)
 
     install_error_handlers(app)
+    app.add_middleware(IdempotencyMiddleware, resolve_scope=_idempotency_scope)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)
 
     app.include_router(accounts_router)
     app.include_router(catalog_router)
+    app.include_router(orders_router)
+    app.include_router(payments_router)
+    app.include_router(entitlements_router)
+    app.include_router(notifications_router)
     _add_health_routes(app, database)
     return app
+
+
+def _idempotency_scope(request: Request) -> str | None:
+    """Whose Idempotency-Key this is: the caller found as `current_principal` finds it, or
+    None when they cannot be authenticated (the endpoint then answers 401 itself)."""
+    scheme, secret = get_authorization_scheme_param(request.headers.get("Authorization"))
+    if scheme.lower() != "bearer" or not secret:
+        return None
+    state = request.app.state
+    principal: Principal | None
+    try:
+        if secret.startswith(API_KEY_PREFIX):
+            resolver: ApiKeyResolver = state.api_key_resolver
+            database: Database = state.database
+            with database.session_scope(read_only=True) as session:
+                principal = resolver(session, secret)
+        else:
+            token_service: TokenService = state.token_service
+            clock: Clock = state.clock
+            principal = token_service.verify(secret, clock.now())
+    except Unauthorized:
+        return None
+    return principal.scope_key if principal is not None else None
 
 
 def _add_health_routes(app: FastAPI, database: Database) -> None:

@@ -4,8 +4,25 @@ from __future__ import annotations
 
 from knowpay.accounts import models as accounts_models
 from knowpay.catalog import models as catalog_models
+from knowpay.entitlements import models as entitlements_models
+from knowpay.gateway_notifications import models as notifications_models
+from knowpay.kit import idempotency_models, outbox_models
 from knowpay.kit.db import Base
+from knowpay.ledger import models as ledger_models
+from knowpay.orders import models as orders_models
+from knowpay.payments import models as payments_models
 
 metadata = Base.metadata
 
-__all__ = ["accounts_models", "catalog_models", "metadata"]
+__all__ = [
+    "accounts_models",
+    "catalog_models",
+    "entitlements_models",
+    "idempotency_models",
+    "ledger_models",
+    "metadata",
+    "notifications_models",
+    "orders_models",
+    "outbox_models",
+    "payments_models",
+]

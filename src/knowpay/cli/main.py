@@ -18,14 +18,17 @@ from knowpay.kit.crypto import SecretHasher
 from knowpay.kit.db import Database
 from knowpay.kit.errors import KnowpayError
 from knowpay.kit.migrations import upgrade
+from knowpay.payments import integrity
 
 app = typer.Typer(
     help="knowpay: the payment center of a paid-knowledge platform.", no_args_is_help=True
 )
 apps_app = typer.Typer(help="Platform apps and their API keys.", no_args_is_help=True)
 users_app = typer.Typer(help="Staff and users.", no_args_is_help=True)
+ledger_app = typer.Typer(help="The double-entry ledger.", no_args_is_help=True)
 app.add_typer(apps_app, name="apps")
 app.add_typer(users_app, name="users")
+app.add_typer(ledger_app, name="ledger")
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for programs.")]
 
@@ -172,6 +175,24 @@ def users_create_staff(
     if password is None:
         result["password"] = chosen
     emit(result, as_json=as_json, title="staff created")
+
+
+@ledger_app.command("check")
+def ledger_check(as_json: JsonFlag = False) -> None:
+    """Verify every ledger invariant; exit 1 naming each violation."""
+    with _database().session_scope(read_only=True) as session:
+        violations = integrity.check(session)
+    found = [{"rule": v.rule, "object_id": v.object_id, "detail": v.detail} for v in violations]
+    if as_json:
+        emit({"ok": not found, "violations": found}, as_json=True)
+    elif found:
+        emit(found, as_json=False, title="ledger violations")
+    else:
+        console.print(
+            "[green]ledger ok[/green]: every entry balances and every order matches its postings"
+        )
+    if found:
+        raise typer.Exit(1)
 
 
 if __name__ == "__main__":  # pragma: no cover

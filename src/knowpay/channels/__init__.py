@@ -1,0 +1,1 @@
+"""Gateway adapters: pure protocol code behind one Channel interface."""

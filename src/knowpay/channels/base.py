@@ -1,0 +1,63 @@
+"""The one interface every gateway adapter implements."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import date
+from typing import Protocol
+
+from knowpay.channels.types import (
+    Bill,
+    CreatePaymentRequest,
+    CreatePaymentResult,
+    Notification,
+    NotificationAck,
+    PaymentQueryResult,
+    RefundRequest,
+    RefundResult,
+)
+
+
+class Channel(Protocol):
+    """A payment gateway spoken in its own protocol. Adapters hold no database state."""
+
+    name: str
+    """The channel name callers use (`alipay_qr`, `wechat_native`, `test`)."""
+    gateway: str
+    """The notification route this channel's gateway calls: /notify/{gateway}."""
+    currencies: frozenset[str]
+    """Currencies this channel can charge."""
+
+    def create_payment(self, request: CreatePaymentRequest) -> CreatePaymentResult:
+        """Open a trade at the gateway and say what the payer must do."""
+        ...
+
+    def query_payment(self, out_trade_no: str) -> PaymentQueryResult:
+        """Ask the gateway about a trade (active query)."""
+        ...
+
+    def close_payment(self, out_trade_no: str) -> PaymentQueryResult:
+        """Close an unpaid trade; returns the trade's status afterwards (it may have been paid)."""
+        ...
+
+    def refund(self, request: RefundRequest) -> RefundResult:
+        """Ask for money back, idempotent by `out_refund_no`."""
+        ...
+
+    def query_refund(self, out_trade_no: str, out_refund_no: str) -> RefundResult:
+        """Ask the gateway about a refund."""
+        ...
+
+    def verify_and_parse_notification(
+        self, headers: Mapping[str, str], body: bytes
+    ) -> Notification:
+        """Verify a notification over its raw bytes, then parse it (SignatureInvalid if forged)."""
+        ...
+
+    def notification_ack(self, accepted: bool) -> NotificationAck:
+        """The answer the gateway expects for a notification we accepted (or did not)."""
+        ...
+
+    def fetch_bill(self, bill_date: date) -> Bill:
+        """The gateway's statement of a day."""
+        ...

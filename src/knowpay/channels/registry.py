@@ -1,0 +1,64 @@
+"""Channel name → adapter, built from settings."""
+
+from __future__ import annotations
+
+from knowpay.channels.base import Channel
+from knowpay.channels.testchannel.adapter import TestChannel
+from knowpay.channels.testchannel.store import TestGatewayStore
+from knowpay.kit.clock import Clock
+from knowpay.kit.config import Settings
+from knowpay.kit.crypto import derive_key
+from knowpay.kit.errors import Unprocessable
+
+KNOWN_CHANNELS = (
+    "alipay_page",
+    "alipay_wap",
+    "alipay_qr",
+    "wechat_native",
+    "wechat_jsapi",
+    "wechat_h5",
+    "unionpay",
+    "stripe",
+    "paypal",
+    "wallet",
+    "test",
+)
+
+
+class UnknownChannel(Unprocessable):
+    code, title = "unknown_channel", "No such channel"
+
+
+class ChannelNotAvailable(Unprocessable):
+    code, title = "channel_not_configured", "The channel is not configured here"
+
+
+class ChannelRegistry:
+    """The channels this deployment can use."""
+
+    def __init__(self, channels: dict[str, Channel]) -> None:
+        self._channels = channels
+
+    @classmethod
+    def from_settings(cls, settings: Settings, clock: Clock) -> ChannelRegistry:
+        channels: dict[str, Channel] = {}
+        if settings.environment != "production":
+            key = derive_key(settings.secret_key.get_secret_value(), "knowpay/test-channel/v1")
+            channels["test"] = TestChannel(TestGatewayStore(settings), key, clock)
+        return cls(channels)
+
+    def get(self, name: str) -> Channel:
+        """The adapter for a channel name; 422 when unknown or not configured."""
+        channel = self._channels.get(name)
+        if channel is not None:
+            return channel
+        if name in KNOWN_CHANNELS:
+            raise ChannelNotAvailable(f"The {name} channel is not configured in this deployment.")
+        raise UnknownChannel(f"No channel named {name!r}; known: {', '.join(KNOWN_CHANNELS)}.")
+
+    def for_gateway(self, gateway: str) -> Channel | None:
+        """An adapter that verifies notifications sent to /notify/{gateway}."""
+        return next((c for c in self._channels.values() if c.gateway == gateway), None)
+
+    def names(self) -> list[str]:
+        return sorted(self._channels)

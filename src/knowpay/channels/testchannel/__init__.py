@@ -1,0 +1,1 @@
+"""The built-in `test` channel: a development gateway whose outcomes the caller decides."""

@@ -1,0 +1,128 @@
+"""Neutral data the core and the adapters exchange; the core speaks only Money."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from knowpay.kit.money import Money
+
+
+class ChannelStatus(StrEnum):
+    """A gateway's view of a trade, mapped at the adapter's edge. Unknown means pending."""
+
+    PENDING = "pending"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CLOSED = "closed"
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentAction:
+    """What the payer must do next."""
+
+    type: Literal["redirect", "qr_code", "client_secret", "none"]
+    url: str | None = None
+    code_url: str | None = None
+    client_secret: str | None = None
+
+    def as_dict(self) -> dict[str, str]:
+        data = {
+            "type": self.type,
+            "url": self.url,
+            "code_url": self.code_url,
+            "client_secret": self.client_secret,
+        }
+        return {key: value for key, value in data.items() if value is not None}
+
+
+@dataclass(frozen=True, slots=True)
+class CreatePaymentRequest:
+    out_trade_no: str
+    amount: Money
+    subject: str
+    notify_url: str
+    expires_at: datetime
+    return_url: str | None = None
+    client_ip: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class CreatePaymentResult:
+    status: ChannelStatus
+    action: PaymentAction
+    gateway_trade_no: str | None = None
+    failure_code: str | None = None
+    failure_message: str | None = None
+    paid_amount: Money | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentQueryResult:
+    status: ChannelStatus
+    gateway_trade_no: str | None = None
+    amount: Money | None = None
+    paid_at: datetime | None = None
+    failure_code: str | None = None
+    failure_message: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RefundRequest:
+    out_trade_no: str
+    out_refund_no: str
+    amount: Money
+    total: Money
+    reason: str
+    notify_url: str
+    gateway_trade_no: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RefundResult:
+    status: ChannelStatus
+    gateway_refund_no: str | None = None
+    failure_code: str | None = None
+    failure_message: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    """A verified gateway notification, reduced to what the core needs."""
+
+    kind: Literal["payment", "refund"]
+    external_id: str
+    out_trade_no: str
+    status: ChannelStatus
+    gateway_trade_no: str | None = None
+    amount: Money | None = None
+    merchant_id: str | None = None
+    out_refund_no: str | None = None
+    paid_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NotificationAck:
+    """The exact answer a gateway expects to stop retrying (or to retry)."""
+
+    status_code: int
+    body: bytes
+    content_type: str
+
+
+@dataclass(frozen=True, slots=True)
+class BillLine:
+    out_trade_no: str
+    gateway_trade_no: str
+    amount: Money
+    kind: Literal["payment", "refund"]
+    occurred_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Bill:
+    bill_date: date
+    lines: list[BillLine]

@@ -1,0 +1,1 @@
+"""What a buyer may access, granted only by a payment, extended by renewals."""

@@ -1,0 +1,36 @@
+"""Routes of entitlements."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+
+from knowpay.auth.dependencies import CurrentPrincipal
+from knowpay.auth.scoping import can_see
+from knowpay.entitlements import service
+from knowpay.entitlements.schemas import EntitlementOut
+from knowpay.kit.errors import InvalidRequest
+from knowpay.kit.pagination import Page, PageParams, page_params
+from knowpay.kit.web import DbSession
+
+router = APIRouter(prefix="/v1/entitlements", tags=["entitlements"])
+
+
+@router.get("", response_model=Page[EntitlementOut])
+def list_entitlements(
+    caller: CurrentPrincipal,
+    session: DbSession,
+    params: Annotated[PageParams, Depends(page_params)],
+    user_id: Annotated[str | None, Query(max_length=40)] = None,
+) -> Page[EntitlementOut]:
+    """What a buyer may access (a buyer: their own; an app: its buyers')."""
+    if user_id is None:
+        if caller.is_app or caller.is_staff:
+            raise InvalidRequest("Give user_id.")
+        user_id = caller.id
+    found, has_more = service.list_for_user(session, user_id, params)
+    visible = [e for e in found if can_see(caller, owner_app_id=e.app_id, owner_user_id=e.user_id)]
+    return Page[EntitlementOut](
+        data=[EntitlementOut.of(e) for e in visible], has_more=has_more and bool(visible)
+    )

@@ -1,0 +1,145 @@
+"""Granting access: only in the transaction that records a payment; renewals extend it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from knowpay.entitlements.models import Entitlement, EntitlementGrant
+from knowpay.kit.ids import new_id
+from knowpay.kit.pagination import PageParams, paginate_query, split_page
+
+
+@dataclass(frozen=True, slots=True)
+class GrantRequest:
+    """What one paid order line gives a buyer."""
+
+    user_id: str
+    app_id: str
+    product_id: str
+    period_days: int | None
+    """None for lifetime access; otherwise each unit bought adds this many days."""
+    quantity: int
+    order_id: str
+    payment_id: str
+
+
+def _locked(session: Session, user_id: str, product_id: str) -> Entitlement | None:
+    statement = (
+        select(Entitlement)
+        .where(Entitlement.user_id == user_id, Entitlement.product_id == product_id)
+        .with_for_update()
+    )
+    return session.scalars(statement).first()
+
+
+def _extend(
+    entitlement: Entitlement, request: GrantRequest, now: datetime
+) -> tuple[datetime, datetime | None]:
+    """Renewal: a lifetime grant makes it lifetime; a period extends from the current end
+    (or from now when it has lapsed or was revoked)."""
+    if request.period_days is None:
+        entitlement.valid_until = None
+        return now, None
+    revoked = entitlement.revoked_at is not None
+    still_running = entitlement.valid_until is None or entitlement.valid_until > now
+    if revoked or not still_running:
+        entitlement.valid_from = now
+        start = now
+    else:
+        if entitlement.valid_until is None:  # lifetime already: a period adds nothing
+            return now, None
+        start = entitlement.valid_until
+    entitlement.valid_until = start + timedelta(days=request.period_days * request.quantity)
+    entitlement.revoked_at = None
+    return start, entitlement.valid_until
+
+
+def grant(session: Session, request: GrantRequest, now: datetime) -> Entitlement:
+    """Grant or extend a buyer's access for a payment, recording the grant."""
+    entitlement = _locked(session, request.user_id, request.product_id)
+    if entitlement is None:
+        entitlement = _insert_or_lock(session, request, now)
+        start, until = entitlement.valid_from, entitlement.valid_until
+    else:
+        start, until = _extend(entitlement, request, now)
+    entitlement.payment_id = request.payment_id
+    entitlement.updated_at = now
+    session.add(
+        EntitlementGrant(
+            id=new_id("eg"),
+            entitlement_id=entitlement.id,
+            payment_id=request.payment_id,
+            order_id=request.order_id,
+            valid_from=start,
+            valid_until=until,
+            created_at=now,
+        )
+    )
+    session.flush()
+    return entitlement
+
+
+def _insert_or_lock(session: Session, request: GrantRequest, now: datetime) -> Entitlement:
+    until = (
+        None
+        if request.period_days is None
+        else now + timedelta(days=request.period_days * request.quantity)
+    )
+    entitlement = Entitlement(
+        id=new_id("ent"),
+        user_id=request.user_id,
+        app_id=request.app_id,
+        product_id=request.product_id,
+        payment_id=request.payment_id,
+        valid_from=now,
+        valid_until=until,
+        created_at=now,
+        updated_at=now,
+    )
+    try:
+        with session.begin_nested():
+            session.add(entitlement)
+            session.flush()
+    except IntegrityError:
+        # Another transaction granted the same product at the same moment: extend that one.
+        existing = _locked(session, request.user_id, request.product_id)
+        if existing is None:
+            raise
+        _extend(existing, request, now)
+        return existing
+    return entitlement
+
+
+def list_for_user(
+    session: Session, user_id: str, params: PageParams
+) -> tuple[list[Entitlement], bool]:
+    """A buyer's entitlements, newest first."""
+    statement = select(Entitlement).where(Entitlement.user_id == user_id)
+    return split_page(
+        session.scalars(paginate_query(statement, Entitlement.id, params)).all(), params
+    )
+
+
+def entitlements_without_grant(session: Session) -> list[str]:
+    """Ids of entitlements that no payment granted (must always be empty)."""
+    statement = select(Entitlement.id).where(
+        ~select(EntitlementGrant.id)
+        .where(EntitlementGrant.entitlement_id == Entitlement.id)
+        .exists()
+    )
+    return list(session.scalars(statement).all())
+
+
+def grants(session: Session) -> list[tuple[str, str]]:
+    """(entitlement id, payment id) for every grant, for the integrity check."""
+    return [
+        (row[0], row[1])
+        for row in session.execute(
+            select(EntitlementGrant.entitlement_id, EntitlementGrant.payment_id)
+        )
+    ]

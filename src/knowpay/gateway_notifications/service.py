@@ -1,0 +1,179 @@
+"""Inbound notifications: verify over the raw bytes, store once per (gateway, external id),
+dispatch, and answer in the gateway's own format. Never commits."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from knowpay.channels.base import Channel
+from knowpay.channels.errors import ProtocolError, SignatureInvalid
+from knowpay.channels.types import ChannelStatus, Notification, NotificationAck
+from knowpay.gateway_notifications.models import InboundNotification
+from knowpay.kit.errors import KnowpayError
+from knowpay.kit.ids import new_id
+from knowpay.payments import service as payments
+from knowpay.payments.errors import PaymentNotFound
+
+alerts = logging.getLogger("knowpay.alerts")
+
+_KEPT_HEADERS = frozenset(
+    {
+        "content-type",
+        "user-agent",
+        "knowpay-test-signature",
+        "wechatpay-signature",
+        "wechatpay-timestamp",
+        "wechatpay-nonce",
+        "wechatpay-serial",
+        "wechatpay-signature-type",
+        "stripe-signature",
+        "paypal-transmission-id",
+        "paypal-transmission-time",
+        "paypal-transmission-sig",
+        "paypal-cert-url",
+        "paypal-auth-algo",
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Handled:
+    """What became of one notification, and the answer for the gateway."""
+
+    outcome: str
+    ack: NotificationAck
+    notification_id: str | None = None
+
+
+def _headers_json(headers: Mapping[str, str]) -> str:
+    kept = {k.lower(): v for k, v in headers.items() if k.lower() in _KEPT_HEADERS}
+    return json.dumps(kept, sort_keys=True)
+
+
+def _store(
+    session: Session,
+    gateway: str,
+    external_id: str,
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    verified: bool,
+    outcome: str,
+    reason: str | None,
+    payment_id: str | None,
+    now: datetime,
+) -> InboundNotification | None:
+    """Insert the inbox row; None when this (gateway, external id) is already there."""
+    row = InboundNotification(
+        id=new_id("ntf"),
+        gateway=gateway,
+        external_id=external_id[:160],
+        headers_json=_headers_json(headers),
+        body=body,
+        verified=verified,
+        outcome=outcome,
+        reason=reason,
+        payment_id=payment_id,
+        received_at=now,
+    )
+    try:
+        with session.begin_nested():
+            session.add(row)
+            session.flush()
+    except IntegrityError:
+        return None
+    return row
+
+
+def _reject_unverified(
+    session: Session,
+    channel: Channel,
+    headers: Mapping[str, str],
+    body: bytes,
+    reason: str,
+    now: datetime,
+) -> Handled:
+    external_id = "unverified:" + hashlib.sha256(body).hexdigest()
+    row = _store(
+        session,
+        channel.gateway,
+        external_id,
+        headers,
+        body,
+        verified=False,
+        outcome="rejected",
+        reason=reason[:500],
+        payment_id=None,
+        now=now,
+    )
+    alerts.error("notification rejected: gateway=%s reason=%s", channel.gateway, reason)
+    return Handled("rejected", channel.notification_ack(False), row.id if row else None)
+
+
+def _dispatch(session: Session, note: Notification, now: datetime) -> None:
+    if note.kind != "payment":
+        raise ProtocolError(f"{note.kind} notifications are not handled yet")
+    if note.status is ChannelStatus.SUCCEEDED:
+        if note.amount is None:
+            raise ProtocolError("a success notification without an amount")
+        payments.record_capture(session, note.out_trade_no, note.amount, note.gateway_trade_no, now)
+    elif note.status is ChannelStatus.FAILED:
+        payments.record_failure(
+            session, note.out_trade_no, "gateway_failed", "The gateway reported a failure.", now
+        )
+
+
+def receive(
+    session: Session, channel: Channel, headers: Mapping[str, str], body: bytes, now: datetime
+) -> Handled:
+    """Handle one notification for `channel`'s gateway and say how to answer it."""
+    try:
+        note = channel.verify_and_parse_notification(headers, body)
+    except (SignatureInvalid, ProtocolError) as exc:
+        return _reject_unverified(
+            session, channel, headers, body, f"{type(exc).__name__}: {exc}", now
+        )
+    row = _store(
+        session,
+        channel.gateway,
+        note.external_id,
+        headers,
+        body,
+        verified=True,
+        outcome="received",
+        reason=None,
+        payment_id=note.out_trade_no,
+        now=now,
+    )
+    if row is None:
+        return _answer_duplicate(session, channel, note.external_id)
+    try:
+        with session.begin_nested():
+            _dispatch(session, note, now)
+    except (KnowpayError, ProtocolError, PaymentNotFound) as exc:
+        row.outcome, row.reason = "rejected", f"{type(exc).__name__}: {exc}"[:500]
+        alerts.error("notification %s rejected: %s", note.external_id, row.reason)
+        return Handled("rejected", channel.notification_ack(False), row.id)
+    row.outcome = "processed"
+    return Handled("processed", channel.notification_ack(True), row.id)
+
+
+def _answer_duplicate(session: Session, channel: Channel, external_id: str) -> Handled:
+    """A notification seen before gets the answer the first one got; nothing happens again."""
+    first = session.scalars(
+        select(InboundNotification).where(
+            InboundNotification.gateway == channel.gateway,
+            InboundNotification.external_id == external_id[:160],
+        )
+    ).first()
+    accepted = first is not None and first.outcome == "processed"
+    return Handled("duplicate", channel.notification_ack(accepted), first.id if first else None)

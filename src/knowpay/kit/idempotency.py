@@ -1,0 +1,386 @@
+"""Idempotency-Key for POST under /v1, as a pure ASGI middleware (see docs/idempotency.md).
+
+All state lives in the `idempotency_keys` table, so the guarantee holds across any number of
+server processes. Each request touches the table in short transactions of its own, run in a
+worker thread: one to claim the key before the endpoint runs, one to store (or, after a 5xx,
+delete) the outcome before the last byte of the response leaves.
+
+A claim stamps `locked_until = now + 60 s`. That moment doubles as the claim's fencing token:
+the outcome is written only while the row still carries it, so a request whose key was taken
+over (because it outlived its lock, e.g. its process crashed) never overwrites the new owner.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import anyio
+import anyio.to_thread
+from sqlalchemy import ColumnElement, and_, delete, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from knowpay.kit.clock import Clock
+from knowpay.kit.db import Database
+from knowpay.kit.errors import problem_response
+from knowpay.kit.idempotency_models import IdempotencyRecord
+
+logger = logging.getLogger("knowpay.idempotency")
+
+HEADER = "Idempotency-Key"
+REPLAYED_HEADER = "Idempotent-Replayed"
+LOCK_FOR = timedelta(seconds=60)
+KEEP_FOR = timedelta(hours=24)
+
+IN_PROGRESS = "in_progress"
+COMPLETED = "completed"
+
+_HEADER_BYTES = HEADER.lower().encode("latin-1")
+_VALID_KEY = re.compile(r"[\x20-\x7e]{1,255}")
+_REPLAYED_HEADERS = (b"content-type", b"location")
+_MAX_SCOPE_LENGTH = 80  # the width of idempotency_keys.scope
+_CLAIM_ATTEMPTS = 5
+
+ScopeResolver = Callable[[Request], str | None]
+"""Who is calling: the scope their keys live in, or None when they cannot be authenticated.
+
+Called in a worker thread, so it may block (e.g. look an API key up in the database)."""
+
+
+def request_fingerprint(method: str, path: str, query_string: bytes, body: bytes) -> str:
+    """sha256 over the method, path, query string and raw body, each length-prefixed."""
+    digest = hashlib.sha256()
+    for part in (method.upper().encode("latin-1"), path.encode("utf-8"), query_string, body):
+        digest.update(len(part).to_bytes(8, "big"))
+        digest.update(part)
+    return digest.hexdigest()
+
+
+def purge_expired(session: Session, now: datetime) -> int:
+    """Delete every record past its expiry; the number deleted. The caller commits."""
+    result = session.execute(delete(IdempotencyRecord).where(IdempotencyRecord.expires_at <= now))
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+# Decisions taken when the key is claimed ----------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _PassThrough:
+    """The caller is not authenticated: no idempotency handling (the endpoint answers 401)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Proceed:
+    """This request owns the key: run the endpoint, then store the outcome under `token`."""
+
+    scope: str
+    key: str
+    token: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class _Refuse:
+    status: int
+    code: str
+    title: str
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Replay:
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+
+
+_Decision = _PassThrough | _Proceed | _Refuse | _Replay
+
+_IN_USE = _Refuse(
+    409,
+    "idempotency_key_in_use",
+    "The idempotency key is in use",
+    "A request with this Idempotency-Key is still being processed; retry later.",
+)
+_REUSED = _Refuse(
+    422,
+    "idempotency_key_reused",
+    "The idempotency key was used for another request",
+    "This Idempotency-Key was already used with a different method, path, query or body.",
+)
+
+
+def _scope_column(scope: str) -> str:
+    if len(scope) <= _MAX_SCOPE_LENGTH:
+        return scope
+    return "sha256:" + hashlib.sha256(scope.encode("utf-8")).hexdigest()
+
+
+def _restart(record: IdempotencyRecord, fingerprint: str, now: datetime) -> None:
+    record.request_fingerprint = fingerprint
+    record.state = IN_PROGRESS
+    record.locked_until = now + LOCK_FOR
+    record.response_status = None
+    record.response_headers = None
+    record.response_body = None
+    record.created_at = now
+    record.expires_at = now + KEEP_FOR
+
+
+def _claim_once(
+    session: Session, scope: str, key: str, fingerprint: str, now: datetime
+) -> _Decision | None:
+    """One claim attempt in one transaction; None when the row vanished under us."""
+    try:
+        with session.begin_nested():
+            session.add(
+                IdempotencyRecord(
+                    scope=scope,
+                    key=key,
+                    request_fingerprint=fingerprint,
+                    state=IN_PROGRESS,
+                    locked_until=now + LOCK_FOR,
+                    created_at=now,
+                    expires_at=now + KEEP_FOR,
+                )
+            )
+        return _Proceed(scope, key, now + LOCK_FOR)
+    except IntegrityError:
+        pass  # the key exists (or a concurrent claim just created it): look at it
+    record = session.scalars(
+        select(IdempotencyRecord)
+        .where(IdempotencyRecord.scope == scope, IdempotencyRecord.key == key)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).one_or_none()
+    if record is None:
+        return None
+    if record.expires_at <= now:
+        _restart(record, fingerprint, now)
+        return _Proceed(scope, key, now + LOCK_FOR)
+    if record.request_fingerprint != fingerprint:
+        return _REUSED
+    if record.state == COMPLETED and record.response_status is not None:
+        headers = [(str(n), str(v)) for n, v in json.loads(record.response_headers or "[]")]
+        return _Replay(record.response_status, headers, record.response_body or b"")
+    if record.locked_until is not None and record.locked_until > now:
+        return _IN_USE
+    # The owner outlived its lock (crashed, or far too slow): take the key over.
+    logger.warning("taking over a stale idempotency key", extra={"idempotency_scope": scope})
+    _restart(record, fingerprint, now)
+    return _Proceed(scope, key, now + LOCK_FOR)
+
+
+def _claim(database: Database, scope: str, key: str, fingerprint: str, now: datetime) -> _Decision:
+    for _ in range(_CLAIM_ATTEMPTS):
+        with database.session_scope() as session:
+            decision = _claim_once(session, scope, key, fingerprint, now)
+        if decision is not None:
+            return decision
+    raise RuntimeError("the idempotency key kept changing under concurrent requests")
+
+
+def _owned(claim: _Proceed) -> ColumnElement[bool]:
+    """The claimed row, as long as no other request has taken it over since."""
+    return and_(
+        IdempotencyRecord.scope == claim.scope,
+        IdempotencyRecord.key == claim.key,
+        IdempotencyRecord.state == IN_PROGRESS,
+        IdempotencyRecord.locked_until == claim.token,
+    )
+
+
+def _complete(
+    database: Database, claim: _Proceed, status: int, headers: list[tuple[str, str]], body: bytes
+) -> bool:
+    with database.session_scope() as session:
+        result = session.execute(
+            update(IdempotencyRecord)
+            .where(_owned(claim))
+            .values(
+                state=COMPLETED,
+                locked_until=None,
+                response_status=status,
+                response_headers=json.dumps(headers),
+                response_body=body,
+            )
+        )
+        return int(getattr(result, "rowcount", 0) or 0) == 1
+
+
+def _release(database: Database, claim: _Proceed) -> None:
+    with database.session_scope() as session:
+        session.execute(delete(IdempotencyRecord).where(_owned(claim)))
+
+
+# The middleware ------------------------------------------------------------------------------
+
+
+def _applies(scope: Scope) -> bool:
+    if scope["type"] != "http" or scope["method"] != "POST":
+        return False
+    path: str = scope["path"]
+    return path == "/v1" or path.startswith("/v1/")
+
+
+async def _read_body(receive: Receive) -> bytes | None:
+    """The whole request body; None if the client went away first."""
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return None
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+class IdempotencyMiddleware:
+    """Replays the first response to a POST retried with the same Idempotency-Key.
+
+    Install it inside the request-id and body-size middleware. `resolve_scope` names the
+    caller (see `ScopeResolver`); the database and the clock come from `app.state`.
+    """
+
+    def __init__(self, app: ASGIApp, resolve_scope: ScopeResolver) -> None:
+        self.app = app
+        self.resolve_scope = resolve_scope
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not _applies(scope):
+            await self.app(scope, receive, send)
+            return
+        values = [v for k, v in scope.get("headers") or [] if k.lower() == _HEADER_BYTES]
+        if not values:
+            await self.app(scope, receive, send)
+            return
+        key = values[0].decode("latin-1") if len(values) == 1 else ""
+        if not _VALID_KEY.fullmatch(key):
+            refusal = _Refuse(
+                400,
+                "invalid_idempotency_key",
+                "The idempotency key is not valid",
+                f"Send one {HEADER} header of 1 to 255 printable ASCII characters.",
+            )
+            await self._refuse(refusal, scope, receive, send)
+            return
+
+        body = await _read_body(receive)
+        if body is None:
+            return  # the client is gone; there is no one to answer
+        replayed_body = False
+
+        async def receive_body() -> Message:
+            nonlocal replayed_body
+            if not replayed_body:
+                replayed_body = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        state = scope["app"].state
+        database: Database = state.database
+        clock: Clock = state.clock
+        fingerprint = request_fingerprint(
+            scope["method"], scope["path"], scope.get("query_string", b""), body
+        )
+        request = Request(scope)
+
+        def begin() -> _Decision:
+            caller = self.resolve_scope(request)
+            if caller is None:
+                return _PassThrough()
+            return _claim(database, _scope_column(caller), key, fingerprint, clock.now())
+
+        decision = await anyio.to_thread.run_sync(begin)
+        if isinstance(decision, _PassThrough):
+            await self.app(scope, receive_body, send)
+        elif isinstance(decision, _Refuse):
+            await self._refuse(decision, scope, receive_body, send)
+        elif isinstance(decision, _Replay):
+            await self._replay(decision, scope, receive_body, send)
+        else:
+            await self._run(decision, database, scope, receive_body, send)
+
+    async def _run(
+        self, claim: _Proceed, database: Database, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        """Run the endpoint; store its response (or drop the claim on a 5xx) before the
+        response's last chunk is sent, so a client that has it can never see 409 on retry."""
+        status = 0
+        headers: list[tuple[str, str]] = []
+        chunks: list[bytes] = []
+        settled = False
+
+        async def settle(outcome_status: int | None) -> None:
+            nonlocal settled
+            settled = True
+            if outcome_status is None or outcome_status >= 500:
+                await anyio.to_thread.run_sync(_release, database, claim)
+                return
+            stored = await anyio.to_thread.run_sync(
+                _complete, database, claim, outcome_status, headers, b"".join(chunks)
+            )
+            if not stored:
+                logger.warning("idempotency key was taken over before the response was stored")
+
+        async def capture(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+                headers.extend(
+                    (name.decode("latin-1").lower(), value.decode("latin-1"))
+                    for name, value in message.get("headers", [])
+                    if name.lower() in _REPLAYED_HEADERS
+                )
+            elif message["type"] == "http.response.body" and not settled:
+                chunks.append(message.get("body", b""))
+                if not message.get("more_body", False):
+                    await settle(status)
+            await send(message)
+
+        try:
+            await self.app(scope, receive, capture)
+        except BaseException:
+            if not settled:
+                with anyio.CancelScope(shield=True):
+                    await settle(None)
+            raise
+        if not settled:  # the endpoint never finished a response
+            await settle(None)
+
+    async def _refuse(self, refusal: _Refuse, scope: Scope, receive: Receive, send: Send) -> None:
+        response = problem_response(
+            Request(scope),
+            status=refusal.status,
+            code=refusal.code,
+            title=refusal.title,
+            detail=refusal.detail,
+        )
+        await response(scope, receive, send)
+
+    async def _replay(self, replay: _Replay, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = dict(replay.headers)
+        headers[REPLAYED_HEADER.lower()] = "true"
+        response = Response(content=replay.body, status_code=replay.status, headers=headers)
+        await response(scope, receive, send)
+
+
+__all__ = [
+    "HEADER",
+    "KEEP_FOR",
+    "LOCK_FOR",
+    "REPLAYED_HEADER",
+    "IdempotencyMiddleware",
+    "ScopeResolver",
+    "purge_expired",
+    "request_fingerprint",
+]

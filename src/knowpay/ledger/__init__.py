@@ -1,0 +1,1 @@
+"""The double-entry ledger: accounts per currency, journal entries, immutable postings."""

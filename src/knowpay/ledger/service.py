@@ -1,0 +1,144 @@
+"""The only writer of postings, and the checks behind `knowpay ledger check`."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from knowpay.kit.ids import new_id
+from knowpay.kit.money import Money
+from knowpay.ledger.accounts import PLATFORM_REVENUE
+from knowpay.ledger.errors import UnbalancedEntry
+from knowpay.ledger.models import JournalEntry, Posting
+
+
+@dataclass(frozen=True, slots=True)
+class Leg:
+    """One side of an entry: positive amounts debit the account, negative ones credit it."""
+
+    account: str
+    amount: Money
+
+
+@dataclass(frozen=True, slots=True)
+class Violation:
+    """A broken ledger invariant, named so a person can find it."""
+
+    rule: str
+    object_id: str
+    detail: str
+
+
+def post_entry(
+    session: Session,
+    *,
+    kind: str,
+    legs: list[Leg],
+    now: datetime,
+    order_id: str | None = None,
+    payment_id: str | None = None,
+    refund_id: str | None = None,
+    memo: str | None = None,
+) -> JournalEntry:
+    """Write a balanced journal entry (UnbalancedEntry if it is not)."""
+    totals: dict[str, int] = defaultdict(int)
+    for leg in legs:
+        if leg.amount.amount_minor == 0:
+            raise UnbalancedEntry("a posting of zero says nothing")
+        totals[leg.amount.currency] += leg.amount.amount_minor
+    if len(legs) < 2 or any(totals.values()):
+        raise UnbalancedEntry(f"entry {kind} does not balance: {dict(totals)}")
+    entry = JournalEntry(
+        id=new_id("je"),
+        kind=kind,
+        order_id=order_id,
+        payment_id=payment_id,
+        refund_id=refund_id,
+        memo=memo,
+        created_at=now,
+    )
+    session.add(entry)
+    session.flush()
+    session.add_all(
+        Posting(
+            entry_id=entry.id,
+            account=leg.account,
+            currency=leg.amount.currency,
+            amount_minor=leg.amount.amount_minor,
+            order_id=order_id,
+            created_at=now,
+        )
+        for leg in legs
+    )
+    session.flush()
+    return entry
+
+
+def balance(session: Session, account: str, currency: str, *, order_id: str | None = None) -> Money:
+    """An account's balance (debits minus credits), optionally for one order's postings."""
+    statement = select(func.coalesce(func.sum(Posting.amount_minor), 0)).where(
+        Posting.account == account, Posting.currency == currency
+    )
+    if order_id is not None:
+        statement = statement.where(Posting.order_id == order_id)
+    return Money(int(session.scalar(statement) or 0), currency)
+
+
+def entries_for_payment(session: Session, payment_id: str, kind: str) -> int:
+    """How many entries of a kind a payment has (a capture must have exactly one)."""
+    statement = (
+        select(func.count())
+        .select_from(JournalEntry)
+        .where(JournalEntry.payment_id == payment_id, JournalEntry.kind == kind)
+    )
+    return int(session.scalar(statement) or 0)
+
+
+def check_entries(session: Session) -> list[Violation]:
+    """Entries that do not balance per currency, entries without postings, orphan postings."""
+    violations: list[Violation] = []
+    unbalanced = session.execute(
+        select(Posting.entry_id, Posting.currency, func.sum(Posting.amount_minor))
+        .group_by(Posting.entry_id, Posting.currency)
+        .having(func.sum(Posting.amount_minor) != 0)
+    ).all()
+    violations += [
+        Violation("entry_balances", entry_id, f"postings sum to {total} {currency}, not 0")
+        for entry_id, currency, total in unbalanced
+    ]
+    empty = session.scalars(
+        select(JournalEntry.id).where(
+            ~select(Posting.id).where(Posting.entry_id == JournalEntry.id).exists()
+        )
+    ).all()
+    violations += [Violation("entry_has_postings", entry_id, "no postings") for entry_id in empty]
+    orphans = session.execute(
+        select(Posting.id, Posting.entry_id).where(
+            ~select(JournalEntry.id).where(JournalEntry.id == Posting.entry_id).exists()
+        )
+    ).all()
+    violations += [
+        Violation("posting_has_entry", str(posting_id), f"entry {entry_id} does not exist")
+        for posting_id, entry_id in orphans
+    ]
+    single_sided = session.execute(
+        select(Posting.entry_id).group_by(Posting.entry_id).having(func.count() < 2)
+    ).all()
+    violations += [
+        Violation("entry_is_double", row[0], "fewer than two postings") for row in single_sided
+    ]
+    return violations
+
+
+def order_holdings(session: Session) -> dict[tuple[str, str], int]:
+    """What the ledger says each order holds: (order id, currency) → minor units of revenue."""
+    rows = session.execute(
+        select(Posting.order_id, Posting.currency, func.sum(Posting.amount_minor))
+        .where(Posting.account == PLATFORM_REVENUE, Posting.order_id.is_not(None))
+        .group_by(Posting.order_id, Posting.currency)
+    ).all()
+    return {(str(order_id), currency): -int(total) for order_id, currency, total in rows}

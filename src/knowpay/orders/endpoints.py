@@ -1,0 +1,63 @@
+"""Routes of orders (closing and paying live with payments, which own those flows)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Response, status
+
+from knowpay.auth.dependencies import CurrentPrincipal, require_roles
+from knowpay.auth.principals import Principal, Role
+from knowpay.kit.pagination import Page, PageParams, page_params
+from knowpay.kit.web import AppClock, DbSession
+from knowpay.orders import service
+from knowpay.orders.schemas import OrderCreate, OrderOut
+from knowpay.orders.states import OrderStatus
+
+router = APIRouter(prefix="/v1/orders", tags=["orders"])
+
+AppCaller = Annotated[Principal, Depends(require_roles(Role.APP))]
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=OrderOut,
+    responses={
+        200: {"model": OrderOut, "description": "The existing order with this out_trade_no"}
+    },
+)
+def create_order(
+    body: OrderCreate, caller: AppCaller, session: DbSession, clock: AppClock, response: Response
+) -> OrderOut:
+    """Create an order for a buyer; the amount comes from the catalog's published prices.
+    Repeating an `out_trade_no` with the same content returns that order (200)."""
+    order, created = service.create_order(session, caller, body, clock.now())
+    if not created:
+        response.status_code = status.HTTP_200_OK
+    return OrderOut.of(order)
+
+
+@router.get("", response_model=Page[OrderOut])
+def list_orders(
+    caller: CurrentPrincipal,
+    session: DbSession,
+    params: Annotated[PageParams, Depends(page_params)],
+    user_id: Annotated[str | None, Query(max_length=40)] = None,
+    status_filter: Annotated[OrderStatus | None, Query(alias="status")] = None,
+) -> Page[OrderOut]:
+    """Orders the caller may see, newest first."""
+    found, has_more = service.list_orders(
+        session,
+        caller,
+        params,
+        user_id=user_id,
+        status=status_filter.value if status_filter else None,
+    )
+    return Page[OrderOut](data=[OrderOut.of(o) for o in found], has_more=has_more)
+
+
+@router.get("/{order_id}", response_model=OrderOut)
+def read_order(order_id: str, caller: CurrentPrincipal, session: DbSession) -> OrderOut:
+    """One order."""
+    return OrderOut.of(service.get_visible(session, caller, order_id))

@@ -1,0 +1,56 @@
+"""Every SQL statement of orders. Never commits."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from knowpay.kit.pagination import PageParams, paginate_query, split_page
+from knowpay.orders.models import Order
+
+
+def get(session: Session, order_id: str, *, for_update: bool = False) -> Order | None:
+    statement = select(Order).where(Order.id == order_id)
+    if for_update:
+        # Re-read under the lock: what the session held before may be stale.
+        statement = statement.with_for_update().execution_options(populate_existing=True)
+    return session.scalars(statement).first()
+
+
+def by_out_trade_no(session: Session, app_id: str, out_trade_no: str) -> Order | None:
+    statement = select(Order).where(Order.app_id == app_id, Order.out_trade_no == out_trade_no)
+    return session.scalars(statement).first()
+
+
+def list_orders(
+    session: Session,
+    params: PageParams,
+    *,
+    app_id: str | None,
+    user_id: str | None,
+    status: str | None,
+) -> tuple[list[Order], bool]:
+    statement = select(Order)
+    if app_id is not None:
+        statement = statement.where(Order.app_id == app_id)
+    if user_id is not None:
+        statement = statement.where(Order.user_id == user_id)
+    if status is not None:
+        statement = statement.where(Order.status == status)
+    return split_page(session.scalars(paginate_query(statement, Order.id, params)).all(), params)
+
+
+def due_for_expiry(session: Session, now: datetime, limit: int) -> list[str]:
+    statement = (
+        select(Order.id)
+        .where(Order.status == "created", Order.expires_at <= now)
+        .order_by(Order.expires_at)
+        .limit(limit)
+    )
+    return list(session.scalars(statement).all())
+
+
+def all_for_check(session: Session) -> list[Order]:
+    return list(session.scalars(select(Order)).all())

@@ -1,0 +1,141 @@
+"""Request and response bodies of orders."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from knowpay.kit.schemas import CurrencyCode
+from knowpay.orders.models import Order
+
+DEFAULT_EXPIRES_IN_S = 1800
+MIN_EXPIRES_IN_S = 60
+MAX_EXPIRES_IN_S = 7 * 86400
+
+
+class OrderItemIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    product_id: str = Field(min_length=1, max_length=40)
+    quantity: int = Field(default=1, ge=1, le=100, strict=True)
+
+
+class OrderCreate(BaseModel):
+    """An order for a buyer. The amount is computed from the catalog; never send one."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "user_id": "usr_01jd3k9w6m2c4x8t0v5b7n1q3r",
+                    "currency": "CNY",
+                    "items": [{"product_id": "prod_01jd3k9w6m2c4x8t0v5b7n1q3s", "quantity": 1}],
+                    "out_trade_no": "P20261125000123",
+                    "expires_in": 1800,
+                    "metadata": {"channel": "ios"},
+                }
+            ]
+        },
+    )
+
+    user_id: str = Field(min_length=1, max_length=40)
+    items: list[OrderItemIn] = Field(min_length=1, max_length=20)
+    currency: CurrencyCode
+    out_trade_no: str | None = Field(
+        default=None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_\-.|*]+$"
+    )
+    expires_in: int = Field(
+        default=DEFAULT_EXPIRES_IN_S, ge=MIN_EXPIRES_IN_S, le=MAX_EXPIRES_IN_S, strict=True
+    )
+    metadata: dict[str, str] = Field(default_factory=dict, max_length=20)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_amount(cls, data: Any) -> Any:
+        if isinstance(data, dict) and ("amount" in data or "total_amount" in data):
+            raise ValueError(
+                "amount is computed from the catalog's published price; do not send one"
+            )
+        return data
+
+    @field_validator("metadata")
+    @classmethod
+    def _small_metadata(cls, value: dict[str, str]) -> dict[str, str]:
+        for key, item in value.items():
+            if not 1 <= len(key) <= 40 or len(item) > 500:
+                raise ValueError("metadata keys are 1-40 characters, values at most 500")
+        return value
+
+    @field_validator("items")
+    @classmethod
+    def _distinct_products(cls, value: list[OrderItemIn]) -> list[OrderItemIn]:
+        ids = [item.product_id for item in value]
+        if len(set(ids)) != len(ids):
+            raise ValueError("list each product once and use quantity")
+        return value
+
+
+class OrderItemOut(BaseModel):
+    product_id: str
+    title: str
+    kind: str
+    period_days: int | None
+    quantity: int
+    unit_amount: int
+    amount: int
+
+
+class OrderOut(BaseModel):
+    object: Literal["order"] = "order"
+    id: str
+    app_id: str
+    user_id: str
+    out_trade_no: str
+    status: str
+    amount: int
+    currency: str
+    amount_refunded: int
+    subject: str
+    items: list[OrderItemOut]
+    metadata: dict[str, str]
+    payment_id: str | None = Field(description="The payment that paid the order")
+    expires_at: datetime
+    paid_at: datetime | None
+    closed_at: datetime | None
+    created_at: datetime
+
+    @classmethod
+    def of(cls, order: Order) -> OrderOut:
+        return cls(
+            id=order.id,
+            app_id=order.app_id,
+            user_id=order.user_id,
+            out_trade_no=order.out_trade_no,
+            status=order.status,
+            amount=order.amount_minor,
+            currency=order.currency,
+            amount_refunded=order.refunded_minor,
+            subject=order.subject,
+            items=[
+                OrderItemOut(
+                    product_id=i.product_id,
+                    title=i.title,
+                    kind=i.kind,
+                    period_days=i.period_days,
+                    quantity=i.quantity,
+                    unit_amount=i.unit_amount_minor,
+                    amount=i.amount_minor,
+                )
+                for i in order.items
+            ],
+            metadata=json.loads(order.metadata_json or "{}"),
+            payment_id=order.paid_payment_id,
+            expires_at=order.expires_at,
+            paid_at=order.paid_at,
+            closed_at=order.closed_at,
+            created_at=order.created_at,
+        )

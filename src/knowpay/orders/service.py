@@ -1,0 +1,191 @@
+"""Business rules of orders: amounts from the catalog, the merchant's order number, expiry,
+and every status change through the state table. Never commits."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime, timedelta
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from knowpay.accounts import service as accounts
+from knowpay.accounts.errors import UserNotFound
+from knowpay.auth.principals import Principal
+from knowpay.auth.scoping import can_see
+from knowpay.catalog import service as catalog
+from knowpay.kit.ids import new_id
+from knowpay.kit.money import Money
+from knowpay.kit.pagination import PageParams
+from knowpay.orders import repository
+from knowpay.orders.errors import BuyerNotFound, OrderNotFound, OutTradeNoConflict
+from knowpay.orders.models import Order, OrderItem
+from knowpay.orders.schemas import OrderCreate
+from knowpay.orders.states import OrderStatus, next_status
+
+
+def _fingerprint(body: OrderCreate) -> str:
+    content = {
+        "user_id": body.user_id,
+        "currency": body.currency,
+        "items": [[item.product_id, item.quantity] for item in body.items],
+        "metadata": body.metadata,
+    }
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
+
+
+def _priced_items(
+    session: Session, order_id: str, body: OrderCreate
+) -> tuple[list[OrderItem], Money]:
+    items: list[OrderItem] = []
+    total = Money.zero(body.currency)
+    for line_no, line in enumerate(body.items, start=1):
+        product, unit = catalog.sellable_price(session, line.product_id, body.currency)
+        amount = unit * line.quantity
+        total += amount
+        items.append(
+            OrderItem(
+                order_id=order_id,
+                line_no=line_no,
+                product_id=product.id,
+                title=product.title,
+                kind=product.kind,
+                period_days=product.period_days,
+                quantity=line.quantity,
+                unit_amount_minor=unit.amount_minor,
+                amount_minor=amount.amount_minor,
+            )
+        )
+    return items, total
+
+
+def create_order(
+    session: Session, caller: Principal, body: OrderCreate, now: datetime
+) -> tuple[Order, bool]:
+    """Create an order (amount from the published prices); returns (order, created).
+
+    A repeated `out_trade_no` with the same content returns the existing order
+    (created=False); with different content it is OutTradeNoConflict."""
+    if body.out_trade_no is not None:
+        existing = repository.by_out_trade_no(session, caller.id, body.out_trade_no)
+        if existing is not None:
+            return _same_or_conflict(existing, body), False
+    try:
+        buyer = accounts.get_user(session, body.user_id)
+    except UserNotFound:
+        buyer = None
+    if buyer is None or buyer.app_id != caller.id:
+        raise BuyerNotFound(f"No buyer {body.user_id} registered by this app.")
+    order_id = new_id("ord")
+    items, total = _priced_items(session, order_id, body)
+    order = Order(
+        id=order_id,
+        app_id=caller.id,
+        user_id=buyer.id,
+        out_trade_no=body.out_trade_no or order_id,
+        fingerprint=_fingerprint(body),
+        currency=total.currency,
+        amount_minor=total.amount_minor,
+        refunded_minor=0,
+        status=OrderStatus.CREATED.value,
+        subject=_subject(items),
+        metadata_json=json.dumps(body.metadata, ensure_ascii=False, sort_keys=True),
+        expires_at=now + timedelta(seconds=body.expires_in),
+        created_at=now,
+        updated_at=now,
+    )
+    order.items = items
+    try:
+        with session.begin_nested():
+            session.add(order)
+            session.flush()
+    except IntegrityError:
+        # Another request inserted the same out_trade_no first.
+        existing = repository.by_out_trade_no(session, caller.id, body.out_trade_no or "")
+        if existing is None:
+            raise
+        return _same_or_conflict(existing, body), False
+    return order, True
+
+
+def _same_or_conflict(existing: Order, body: OrderCreate) -> Order:
+    if existing.fingerprint != _fingerprint(body):
+        raise OutTradeNoConflict(
+            f"out_trade_no {existing.out_trade_no} already names order {existing.id} "
+            "with other content.",
+            order_id=existing.id,
+        )
+    return existing
+
+
+def _subject(items: list[OrderItem]) -> str:
+    first = items[0].title
+    return first if len(items) == 1 else f"{first} +{len(items) - 1}"
+
+
+def get_visible(
+    session: Session, caller: Principal, order_id: str, *, for_update: bool = False
+) -> Order:
+    """An order the caller may see (404 otherwise)."""
+    order = repository.get(session, order_id, for_update=for_update)
+    if order is None or not can_see(caller, owner_app_id=order.app_id, owner_user_id=order.user_id):
+        raise OrderNotFound(f"No such order: {order_id}")
+    return order
+
+
+def lock(session: Session, order_id: str) -> Order:
+    """The order row, locked for the rest of the transaction."""
+    order = repository.get(session, order_id, for_update=True)
+    if order is None:
+        raise OrderNotFound(f"No such order: {order_id}")
+    return order
+
+
+def list_orders(
+    session: Session,
+    caller: Principal,
+    params: PageParams,
+    *,
+    user_id: str | None,
+    status: str | None,
+) -> tuple[list[Order], bool]:
+    """Orders the caller may see, newest first."""
+    if caller.is_staff:
+        return repository.list_orders(session, params, app_id=None, user_id=user_id, status=status)
+    if caller.is_app:
+        return repository.list_orders(
+            session, params, app_id=caller.id, user_id=user_id, status=status
+        )
+    if user_id not in (None, caller.id):
+        return [], False
+    return repository.list_orders(session, params, app_id=None, user_id=caller.id, status=status)
+
+
+def mark_paid(order: Order, payment_id: str, now: datetime) -> None:
+    """created → paid by one payment."""
+    order.status = next_status(order.status, OrderStatus.PAID).value
+    order.paid_payment_id = payment_id
+    order.paid_at = now
+    order.updated_at = now
+
+
+def mark_closed(order: Order, now: datetime) -> None:
+    """created → closed."""
+    order.status = next_status(order.status, OrderStatus.CLOSED).value
+    order.closed_at = now
+    order.updated_at = now
+
+
+def is_expired(order: Order, now: datetime) -> bool:
+    return order.expires_at <= now
+
+
+def due_for_expiry(session: Session, now: datetime, limit: int = 100) -> list[str]:
+    """Ids of unpaid orders whose time is up."""
+    return repository.due_for_expiry(session, now, limit)
+
+
+def all_orders(session: Session) -> list[Order]:
+    """Every order (for the integrity check)."""
+    return repository.all_for_check(session)

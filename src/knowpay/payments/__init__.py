@@ -1,0 +1,1 @@
+"""Payment attempts; recording a payment once (payment, ledger, entitlement, outbox together)."""

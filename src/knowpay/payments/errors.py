@@ -1,0 +1,21 @@
+"""Errors of the payments domain."""
+
+from __future__ import annotations
+
+from knowpay.kit.errors import KnowpayError, NotFound, Unprocessable
+
+
+class PaymentNotFound(NotFound):
+    code, title = "payment_not_found", "No such payment"
+
+
+class AmountMismatch(Unprocessable):
+    code, title = "amount_mismatch", "The gateway reported another amount or currency"
+
+
+class CurrencyNotSupported(Unprocessable):
+    code, title = "currency_not_supported", "The channel cannot charge this currency"
+
+
+class ChannelUnavailableError(KnowpayError):
+    status, code, title = 503, "channel_unavailable", "The payment channel cannot be reached"

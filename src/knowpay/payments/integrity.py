@@ -1,0 +1,97 @@
+"""Every money invariant, checked over the whole database (`knowpay ledger check`)."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from knowpay.entitlements import service as entitlements
+from knowpay.ledger import service as ledger
+from knowpay.ledger.models import JournalEntry
+from knowpay.ledger.service import Violation
+from knowpay.orders import service as orders
+from knowpay.orders.states import OrderStatus
+from knowpay.payments import repository
+
+_CAPTURED = frozenset({OrderStatus.PAID, OrderStatus.PARTIALLY_REFUNDED, OrderStatus.REFUNDED})
+_CAPTURE_KINDS = ("payment_captured", "duplicate_captured")
+
+
+def _order_violations(session: Session) -> list[Violation]:
+    violations: list[Violation] = []
+    holdings = ledger.order_holdings(session)
+    for order in orders.all_orders(session):
+        captured = order.amount_minor if order.status in _CAPTURED else 0
+        expected = captured - order.refunded_minor
+        actual = holdings.pop((order.id, order.currency), 0)
+        if actual != expected:
+            violations.append(
+                Violation(
+                    "order_matches_ledger",
+                    order.id,
+                    f"captured - refunded is {expected} {order.currency}, "
+                    f"the ledger holds {actual}",
+                )
+            )
+        if (order.status in _CAPTURED) != (order.paid_payment_id is not None):
+            violations.append(
+                Violation(
+                    "paid_once", order.id, f"{order.status} with payment {order.paid_payment_id}"
+                )
+            )
+    violations += [
+        Violation(
+            "order_matches_ledger",
+            order_id,
+            f"ledger holds {amount} {currency} in a foreign currency",
+        )
+        for (order_id, currency), amount in holdings.items()
+        if amount
+    ]
+    return violations
+
+
+def _payment_violations(session: Session) -> list[Violation]:
+    counts = dict(
+        session.execute(
+            select(JournalEntry.payment_id, func.count())
+            .where(JournalEntry.kind.in_(_CAPTURE_KINDS))
+            .group_by(JournalEntry.payment_id)
+        ).all()
+    )
+    violations: list[Violation] = []
+    succeeded = {p.id for p in repository.succeeded(session)}
+    for payment_id in succeeded:
+        if counts.get(payment_id, 0) != 1:
+            violations.append(
+                Violation(
+                    "payment_recorded_once",
+                    payment_id,
+                    f"{counts.get(payment_id, 0)} capture entries",
+                )
+            )
+    for orphan in set(counts) - succeeded:
+        violations.append(
+            Violation(
+                "capture_has_payment", str(orphan), "capture entry for a payment not succeeded"
+            )
+        )
+    for entitlement_id in entitlements.entitlements_without_grant(session):
+        violations.append(
+            Violation("entitlement_has_payment", entitlement_id, "no payment granted it")
+        )
+    for entitlement_id, payment_id in entitlements.grants(session):
+        if payment_id not in succeeded:
+            violations.append(
+                Violation(
+                    "entitlement_has_payment",
+                    entitlement_id,
+                    f"granted by {payment_id}, which did not succeed",
+                )
+            )
+    return violations
+
+
+def check(session: Session) -> list[Violation]:
+    """All violations of the ledger invariants; empty when the books are sound."""
+    return ledger.check_entries(session) + _order_violations(session) + _payment_violations(session)

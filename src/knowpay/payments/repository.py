@@ -1,0 +1,41 @@
+"""Every SQL statement of payments. Never commits."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from knowpay.payments.models import Payment
+
+
+def get(session: Session, payment_id: str, *, for_update: bool = False) -> Payment | None:
+    statement = select(Payment).where(Payment.id == payment_id)
+    if for_update:
+        # Re-read under the lock: what the session held before may be stale.
+        statement = statement.with_for_update().execution_options(populate_existing=True)
+    return session.scalars(statement).first()
+
+
+def pending_for_order(
+    session: Session, order_id: str, *, for_update: bool = False
+) -> list[Payment]:
+    statement = (
+        select(Payment)
+        .where(Payment.order_id == order_id, Payment.status == "pending")
+        .order_by(Payment.id)
+    )
+    if for_update:
+        statement = statement.with_for_update().execution_options(populate_existing=True)
+    return list(session.scalars(statement).all())
+
+
+def succeeded(session: Session) -> list[Payment]:
+    return list(session.scalars(select(Payment).where(Payment.status == "succeeded")).all())
+
+
+def for_order(session: Session, order_id: str) -> list[Payment]:
+    return list(
+        session.scalars(
+            select(Payment).where(Payment.order_id == order_id).order_by(Payment.id)
+        ).all()
+    )

@@ -1,0 +1,404 @@
+"""Payment attempts and recording a capture exactly once.
+
+`record_capture` is the one place money arrives: payment, ledger entry, entitlements and
+outbox events change together in the caller's transaction, under row locks taken in one
+order (order, then payment) so that concurrent notifications, queries and closes serialise.
+Never commits.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy.orm import Session
+
+from knowpay.auth.principals import Principal
+from knowpay.channels.base import Channel
+from knowpay.channels.errors import ChannelDeclined, ChannelUnavailable
+from knowpay.channels.registry import ChannelRegistry
+from knowpay.channels.types import (
+    ChannelStatus,
+    CreatePaymentRequest,
+    CreatePaymentResult,
+    PaymentAction,
+    PaymentQueryResult,
+)
+from knowpay.entitlements import service as entitlements
+from knowpay.entitlements.schemas import EntitlementOut
+from knowpay.kit.ids import new_id
+from knowpay.kit.money import Money
+from knowpay.kit.outbox import emit
+from knowpay.ledger import accounts as ledger_accounts
+from knowpay.ledger.service import Leg, post_entry
+from knowpay.orders import service as orders
+from knowpay.orders.errors import OrderAlreadyPaid, OrderExpired, OrderNotFound, OrderNotPayable
+from knowpay.orders.models import Order
+from knowpay.orders.schemas import OrderOut
+from knowpay.orders.states import OrderStatus
+from knowpay.payments import repository
+from knowpay.payments.errors import (
+    AmountMismatch,
+    ChannelUnavailableError,
+    CurrencyNotSupported,
+    PaymentNotFound,
+)
+from knowpay.payments.models import Payment
+from knowpay.payments.schemas import PaymentCreate, PaymentOut
+from knowpay.payments.states import PaymentStatus, next_status
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentsContext:
+    """What payment flows need from the composition root."""
+
+    registry: ChannelRegistry
+    public_url: str
+
+    def notify_url(self, channel: Channel) -> str:
+        return f"{self.public_url}/notify/{channel.gateway}"
+
+
+class CaptureOutcome(StrEnum):
+    RECORDED = "recorded"
+    """The capture paid the order."""
+    DUPLICATE = "duplicate"
+    """Money captured for an order that was already paid or closed: owed back to the buyer."""
+    ALREADY_RECORDED = "already_recorded"
+    """This capture was recorded before (a repeated notification or query)."""
+
+
+def _emit_payment(session: Session, event_type: str, payment: Payment, now: datetime) -> None:
+    emit(
+        session,
+        event_type=event_type,
+        data=PaymentOut.of(payment).model_dump(mode="json"),
+        stream_key=payment.order_id,
+        app_id=payment.app_id,
+        now=now,
+    )
+
+
+def _emit_order(session: Session, event_type: str, order: Order, now: datetime) -> None:
+    emit(
+        session,
+        event_type=event_type,
+        data=OrderOut.of(order).model_dump(mode="json"),
+        stream_key=order.id,
+        app_id=order.app_id,
+        now=now,
+    )
+
+
+def _money(payment: Payment) -> Money:
+    return Money(payment.amount_minor, payment.currency)
+
+
+# Starting an attempt ---------------------------------------------------------------------
+
+
+def start_payment(
+    session: Session,
+    ctx: PaymentsContext,
+    caller: Principal,
+    order_id: str,
+    body: PaymentCreate,
+    now: datetime,
+) -> Payment:
+    """Write a pending attempt for an order that can still be paid (the gateway comes next)."""
+    order = orders.get_visible(session, caller, order_id, for_update=True)
+    if order.status == OrderStatus.PAID or order.status == OrderStatus.PARTIALLY_REFUNDED:
+        raise OrderAlreadyPaid(f"Order {order.id} is already paid.")
+    if order.status != OrderStatus.CREATED:
+        raise OrderNotPayable(f"Order {order.id} is {order.status}.", order_status=order.status)
+    if orders.is_expired(order, now):
+        raise OrderExpired(
+            f"Order {order.id} expired at {order.expires_at.isoformat()}; create a new one."
+        )
+    channel = ctx.registry.get(body.channel)
+    if order.currency not in channel.currencies:
+        raise CurrencyNotSupported(f"The {channel.name} channel cannot charge {order.currency}.")
+    payment = Payment(
+        id=new_id("pay"),
+        order_id=order.id,
+        app_id=order.app_id,
+        user_id=order.user_id,
+        channel=channel.name,
+        status=PaymentStatus.PENDING.value,
+        amount_minor=order.amount_minor,
+        currency=order.currency,
+        is_duplicate=False,
+        return_url=body.return_url,
+        client_ip=body.client_ip,
+        options_json=json.dumps(body.channel_options()),
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(payment)
+    session.flush()
+    return payment
+
+
+def call_gateway_create(
+    ctx: PaymentsContext, payment: Payment, subject: str, expires_at: datetime
+) -> CreatePaymentResult:
+    """Ask the gateway to open the trade. Called outside any transaction, so no lock is held
+    while the network is slow. A decline comes back as a failed result; ChannelUnavailable
+    propagates."""
+    channel = ctx.registry.get(payment.channel)
+    request = CreatePaymentRequest(
+        out_trade_no=payment.id,
+        amount=_money(payment),
+        subject=subject,
+        notify_url=ctx.notify_url(channel),
+        expires_at=expires_at,
+        return_url=payment.return_url,
+        client_ip=payment.client_ip,
+        options=json.loads(payment.options_json or "{}"),
+    )
+    try:
+        return channel.create_payment(request)
+    except ChannelDeclined as declined:
+        return CreatePaymentResult(
+            status=ChannelStatus.FAILED,
+            action=PaymentAction(type="none"),
+            failure_code=declined.code,
+            failure_message=declined.message,
+        )
+
+
+def apply_create_result(
+    session: Session, payment_id: str, result: CreatePaymentResult, now: datetime
+) -> Payment:
+    """Store what the gateway said on opening the trade (a notification may have come first)."""
+    payment = _require(session, payment_id)
+    if result.status is ChannelStatus.SUCCEEDED:
+        record_capture(
+            session, payment_id, result.paid_amount or _money(payment), result.gateway_trade_no, now
+        )
+    locked = _lock_order_then_payment(session, payment_id)[1]
+    if locked.gateway_trade_no is None and result.gateway_trade_no:
+        locked.gateway_trade_no = result.gateway_trade_no
+    if locked.action_json is None:
+        locked.action_json = json.dumps(result.action.as_dict())
+    if result.status is ChannelStatus.FAILED:
+        _fail(session, locked, result.failure_code or "declined", result.failure_message, now)
+    locked.updated_at = now
+    session.flush()
+    return locked
+
+
+def fail_unreachable(session: Session, payment_id: str, reason: str, now: datetime) -> Payment:
+    """The gateway could not be reached to open the trade: the attempt fails, the order
+    stays payable."""
+    payment = _lock_order_then_payment(session, payment_id)[1]
+    _fail(session, payment, "channel_unavailable", reason, now)
+    return payment
+
+
+def _fail(
+    session: Session, payment: Payment, code: str, message: str | None, now: datetime
+) -> None:
+    if payment.status != PaymentStatus.PENDING:
+        return
+    payment.status = next_status(payment.status, PaymentStatus.FAILED).value
+    payment.failure_code = code[:64]
+    payment.failure_message = (message or code)[:500]
+    payment.updated_at = now
+    session.flush()
+    _emit_payment(session, "payment.failed", payment, now)
+
+
+def record_failure(
+    session: Session, payment_id: str, code: str, message: str | None, now: datetime
+) -> Payment:
+    """The gateway says the attempt failed; only a pending attempt changes."""
+    payment = _lock_order_then_payment(session, payment_id)[1]
+    _fail(session, payment, code, message, now)
+    return payment
+
+
+# Recording a capture ---------------------------------------------------------------------
+
+
+def _require(session: Session, payment_id: str) -> Payment:
+    payment = repository.get(session, payment_id)
+    if payment is None:
+        raise PaymentNotFound(f"No such payment: {payment_id}")
+    return payment
+
+
+def _lock_order_then_payment(session: Session, payment_id: str) -> tuple[Order, Payment]:
+    """Lock in one order everywhere (order, then payment) so that flows never deadlock."""
+    order_id = _require(session, payment_id).order_id
+    order = orders.lock(session, order_id)
+    payment = repository.get(session, payment_id, for_update=True)
+    if payment is None:  # pragma: no cover - payments are never deleted
+        raise PaymentNotFound(f"No such payment: {payment_id}")
+    return order, payment
+
+
+def record_capture(
+    session: Session, payment_id: str, amount: Money, gateway_trade_no: str | None, now: datetime
+) -> CaptureOutcome:
+    """Record money the gateway captured for an attempt, exactly once.
+
+    The first capture of an open order pays it: ledger entry, entitlements, events, and the
+    order's other attempts closed. A capture for an order already paid or closed is recorded
+    as a duplicate, owed back to the buyer. A repeat of a recorded capture changes nothing.
+    AmountMismatch when the gateway's amount or currency is not the attempt's."""
+    order, payment = _lock_order_then_payment(session, payment_id)
+    if payment.status == PaymentStatus.SUCCEEDED:
+        return CaptureOutcome.ALREADY_RECORDED
+    if amount != _money(payment):
+        raise AmountMismatch(
+            f"Payment {payment.id} is {_money(payment)}, the gateway reported {amount}."
+        )
+    payment.status = next_status(payment.status, PaymentStatus.SUCCEEDED).value
+    payment.succeeded_at = now
+    payment.updated_at = now
+    payment.failure_code = payment.failure_message = None
+    if gateway_trade_no and payment.gateway_trade_no is None:
+        payment.gateway_trade_no = gateway_trade_no
+    if order.status == OrderStatus.CREATED:
+        _pay_order(session, order, payment, now)
+        return CaptureOutcome.RECORDED
+    _record_duplicate(session, order, payment, now)
+    return CaptureOutcome.DUPLICATE
+
+
+def _pay_order(session: Session, order: Order, payment: Payment, now: datetime) -> None:
+    orders.mark_paid(order, payment.id, now)
+    amount = _money(payment)
+    post_entry(
+        session,
+        kind="payment_captured",
+        now=now,
+        order_id=order.id,
+        payment_id=payment.id,
+        legs=[
+            Leg(ledger_accounts.channel_clearing(payment.channel), amount),
+            Leg(ledger_accounts.PLATFORM_REVENUE, -amount),
+        ],
+    )
+    session.flush()
+    _emit_payment(session, "payment.succeeded", payment, now)
+    _emit_order(session, "order.paid", order, now)
+    for item in order.items:
+        entitlement = entitlements.grant(
+            session,
+            entitlements.GrantRequest(
+                user_id=order.user_id,
+                app_id=order.app_id,
+                product_id=item.product_id,
+                period_days=item.period_days,
+                quantity=item.quantity,
+                order_id=order.id,
+                payment_id=payment.id,
+            ),
+            now,
+        )
+        emit(
+            session,
+            event_type="entitlement.granted",
+            data=EntitlementOut.of(entitlement).model_dump(mode="json"),
+            stream_key=order.id,
+            app_id=order.app_id,
+            now=now,
+        )
+    for other in repository.pending_for_order(session, order.id, for_update=True):
+        # The gateway-side close of these attempts is the expiry job's work; if one is
+        # paid anyway it arrives as a duplicate and is owed back.
+        other.status = next_status(other.status, PaymentStatus.CLOSED).value
+        other.updated_at = now
+
+
+def _record_duplicate(session: Session, order: Order, payment: Payment, now: datetime) -> None:
+    payment.is_duplicate = True
+    amount = _money(payment)
+    post_entry(
+        session,
+        kind="duplicate_captured",
+        now=now,
+        order_id=order.id,
+        payment_id=payment.id,
+        legs=[
+            Leg(ledger_accounts.channel_clearing(payment.channel), amount),
+            Leg(ledger_accounts.DUPLICATE_PAYMENTS_PAYABLE, -amount),
+        ],
+    )
+    session.flush()
+    _emit_payment(session, "payment.succeeded", payment, now)
+    _emit_payment(session, "payment.duplicate_detected", payment, now)
+
+
+# Reading, syncing, closing -----------------------------------------------------------------
+
+
+def get_visible(session: Session, caller: Principal, payment_id: str) -> Payment:
+    """A payment the caller may see (through its order); 404 otherwise."""
+    payment = repository.get(session, payment_id)
+    if payment is None:
+        raise PaymentNotFound(f"No such payment: {payment_id}")
+    try:
+        orders.get_visible(session, caller, payment.order_id)
+    except OrderNotFound as exc:
+        raise PaymentNotFound(f"No such payment: {payment_id}") from exc
+    return payment
+
+
+def apply_query_result(
+    session: Session, payment_id: str, result: PaymentQueryResult, now: datetime
+) -> Payment:
+    """Act on what an active query learned: a capture, a failure, or nothing yet."""
+    if result.status is ChannelStatus.SUCCEEDED:
+        payment = _require(session, payment_id)
+        record_capture(
+            session, payment_id, result.amount or _money(payment), result.gateway_trade_no, now
+        )
+    elif result.status is ChannelStatus.FAILED:
+        record_failure(
+            session, payment_id, result.failure_code or "failed", result.failure_message, now
+        )
+    return _require(session, payment_id)
+
+
+def query_gateway(ctx: PaymentsContext, payment: Payment) -> PaymentQueryResult:
+    """Ask the gateway about an attempt (outside any transaction)."""
+    try:
+        return ctx.registry.get(payment.channel).query_payment(payment.id)
+    except ChannelUnavailable as exc:
+        raise ChannelUnavailableError(
+            f"The {payment.channel} gateway cannot be reached: {exc}"
+        ) from exc
+
+
+def close_order(session: Session, ctx: PaymentsContext, order: Order, now: datetime) -> Order:
+    """Close an unpaid order and its pending attempts at their gateways (order locked by caller).
+
+    If a gateway says an attempt was paid meanwhile, that capture is recorded and the order
+    is paid instead (OrderAlreadyPaid is raised after it is recorded)."""
+    if order.status == OrderStatus.CLOSED:
+        return order
+    if order.status != OrderStatus.CREATED:
+        raise OrderAlreadyPaid(f"Order {order.id} is {order.status} and cannot be closed.")
+    for payment in repository.pending_for_order(session, order.id, for_update=True):
+        try:
+            result = ctx.registry.get(payment.channel).close_payment(payment.id)
+        except ChannelUnavailable as exc:
+            raise ChannelUnavailableError(
+                f"The {payment.channel} gateway cannot be reached: {exc}"
+            ) from exc
+        if result.status is ChannelStatus.SUCCEEDED:
+            record_capture(
+                session, payment.id, result.amount or _money(payment), result.gateway_trade_no, now
+            )
+            return order
+        payment.status = next_status(payment.status, PaymentStatus.CLOSED).value
+        payment.updated_at = now
+    orders.mark_closed(order, now)
+    session.flush()
+    _emit_order(session, "order.closed", order, now)
+    return order

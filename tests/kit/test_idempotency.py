@@ -1,0 +1,438 @@
+"""Idempotency-Key on POST under /v1: replay, reuse, concurrency, scoping, expiry, takeover."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+
+from knowpay.catalog.models import Product
+from knowpay.kit.clock import FrozenClock
+from knowpay.kit.db import Database
+from knowpay.kit.idempotency import (
+    KEEP_FOR,
+    LOCK_FOR,
+    purge_expired,
+    request_fingerprint,
+)
+from knowpay.kit.idempotency_models import IdempotencyRecord
+from tests.builders import Builders, Caller
+
+PRODUCT = {"title": "Course", "kind": "course", "prices": [{"amount": 9900, "currency": "CNY"}]}
+WAIT_S = 10
+
+
+def _assert_problem(response: Any, status: int, code: str) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    body: dict[str, Any] = response.json()
+    assert body["status"] == status
+    assert body["code"] == code
+    assert body["type"] == f"https://knowpay.dev/problems/{code}"
+    assert body["title"]
+    assert body["detail"]
+    assert body["request_id"] == response.headers["x-request-id"]
+    assert "idempotent-replayed" not in response.headers
+    return body
+
+
+def _with_key(caller: Caller, key: str) -> dict[str, str]:
+    return {**caller.headers, "Idempotency-Key": key}
+
+
+def _count_products(database: Database) -> int:
+    with database.session_scope(read_only=True) as session:
+        return int(session.scalar(select(func.count()).select_from(Product)) or 0)
+
+
+def _records(database: Database) -> list[IdempotencyRecord]:
+    with database.session_scope(read_only=True) as session:
+        return list(session.scalars(select(IdempotencyRecord).order_by(IdempotencyRecord.key)))
+
+
+@dataclass
+class Probe:
+    """Test-only routes that count their calls; `_slow` holds the calls numbered in `hold`
+    until `release[call]` is set, and tells when each call started."""
+
+    calls: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    hold: set[int] = field(default_factory=lambda: {1})
+    started: dict[int, threading.Event] = field(
+        default_factory=lambda: {n: threading.Event() for n in range(1, 5)}
+    )
+    release: dict[int, threading.Event] = field(
+        default_factory=lambda: {n: threading.Event() for n in range(1, 5)}
+    )
+    flaky_outcomes: list[str] = field(default_factory=list)
+
+    def next_call(self) -> int:
+        return next(self.calls)
+
+
+@pytest.fixture
+def probe(app: FastAPI) -> Iterator[Probe]:
+    probe = Probe()
+
+    def respond(call: int, status: int = 201) -> JSONResponse:
+        return JSONResponse(
+            {"call": call}, status_code=status, headers={"Location": f"/v1/_things/{call}"}
+        )
+
+    @app.post("/v1/_echo")
+    def echo() -> JSONResponse:
+        return respond(probe.next_call())
+
+    @app.post("/v1/_slow")
+    def slow() -> JSONResponse:
+        call = probe.next_call()
+        probe.started[call].set()
+        if call in probe.hold:
+            assert probe.release[call].wait(WAIT_S)
+        return respond(call)
+
+    @app.post("/v1/_flaky")
+    def flaky() -> JSONResponse:
+        outcome = probe.flaky_outcomes.pop(0) if probe.flaky_outcomes else "ok"
+        if outcome == "raise":
+            raise RuntimeError("boom")
+        return respond(probe.next_call(), 503 if outcome == "503" else 201)
+
+    yield probe
+    for event in probe.release.values():
+        event.set()
+
+
+@pytest.fixture
+def app_caller(build: Builders) -> Caller:
+    return build.app()
+
+
+# Replay ---------------------------------------------------------------------------------------
+
+
+def test_a_retry_replays_the_first_response_and_writes_nothing_twice(
+    client: TestClient, app_caller: Caller, database: Database
+) -> None:
+    headers = _with_key(app_caller, "order-42")
+    first = client.post("/v1/products", json=PRODUCT, headers=headers)
+    second = client.post("/v1/products", json=PRODUCT, headers=headers)
+
+    assert first.status_code == 201, first.text
+    assert "idempotent-replayed" not in first.headers
+    assert second.status_code == 201
+    assert second.headers["idempotent-replayed"] == "true"
+    assert second.content == first.content
+    assert second.headers["content-type"] == first.headers["content-type"]
+    assert second.headers["x-request-id"].startswith("req_")
+    assert second.headers["x-request-id"] != first.headers["x-request-id"]
+    assert _count_products(database) == 1
+    [record] = _records(database)
+    assert (record.scope, record.key, record.state) == (
+        f"app:{app_caller.id}",
+        "order-42",
+        "completed",
+    )
+
+
+def test_replay_keeps_the_status_and_location(
+    client: TestClient, app_caller: Caller, probe: Probe
+) -> None:
+    headers = _with_key(app_caller, "echo-1")
+    first = client.post("/v1/_echo", json={"a": 1}, headers=headers)
+    second = client.post("/v1/_echo", json={"a": 1}, headers=headers)
+
+    assert (first.status_code, first.json()) == (201, {"call": 1})
+    assert (second.status_code, second.json()) == (201, {"call": 1})
+    assert second.headers["location"] == first.headers["location"] == "/v1/_things/1"
+    assert second.headers["idempotent-replayed"] == "true"
+    assert probe.next_call() == 2  # the endpoint ran once
+
+
+def test_a_client_error_is_stored_and_replayed_too(
+    client: TestClient, app_caller: Caller, database: Database
+) -> None:
+    headers = _with_key(app_caller, "bad-product")
+    first = client.post("/v1/products", json={"title": "No prices"}, headers=headers)
+    second = client.post("/v1/products", json={"title": "No prices"}, headers=headers)
+
+    assert first.status_code == 422
+    assert second.status_code == 422
+    assert second.content == first.content
+    assert second.headers["idempotent-replayed"] == "true"
+    assert _count_products(database) == 0
+
+
+# Reuse and concurrency ------------------------------------------------------------------------
+
+
+def test_the_same_key_with_another_request_is_422(
+    client: TestClient, app_caller: Caller, database: Database
+) -> None:
+    headers = _with_key(app_caller, "k-1")
+    assert client.post("/v1/products", json=PRODUCT, headers=headers).status_code == 201
+
+    other_body = client.post("/v1/products", json={**PRODUCT, "title": "Other"}, headers=headers)
+    other_query = client.post("/v1/products?x=1", json=PRODUCT, headers=headers)
+
+    _assert_problem(other_body, 422, "idempotency_key_reused")
+    _assert_problem(other_query, 422, "idempotency_key_reused")
+    assert _count_products(database) == 1
+    assert client.post("/v1/products", json=PRODUCT, headers=headers).status_code == 201
+
+
+def test_the_same_key_while_the_first_request_runs_is_409(
+    client: TestClient, app_caller: Caller, probe: Probe
+) -> None:
+    headers = _with_key(app_caller, "slow-1")
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        first = pool.submit(client.post, "/v1/_slow", json={"n": 1}, headers=headers)
+        assert probe.started[1].wait(WAIT_S)
+
+        _assert_problem(
+            client.post("/v1/_slow", json={"n": 1}, headers=headers), 409, "idempotency_key_in_use"
+        )
+
+        probe.release[1].set()
+        first_response = first.result(timeout=WAIT_S)
+
+    assert (first_response.status_code, first_response.json()) == (201, {"call": 1})
+    replay = client.post("/v1/_slow", json={"n": 1}, headers=headers)
+    assert replay.json() == {"call": 1}
+    assert replay.headers["idempotent-replayed"] == "true"
+
+
+def test_simultaneous_requests_with_one_key_run_the_endpoint_once(
+    client: TestClient, app_caller: Caller, probe: Probe
+) -> None:
+    headers = _with_key(app_caller, "burst")
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        futures = [
+            pool.submit(client.post, "/v1/_slow", json={}, headers=headers) for _ in range(8)
+        ]
+        assert probe.started[1].wait(WAIT_S)
+        deadline = time.monotonic() + WAIT_S
+        while sum(f.done() for f in futures) < 7 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        probe.release[1].set()
+        responses = [f.result(timeout=WAIT_S) for f in futures]
+
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses == [201] + [409] * 7
+    for response in responses:
+        if response.status_code == 409:
+            _assert_problem(response, 409, "idempotency_key_in_use")
+    assert probe.next_call() == 2  # the endpoint ran once
+
+
+# Scoping --------------------------------------------------------------------------------------
+
+
+def test_keys_are_scoped_to_the_caller(
+    client: TestClient, build: Builders, database: Database, probe: Probe
+) -> None:
+    first_app, second_app = build.app("first"), build.app("second")
+    buyer = build.buyer(first_app)
+
+    one = client.post("/v1/products", json=PRODUCT, headers=_with_key(first_app, "shared"))
+    two = client.post("/v1/products", json=PRODUCT, headers=_with_key(second_app, "shared"))
+    three = client.post("/v1/_echo", json=PRODUCT, headers=_with_key(buyer, "shared"))
+    three_again = client.post("/v1/_echo", json=PRODUCT, headers=_with_key(buyer, "shared"))
+
+    assert one.status_code == two.status_code == 201
+    assert "idempotent-replayed" not in one.headers
+    assert "idempotent-replayed" not in two.headers
+    assert one.json()["id"] != two.json()["id"]
+    assert _count_products(database) == 2
+    assert three.json() == three_again.json() == {"call": 1}
+    assert three_again.headers["idempotent-replayed"] == "true"
+    assert {r.scope for r in _records(database)} == {
+        f"app:{first_app.id}",
+        f"app:{second_app.id}",
+        f"buyer:{buyer.id}",
+    }
+
+
+def test_an_unauthenticated_caller_is_not_handled(client: TestClient, database: Database) -> None:
+    headers = {"Authorization": "Bearer kp_live_nonsense", "Idempotency-Key": "k"}
+    _assert_problem(
+        client.post("/v1/products", json=PRODUCT, headers=headers), 401, "invalid_api_key"
+    )
+    no_auth = client.post("/v1/products", json=PRODUCT, headers={"Idempotency-Key": "k"})
+    _assert_problem(no_auth, 401, "unauthorized")
+    assert _records(database) == []
+
+
+# Expiry, failures and takeover ----------------------------------------------------------------
+
+
+def test_a_key_expires_after_24_hours(
+    client: TestClient, app_caller: Caller, database: Database, clock: FrozenClock
+) -> None:
+    headers = _with_key(app_caller, "daily")
+    first = client.post("/v1/products", json=PRODUCT, headers=headers)
+    clock.advance(KEEP_FOR - timedelta(seconds=1))
+    assert client.post("/v1/products", json=PRODUCT, headers=headers).content == first.content
+
+    clock.advance(timedelta(seconds=1))
+    fresh = client.post("/v1/products", json={**PRODUCT, "title": "New"}, headers=headers)
+
+    assert fresh.status_code == 201
+    assert "idempotent-replayed" not in fresh.headers
+    assert fresh.json()["id"] != first.json()["id"]
+    assert _count_products(database) == 2
+    [record] = _records(database)
+    assert record.expires_at == clock.now() + KEEP_FOR
+
+
+@pytest.mark.parametrize("failure", ["raise", "503"])
+def test_a_server_error_is_not_stored_so_a_retry_runs_again(
+    client: TestClient, app_caller: Caller, database: Database, probe: Probe, failure: str
+) -> None:
+    probe.flaky_outcomes.append(failure)
+    headers = _with_key(app_caller, "flaky")
+
+    failed = client.post("/v1/_flaky", json={}, headers=headers)
+    assert failed.status_code in {500, 503}
+    assert _records(database) == []
+
+    retry = client.post("/v1/_flaky", json={}, headers=headers)
+    replay = client.post("/v1/_flaky", json={}, headers=headers)
+    assert retry.status_code == 201
+    assert "idempotent-replayed" not in retry.headers
+    assert replay.content == retry.content
+    assert replay.headers["idempotent-replayed"] == "true"
+
+
+def test_a_crashed_requests_key_is_taken_over_after_the_lock_passes(
+    client: TestClient, app_caller: Caller, database: Database, clock: FrozenClock, probe: Probe
+) -> None:
+    # What a process that died in the middle of the request leaves behind.
+    with database.session_scope() as session:
+        session.add(
+            IdempotencyRecord(
+                scope=f"app:{app_caller.id}",
+                key="crashed",
+                request_fingerprint=request_fingerprint("POST", "/v1/_echo", b"", b'{"a":1}'),
+                state="in_progress",
+                locked_until=clock.now() + LOCK_FOR,
+                created_at=clock.now(),
+                expires_at=clock.now() + KEEP_FOR,
+            )
+        )
+    headers = {**_with_key(app_caller, "crashed"), "Content-Type": "application/json"}
+
+    locked = client.post("/v1/_echo", content=b'{"a":1}', headers=headers)
+    _assert_problem(locked, 409, "idempotency_key_in_use")
+
+    clock.advance(LOCK_FOR)
+    taken_over = client.post("/v1/_echo", content=b'{"a":1}', headers=headers)
+    replay = client.post("/v1/_echo", content=b'{"a":1}', headers=headers)
+
+    assert (taken_over.status_code, taken_over.json()) == (201, {"call": 1})
+    assert replay.json() == {"call": 1}
+    assert replay.headers["idempotent-replayed"] == "true"
+
+
+def test_a_request_that_outlived_its_lock_does_not_overwrite_the_new_owner(
+    client: TestClient, app_caller: Caller, clock: FrozenClock, probe: Probe
+) -> None:
+    probe.hold = {1, 2}
+    headers = _with_key(app_caller, "too-slow")
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        first = pool.submit(client.post, "/v1/_slow", json={}, headers=headers)
+        assert probe.started[1].wait(WAIT_S)
+        clock.advance(LOCK_FOR)
+        second = pool.submit(client.post, "/v1/_slow", json={}, headers=headers)
+        assert probe.started[2].wait(WAIT_S)  # it took the key over
+
+        probe.release[1].set()
+        assert first.result(timeout=WAIT_S).json() == {"call": 1}
+        # The late first response was not stored: the key still belongs to the second.
+        _assert_problem(
+            client.post("/v1/_slow", json={}, headers=headers), 409, "idempotency_key_in_use"
+        )
+
+        probe.release[2].set()
+        assert second.result(timeout=WAIT_S).json() == {"call": 2}
+
+    replay = client.post("/v1/_slow", json={}, headers=headers)
+    assert replay.json() == {"call": 2}
+    assert replay.headers["idempotent-replayed"] == "true"
+
+
+# Requests it leaves alone and bad keys --------------------------------------------------------
+
+
+def test_requests_without_the_header_are_unaffected(
+    client: TestClient, app_caller: Caller, database: Database
+) -> None:
+    first = client.post("/v1/products", json=PRODUCT, headers=app_caller.headers)
+    second = client.post("/v1/products", json=PRODUCT, headers=app_caller.headers)
+    listed = client.get("/v1/products", headers=_with_key(app_caller, "ignored"))
+
+    assert first.status_code == second.status_code == 201
+    assert first.json()["id"] != second.json()["id"]
+    assert "idempotent-replayed" not in second.headers
+    assert listed.status_code == 200
+    assert _count_products(database) == 2
+    assert _records(database) == []
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        [("Idempotency-Key", "")],
+        [("Idempotency-Key", "k" * 256)],
+        [("Idempotency-Key", "caf\u00e9".encode())],
+        [("Idempotency-Key", "tab\there")],
+        [("Idempotency-Key", "one"), ("Idempotency-Key", "two")],
+    ],
+    ids=["empty", "too-long", "non-ascii", "control", "twice"],
+)
+def test_a_bad_key_is_400(
+    client: TestClient,
+    app_caller: Caller,
+    database: Database,
+    header: list[tuple[str, str | bytes]],
+) -> None:
+    headers = list(app_caller.headers.items()) + header
+    response = client.post("/v1/products", json=PRODUCT, headers=headers)
+
+    _assert_problem(response, 400, "invalid_idempotency_key")
+    assert _count_products(database) == 0
+    assert _records(database) == []
+
+
+def test_the_longest_key_is_accepted(client: TestClient, app_caller: Caller) -> None:
+    headers = _with_key(app_caller, "k" * 255)
+    assert client.post("/v1/products", json=PRODUCT, headers=headers).status_code == 201
+    replay = client.post("/v1/products", json=PRODUCT, headers=headers)
+    assert replay.headers["idempotent-replayed"] == "true"
+
+
+# Purging --------------------------------------------------------------------------------------
+
+
+def test_purge_expired_deletes_only_expired_records(
+    client: TestClient, app_caller: Caller, database: Database, clock: FrozenClock
+) -> None:
+    client.post("/v1/products", json=PRODUCT, headers=_with_key(app_caller, "old"))
+    clock.advance(timedelta(hours=12))
+    client.post("/v1/products", json=PRODUCT, headers=_with_key(app_caller, "new"))
+    clock.advance(timedelta(hours=12))
+
+    with database.session_scope() as session:
+        assert purge_expired(session, clock.now()) == 1
+
+    assert [r.key for r in _records(database)] == ["new"]

@@ -1,0 +1,180 @@
+"""The ledger: balanced entries only, append-only in the database, and a check that names
+what is wrong."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+from typer.testing import CliRunner
+
+from knowpay.cli.main import app as cli
+from knowpay.kit.config import Settings, get_settings
+from knowpay.kit.db import Database
+from knowpay.kit.money import Money
+from knowpay.ledger import service as ledger
+from knowpay.ledger.errors import UnbalancedEntry
+from knowpay.ledger.service import Leg
+from tests import books
+from tests.builders import Builders, Shop
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+runner = CliRunner()
+
+
+def test_refuses_entries_that_do_not_balance_per_currency(database: Database) -> None:
+    with database.session_scope() as session:
+        with pytest.raises(UnbalancedEntry):
+            ledger.post_entry(
+                session,
+                kind="x",
+                now=NOW,
+                legs=[Leg("a", Money(100, "CNY")), Leg("b", Money(-99, "CNY"))],
+            )
+        with pytest.raises(UnbalancedEntry):
+            # Balanced in sum but across two currencies: not balanced per currency.
+            ledger.post_entry(
+                session,
+                kind="x",
+                now=NOW,
+                legs=[Leg("a", Money(100, "CNY")), Leg("b", Money(-100, "USD"))],
+            )
+        with pytest.raises(UnbalancedEntry):
+            ledger.post_entry(
+                session,
+                kind="x",
+                now=NOW,
+                legs=[Leg("a", Money(0, "CNY")), Leg("b", Money(0, "CNY"))],
+            )
+        entry = ledger.post_entry(
+            session,
+            kind="x",
+            now=NOW,
+            legs=[
+                Leg("a", Money(100, "CNY")),
+                Leg("b", Money(-60, "CNY")),
+                Leg("c", Money(-40, "CNY")),
+            ],
+        )
+        assert entry.id.startswith("je_")
+    with database.session_scope(read_only=True) as session:
+        assert ledger.balance(session, "b", "CNY") == Money(-60, "CNY")
+        assert ledger.check_entries(session) == []
+
+
+def _post_one(database: Database) -> str:
+    with database.session_scope() as session:
+        return ledger.post_entry(
+            session, kind="x", now=NOW, legs=[Leg("a", Money(5, "CNY")), Leg("b", Money(-5, "CNY"))]
+        ).id
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE postings SET amount_minor = 6",
+        "DELETE FROM postings",
+        "UPDATE journal_entries SET kind = 'y'",
+        "DELETE FROM journal_entries",
+    ],
+)
+def test_the_database_refuses_to_change_or_delete_postings(
+    database: Database, statement: str
+) -> None:
+    _post_one(database)
+    with pytest.raises(DBAPIError, match="append-only"), database.engine.begin() as connection:
+        connection.execute(text(statement))
+
+
+def test_postgresql_refuses_an_unbalanced_entry_at_commit(database: Database) -> None:
+    if database.dialect != "postgresql":
+        pytest.skip(
+            "SQLite has no deferred constraint triggers; the check and the code guard it there"
+        )
+    with pytest.raises(DBAPIError, match="does not balance"):
+        _insert_unbalanced_entry(database)
+
+
+def _insert_unbalanced_entry(database: Database) -> None:
+    with database.engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO journal_entries (id, kind, created_at) VALUES ('je_raw', 'raw', now())"
+            )
+        )
+        connection.execute(
+            text(
+                "INSERT INTO postings (entry_id, account, currency, amount_minor, created_at) "
+                "VALUES ('je_raw', 'a', 'CNY', 100, now()), ('je_raw', 'b', 'CNY', -99, now())"
+            )
+        )
+
+
+def _tamper(database: Database, sql: str) -> None:
+    """What an attacker or a careless DBA with direct SQL access could do."""
+    with database.engine.begin() as connection:
+        if database.dialect == "postgresql":
+            connection.execute(text("ALTER TABLE postings DISABLE TRIGGER USER"))
+            connection.execute(text(sql))
+            connection.execute(text("ALTER TABLE postings ENABLE TRIGGER USER"))
+        else:
+            connection.execute(text("DROP TRIGGER postings_no_update"))
+            connection.execute(text(sql))
+
+
+def _ledger_check(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> tuple[int, dict[str, object]]:
+    monkeypatch.setenv("KNOWPAY_DATABASE_URL", settings.database_url)
+    get_settings.cache_clear()
+    try:
+        result = runner.invoke(cli, ["ledger", "check", "--json"])
+    finally:
+        get_settings.cache_clear()
+    return result.exit_code, json.loads(result.output)
+
+
+def test_ledger_check_passes_on_consistent_books_and_names_a_tampered_entry(
+    build: Builders, database: Database, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shop = Shop(build)
+    for _ in range(3):
+        shop.confirm(shop.pay(shop.order()))
+    code, report = _ledger_check(settings, monkeypatch)
+    assert (code, report) == (0, {"ok": True, "violations": []})
+
+    victim = books.entries(database, kind="payment_captured")[1]
+    _tamper(
+        database,
+        f"UPDATE postings SET amount_minor = amount_minor + 1 WHERE entry_id = '{victim.id}' "
+        "AND amount_minor > 0",
+    )
+    code, report = _ledger_check(settings, monkeypatch)
+    assert code == 1
+    assert report["ok"] is False
+    violations = report["violations"]
+    assert isinstance(violations, list)
+    assert {
+        "rule": "entry_balances",
+        "object_id": victim.id,
+        "detail": "postings sum to 1 CNY, not 0",
+    } in violations
+
+
+def test_ledger_check_finds_an_order_that_disagrees_with_its_postings(
+    build: Builders, database: Database, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shop = Shop(build)
+    order = shop.order()
+    shop.confirm(shop.pay(order))
+    with database.engine.begin() as connection:
+        connection.execute(
+            text(f"UPDATE orders SET amount_minor = 9800 WHERE id = '{order['id']}'")
+        )
+    code, report = _ledger_check(settings, monkeypatch)
+    assert code == 1
+    rules = {(v["rule"], v["object_id"]) for v in report["violations"]}  # type: ignore[union-attr]
+    assert ("order_matches_ledger", order["id"]) in rules

@@ -1,0 +1,219 @@
+"""Orders: the amount comes from the catalog; out_trade_no is unique per app; expiry."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+
+from knowpay.kit.clock import FrozenClock
+from knowpay.kit.db import Database
+from knowpay.orders.models import Order
+from knowpay.orders.states import IllegalOrderTransition, OrderStatus, next_status
+from tests.builders import Builders, Shop
+
+
+@pytest.fixture
+def shop(build: Builders) -> Shop:
+    return Shop(build)
+
+
+def _orders(database: Database) -> int:
+    with database.session_scope(read_only=True) as session:
+        return int(session.scalar(select(func.count()).select_from(Order)) or 0)
+
+
+def test_amount_is_computed_from_published_prices(shop: Shop, build: Builders) -> None:
+    ebook = build.product(
+        shop.app, title="E-book", kind="ebook", prices=[{"amount": 2990, "currency": "CNY"}]
+    )
+    order = shop.order(shop.course, ebook, metadata={"source": "ios"})
+    assert order["amount"] == 9900 + 2990
+    assert order["currency"] == "CNY"
+    assert order["status"] == "created"
+    assert order["metadata"] == {"source": "ios"}
+    assert [i["unit_amount"] for i in order["items"]] == [9900, 2990]
+    assert order["expires_at"] == "2026-01-01T12:30:00Z"  # 30 minutes by default
+
+
+def test_quantity_multiplies_the_unit_price(shop: Shop) -> None:
+    response = shop.client.post(
+        "/v1/orders",
+        json={
+            "user_id": shop.buyer.id,
+            "currency": "CNY",
+            "items": [{"product_id": shop.course["id"], "quantity": 3}],
+        },
+        headers=shop.app.headers,
+    )
+    assert response.json()["amount"] == 3 * 9900
+
+
+def test_a_caller_sent_amount_is_refused_and_nothing_is_written(
+    shop: Shop, database: Database
+) -> None:
+    for field in ("amount", "total_amount"):
+        body = {
+            "user_id": shop.buyer.id,
+            "currency": "CNY",
+            "items": [{"product_id": shop.course["id"]}],
+            field: 1,
+        }
+        response = shop.client.post("/v1/orders", json=body, headers=shop.app.headers)
+        assert response.status_code == 422
+        assert "computed from the catalog" in response.text
+    assert _orders(database) == 0
+
+
+def test_same_out_trade_no_and_content_returns_the_existing_order(
+    shop: Shop, database: Database
+) -> None:
+    first = shop.order(out_trade_no="P2026-0001")
+    again = shop.client.post(
+        "/v1/orders",
+        json={
+            "user_id": shop.buyer.id,
+            "currency": "CNY",
+            "items": [{"product_id": shop.course["id"]}],
+            "out_trade_no": "P2026-0001",
+        },
+        headers=shop.app.headers,
+    )
+    assert again.status_code == 200
+    assert again.json()["id"] == first["id"]
+    assert _orders(database) == 1
+
+
+def test_same_out_trade_no_with_other_content_is_409(
+    shop: Shop, build: Builders, database: Database
+) -> None:
+    shop.order(out_trade_no="P2026-0002")
+    other = build.product(shop.app, title="Other", prices=[{"amount": 100, "currency": "CNY"}])
+    response = shop.client.post(
+        "/v1/orders",
+        json={
+            "user_id": shop.buyer.id,
+            "currency": "CNY",
+            "items": [{"product_id": other["id"]}],
+            "out_trade_no": "P2026-0002",
+        },
+        headers=shop.app.headers,
+    )
+    assert response.status_code == 409
+    assert response.json()["code"] == "out_trade_no_conflict"
+    assert _orders(database) == 1
+
+
+def test_out_trade_no_is_unique_per_app_only(shop: Shop, build: Builders) -> None:
+    shop.order(out_trade_no="SHARED-1")
+    other_app = build.app("other")
+    other_buyer = build.buyer(other_app)
+    response = shop.client.post(
+        "/v1/orders",
+        json={
+            "user_id": other_buyer.id,
+            "currency": "CNY",
+            "items": [{"product_id": shop.course["id"]}],
+            "out_trade_no": "SHARED-1",
+        },
+        headers=other_app.headers,
+    )
+    assert response.status_code == 201
+
+
+@pytest.mark.parametrize(
+    ("change", "status", "code"),
+    [
+        ({"currency": "USD"}, 422, "price_not_available"),
+        ({"currency": "XYZ"}, 422, "validation_error"),
+        ({"expires_in": 10}, 422, "validation_error"),
+        ({"expires_in": 8 * 86400}, 422, "validation_error"),
+        ({"items": []}, 422, "validation_error"),
+        ({"items": [{"product_id": "prod_nope"}]}, 404, "product_not_found"),
+        ({"items": [{"product_id": "P", "quantity": 0}]}, 422, "validation_error"),
+        ({"user_id": "usr_nope"}, 422, "user_not_found"),
+        ({"out_trade_no": "has spaces"}, 422, "validation_error"),
+    ],
+)
+def test_bad_orders_are_refused_and_write_nothing(
+    shop: Shop, database: Database, change: dict[str, object], status: int, code: str
+) -> None:
+    body = {
+        "user_id": shop.buyer.id,
+        "currency": "CNY",
+        "items": [{"product_id": shop.course["id"]}],
+        **change,
+    }
+    response = shop.client.post("/v1/orders", json=body, headers=shop.app.headers)
+    assert response.status_code == status, response.text
+    assert response.json()["code"] == code
+    assert _orders(database) == 0
+
+
+def test_draft_products_cannot_be_sold(shop: Shop, build: Builders) -> None:
+    draft = build.product(shop.app, status="draft")
+    body = {"user_id": shop.buyer.id, "currency": "CNY", "items": [{"product_id": draft["id"]}]}
+    response = shop.client.post("/v1/orders", json=body, headers=shop.app.headers)
+    assert response.status_code == 422
+    assert response.json()["code"] == "product_not_for_sale"
+
+
+def test_an_app_cannot_order_for_another_apps_buyer(shop: Shop, build: Builders) -> None:
+    other = build.app("other")
+    body = {
+        "user_id": shop.buyer.id,
+        "currency": "CNY",
+        "items": [{"product_id": shop.course["id"]}],
+    }
+    response = shop.client.post("/v1/orders", json=body, headers=other.headers)
+    assert response.status_code == 422
+    assert response.json()["code"] == "user_not_found"
+
+
+def test_buyers_and_apps_see_only_their_orders(
+    shop: Shop, build: Builders, client: TestClient
+) -> None:
+    order = shop.order()
+    stranger = build.buyer(shop.app)
+    other_app = build.app("other")
+    assert client.get(f"/v1/orders/{order['id']}", headers=shop.buyer.headers).status_code == 200
+    assert client.get(f"/v1/orders/{order['id']}", headers=stranger.headers).status_code == 404
+    assert client.get(f"/v1/orders/{order['id']}", headers=other_app.headers).status_code == 404
+    assert client.get("/v1/orders", headers=stranger.headers).json()["data"] == []
+    assert [
+        o["id"] for o in client.get("/v1/orders", headers=shop.buyer.headers).json()["data"]
+    ] == [order["id"]]
+    assert client.get("/v1/orders", headers=other_app.headers).json()["data"] == []
+    # Only apps create orders.
+    body = {
+        "user_id": shop.buyer.id,
+        "currency": "CNY",
+        "items": [{"product_id": shop.course["id"]}],
+    }
+    assert client.post("/v1/orders", json=body, headers=shop.buyer.headers).status_code == 403
+
+
+def test_an_expired_order_cannot_be_paid(shop: Shop, clock: FrozenClock) -> None:
+    order = shop.order(expires_in=60)
+    clock.advance(timedelta(seconds=60))
+    response = shop.client.post(
+        f"/v1/orders/{order['id']}/payments", json={"channel": "test"}, headers=shop.app.headers
+    )
+    assert response.status_code == 409
+    assert response.json()["code"] == "order_expired"
+
+
+def test_the_transition_table_refuses_illegal_moves() -> None:
+    assert next_status("created", OrderStatus.PAID) is OrderStatus.PAID
+    assert next_status("paid", OrderStatus.REFUNDED) is OrderStatus.REFUNDED
+    for current, target in [
+        ("paid", OrderStatus.CREATED),
+        ("closed", OrderStatus.PAID),
+        ("refunded", OrderStatus.PAID),
+        ("created", OrderStatus.REFUNDED),
+        ("paid", OrderStatus.CLOSED),
+    ]:
+        with pytest.raises(IllegalOrderTransition):
+            next_status(current, target)

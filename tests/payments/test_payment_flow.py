@@ -1,0 +1,342 @@
+"""Paying an order through the test channel: one capture, its ledger entry, entitlements and
+events together; failures, closing, duplicates and active query."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from fastapi.testclient import TestClient
+
+from knowpay.kit.db import Database
+from knowpay.ledger.accounts import DUPLICATE_PAYMENTS_PAYABLE, PLATFORM_REVENUE, channel_clearing
+from knowpay.payments.states import IllegalPaymentTransition, PaymentStatus, next_status
+from tests import books
+from tests.builders import Builders, Shop
+
+
+@pytest.fixture
+def shop(build: Builders) -> Shop:
+    return Shop(build)
+
+
+def test_a_confirmed_payment_pays_the_order_once_with_ledger_entitlement_and_events(
+    shop: Shop, database: Database
+) -> None:
+    order = shop.order()
+    payment = shop.pay(order)
+    assert payment["status"] == "pending"
+    assert payment["action"] == {"type": "none"}
+    assert shop.confirm(payment)["notification"] == "processed"
+
+    paid = shop.get(f"/v1/orders/{order['id']}")
+    assert paid["status"] == "paid"
+    assert paid["payment_id"] == payment["id"]
+    assert shop.get(f"/v1/payments/{payment['id']}")["status"] == "succeeded"
+    [entry] = books.entries(database, kind="payment_captured")
+    assert entry.payment_id == payment["id"]
+    assert books.account_balance(database, channel_clearing("test")) == 9900
+    assert books.account_balance(database, PLATFORM_REVENUE) == -9900
+    [entitlement] = books.entitlements(database, shop.buyer.id)
+    assert entitlement.product_id == shop.course["id"]
+    assert entitlement.valid_until is None
+    types = [e["type"] for e in books.events(database, stream_key=order["id"])]
+    assert types == ["payment.succeeded", "order.paid", "entitlement.granted"]
+    assert books.violations(database) == []
+
+
+def test_the_buyer_sees_the_content_through_the_entitlements_api(
+    shop: Shop, client: TestClient
+) -> None:
+    shop.confirm(shop.pay(shop.order()))
+    mine = client.get("/v1/entitlements", headers=shop.buyer.headers).json()["data"]
+    assert [e["product_id"] for e in mine] == [shop.course["id"]]
+    by_app = client.get(
+        f"/v1/entitlements?user_id={shop.buyer.id}", headers=shop.app.headers
+    ).json()["data"]
+    assert by_app == mine
+    stranger = shop.build.buyer(shop.app)
+    assert (
+        client.get(f"/v1/entitlements?user_id={shop.buyer.id}", headers=stranger.headers).json()[
+            "data"
+        ]
+        == []
+    )
+
+
+def test_a_repeated_notification_changes_nothing(shop: Shop, database: Database) -> None:
+    order = shop.order()
+    payment = shop.pay(order)
+    assert shop.confirm(payment)["notification"] == "processed"
+    for _ in range(3):
+        assert shop.confirm(payment)["notification"] == "duplicate"
+    assert len(books.entries(database, kind="payment_captured")) == 1
+    assert len(books.events(database, "order.paid")) == 1
+    assert len(books.entitlements(database, shop.buyer.id)) == 1
+
+
+def test_immediate_success_and_decline_decided_by_test_outcome(
+    shop: Shop, database: Database
+) -> None:
+    declined = shop.pay(order := shop.order(), test_outcome="failed")
+    assert declined["status"] == "failed"
+    assert declined["failure_code"] == "test_declined"
+    assert shop.get(f"/v1/orders/{order['id']}")["status"] == "created"
+    retried = shop.pay(order, test_outcome="succeeded")
+    assert retried["status"] == "succeeded"
+    assert shop.get(f"/v1/orders/{order['id']}")["status"] == "paid"
+    types = [e["type"] for e in books.events(database, stream_key=order["id"])]
+    assert types[0] == "payment.failed"
+    assert "order.paid" in types
+    assert books.violations(database) == []
+
+
+@pytest.mark.parametrize(
+    ("amount", "status"), [(10666, "failed"), (10777, "succeeded"), (10555, "pending")]
+)
+def test_magic_amounts_decide_like_test_cards(
+    shop: Shop, build: Builders, amount: int, status: str
+) -> None:
+    product = build.product(shop.app, prices=[{"amount": amount, "currency": "CNY"}])
+    assert shop.pay(shop.order(product))["status"] == status
+
+
+def test_an_unreachable_gateway_is_503_and_the_order_stays_payable(shop: Shop) -> None:
+    order = shop.order()
+    response = shop.client.post(
+        f"/v1/orders/{order['id']}/payments",
+        json={"channel": "test", "test_outcome": "unavailable"},
+        headers=shop.app.headers,
+    )
+    assert response.status_code == 503
+    problem = response.json()
+    assert problem["code"] == "channel_unavailable"
+    failed = shop.get(f"/v1/payments/{problem['payment_id']}")
+    assert failed["status"] == "failed"
+    assert failed["failure_code"] == "channel_unavailable"
+    assert shop.pay(order)["status"] == "pending"
+
+
+def test_unknown_and_unconfigured_channels_are_422(shop: Shop) -> None:
+    order = shop.order()
+    for channel, code in (("bitcoin", "unknown_channel"), ("alipay_qr", "channel_not_configured")):
+        response = shop.client.post(
+            f"/v1/orders/{order['id']}/payments",
+            json={"channel": channel},
+            headers=shop.app.headers,
+        )
+        assert response.status_code == 422
+        assert response.json()["code"] == code
+
+
+def test_two_attempts_both_paid_record_the_second_as_a_duplicate(
+    shop: Shop, database: Database
+) -> None:
+    order = shop.order()
+    first, second = shop.pay(order), shop.pay(order)
+    shop.confirm(first)
+    assert shop.get(f"/v1/payments/{second['id']}")["status"] == "closed"
+    # The buyer had already paid the second attempt at the gateway: it is captured all the same.
+    assert shop.confirm(second)["notification"] == "processed"
+    duplicate = shop.get(f"/v1/payments/{second['id']}")
+    assert duplicate["status"] == "succeeded"
+    assert duplicate["is_duplicate"] is True
+    paid = shop.get(f"/v1/orders/{order['id']}")
+    assert paid["status"] == "paid"
+    assert paid["payment_id"] == first["id"]
+    assert len(books.entries(database, kind="payment_captured")) == 1
+    assert len(books.entries(database, kind="duplicate_captured")) == 1
+    assert books.account_balance(database, DUPLICATE_PAYMENTS_PAYABLE) == -9900
+    assert books.account_balance(database, PLATFORM_REVENUE) == -9900
+    assert len(books.events(database, "payment.duplicate_detected")) == 1
+    assert len(books.events(database, "order.paid")) == 1
+    assert len(books.entitlements(database, shop.buyer.id)) == 1
+    assert books.violations(database) == []
+
+
+def test_a_paid_order_refuses_new_attempts(shop: Shop) -> None:
+    order = shop.order()
+    shop.pay(order, test_outcome="succeeded")
+    response = shop.client.post(
+        f"/v1/orders/{order['id']}/payments", json={"channel": "test"}, headers=shop.app.headers
+    )
+    assert response.status_code == 409
+    assert response.json()["code"] == "order_already_paid"
+
+
+def test_closing_closes_pending_attempts_at_the_gateway(shop: Shop, database: Database) -> None:
+    order = shop.order()
+    payment = shop.pay(order)
+    closed = shop.client.post(f"/v1/orders/{order['id']}/close", headers=shop.app.headers)
+    assert closed.status_code == 200
+    assert closed.json()["status"] == "closed"
+    assert shop.get(f"/v1/payments/{payment['id']}")["status"] == "closed"
+    # The gateway closed the trade too: the buyer can no longer pay it there.
+    late = shop.client.post(f"/sandbox/test/payments/{payment['id']}/confirm", json={})
+    assert late.status_code == 409
+    assert late.json()["code"] == "trade_closed"
+    assert [e["type"] for e in books.events(database, stream_key=order["id"])] == ["order.closed"]
+    again = shop.client.post(f"/v1/orders/{order['id']}/close", headers=shop.app.headers)
+    assert again.status_code == 200
+    refused = shop.client.post(
+        f"/v1/orders/{order['id']}/payments", json={"channel": "test"}, headers=shop.app.headers
+    )
+    assert refused.json()["code"] == "order_not_payable"
+
+
+def test_closing_an_order_the_gateway_already_paid_records_the_payment(
+    shop: Shop, database: Database
+) -> None:
+    order = shop.order()
+    payment = shop.pay(order)
+    shop.confirm(payment, notify=False)  # paid at the gateway; the notification is lost
+    response = shop.client.post(f"/v1/orders/{order['id']}/close", headers=shop.app.headers)
+    assert response.status_code == 409
+    assert response.json()["code"] == "order_already_paid"
+    assert shop.get(f"/v1/orders/{order['id']}")["status"] == "paid"
+    assert books.violations(database) == []
+
+
+def test_a_lost_notification_is_recovered_by_active_query(shop: Shop, database: Database) -> None:
+    order = shop.order()
+    payment = shop.pay(order)
+    assert shop.confirm(payment, notify=False)["notification"] is None
+    assert shop.get(f"/v1/orders/{order['id']}")["status"] == "created"
+    synced = shop.client.post(f"/v1/payments/{payment['id']}/sync", headers=shop.app.headers)
+    assert synced.status_code == 200
+    assert synced.json()["status"] == "succeeded"
+    assert shop.get(f"/v1/orders/{order['id']}")["status"] == "paid"
+    # A notification arriving after the query is a no-op.
+    assert shop.confirm(payment)["notification"] == "processed"
+    assert len(books.entries(database, kind="payment_captured")) == 1
+    assert books.violations(database) == []
+
+
+def test_a_failed_payment_at_the_gateway_leaves_the_order_payable(
+    shop: Shop, database: Database
+) -> None:
+    order = shop.order()
+    payment = shop.pay(order)
+    assert shop.confirm(payment, outcome="failed")["notification"] == "processed"
+    assert shop.get(f"/v1/payments/{payment['id']}")["status"] == "failed"
+    assert shop.get(f"/v1/orders/{order['id']}")["status"] == "created"
+    assert [e["type"] for e in books.events(database, stream_key=order["id"])] == ["payment.failed"]
+
+
+def test_a_forged_notification_is_stored_rejected_and_changes_nothing(
+    shop: Shop, database: Database
+) -> None:
+    order = shop.order()
+    payment = shop.pay(order)
+    body = json.dumps(
+        {
+            "id": "evt_forged",
+            "type": "payment.succeeded",
+            "out_trade_no": payment["id"],
+            "gateway_trade_no": payment["gateway_trade_no"],
+            "amount": "99.00",
+            "currency": "CNY",
+        }
+    ).encode()
+    for signature in ("t=1767268800,v1=" + "0" * 64, "garbage", ""):
+        response = shop.client.post(
+            "/notify/test",
+            content=body,
+            headers={"Knowpay-Test-Signature": signature, "Content-Type": "application/json"},
+        )
+        assert response.status_code == 400
+        assert response.json() == {"received": False}
+    assert shop.get(f"/v1/orders/{order['id']}")["status"] == "created"
+    [stored] = books.notifications(database)
+    assert stored.verified is False
+    assert stored.outcome == "rejected"
+    assert stored.body == body
+
+
+def test_a_notification_for_another_amount_is_rejected(
+    shop: Shop, database: Database, app: object
+) -> None:
+    from knowpay.channels.testchannel import signing
+    from knowpay.kit.crypto import derive_key
+
+    order = shop.order()
+    payment = shop.pay(order)
+    key = derive_key("test-secret-key-0123456789-abcdefghijklmnop", "knowpay/test-channel/v1")
+    body = json.dumps(
+        {
+            "id": "evt_tampered",
+            "type": "payment.succeeded",
+            "out_trade_no": payment["id"],
+            "gateway_trade_no": payment["gateway_trade_no"],
+            "amount": "0.01",
+            "currency": "CNY",
+        }
+    ).encode()
+    header = signing.sign(key, int(shop.build.clock.now().timestamp()), body)
+    response = shop.client.post(
+        "/notify/test", content=body, headers={"Knowpay-Test-Signature": header}
+    )
+    assert response.status_code == 400
+    assert shop.get(f"/v1/orders/{order['id']}")["status"] == "created"
+    [stored] = books.notifications(database)
+    assert stored.verified is True
+    assert stored.outcome == "rejected"
+    assert "amount" in (stored.reason or "").lower()
+    # The gateway retrying the same notification keeps being refused.
+    assert (
+        shop.client.post(
+            "/notify/test", content=body, headers={"Knowpay-Test-Signature": header}
+        ).status_code
+        == 400
+    )
+
+
+def test_a_notification_to_an_unknown_gateway_is_404(client: TestClient) -> None:
+    response = client.post("/notify/bitcoin", content=b"{}")
+    assert response.status_code == 404
+    assert response.json()["code"] == "unknown_gateway"
+
+
+def test_payments_are_visible_only_to_their_buyer_and_app(
+    shop: Shop, build: Builders, client: TestClient
+) -> None:
+    payment = shop.pay(shop.order())
+    assert (
+        client.get(f"/v1/payments/{payment['id']}", headers=shop.buyer.headers).status_code == 200
+    )
+    assert (
+        client.get(
+            f"/v1/payments/{payment['id']}", headers=build.buyer(shop.app).headers
+        ).status_code
+        == 404
+    )
+    assert (
+        client.get(f"/v1/payments/{payment['id']}", headers=build.app("x").headers).status_code
+        == 404
+    )
+
+
+def test_a_buyer_may_start_paying_their_own_order(shop: Shop, client: TestClient) -> None:
+    order = shop.order()
+    response = client.post(
+        f"/v1/orders/{order['id']}/payments", json={"channel": "test"}, headers=shop.buyer.headers
+    )
+    assert response.status_code == 201
+    stranger = shop.build.buyer(shop.app)
+    response = client.post(
+        f"/v1/orders/{order['id']}/payments", json={"channel": "test"}, headers=stranger.headers
+    )
+    assert response.status_code == 404
+
+
+def test_the_payment_transition_table() -> None:
+    assert next_status("pending", PaymentStatus.SUCCEEDED) is PaymentStatus.SUCCEEDED
+    assert next_status("closed", PaymentStatus.SUCCEEDED) is PaymentStatus.SUCCEEDED
+    for current, target in [
+        ("succeeded", PaymentStatus.FAILED),
+        ("succeeded", PaymentStatus.PENDING),
+        ("failed", PaymentStatus.CLOSED),
+        ("closed", PaymentStatus.PENDING),
+    ]:
+        with pytest.raises(IllegalPaymentTransition):
+            next_status(current, target)
