@@ -340,3 +340,19 @@ def test_the_payment_transition_table() -> None:
     ]:
         with pytest.raises(IllegalPaymentTransition):
             next_status(current, target)
+
+
+def test_a_retried_payment_request_with_the_same_key_makes_one_attempt(shop: Shop) -> None:
+    order = shop.order()
+    headers = {**shop.app.headers, "Idempotency-Key": "pay-once-7f3a"}
+    first = shop.client.post(
+        f"/v1/orders/{order['id']}/payments", json={"channel": "test"}, headers=headers
+    )
+    again = shop.client.post(
+        f"/v1/orders/{order['id']}/payments", json={"channel": "test"}, headers=headers
+    )
+    assert first.status_code == again.status_code == 201
+    assert again.headers["idempotent-replayed"] == "true"
+    assert again.json() == first.json()
+    attempts = shop.get(f"/v1/orders/{order['id']}/payments")["data"]
+    assert [a["id"] for a in attempts] == [first.json()["id"]]
