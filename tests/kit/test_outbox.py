@@ -46,16 +46,20 @@ def _emit(database: Database, clock: FrozenClock, stream: str, *types: str) -> N
 def test_an_event_exists_only_if_its_transaction_commits(
     database: Database, clock: FrozenClock
 ) -> None:
-    with pytest.raises(RuntimeError), database.session_scope() as session:
-        emit(
-            session,
-            event_type="order.paid",
-            data={},
-            stream_key="ord_1",
-            app_id=None,
-            now=clock.now(),
-        )
-        raise RuntimeError("the money change failed")
+    def change_that_fails() -> None:
+        with database.session_scope() as session:
+            emit(
+                session,
+                event_type="order.paid",
+                data={},
+                stream_key="ord_1",
+                app_id=None,
+                now=clock.now(),
+            )
+            raise RuntimeError("the money change failed")
+
+    with pytest.raises(RuntimeError):
+        change_that_fails()
     with database.session_scope(read_only=True) as session:
         assert session.scalars(select(OutboxEvent)).all() == []
 
