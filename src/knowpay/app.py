@@ -14,6 +14,7 @@ from sqlalchemy import text
 from knowpay import __version__
 from knowpay.accounts import service as accounts_service
 from knowpay.accounts.endpoints import router as accounts_router
+from knowpay.alerts.endpoints import router as alerts_router
 from knowpay.auth.dependencies import API_KEY_PREFIX, ApiKeyResolver
 from knowpay.auth.principals import Principal
 from knowpay.auth.tokens import TokenService
@@ -91,6 +92,7 @@ def create_app(
     app.include_router(payments_router)
     app.include_router(entitlements_router)
     app.include_router(notifications_router)
+    app.include_router(alerts_router)
     _add_health_routes(app, database)
     return app
 

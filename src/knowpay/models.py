@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from knowpay.accounts import models as accounts_models
+from knowpay.alerts import models as alerts_models
 from knowpay.catalog import models as catalog_models
 from knowpay.entitlements import models as entitlements_models
 from knowpay.gateway_notifications import models as notifications_models
@@ -16,6 +17,7 @@ metadata = Base.metadata
 
 __all__ = [
     "accounts_models",
+    "alerts_models",
     "catalog_models",
     "entitlements_models",
     "idempotency_models",

@@ -356,3 +356,43 @@ def test_a_retried_payment_request_with_the_same_key_makes_one_attempt(shop: Sho
     assert again.json() == first.json()
     attempts = shop.get(f"/v1/orders/{order['id']}/payments")["data"]
     assert [a["id"] for a in attempts] == [first.json()["id"]]
+
+
+def test_a_verified_notification_for_an_unknown_trade_is_acknowledged_and_alerted(
+    shop: Shop, database: Database, client: TestClient
+) -> None:
+    from knowpay.auth.principals import Role
+    from knowpay.channels.testchannel import signing
+    from knowpay.kit.crypto import derive_key
+
+    key = derive_key("test-secret-key-0123456789-abcdefghijklmnop", "knowpay/test-channel/v1")
+    body = json.dumps(
+        {
+            "id": "evt_stranger",
+            "type": "payment.succeeded",
+            "out_trade_no": "pay_not_ours",
+            "gateway_trade_no": "test_pay_not_ours",
+            "amount": "1.00",
+            "currency": "CNY",
+        }
+    ).encode()
+    header = signing.sign(key, int(shop.build.clock.now().timestamp()), body)
+    response = client.post("/notify/test", content=body, headers={"Knowpay-Test-Signature": header})
+    assert response.status_code == 200
+    [stored] = books.notifications(database)
+    assert stored.outcome == "unknown_trade"
+    support = shop.build.staff(Role.SUPPORT)
+    alerts = client.get("/v1/admin/alerts", headers=support.headers).json()["data"]
+    assert [a["kind"] for a in alerts] == ["notification_unknown_trade"]
+    assert client.get("/v1/admin/alerts", headers=shop.app.headers).status_code == 403
+
+
+def test_a_rejected_notification_raises_an_alert_for_staff(shop: Shop, client: TestClient) -> None:
+    from knowpay.auth.principals import Role
+
+    client.post(
+        "/notify/test", content=b'{"id": "x"}', headers={"Knowpay-Test-Signature": "t=1,v1=00"}
+    )
+    finance = shop.build.staff(Role.FINANCE)
+    alerts = client.get("/v1/admin/alerts", headers=finance.headers).json()["data"]
+    assert [a["kind"] for a in alerts] == ["notification_rejected"]

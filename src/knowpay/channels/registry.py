@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from knowpay.channels.base import Channel
 from knowpay.channels.testchannel.adapter import TestChannel
 from knowpay.channels.testchannel.store import TestGatewayStore
@@ -25,6 +27,21 @@ KNOWN_CHANNELS = (
 )
 
 
+ChannelBuilder = Callable[[Settings, Clock], dict[str, Channel]]
+
+
+def _test_channels(settings: Settings, clock: Clock) -> dict[str, Channel]:
+    """The development channel, everywhere but production."""
+    if settings.environment == "production":
+        return {}
+    key = derive_key(settings.secret_key.get_secret_value(), "knowpay/test-channel/v1")
+    return {"test": TestChannel(TestGatewayStore(settings), key, clock)}
+
+
+# One builder per gateway module: a new gateway is one module and one line here.
+_BUILDERS: tuple[ChannelBuilder, ...] = (_test_channels,)
+
+
 class UnknownChannel(Unprocessable):
     code, title = "unknown_channel", "No such channel"
 
@@ -41,10 +58,10 @@ class ChannelRegistry:
 
     @classmethod
     def from_settings(cls, settings: Settings, clock: Clock) -> ChannelRegistry:
+        """Every channel whose gateway is configured (each builder skips an unconfigured one)."""
         channels: dict[str, Channel] = {}
-        if settings.environment != "production":
-            key = derive_key(settings.secret_key.get_secret_value(), "knowpay/test-channel/v1")
-            channels["test"] = TestChannel(TestGatewayStore(settings), key, clock)
+        for build in _BUILDERS:
+            channels.update(build(settings, clock))
         return cls(channels)
 
     def get(self, name: str) -> Channel:

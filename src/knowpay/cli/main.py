@@ -94,6 +94,18 @@ def demo(
         uvicorn.run("knowpay.app:create_app", factory=True, host=host, port=port, log_level="info")
 
 
+@app.command()
+def sandbox(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8100,
+) -> None:
+    """The gateway simulators on their own (Alipay, WeChat Pay …), like stripe-mock."""
+    from knowpay.sandbox.app import SandboxConfig, create_sandbox_app
+
+    config = SandboxConfig(public_url=f"http://{host}:{port}")
+    uvicorn.run(create_sandbox_app(config), host=host, port=port, log_level="info")
+
+
 @apps_app.command("create")
 def apps_create(
     name: Annotated[str, typer.Option(help="The app's name.")],

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -14,6 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from knowpay.alerts.service import raise_alert
 from knowpay.channels.base import Channel
 from knowpay.channels.errors import ProtocolError, SignatureInvalid
 from knowpay.channels.types import ChannelStatus, Notification, NotificationAck
@@ -22,8 +22,6 @@ from knowpay.kit.errors import KnowpayError
 from knowpay.kit.ids import new_id
 from knowpay.payments import service as payments
 from knowpay.payments.errors import PaymentNotFound
-
-alerts = logging.getLogger("knowpay.alerts")
 
 _KEPT_HEADERS = frozenset(
     {
@@ -115,7 +113,14 @@ def _reject_unverified(
         payment_id=None,
         now=now,
     )
-    alerts.error("notification rejected: gateway=%s reason=%s", channel.gateway, reason)
+    if row is not None:
+        raise_alert(
+            session,
+            kind="notification_rejected",
+            subject_id=row.id,
+            now=now,
+            message=f"An unverifiable {channel.gateway} notification was rejected: {reason}",
+        )
     return Handled("rejected", channel.notification_ack(False), row.id if row else None)
 
 
@@ -159,9 +164,28 @@ def receive(
     try:
         with session.begin_nested():
             _dispatch(session, note, now)
-    except (KnowpayError, ProtocolError, PaymentNotFound) as exc:
+    except PaymentNotFound:
+        # Not a trade of ours: retrying will not change that, so the gateway is told to stop.
+        row.outcome, row.reason = "unknown_trade", f"no payment {note.out_trade_no}"
+        raise_alert(
+            session,
+            kind="notification_unknown_trade",
+            subject_id=row.id,
+            now=now,
+            severity="warning",
+            message=f"A {channel.gateway} notification names no payment of ours: "
+            f"{note.out_trade_no}",
+        )
+        return Handled("unknown_trade", channel.notification_ack(True), row.id)
+    except (KnowpayError, ProtocolError) as exc:
         row.outcome, row.reason = "rejected", f"{type(exc).__name__}: {exc}"[:500]
-        alerts.error("notification %s rejected: %s", note.external_id, row.reason)
+        raise_alert(
+            session,
+            kind="notification_rejected",
+            subject_id=row.id,
+            now=now,
+            message=f"{channel.gateway} notification {note.external_id} rejected: {row.reason}",
+        )
         return Handled("rejected", channel.notification_ack(False), row.id)
     row.outcome = "processed"
     return Handled("processed", channel.notification_ack(True), row.id)
@@ -175,5 +199,5 @@ def _answer_duplicate(session: Session, channel: Channel, external_id: str) -> H
             InboundNotification.external_id == external_id[:160],
         )
     ).first()
-    accepted = first is not None and first.outcome == "processed"
+    accepted = first is not None and first.outcome in ("processed", "unknown_trade")
     return Handled("duplicate", channel.notification_ack(accepted), first.id if first else None)

@@ -1,0 +1,1 @@
+"""Alerts for staff: rejected notifications, failing webhook endpoints, broken gateways."""

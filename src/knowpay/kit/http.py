@@ -1,0 +1,76 @@
+"""The one outbound HTTP client: timeouts on every call, retries only where a call is
+idempotent, and logs that never show secrets."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable
+from typing import TypeVar
+
+import httpx
+from tenacity import (
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+logger = logging.getLogger("knowpay.http")
+T = TypeVar("T")
+
+_SECRET_FIELDS = re.compile(
+    r'("?(?:sign|signature|private_key|secret|password|apiv3_key|client_secret|authorization)"?\s*[:=]\s*)'
+    r'("[^"]*"|[^&,\s]+)',
+    re.IGNORECASE,
+)
+
+
+def mask(text: str, limit: int = 500) -> str:
+    """A log-safe excerpt: signatures, keys and secrets replaced by ***."""
+    return _SECRET_FIELDS.sub(r"\1***", text)[:limit]
+
+
+def make_client(
+    *,
+    base_url: str = "",
+    connect_timeout_s: float = 5.0,
+    read_timeout_s: float = 10.0,
+    transport: httpx.BaseTransport | None = None,
+) -> httpx.Client:
+    """An httpx client with explicit connect and read timeouts (no proxies from the environment)."""
+    timeout = httpx.Timeout(read_timeout_s, connect=connect_timeout_s)
+    return httpx.Client(
+        base_url=base_url,
+        timeout=timeout,
+        transport=transport,
+        trust_env=False,
+        event_hooks={"response": [_log_response]},
+    )
+
+
+def _log_response(response: httpx.Response) -> None:
+    request = response.request
+    logger.info(
+        "%s %s -> %s",
+        request.method,
+        mask(str(request.url.copy_with(query=None))),
+        response.status_code,
+    )
+
+
+def call_with_retries(
+    call: Callable[[], T],
+    *,
+    attempts: int = 3,
+    retry_on: tuple[type[BaseException], ...] = (httpx.TransportError,),
+    max_wait_s: float = 4.0,
+) -> T:
+    """Run an idempotent call, retrying transport failures with capped, jittered backoff."""
+    retrying = Retrying(
+        stop=stop_after_attempt(attempts),
+        wait=wait_exponential_jitter(initial=0.2, max=max_wait_s),
+        retry=retry_if_exception_type(retry_on),
+        reraise=True,
+    )
+    return retrying(call)
