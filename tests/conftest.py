@@ -108,7 +108,7 @@ def clock() -> FrozenClock:
 
 @pytest.fixture
 def app(settings: Settings, clock: FrozenClock, database: Database) -> FastAPI:
-    return create_app(settings, clock=clock, database=database)
+    return create_app(settings, clock=clock, database=database, run_worker=False)
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ from knowpay.entitlements.endpoints import router as entitlements_router
 from knowpay.gateway_notifications.endpoints import router as notifications_router
 from knowpay.kit.clock import Clock, SystemClock
 from knowpay.kit.config import Settings, get_settings
-from knowpay.kit.crypto import SecretHasher
+from knowpay.kit.crypto import SecretBox, SecretHasher
 from knowpay.kit.db import Database
 from knowpay.kit.errors import Unauthorized, install_error_handlers, problem_response
 from knowpay.kit.idempotency import IdempotencyMiddleware
@@ -32,6 +32,8 @@ from knowpay.kit.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
 from knowpay.orders.endpoints import router as orders_router
 from knowpay.payments.endpoints import router as payments_router
 from knowpay.payments.service import PaymentsContext
+from knowpay.webhooks.endpoints import router as webhooks_router
+from knowpay.worker.runner import Worker
 
 logger = logging.getLogger("knowpay")
 
@@ -49,16 +51,30 @@ def create_app(
     *,
     clock: Clock | None = None,
     database: Database | None = None,
+    run_worker: bool | None = None,
 ) -> FastAPI:
-    """Build the knowpay ASGI application."""
+    """Build the knowpay ASGI application. `run_worker` runs the background loops in this
+    process (default: `worker.in_process`, else only on the embedded SQLite database)."""
     settings = settings or get_settings()
     database = database or Database(settings)
+    if run_worker is None:
+        in_process = settings.worker.in_process
+        run_worker = database.dialect == "sqlite" if in_process is None else in_process
 
     @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if settings.uses_insecure_secret and settings.environment == "production":
             raise RuntimeError("KNOWPAY_SECRET_KEY must be set in production")
+        worker = (
+            Worker(settings, database, app.state.clock, app.state.channel_registry)
+            if run_worker
+            else None
+        )
+        if worker is not None:
+            worker.start()
         yield
+        if worker is not None:
+            worker.stop()
         database.dispose()
 
     app = FastAPI(
@@ -80,6 +96,7 @@ def create_app(
     app.state.api_key_resolver = accounts_service.resolve_api_key
     app.state.channel_registry = registry = ChannelRegistry.from_settings(settings, clock)
     app.state.payments_context = PaymentsContext(registry=registry, public_url=settings.public_url)
+    app.state.secret_box = SecretBox(settings.secret_key.get_secret_value())
 
     install_error_handlers(app)
     app.add_middleware(IdempotencyMiddleware, resolve_scope=_idempotency_scope)
@@ -93,6 +110,7 @@ def create_app(
     app.include_router(entitlements_router)
     app.include_router(notifications_router)
     app.include_router(alerts_router)
+    app.include_router(webhooks_router)
     _add_health_routes(app, database)
     return app
 

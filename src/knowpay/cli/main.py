@@ -95,6 +95,40 @@ def demo(
 
 
 @app.command()
+def worker(
+    once: Annotated[
+        bool, typer.Option("--once", help="Run every job and one dispatch round, then exit.")
+    ] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Outbox dispatch, webhook delivery and the scheduled jobs (several may run at once)."""
+    import signal
+
+    from knowpay.channels.registry import ChannelRegistry
+    from knowpay.worker.runner import Worker
+
+    settings = get_settings()
+    database = Database(settings)
+    clock = SystemClock()
+    runner = Worker(settings, database, clock, ChannelRegistry.from_settings(settings, clock))
+    if once:
+        outcome = {
+            **runner.run_jobs_once(),
+            "events_dispatched": runner.dispatcher.run_once(),
+            "webhooks_sent": runner.deliverer.run_once(),
+        }
+        emit(outcome, as_json=as_json, title="worker: one round")
+        return
+    signal.signal(signal.SIGTERM, lambda *_: runner.stop())
+    signal.signal(signal.SIGINT, lambda *_: runner.stop())
+    runner.start()
+    console.print("[green]knowpay worker running[/green]; Ctrl-C stops it gracefully")
+    runner.wait()
+    runner.stop()
+    database.dispose()
+
+
+@app.command()
 def sandbox(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8100,

@@ -104,6 +104,22 @@ class PasswordHashSettings(BaseModel):
     parallelism: int = Field(default=4, ge=1)
 
 
+class WorkerSettings(BaseModel):
+    """The background loops: outbox dispatch, webhook delivery and scheduled jobs."""
+
+    model_config = {"extra": "forbid"}
+
+    in_process: bool | None = None
+    """Run the loops inside `knowpay serve`; by default only on the embedded SQLite database."""
+    webhook_timeout_s: float = Field(default=10.0, gt=0)
+    webhook_retry_window_s: int = Field(default=72 * 3600, ge=24 * 3600)
+    webhook_max_in_flight: int = Field(default=16, ge=1)
+    query_after_s: int = Field(default=60, ge=1)
+    reminder_lead_s: int = Field(default=300, ge=0)
+    jobs_interval_s: float = Field(default=15.0, gt=0)
+    idle_wait_s: float = Field(default=0.5, gt=0)
+
+
 class Settings(BaseSettings):
     """Everything knowpay reads from its environment."""
 
@@ -131,6 +147,7 @@ class Settings(BaseSettings):
     payment_password_max_tries: int = Field(default=5, ge=1)
     payment_password_lock_s: int = Field(default=1800, ge=1)
     password_hash: PasswordHashSettings = PasswordHashSettings()
+    worker: WorkerSettings = WorkerSettings()
 
     alipay: AlipaySettings = AlipaySettings()
     wechatpay: WechatPaySettings = WechatPaySettings()

@@ -50,3 +50,23 @@ def derive_key(master_key: str, purpose: str) -> bytes:
 def random_token(prefix: str, entropy_bytes: int = 32) -> str:
     """A random secret such as an API key, e.g. `kp_live_…`."""
     return prefix + secrets.token_urlsafe(entropy_bytes)
+
+
+class SecretBox:
+    """Encrypts secrets knowpay must read back (webhook signing secrets, gateway keys) with a
+    key derived from the master key (Fernet: AES-128-CBC + HMAC-SHA256)."""
+
+    def __init__(self, master_key: str) -> None:
+        import base64
+
+        from cryptography.fernet import Fernet
+
+        self._fernet = Fernet(
+            base64.urlsafe_b64encode(derive_key(master_key, "knowpay/secret-box/v1"))
+        )
+
+    def seal(self, plaintext: str) -> str:
+        return self._fernet.encrypt(plaintext.encode("utf-8")).decode("ascii")
+
+    def open(self, sealed: str) -> str:
+        return self._fernet.decrypt(sealed.encode("ascii")).decode("utf-8")

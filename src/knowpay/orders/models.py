@@ -44,6 +44,7 @@ class Order(Base):
     expires_at: Mapped[datetime]
     paid_at: Mapped[datetime | None]
     closed_at: Mapped[datetime | None]
+    reminded_at: Mapped[datetime | None]
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import CheckConstraint, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import false as sa_false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from knowpay.kit.db import Base
@@ -24,6 +25,7 @@ class Payment(Base):
         Index("ix_payments_order_id_status", "order_id", "status"),
         Index("ix_payments_app_id_id", "app_id", "id"),
         Index("ix_payments_status_created_at", "status", "created_at"),
+        Index("ix_payments_needs_gateway_close", "needs_gateway_close", "next_gateway_close_at"),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
@@ -45,3 +47,8 @@ class Payment(Base):
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     succeeded_at: Mapped[datetime | None]
+    query_attempts: Mapped[int] = mapped_column(default=0, server_default="0")
+    next_query_at: Mapped[datetime | None]
+    needs_gateway_close: Mapped[bool] = mapped_column(default=False, server_default=sa_false())
+    gateway_close_attempts: Mapped[int] = mapped_column(default=0, server_default="0")
+    next_gateway_close_at: Mapped[datetime | None]

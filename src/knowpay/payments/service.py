@@ -195,7 +195,15 @@ def fail_unreachable(session: Session, payment_id: str, reason: str, now: dateti
     stays payable."""
     payment = _lock_order_then_payment(session, payment_id)[1]
     _fail(session, payment, "channel_unavailable", reason, now)
+    # The gateway may have opened the trade before the connection broke: close it there too.
+    _close_at_gateway_later(payment, now)
     return payment
+
+
+def _close_at_gateway_later(payment: Payment, now: datetime) -> None:
+    """Leave the gateway-side close of an abandoned attempt to the close_abandoned job."""
+    payment.needs_gateway_close = True
+    payment.next_gateway_close_at = now
 
 
 def _fail(
@@ -309,10 +317,11 @@ def _pay_order(session: Session, order: Order, payment: Payment, now: datetime) 
             now=now,
         )
     for other in repository.pending_for_order(session, order.id, for_update=True):
-        # The gateway-side close of these attempts is the expiry job's work; if one is
-        # paid anyway it arrives as a duplicate and is owed back.
+        # Closed at the gateway by the close_abandoned job; if one is paid there anyway,
+        # it arrives as a duplicate and is owed back.
         other.status = next_status(other.status, PaymentStatus.CLOSED).value
         other.updated_at = now
+        _close_at_gateway_later(other, now)
 
 
 def _record_duplicate(session: Session, order: Order, payment: Payment, now: datetime) -> None:

@@ -1,0 +1,102 @@
+"""Routes of webhook endpoints and their delivery log."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Request, status
+from pydantic import BaseModel
+
+from knowpay.auth.dependencies import require_roles
+from knowpay.auth.principals import Principal, Role
+from knowpay.kit.crypto import SecretBox
+from knowpay.kit.pagination import Page, PageParams, page_params
+from knowpay.kit.web import AppClock, DbSession
+from knowpay.webhooks import service
+from knowpay.webhooks.schemas import DeliveryOut, EndpointCreate, EndpointOut, SecretRotation
+
+router = APIRouter(prefix="/v1/webhook-endpoints", tags=["webhooks"])
+
+AppCaller = Annotated[Principal, Depends(require_roles(Role.APP))]
+
+
+def _box(request: Request) -> SecretBox:
+    box: SecretBox = request.app.state.secret_box
+    return box
+
+
+Box = Annotated[SecretBox, Depends(_box)]
+
+
+class Deleted(BaseModel):
+    object: Literal["webhook_endpoint"] = "webhook_endpoint"
+    id: str
+    deleted: bool = True
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=EndpointOut)
+def create_endpoint(
+    body: EndpointCreate, caller: AppCaller, session: DbSession, clock: AppClock, box: Box
+) -> EndpointOut:
+    """Subscribe a URL to events. The signing `secret` is shown only in this response."""
+    endpoint, secret = service.create_endpoint(session, box, caller, body, clock.now())
+    return EndpointOut.of(endpoint, secret)
+
+
+@router.get("", response_model=Page[EndpointOut])
+def list_endpoints(
+    caller: AppCaller, session: DbSession, params: Annotated[PageParams, Depends(page_params)]
+) -> Page[EndpointOut]:
+    """The app's endpoints, newest first."""
+    endpoints, has_more = service.list_endpoints(session, caller, params)
+    return Page[EndpointOut](data=[EndpointOut.of(e) for e in endpoints], has_more=has_more)
+
+
+@router.get("/{endpoint_id}", response_model=EndpointOut)
+def read_endpoint(endpoint_id: str, caller: AppCaller, session: DbSession) -> EndpointOut:
+    """One endpoint (without its secret)."""
+    return EndpointOut.of(service.get_endpoint(session, caller, endpoint_id))
+
+
+@router.delete("/{endpoint_id}", response_model=Deleted)
+def delete_endpoint(
+    endpoint_id: str, caller: AppCaller, session: DbSession, clock: AppClock
+) -> Deleted:
+    """Stop sending to this endpoint."""
+    return Deleted(id=service.delete_endpoint(session, caller, endpoint_id, clock.now()).id)
+
+
+@router.post("/{endpoint_id}/rotate-secret", response_model=EndpointOut)
+def rotate_secret(
+    endpoint_id: str,
+    caller: AppCaller,
+    session: DbSession,
+    clock: AppClock,
+    box: Box,
+    body: SecretRotation | None = None,
+) -> EndpointOut:
+    """A new signing secret (shown once); the old one also signs during the grace period."""
+    grace = (body or SecretRotation()).grace_period_s
+    endpoint, secret = service.rotate_secret(session, box, caller, endpoint_id, grace, clock.now())
+    return EndpointOut.of(endpoint, secret)
+
+
+@router.get("/{endpoint_id}/deliveries", response_model=Page[DeliveryOut])
+def list_deliveries(
+    endpoint_id: str,
+    caller: AppCaller,
+    session: DbSession,
+    params: Annotated[PageParams, Depends(page_params)],
+) -> Page[DeliveryOut]:
+    """Every delivery to this endpoint, newest first, each with its logged attempts."""
+    found, has_more = service.list_deliveries(session, caller, endpoint_id, params)
+    return Page[DeliveryOut](data=[DeliveryOut.of(d, a) for d, a in found], has_more=has_more)
+
+
+@router.post("/{endpoint_id}/deliveries/{delivery_id}/redeliver", response_model=DeliveryOut)
+def redeliver(
+    endpoint_id: str, delivery_id: str, caller: AppCaller, session: DbSession, clock: AppClock
+) -> DeliveryOut:
+    """Send a delivery again now."""
+    delivery = service.redeliver(session, caller, endpoint_id, delivery_id, clock.now())
+    return DeliveryOut.of(delivery, service.attempts_of(session, delivery.id))

@@ -1,0 +1,13 @@
+"""Errors of the webhooks domain."""
+
+from __future__ import annotations
+
+from knowpay.kit.errors import NotFound
+
+
+class EndpointNotFound(NotFound):
+    code, title = "webhook_endpoint_not_found", "No such webhook endpoint"
+
+
+class DeliveryNotFound(NotFound):
+    code, title = "webhook_delivery_not_found", "No such webhook delivery"

@@ -1,0 +1,140 @@
+"""Request and response bodies of webhook endpoints and deliveries."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from knowpay.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
+
+EVENT_TYPES = frozenset(
+    {
+        "order.paid",
+        "order.closed",
+        "order.payment_reminder",
+        "payment.succeeded",
+        "payment.failed",
+        "payment.duplicate_detected",
+        "refund.created",
+        "refund.succeeded",
+        "refund.failed",
+        "entitlement.granted",
+        "entitlement.revoked",
+        "limit.near",
+    }
+)
+ALL_EVENTS = "*"
+
+
+class EndpointCreate(BaseModel):
+    """A URL that will receive the listed events (`*` for every event)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "url": "https://www.example.com/knowpay/webhooks",
+                    "events": ["order.paid", "refund.succeeded"],
+                }
+            ]
+        },
+    )
+
+    url: str = Field(max_length=2048, pattern=r"^https?://[^\s]+$")
+    events: list[str] = Field(min_length=1, max_length=len(EVENT_TYPES) + 1)
+    description: str | None = Field(default=None, max_length=200)
+
+    @field_validator("events")
+    @classmethod
+    def _known_events(cls, value: list[str]) -> list[str]:
+        unknown = sorted(set(value) - EVENT_TYPES - {ALL_EVENTS})
+        if unknown:
+            raise ValueError(f"unknown event types: {', '.join(unknown)}")
+        return sorted(set(value))
+
+
+class SecretRotation(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    grace_period_s: int = Field(
+        default=86400,
+        ge=0,
+        le=7 * 86400,
+        description="How long the old secret keeps signing beside the new one",
+    )
+
+
+class EndpointOut(BaseModel):
+    object: Literal["webhook_endpoint"] = "webhook_endpoint"
+    id: str
+    url: str
+    events: list[str]
+    description: str | None
+    status: Literal["enabled", "deleted"]
+    created_at: datetime
+    secret: str | None = Field(default=None, description="Shown only when created or rotated")
+
+    @classmethod
+    def of(cls, endpoint: WebhookEndpoint, secret: str | None = None) -> EndpointOut:
+        return cls(
+            id=endpoint.id,
+            url=endpoint.url,
+            events=json.loads(endpoint.events_json),
+            description=endpoint.description,
+            status="deleted" if endpoint.deleted_at else "enabled",
+            created_at=endpoint.created_at,
+            secret=secret,
+        )
+
+
+class AttemptOut(BaseModel):
+    attempted_at: datetime
+    status_code: int | None
+    latency_ms: int
+    response_excerpt: str | None
+    error: str | None
+
+    @classmethod
+    def of(cls, attempt: WebhookAttempt) -> AttemptOut:
+        return cls(
+            attempted_at=attempt.attempted_at,
+            status_code=attempt.status_code,
+            latency_ms=attempt.latency_ms,
+            response_excerpt=attempt.response_excerpt,
+            error=attempt.error,
+        )
+
+
+class DeliveryOut(BaseModel):
+    object: Literal["webhook_delivery"] = "webhook_delivery"
+    id: str
+    endpoint_id: str
+    event_id: str
+    event_type: str
+    status: str
+    attempts: int
+    next_attempt_at: datetime | None
+    last_status_code: int | None
+    created_at: datetime
+    finished_at: datetime | None
+    attempt_log: list[AttemptOut]
+
+    @classmethod
+    def of(cls, delivery: WebhookDelivery, attempts: list[WebhookAttempt]) -> DeliveryOut:
+        return cls(
+            id=delivery.id,
+            endpoint_id=delivery.endpoint_id,
+            event_id=delivery.event_id,
+            event_type=delivery.event_type,
+            status=delivery.status,
+            attempts=delivery.attempts,
+            next_attempt_at=delivery.next_attempt_at if delivery.status == "pending" else None,
+            last_status_code=delivery.last_status_code,
+            created_at=delivery.created_at,
+            finished_at=delivery.finished_at,
+            attempt_log=[AttemptOut.of(a) for a in attempts],
+        )

@@ -1,0 +1,147 @@
+"""Webhook endpoints: create, list, delete, rotate the secret; deliveries: list, redeliver.
+Never commits."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from knowpay.auth.principals import Principal
+from knowpay.kit.crypto import SecretBox
+from knowpay.kit.ids import new_id
+from knowpay.kit.pagination import PageParams, paginate_query, split_page
+from knowpay.webhooks.errors import DeliveryNotFound, EndpointNotFound
+from knowpay.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from knowpay.webhooks.schemas import EndpointCreate
+
+
+def _new_secret() -> str:
+    return "whsec_" + secrets.token_urlsafe(32)
+
+
+def create_endpoint(
+    session: Session, box: SecretBox, caller: Principal, body: EndpointCreate, now: datetime
+) -> tuple[WebhookEndpoint, str]:
+    """A new endpoint and its signing secret (returned once; stored encrypted)."""
+    secret = _new_secret()
+    endpoint = WebhookEndpoint(
+        id=new_id("we"),
+        app_id=caller.id,
+        url=body.url,
+        events_json=json.dumps(body.events),
+        description=body.description,
+        secret_sealed=box.seal(secret),
+        created_at=now,
+    )
+    session.add(endpoint)
+    session.flush()
+    return endpoint, secret
+
+
+def get_endpoint(
+    session: Session, caller: Principal, endpoint_id: str, *, for_update: bool = False
+) -> WebhookEndpoint:
+    """One of the caller's endpoints (404 for anyone else's)."""
+    statement = select(WebhookEndpoint).where(WebhookEndpoint.id == endpoint_id)
+    if for_update:
+        statement = statement.with_for_update()
+    endpoint = session.scalars(statement).first()
+    if endpoint is None or (endpoint.app_id != caller.id and not caller.is_staff):
+        raise EndpointNotFound(f"No such webhook endpoint: {endpoint_id}")
+    return endpoint
+
+
+def list_endpoints(
+    session: Session, caller: Principal, params: PageParams
+) -> tuple[list[WebhookEndpoint], bool]:
+    """The caller's live endpoints, newest first."""
+    statement = select(WebhookEndpoint).where(
+        WebhookEndpoint.app_id == caller.id, WebhookEndpoint.deleted_at.is_(None)
+    )
+    return split_page(
+        session.scalars(paginate_query(statement, WebhookEndpoint.id, params)).all(), params
+    )
+
+
+def delete_endpoint(
+    session: Session, caller: Principal, endpoint_id: str, now: datetime
+) -> WebhookEndpoint:
+    """Stop sending to an endpoint; its pending deliveries are dropped, its log is kept."""
+    endpoint = get_endpoint(session, caller, endpoint_id, for_update=True)
+    if endpoint.deleted_at is None:
+        endpoint.deleted_at = now
+        pending = select(WebhookDelivery).where(
+            WebhookDelivery.endpoint_id == endpoint.id, WebhookDelivery.status == "pending"
+        )
+        for delivery in session.scalars(pending).all():
+            delivery.status, delivery.finished_at = "cancelled", now
+    return endpoint
+
+
+def rotate_secret(
+    session: Session,
+    box: SecretBox,
+    caller: Principal,
+    endpoint_id: str,
+    grace_period_s: int,
+    now: datetime,
+) -> tuple[WebhookEndpoint, str]:
+    """A new secret; the old one keeps signing beside it for the grace period."""
+    endpoint = get_endpoint(session, caller, endpoint_id, for_update=True)
+    secret = _new_secret()
+    endpoint.previous_secret_sealed = endpoint.secret_sealed if grace_period_s > 0 else None
+    endpoint.previous_secret_expires_at = (
+        now + timedelta(seconds=grace_period_s) if grace_period_s > 0 else None
+    )
+    endpoint.secret_sealed = box.seal(secret)
+    return endpoint, secret
+
+
+def signing_secrets(box: SecretBox, endpoint: WebhookEndpoint, now: datetime) -> list[str]:
+    """The secrets that sign now: the current one, and the old one during its grace period."""
+    found = [box.open(endpoint.secret_sealed)]
+    expires = endpoint.previous_secret_expires_at
+    if endpoint.previous_secret_sealed and expires is not None and expires > now:
+        found.append(box.open(endpoint.previous_secret_sealed))
+    return found
+
+
+def list_deliveries(
+    session: Session, caller: Principal, endpoint_id: str, params: PageParams
+) -> tuple[list[tuple[WebhookDelivery, list[WebhookAttempt]]], bool]:
+    """An endpoint's deliveries, newest first, with their attempts; and whether there are more."""
+    endpoint = get_endpoint(session, caller, endpoint_id)
+    statement = select(WebhookDelivery).where(WebhookDelivery.endpoint_id == endpoint.id)
+    page = session.scalars(paginate_query(statement, WebhookDelivery.id, params)).all()
+    deliveries, has_more = split_page(page, params)
+    return [(d, attempts_of(session, d.id)) for d in deliveries], has_more
+
+
+def attempts_of(session: Session, delivery_id: str) -> list[WebhookAttempt]:
+    statement = (
+        select(WebhookAttempt)
+        .where(WebhookAttempt.delivery_id == delivery_id)
+        .order_by(WebhookAttempt.id)
+    )
+    return list(session.scalars(statement).all())
+
+
+def redeliver(
+    session: Session, caller: Principal, endpoint_id: str, delivery_id: str, now: datetime
+) -> WebhookDelivery:
+    """Send a delivery again now, whatever became of it before."""
+    endpoint = get_endpoint(session, caller, endpoint_id)
+    delivery = session.scalars(
+        select(WebhookDelivery)
+        .where(WebhookDelivery.id == delivery_id, WebhookDelivery.endpoint_id == endpoint.id)
+        .with_for_update()
+    ).first()
+    if delivery is None:
+        raise DeliveryNotFound(f"No such delivery: {delivery_id}")
+    delivery.status, delivery.finished_at = "pending", None
+    delivery.next_attempt_at, delivery.leased_until, delivery.lease_token = now, None, None
+    return delivery

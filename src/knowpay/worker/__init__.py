@@ -1,0 +1,1 @@
+"""`knowpay worker`: the outbox dispatcher, webhook delivery and the scheduled jobs."""

@@ -1,0 +1,306 @@
+"""Webhook delivery over real HTTP to receivers on 127.0.0.1: signed, retried with backoff,
+logged, in order per order, and a slow receiver does not hold up the others."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from knowpay.kit.clock import FrozenClock
+from knowpay.kit.config import Settings
+from knowpay.kit.db import Database
+from knowpay.webhooks.signing import verify_signature
+from knowpay.worker.runner import Worker
+from tests import books
+from tests.builders import Builders, Shop
+from tests.webhooks.receiver import receiver
+
+
+def _worker(
+    app: FastAPI, settings: Settings, database: Database, clock: FrozenClock, timeout_s: float = 2
+) -> Worker:
+    tuned = settings.model_copy(
+        update={
+            "worker": settings.worker.model_copy(
+                update={"webhook_timeout_s": timeout_s, "idle_wait_s": 0.02}
+            )
+        }
+    )
+    return Worker(tuned, database, clock, app.state.channel_registry)
+
+
+def _endpoint(
+    client: TestClient, shop: Shop, url: str, events: list[str] | None = None
+) -> dict[str, Any]:
+    response = client.post(
+        "/v1/webhook-endpoints",
+        json={"url": url, "events": events or ["*"]},
+        headers=shop.app.headers,
+    )
+    assert response.status_code == 201
+    result: dict[str, Any] = response.json()
+    return result
+
+
+def _pump(worker: Worker) -> None:
+    """One dispatch round and one delivery round, as the loops would do."""
+    while worker.dispatcher.run_once():
+        pass
+    worker.deliverer.run_once()
+
+
+@pytest.fixture
+def shop(build: Builders) -> Shop:
+    return Shop(build)
+
+
+def test_the_app_gets_order_paid_with_a_valid_signature(
+    app: FastAPI,
+    client: TestClient,
+    shop: Shop,
+    settings: Settings,
+    database: Database,
+    clock: FrozenClock,
+) -> None:
+    worker = _worker(app, settings, database, clock)
+    with receiver() as hooks:
+        endpoint = _endpoint(client, shop, hooks.url, ["order.paid"])
+        order = shop.order()
+        shop.confirm(shop.pay(order))
+        _pump(worker)
+        [got] = hooks.received
+    assert got.event["type"] == "order.paid"
+    assert got.event["data"]["object"]["id"] == order["id"]
+    assert got.headers["knowpay-event-id"] == got.event["id"]
+    assert got.headers["content-type"] == "application/json"
+    header = got.headers["knowpay-signature"]
+    assert verify_signature(got.body, header, endpoint["secret"], now=clock.now().timestamp())
+    assert not verify_signature(
+        got.body + b" ", header, endpoint["secret"], now=clock.now().timestamp()
+    )
+    assert not verify_signature(got.body, header, "whsec_wrong", now=clock.now().timestamp())
+    assert not verify_signature(
+        got.body, header, endpoint["secret"], now=clock.now().timestamp() + 301
+    )
+    deliveries = client.get(
+        f"/v1/webhook-endpoints/{endpoint['id']}/deliveries", headers=shop.app.headers
+    ).json()
+    [delivery] = deliveries["data"]
+    assert delivery["status"] == "succeeded"
+    assert delivery["attempt_log"][0]["status_code"] == 200
+
+
+def test_a_receiver_failing_three_times_gets_it_once_after_four_logged_attempts(
+    app: FastAPI,
+    client: TestClient,
+    shop: Shop,
+    settings: Settings,
+    database: Database,
+    clock: FrozenClock,
+) -> None:
+    worker = _worker(app, settings, database, clock)
+    with receiver(lambda n: (500, 0) if n <= 3 else (200, 0)) as hooks:
+        endpoint = _endpoint(client, shop, hooks.url, ["order.paid"])
+        shop.confirm(shop.pay(shop.order()))
+        _pump(worker)
+        for _ in range(3):
+            worker.deliverer.run_once()  # not due yet: nothing is sent before the backoff passes
+            clock.advance(timedelta(hours=7))
+            worker.deliverer.run_once()
+        assert len(hooks.received) == 4
+        assert len({r.event["id"] for r in hooks.received}) == 1
+    [delivery] = client.get(
+        f"/v1/webhook-endpoints/{endpoint['id']}/deliveries", headers=shop.app.headers
+    ).json()["data"]
+    assert delivery["status"] == "succeeded"
+    assert [a["status_code"] for a in delivery["attempt_log"]] == [500, 500, 500, 200]
+    assert delivery["attempts"] == 4
+
+
+def test_backoff_grows_and_retries_last_at_least_24_hours_then_fail_with_an_alert(
+    app: FastAPI,
+    client: TestClient,
+    shop: Shop,
+    settings: Settings,
+    database: Database,
+    clock: FrozenClock,
+) -> None:
+    from knowpay.auth.principals import Role
+
+    worker = _worker(app, settings, database, clock)
+    with receiver(lambda _: (503, 0)) as hooks:
+        endpoint = _endpoint(client, shop, hooks.url, ["order.paid"])
+        shop.confirm(shop.pay(shop.order()))
+        _pump(worker)
+        started = clock.now()
+        waits: list[timedelta] = []
+        for _ in range(40):
+            [delivery] = client.get(
+                f"/v1/webhook-endpoints/{endpoint['id']}/deliveries", headers=shop.app.headers
+            ).json()["data"]
+            if delivery["status"] != "pending":
+                break
+            from datetime import datetime
+
+            due = datetime.fromisoformat(delivery["next_attempt_at"].replace("Z", "+00:00"))
+            waits.append(due - clock.now())
+            clock.set(due)
+            worker.deliverer.run_once()
+    assert delivery["status"] == "failed"
+    assert clock.now() - started >= timedelta(hours=24)
+    assert waits[1] > waits[0]
+    assert len(hooks.received) == delivery["attempts"]
+    admin = shop.build.staff(Role.ADMIN)
+    kinds = [
+        a["kind"] for a in client.get("/v1/admin/alerts", headers=admin.headers).json()["data"]
+    ]
+    assert "webhook_failed" in kinds
+
+
+def test_events_of_one_order_arrive_in_order_even_across_retries(
+    app: FastAPI,
+    client: TestClient,
+    shop: Shop,
+    settings: Settings,
+    database: Database,
+    clock: FrozenClock,
+) -> None:
+    worker = _worker(app, settings, database, clock)
+    with receiver(lambda n: (500, 0) if n == 1 else (200, 0)) as hooks:
+        _endpoint(client, shop, hooks.url)
+        order = shop.order()
+        shop.confirm(shop.pay(order))  # payment.succeeded, order.paid, entitlement.granted
+        _pump(worker)
+        worker.deliverer.run_once()
+        assert len(hooks.received) == 1  # the first failed; the rest wait behind it
+        clock.advance(timedelta(hours=1))
+        for _ in range(4):
+            worker.deliverer.run_once()
+        types = [e["type"] for e in hooks.events()]
+    assert types == ["payment.succeeded", "payment.succeeded", "order.paid", "entitlement.granted"]
+
+
+def test_a_receiver_that_never_answers_does_not_stall_the_others(
+    app: FastAPI,
+    client: TestClient,
+    build: Builders,
+    settings: Settings,
+    database: Database,
+    clock: FrozenClock,
+) -> None:
+    worker = _worker(app, settings, database, clock, timeout_s=1.0)
+    slow_shop, quick_shop = Shop(build), Shop(build)
+    with receiver(lambda _: (200, 30)) as slow, receiver() as quick:
+        _endpoint(client, slow_shop, slow.url, ["order.paid"])
+        _endpoint(client, quick_shop, quick.url, ["order.paid"])
+        slow_shop.confirm(slow_shop.pay(slow_shop.order()))
+        for _ in range(5):
+            quick_shop.confirm(quick_shop.pay(quick_shop.order()))
+        while worker.dispatcher.run_once():
+            pass
+        stop = threading.Event()
+        loop = threading.Thread(target=worker.deliverer.run_forever, args=(stop, 8, 0.02))
+        started = time.monotonic()
+        loop.start()
+        try:
+            quick.wait_for(5, timeout_s=10)
+            quick_took = time.monotonic() - started
+        finally:
+            stop.set()
+            loop.join(timeout=10)
+    assert quick_took < 1.0
+    slow_log = [a for d in _deliveries(client, slow_shop) for a in d["attempt_log"]]
+    assert slow_log
+    assert slow_log[0]["status_code"] is None
+    assert "Timeout" in slow_log[0]["error"]
+
+
+def _deliveries(client: TestClient, shop: Shop) -> list[dict[str, Any]]:
+    endpoints = client.get("/v1/webhook-endpoints", headers=shop.app.headers).json()["data"]
+    return [
+        d
+        for e in endpoints
+        for d in client.get(
+            f"/v1/webhook-endpoints/{e['id']}/deliveries", headers=shop.app.headers
+        ).json()["data"]
+    ]
+
+
+def test_manual_redelivery_sends_again(
+    app: FastAPI,
+    client: TestClient,
+    shop: Shop,
+    settings: Settings,
+    database: Database,
+    clock: FrozenClock,
+) -> None:
+    worker = _worker(app, settings, database, clock)
+    with receiver() as hooks:
+        endpoint = _endpoint(client, shop, hooks.url, ["order.paid"])
+        shop.confirm(shop.pay(shop.order()))
+        _pump(worker)
+        [delivery] = _deliveries(client, shop)
+        response = client.post(
+            f"/v1/webhook-endpoints/{endpoint['id']}/deliveries/{delivery['id']}/redeliver",
+            headers=shop.app.headers,
+        )
+        assert response.json()["status"] == "pending"
+        worker.deliverer.run_once()
+        assert [r.event["id"] for r in hooks.received] == [delivery["event_id"]] * 2
+
+
+def test_during_rotation_both_secrets_verify_then_only_the_new(
+    app: FastAPI,
+    client: TestClient,
+    shop: Shop,
+    settings: Settings,
+    database: Database,
+    clock: FrozenClock,
+) -> None:
+    worker = _worker(app, settings, database, clock)
+    with receiver() as hooks:
+        endpoint = _endpoint(client, shop, hooks.url, ["order.paid"])
+        rotated = client.post(
+            f"/v1/webhook-endpoints/{endpoint['id']}/rotate-secret",
+            json={"grace_period_s": 3600},
+            headers=shop.app.headers,
+        ).json()
+        shop.confirm(shop.pay(shop.order()))
+        _pump(worker)
+        clock.advance(timedelta(hours=2))
+        shop.confirm(shop.pay(shop.order()))
+        _pump(worker)
+        first, second = hooks.received
+    at = clock.now().timestamp()
+    first_header, second_header = (
+        first.headers["knowpay-signature"],
+        second.headers["knowpay-signature"],
+    )
+    assert verify_signature(first.body, first_header, endpoint["secret"], now=at - 7200)
+    assert verify_signature(first.body, first_header, rotated["secret"], now=at - 7200)
+    assert not verify_signature(second.body, second_header, endpoint["secret"], now=at)
+    assert verify_signature(second.body, second_header, rotated["secret"], now=at)
+
+
+def test_no_endpoint_no_delivery_and_events_of_other_apps_stay_theirs(
+    app: FastAPI,
+    client: TestClient,
+    build: Builders,
+    settings: Settings,
+    database: Database,
+    clock: FrozenClock,
+) -> None:
+    worker = _worker(app, settings, database, clock)
+    mine, theirs = Shop(build), Shop(build)
+    with receiver() as hooks:
+        _endpoint(client, mine, hooks.url)
+        theirs.confirm(theirs.pay(theirs.order()))
+        _pump(worker)
+        assert hooks.received == []
+    assert books.violations(database) == []

@@ -1,0 +1,98 @@
+"""Webhook endpoints: subscriptions, a secret shown once, rotation with a grace period."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.builders import Builders, Caller
+
+URL = "https://www.example.com/knowpay/hooks"
+
+
+@pytest.fixture
+def app_caller(build: Builders) -> Caller:
+    return build.app()
+
+
+def _create(
+    client: TestClient, caller: Caller, events: list[str] | None = None
+) -> dict[str, object]:
+    response = client.post(
+        "/v1/webhook-endpoints",
+        json={"url": URL, "events": events or ["order.paid"]},
+        headers=caller.headers,
+    )
+    assert response.status_code == 201, response.text
+    result: dict[str, object] = response.json()
+    return result
+
+
+def test_the_secret_is_shown_once(client: TestClient, app_caller: Caller) -> None:
+    created = _create(client, app_caller, ["order.paid", "refund.succeeded", "order.paid"])
+    assert str(created["secret"]).startswith("whsec_")
+    assert created["events"] == ["order.paid", "refund.succeeded"]
+    read = client.get(f"/v1/webhook-endpoints/{created['id']}", headers=app_caller.headers).json()
+    assert read["secret"] is None
+    listed = client.get("/v1/webhook-endpoints", headers=app_caller.headers)
+    assert str(created["secret"]) not in listed.text
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"url": "ftp://example.com/x", "events": ["order.paid"]},
+        {"url": URL, "events": ["order.eaten"]},
+        {"url": URL, "events": []},
+        {"url": URL},
+        {"url": URL, "events": ["*"], "secret": "mine"},
+    ],
+)
+def test_bad_endpoints_are_422(
+    client: TestClient, app_caller: Caller, body: dict[str, object]
+) -> None:
+    response = client.post("/v1/webhook-endpoints", json=body, headers=app_caller.headers)
+    assert response.status_code == 422
+    assert client.get("/v1/webhook-endpoints", headers=app_caller.headers).json()["data"] == []
+
+
+def test_an_app_sees_only_its_endpoints(
+    client: TestClient, app_caller: Caller, build: Builders
+) -> None:
+    created = _create(client, app_caller)
+    other = build.app("other")
+    assert (
+        client.get(f"/v1/webhook-endpoints/{created['id']}", headers=other.headers).status_code
+        == 404
+    )
+    assert (
+        client.delete(f"/v1/webhook-endpoints/{created['id']}", headers=other.headers).status_code
+        == 404
+    )
+    assert client.get("/v1/webhook-endpoints", headers=other.headers).json()["data"] == []
+    buyer = build.buyer(app_caller)
+    assert client.get("/v1/webhook-endpoints", headers=buyer.headers).status_code == 403
+
+
+def test_delete_stops_the_endpoint(client: TestClient, app_caller: Caller) -> None:
+    created = _create(client, app_caller)
+    response = client.delete(f"/v1/webhook-endpoints/{created['id']}", headers=app_caller.headers)
+    assert response.json() == {"object": "webhook_endpoint", "id": created["id"], "deleted": True}
+    assert client.get("/v1/webhook-endpoints", headers=app_caller.headers).json()["data"] == []
+    assert (
+        client.get(f"/v1/webhook-endpoints/{created['id']}", headers=app_caller.headers).json()[
+            "status"
+        ]
+        == "deleted"
+    )
+
+
+def test_rotation_returns_a_new_secret(client: TestClient, app_caller: Caller) -> None:
+    created = _create(client, app_caller)
+    rotated = client.post(
+        f"/v1/webhook-endpoints/{created['id']}/rotate-secret",
+        json={"grace_period_s": 3600},
+        headers=app_caller.headers,
+    ).json()
+    assert rotated["secret"].startswith("whsec_")
+    assert rotated["secret"] != created["secret"]

@@ -1,0 +1,128 @@
+"""Scheduled jobs with a controllable clock: expiry, active query, closing abandoned
+attempts at the gateway, reminders, purging idempotency keys."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import select
+
+from knowpay.kit.clock import FrozenClock
+from knowpay.kit.config import Settings
+from knowpay.kit.db import Database
+from knowpay.payments.models import Payment
+from knowpay.worker.runner import Worker
+from tests import books
+from tests.builders import Builders, Shop
+
+
+@pytest.fixture
+def worker(app: FastAPI, settings: Settings, database: Database, clock: FrozenClock) -> Worker:
+    return Worker(settings, database, clock, app.state.channel_registry)
+
+
+@pytest.fixture
+def shop(build: Builders) -> Shop:
+    return Shop(build)
+
+
+def test_an_expired_order_is_closed_with_its_attempts_and_emits_order_closed(
+    worker: Worker, shop: Shop, database: Database, clock: FrozenClock
+) -> None:
+    order = shop.order(expires_in=600)
+    payment = shop.pay(order)
+    assert worker.run_jobs_once()["expire_orders"] == 0
+    clock.advance(timedelta(minutes=10))
+    assert worker.run_jobs_once()["expire_orders"] == 1
+    assert shop.get(f"/v1/orders/{order['id']}")["status"] == "closed"
+    assert shop.get(f"/v1/payments/{payment['id']}")["status"] == "closed"
+    # Closed at the gateway too: the buyer can no longer pay the old QR code.
+    late = shop.client.post(f"/sandbox/test/payments/{payment['id']}/confirm", json={})
+    assert late.json()["code"] == "trade_closed"
+    assert [e["type"] for e in books.events(database, "order.closed")] == ["order.closed"]
+    assert worker.run_jobs_once()["expire_orders"] == 0
+
+
+def test_an_expired_order_paid_at_the_gateway_is_recorded_as_paid_not_closed(
+    worker: Worker, shop: Shop, database: Database, clock: FrozenClock
+) -> None:
+    order = shop.order(expires_in=600)
+    shop.confirm(shop.pay(order), notify=False)
+    clock.advance(timedelta(minutes=11))
+    worker.run_jobs_once()
+    assert shop.get(f"/v1/orders/{order['id']}")["status"] == "paid"
+    assert books.violations(database) == []
+
+
+def test_a_payment_whose_notification_never_came_is_found_paid_by_active_query(
+    worker: Worker, shop: Shop, database: Database, clock: FrozenClock
+) -> None:
+    order = shop.order()
+    payment = shop.pay(order)
+    shop.confirm(payment, notify=False)
+    assert worker.run_jobs_once()["query_silent_payments"] == 0  # too young to ask about
+    clock.advance(timedelta(seconds=61))
+    assert worker.run_jobs_once()["query_silent_payments"] == 1
+    assert shop.get(f"/v1/orders/{order['id']}")["status"] == "paid"
+    assert len(books.entries(database, kind="payment_captured")) == 1
+
+
+def test_active_query_backs_off_while_the_gateway_has_no_news(
+    worker: Worker, shop: Shop, database: Database, clock: FrozenClock
+) -> None:
+    payment = shop.pay(shop.order(expires_in=7200))
+    clock.advance(timedelta(seconds=61))
+    for _ in range(6):  # three minutes of runs, every 30 s
+        worker.run_jobs_once()
+        clock.advance(timedelta(seconds=30))
+    with database.session_scope(read_only=True) as session:
+        attempts = session.scalar(select(Payment.query_attempts).where(Payment.id == payment["id"]))
+    # Asked at +0 s, +30 s and +90 s: each wait doubles (30 s, 60 s, then 120 s).
+    assert attempts == 3
+
+
+def test_abandoned_attempts_are_closed_at_the_gateway_and_a_late_capture_is_recorded(
+    worker: Worker, shop: Shop, database: Database
+) -> None:
+    order = shop.order()
+    first, second, third = shop.pay(order), shop.pay(order), shop.pay(order)
+    shop.confirm(first)
+    shop.confirm(third, notify=False)  # the buyer paid a second time before the close
+    assert worker.run_jobs_once()["close_abandoned_attempts"] == 2
+    late = shop.client.post(f"/sandbox/test/payments/{second['id']}/confirm", json={})
+    assert late.json()["code"] == "trade_closed"
+    duplicate = shop.get(f"/v1/payments/{third['id']}")
+    assert duplicate["status"] == "succeeded"
+    assert duplicate["is_duplicate"] is True
+    assert worker.run_jobs_once()["close_abandoned_attempts"] == 0
+    assert books.violations(database) == []
+
+
+def test_an_unpaid_order_gets_one_reminder_shortly_before_it_expires(
+    worker: Worker, shop: Shop, database: Database, clock: FrozenClock
+) -> None:
+    order = shop.order(expires_in=1800)
+    paid = shop.order(expires_in=1800)
+    shop.confirm(shop.pay(paid))
+    assert worker.run_jobs_once()["remind_unpaid_orders"] == 0
+    clock.advance(timedelta(minutes=26))
+    assert worker.run_jobs_once()["remind_unpaid_orders"] == 1
+    assert worker.run_jobs_once()["remind_unpaid_orders"] == 0
+    [reminder] = books.events(database, "order.payment_reminder")
+    assert reminder["data"]["object"]["id"] == order["id"]
+
+
+def test_expired_idempotency_keys_are_purged(
+    worker: Worker, shop: Shop, clock: FrozenClock
+) -> None:
+    headers = {**shop.app.headers, "Idempotency-Key": "k-1"}
+    shop.client.post(
+        "/v1/products",
+        json={"title": "x", "kind": "course", "prices": [{"amount": 1, "currency": "CNY"}]},
+        headers=headers,
+    )
+    assert worker.run_jobs_once()["purge_idempotency_keys"] == 0
+    clock.advance(timedelta(hours=25))
+    assert worker.run_jobs_once()["purge_idempotency_keys"] == 1
