@@ -40,12 +40,16 @@ def server_environment(settings: Settings) -> dict[str, str]:
 
 @contextmanager
 def running_server(
-    settings: Settings, *, workers: int = 2, log: Path | None = None
+    settings: Settings,
+    *,
+    workers: int = 2,
+    log: Path | None = None,
+    extra_env: dict[str, str] | None = None,
 ) -> Iterator[str]:
     """`knowpay serve --workers N` on a free port; yields its base URL, stops it afterwards."""
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
-    env = server_environment(settings) | {"KNOWPAY_PUBLIC_URL": base_url}
+    env = server_environment(settings) | {"KNOWPAY_PUBLIC_URL": base_url} | (extra_env or {})
     output = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115
     process = subprocess.Popen(
         [

@@ -304,3 +304,26 @@ def test_no_endpoint_no_delivery_and_events_of_other_apps_stay_theirs(
         _pump(worker)
         assert hooks.received == []
     assert books.violations(database) == []
+
+
+def test_knowpay_serve_runs_the_worker_loops_in_process(
+    client: TestClient, shop: Shop, settings: Settings, database: Database, tmp_path: Any
+) -> None:
+    import httpx
+
+    from tests.serving import running_server
+
+    # The default on SQLite; on PostgreSQL it takes the setting.
+    in_process = {} if database.dialect == "sqlite" else {"KNOWPAY_WORKER__IN_PROCESS": "true"}
+    with receiver() as hooks:
+        _endpoint(client, shop, hooks.url, ["order.paid"])
+        order = shop.order()
+        payment = shop.pay(order)
+        with running_server(
+            settings, workers=1, log=tmp_path / "serve.log", extra_env=in_process
+        ) as base_url:
+            httpx.post(
+                f"{base_url}/sandbox/test/payments/{payment['id']}/confirm", json={}, timeout=30
+            )
+            hooks.wait_for(1, timeout_s=20)
+    assert hooks.events()[0]["data"]["object"]["id"] == order["id"]
