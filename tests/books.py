@@ -12,7 +12,7 @@ from knowpay.gateway_notifications.models import InboundNotification
 from knowpay.kit.db import Database
 from knowpay.kit.outbox_models import OutboxEvent
 from knowpay.ledger.models import JournalEntry, Posting
-from knowpay.payments import integrity
+from knowpay.refunds import integrity
 
 
 def events(

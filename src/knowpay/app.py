@@ -32,6 +32,8 @@ from knowpay.kit.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
 from knowpay.orders.endpoints import router as orders_router
 from knowpay.payments.endpoints import router as payments_router
 from knowpay.payments.service import PaymentsContext
+from knowpay.refunds.endpoints import router as refunds_router
+from knowpay.refunds.service import RefundsContext
 from knowpay.webhooks.endpoints import router as webhooks_router
 from knowpay.worker.runner import Worker
 
@@ -95,7 +97,10 @@ def create_app(
     )
     app.state.api_key_resolver = accounts_service.resolve_api_key
     app.state.channel_registry = registry = ChannelRegistry.from_settings(settings, clock)
-    app.state.payments_context = PaymentsContext(registry=registry, public_url=settings.public_url)
+    app.state.payments_context = payments_context = PaymentsContext(
+        registry=registry, public_url=settings.public_url
+    )
+    app.state.refunds_context = RefundsContext(payments=payments_context, policy=settings.refunds)
     app.state.secret_box = SecretBox(settings.secret_key.get_secret_value())
 
     install_error_handlers(app)
@@ -111,6 +116,7 @@ def create_app(
     app.include_router(notifications_router)
     app.include_router(alerts_router)
     app.include_router(webhooks_router)
+    app.include_router(refunds_router)
     _add_health_routes(app, database)
     return app
 

@@ -12,6 +12,7 @@ from knowpay.kit.db import Base
 from knowpay.ledger import models as ledger_models
 from knowpay.orders import models as orders_models
 from knowpay.payments import models as payments_models
+from knowpay.refunds import models as refunds_models
 from knowpay.webhooks import models as webhooks_models
 
 metadata = Base.metadata
@@ -28,5 +29,6 @@ __all__ = [
     "orders_models",
     "outbox_models",
     "payments_models",
+    "refunds_models",
     "webhooks_models",
 ]

@@ -314,13 +314,13 @@ def test_knowpay_serve_runs_the_worker_loops_in_process(
     from tests.serving import running_server
 
     # The default on SQLite; on PostgreSQL it takes the setting.
-    in_process = {} if database.dialect == "sqlite" else {"KNOWPAY_WORKER__IN_PROCESS": "true"}
+    in_process = None if database.dialect == "sqlite" else True
     with receiver() as hooks:
         _endpoint(client, shop, hooks.url, ["order.paid"])
         order = shop.order()
         payment = shop.pay(order)
         with running_server(
-            settings, workers=1, log=tmp_path / "serve.log", extra_env=in_process
+            settings, workers=1, log=tmp_path / "serve.log", in_process_worker=in_process
         ) as base_url:
             httpx.post(
                 f"{base_url}/sandbox/test/payments/{payment['id']}/confirm", json={}, timeout=30

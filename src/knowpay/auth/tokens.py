@@ -55,7 +55,12 @@ class TokenService:
                 self._key,
                 algorithms=[_ALGORITHM],
                 issuer=_ISSUER,
-                options={"verify_exp": False, "require": ["exp", "iat", "sub", "iss"]},
+                # Time is checked below against the injected clock, not the library's.
+                options={
+                    "verify_exp": False,
+                    "verify_iat": False,
+                    "require": ["exp", "iat", "sub", "iss"],
+                },
             )
         except jwt.PyJWTError as exc:
             raise InvalidToken("The access token is malformed or its signature is wrong.") from exc

@@ -102,6 +102,7 @@ class Notification:
     merchant_id: str | None = None
     out_refund_no: str | None = None
     paid_at: datetime | None = None
+    gateway_refund_no: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

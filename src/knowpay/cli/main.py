@@ -18,7 +18,7 @@ from knowpay.kit.crypto import SecretHasher
 from knowpay.kit.db import Database
 from knowpay.kit.errors import KnowpayError
 from knowpay.kit.migrations import upgrade
-from knowpay.payments import integrity
+from knowpay.refunds import integrity
 
 app = typer.Typer(
     help="knowpay: the payment center of a paid-knowledge platform.", no_args_is_help=True

@@ -10,9 +10,9 @@ from knowpay.auth.dependencies import CurrentPrincipal
 from knowpay.auth.scoping import can_see
 from knowpay.entitlements import service
 from knowpay.entitlements.schemas import EntitlementOut
-from knowpay.kit.errors import InvalidRequest
+from knowpay.kit.errors import InvalidRequest, NotFound
 from knowpay.kit.pagination import Page, PageParams, page_params
-from knowpay.kit.web import DbSession
+from knowpay.kit.web import AppClock, DbSession
 
 router = APIRouter(prefix="/v1/entitlements", tags=["entitlements"])
 
@@ -34,3 +34,16 @@ def list_entitlements(
     return Page[EntitlementOut](
         data=[EntitlementOut.of(e) for e in visible], has_more=has_more and bool(visible)
     )
+
+
+@router.post("/{entitlement_id}/access", response_model=EntitlementOut)
+def record_access(
+    entitlement_id: str, caller: CurrentPrincipal, session: DbSession, clock: AppClock
+) -> EntitlementOut:
+    """Note that the buyer opened the content (the first time counts for refund rules)."""
+    entitlement = service.record_access(session, entitlement_id, clock.now())
+    if entitlement is None or not can_see(
+        caller, owner_app_id=entitlement.app_id, owner_user_id=entitlement.user_id
+    ):
+        raise NotFound(f"No such entitlement: {entitlement_id}")
+    return EntitlementOut.of(entitlement)

@@ -143,3 +143,35 @@ def grants(session: Session) -> list[tuple[str, str]]:
             select(EntitlementGrant.entitlement_id, EntitlementGrant.payment_id)
         )
     ]
+
+
+def revoke_granted_by(session: Session, payment_id: str, now: datetime) -> list[Entitlement]:
+    """Take away what one payment granted (on a full refund); returns the revoked entitlements."""
+    statement = (
+        select(Entitlement)
+        .where(Entitlement.payment_id == payment_id, Entitlement.revoked_at.is_(None))
+        .with_for_update()
+    )
+    revoked = list(session.scalars(statement).all())
+    for entitlement in revoked:
+        entitlement.revoked_at = now
+        entitlement.updated_at = now
+    session.flush()
+    return revoked
+
+
+def any_used(session: Session, payment_id: str) -> bool:
+    """Whether the buyer has opened any content this payment granted."""
+    statement = select(Entitlement.id).where(
+        Entitlement.payment_id == payment_id, Entitlement.first_accessed_at.is_not(None)
+    )
+    return session.scalars(statement).first() is not None
+
+
+def record_access(session: Session, entitlement_id: str, now: datetime) -> Entitlement | None:
+    """Note the first time the buyer opened the content (it decides automatic refunds)."""
+    entitlement = session.get(Entitlement, entitlement_id)
+    if entitlement is not None and entitlement.first_accessed_at is None:
+        entitlement.first_accessed_at = now
+        session.flush()
+    return entitlement

@@ -62,7 +62,8 @@ def notify(
     channel = registry.for_gateway(gateway)
     if channel is None:
         raise UnknownGateway(f"No gateway {gateway!r} is configured here.")
-    handled = service.receive(session, channel, dict(request.headers), body, clock.now())
+    policy = request.app.state.settings.refunds
+    handled = service.receive(session, channel, dict(request.headers), body, clock.now(), policy)
     return Response(
         handled.ack.body, status_code=handled.ack.status_code, media_type=handled.ack.content_type
     )
@@ -91,6 +92,7 @@ class TestConfirmOut(BaseModel):
 )
 def confirm_test_payment(
     payment_id: str,
+    request: Request,
     registry: Registry,
     session: DbSession,
     clock: AppClock,
@@ -113,7 +115,9 @@ def confirm_test_payment(
         headers, raw = channel.build_notification(payment_id)
     except ProtocolError as exc:
         raise TradeNotSettled(str(exc)) from exc
-    handled = service.receive(session, channel, headers, raw, clock.now())
+    handled = service.receive(
+        session, channel, headers, raw, clock.now(), request.app.state.settings.refunds
+    )
     return TestConfirmOut(
         payment_id=payment_id, gateway_status=trade.status, notification=handled.outcome
     )

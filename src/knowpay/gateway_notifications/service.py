@@ -16,12 +16,15 @@ from sqlalchemy.orm import Session
 from knowpay.alerts.service import raise_alert
 from knowpay.channels.base import Channel
 from knowpay.channels.errors import ProtocolError, SignatureInvalid
-from knowpay.channels.types import ChannelStatus, Notification, NotificationAck
+from knowpay.channels.types import ChannelStatus, Notification, NotificationAck, RefundResult
 from knowpay.gateway_notifications.models import InboundNotification
+from knowpay.kit.config import RefundSettings
 from knowpay.kit.errors import KnowpayError
 from knowpay.kit.ids import new_id
+from knowpay.kit.money import Money
 from knowpay.payments import service as payments
 from knowpay.payments.errors import PaymentNotFound
+from knowpay.refunds import service as refunds
 
 _KEPT_HEADERS = frozenset(
     {
@@ -124,9 +127,10 @@ def _reject_unverified(
     return Handled("rejected", channel.notification_ack(False), row.id if row else None)
 
 
-def _dispatch(session: Session, note: Notification, now: datetime) -> None:
-    if note.kind != "payment":
-        raise ProtocolError(f"{note.kind} notifications are not handled yet")
+def _dispatch(session: Session, note: Notification, now: datetime, policy: RefundSettings) -> None:
+    if note.kind == "refund":
+        _dispatch_refund(session, note, now, policy)
+        return
     if note.status is ChannelStatus.SUCCEEDED:
         if note.amount is None:
             raise ProtocolError("a success notification without an amount")
@@ -137,8 +141,30 @@ def _dispatch(session: Session, note: Notification, now: datetime) -> None:
         )
 
 
+def _dispatch_refund(
+    session: Session, note: Notification, now: datetime, policy: RefundSettings
+) -> None:
+    refund = refunds.by_out_refund_no(session, note.out_refund_no or "")
+    if refund is None:
+        raise PaymentNotFound(f"no refund {note.out_refund_no}")
+    if note.amount is not None and note.amount != Money(refund.amount_minor, refund.currency):
+        raise ProtocolError(
+            f"refund {refund.id} is {refund.amount_minor} {refund.currency}, "
+            f"the gateway said {note.amount}"
+        )
+    result = RefundResult(note.status, gateway_refund_no=note.gateway_refund_no)
+    refunds.apply_result(
+        session, refund.id, result, now, "gateway", policy, out_refund_no=note.out_refund_no
+    )
+
+
 def receive(
-    session: Session, channel: Channel, headers: Mapping[str, str], body: bytes, now: datetime
+    session: Session,
+    channel: Channel,
+    headers: Mapping[str, str],
+    body: bytes,
+    now: datetime,
+    policy: RefundSettings | None = None,
 ) -> Handled:
     """Handle one notification for `channel`'s gateway and say how to answer it."""
     try:
@@ -163,7 +189,7 @@ def receive(
         return _answer_duplicate(session, channel, note.external_id)
     try:
         with session.begin_nested():
-            _dispatch(session, note, now)
+            _dispatch(session, note, now, policy or RefundSettings())
     except PaymentNotFound:
         # Not a trade of ours: retrying will not change that, so the gateway is told to stop.
         row.outcome, row.reason = "unknown_trade", f"no payment {note.out_trade_no}"

@@ -120,6 +120,23 @@ class WorkerSettings(BaseModel):
     idle_wait_s: float = Field(default=0.5, gt=0)
 
 
+class RefundSettings(BaseModel):
+    """The refund policy, as data: change it without changing code."""
+
+    model_config = {"extra": "forbid"}
+
+    auto_approve_window_days: int = Field(default=7, ge=0)
+    """Requests this soon after payment are approved automatically when small or unused."""
+    auto_approve_max_minor: int = Field(default=20000, ge=0)
+    """The largest amount (in the order currency's minor units) approved automatically."""
+    buyer_request_window_days: int = Field(default=365, ge=1)
+    """After this a buyer can no longer ask (apps and staff still can)."""
+    revoke_on_partial: bool = False
+    """Whether a partial refund also takes the content away (a full refund always does)."""
+    check_after_s: int = Field(default=60, ge=1)
+    """A refund the gateway is still processing is asked about after this long."""
+
+
 class Settings(BaseSettings):
     """Everything knowpay reads from its environment."""
 
@@ -148,6 +165,7 @@ class Settings(BaseSettings):
     payment_password_lock_s: int = Field(default=1800, ge=1)
     password_hash: PasswordHashSettings = PasswordHashSettings()
     worker: WorkerSettings = WorkerSettings()
+    refunds: RefundSettings = RefundSettings()
 
     alipay: AlipaySettings = AlipaySettings()
     wechatpay: WechatPaySettings = WechatPaySettings()

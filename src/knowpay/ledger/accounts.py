@@ -9,6 +9,8 @@ REFUNDS_IN_FLIGHT = "refunds_in_flight"
 """Refunds sent to a gateway and not yet confirmed."""
 DUPLICATE_PAYMENTS_PAYABLE = "duplicate_payments_payable"
 """Money captured twice (or for a closed order) that is owed back to the buyer."""
+OFFLINE_REFUNDS = "offline_refunds"
+"""Refunds finance paid outside the gateway (bank transfer, cash)."""
 FEES = "fees"
 """Gateway fees the platform pays."""
 

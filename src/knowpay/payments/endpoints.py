@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Request, status
 from knowpay.auth.dependencies import CurrentPrincipal, require_roles
 from knowpay.auth.principals import Principal, Role
 from knowpay.channels.errors import ChannelUnavailable
-from knowpay.kit.pagination import Page
+from knowpay.kit.pagination import Page, PageParams, page_params
 from knowpay.kit.web import AppClock, DbSession
 from knowpay.orders import service as orders
 from knowpay.orders.errors import OrderAlreadyPaid
@@ -105,3 +105,15 @@ def sync_payment(
     session.commit()  # no transaction stays open while the gateway answers
     result = service.query_gateway(ctx, payment)
     return PaymentOut.of(service.apply_query_result(session, payment_id, result, clock.now()))
+
+
+Staff = Annotated[Principal, Depends(require_roles(Role.ADMIN, Role.FINANCE, Role.SUPPORT))]
+
+
+@router.get("/admin/duplicate-payments", response_model=Page[PaymentOut], tags=["admin"])
+def list_duplicate_payments(
+    caller: Staff, session: DbSession, params: Annotated[PageParams, Depends(page_params)]
+) -> Page[PaymentOut]:
+    """Payments captured for an order that was already paid or closed (refunded automatically)."""
+    found, has_more = service.list_duplicates(session, params)
+    return Page[PaymentOut](data=[PaymentOut.of(p) for p in found], has_more=has_more)

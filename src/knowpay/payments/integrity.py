@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -17,12 +19,12 @@ _CAPTURED = frozenset({OrderStatus.PAID, OrderStatus.PARTIALLY_REFUNDED, OrderSt
 _CAPTURE_KINDS = ("payment_captured", "duplicate_captured")
 
 
-def _order_violations(session: Session) -> list[Violation]:
+def _order_violations(session: Session, sent_refunds: Mapping[str, int]) -> list[Violation]:
     violations: list[Violation] = []
     holdings = ledger.order_holdings(session)
     for order in orders.all_orders(session):
         captured = order.amount_minor if order.status in _CAPTURED else 0
-        expected = captured - order.refunded_minor
+        expected = captured - order.refunded_minor - sent_refunds.get(order.id, 0)
         actual = holdings.pop((order.id, order.currency), 0)
         if actual != expected:
             violations.append(
@@ -92,6 +94,13 @@ def _payment_violations(session: Session) -> list[Violation]:
     return violations
 
 
-def check(session: Session) -> list[Violation]:
-    """All violations of the ledger invariants; empty when the books are sound."""
-    return ledger.check_entries(session) + _order_violations(session) + _payment_violations(session)
+def check(session: Session, sent_refunds: Mapping[str, int] | None = None) -> list[Violation]:
+    """All violations of the payment-side ledger invariants; empty when the books are sound.
+
+    `sent_refunds` is, per order, what refunds already taken out of revenue but not yet
+    confirmed hold (the refunds domain supplies it)."""
+    return (
+        ledger.check_entries(session)
+        + _order_violations(session, sent_refunds or {})
+        + _payment_violations(session)
+    )

@@ -52,3 +52,4 @@ class Payment(Base):
     needs_gateway_close: Mapped[bool] = mapped_column(default=False, server_default=sa_false())
     gateway_close_attempts: Mapped[int] = mapped_column(default=0, server_default="0")
     next_gateway_close_at: Mapped[datetime | None]
+    duplicate_refund_id: Mapped[str | None] = mapped_column(String(40))

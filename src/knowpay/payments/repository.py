@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from knowpay.kit.pagination import PageParams, paginate_query, split_page
 from knowpay.payments.models import Payment
 
 
@@ -39,3 +40,31 @@ def for_order(session: Session, order_id: str) -> list[Payment]:
             select(Payment).where(Payment.order_id == order_id).order_by(Payment.id)
         ).all()
     )
+
+
+def unrefunded_duplicates(session: Session, limit: int) -> list[Payment]:
+    statement = (
+        select(Payment)
+        .where(
+            Payment.is_duplicate.is_(True),
+            Payment.status == "succeeded",
+            Payment.duplicate_refund_id.is_(None),
+        )
+        .order_by(Payment.id)
+        .limit(limit)
+    )
+    return list(session.scalars(statement).all())
+
+
+def claim_duplicate(session: Session, payment_id: str, refund_id: str) -> bool:
+    result = session.execute(
+        update(Payment)
+        .where(Payment.id == payment_id, Payment.duplicate_refund_id.is_(None))
+        .values(duplicate_refund_id=refund_id)
+    )
+    return int(getattr(result, "rowcount", 0) or 0) == 1
+
+
+def list_duplicates(session: Session, params: PageParams) -> tuple[list[Payment], bool]:
+    statement = select(Payment).where(Payment.is_duplicate.is_(True))
+    return split_page(session.scalars(paginate_query(statement, Payment.id, params)).all(), params)

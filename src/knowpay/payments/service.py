@@ -31,6 +31,7 @@ from knowpay.entitlements.schemas import EntitlementOut
 from knowpay.kit.ids import new_id
 from knowpay.kit.money import Money
 from knowpay.kit.outbox import emit
+from knowpay.kit.pagination import PageParams
 from knowpay.ledger import accounts as ledger_accounts
 from knowpay.ledger.service import Leg, post_entry
 from knowpay.orders import service as orders
@@ -344,6 +345,26 @@ def _record_duplicate(session: Session, order: Order, payment: Payment, now: dat
 
 
 # Reading, syncing, closing -----------------------------------------------------------------
+
+
+def get_payment(session: Session, payment_id: str) -> Payment:
+    """A payment by id (PaymentNotFound otherwise)."""
+    return _require(session, payment_id)
+
+
+def list_duplicates(session: Session, params: PageParams) -> tuple[list[Payment], bool]:
+    """Every duplicate capture, newest first."""
+    return repository.list_duplicates(session, params)
+
+
+def unrefunded_duplicates(session: Session, limit: int) -> list[Payment]:
+    """Duplicate captures that no refund has been started for yet."""
+    return repository.unrefunded_duplicates(session, limit)
+
+
+def claim_duplicate_for_refund(session: Session, payment_id: str, refund_id: str) -> bool:
+    """Tie a duplicate capture to its refund; False if another worker did it first."""
+    return repository.claim_duplicate(session, payment_id, refund_id)
 
 
 def get_visible(session: Session, caller: Principal, payment_id: str) -> Payment:

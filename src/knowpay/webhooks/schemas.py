@@ -21,6 +21,7 @@ EVENT_TYPES = frozenset(
         "refund.created",
         "refund.succeeded",
         "refund.failed",
+        "refund.rejected",
         "entitlement.granted",
         "entitlement.revoked",
         "limit.near",

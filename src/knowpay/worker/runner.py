@@ -22,6 +22,8 @@ from knowpay.kit.idempotency import purge_expired
 from knowpay.kit.outbox import OutboxDispatcher
 from knowpay.payments import tasks
 from knowpay.payments.service import PaymentsContext
+from knowpay.refunds import tasks as refund_tasks
+from knowpay.refunds.service import RefundsContext
 from knowpay.webhooks.delivery import DeliveryPolicy, WebhookDeliverer, WebhookFanout
 
 logger = logging.getLogger("knowpay.worker")
@@ -47,9 +49,15 @@ class Worker:
                 retry_window=timedelta(seconds=options.webhook_retry_window_s),
             ),
         )
+        payments_context = PaymentsContext(registry=registry, public_url=settings.public_url)
+        self.refund_jobs = refund_tasks.RefundJobContext(
+            database=database,
+            refunds=RefundsContext(payments=payments_context, policy=settings.refunds),
+            clock=clock,
+        )
         self.jobs = tasks.JobContext(
             database=database,
-            payments=PaymentsContext(registry=registry, public_url=settings.public_url),
+            payments=payments_context,
             clock=clock,
             query_after=timedelta(seconds=options.query_after_s),
             reminder_lead=timedelta(seconds=options.reminder_lead_s),
@@ -65,6 +73,11 @@ class Worker:
             "query_silent_payments": lambda: tasks.query_silent_payments(self.jobs),
             "close_abandoned_attempts": lambda: tasks.close_abandoned_attempts(self.jobs),
             "remind_unpaid_orders": lambda: tasks.remind_unpaid_orders(self.jobs),
+            "refund_duplicates": lambda: refund_tasks.refund_duplicates(self.refund_jobs),
+            "send_refunds": lambda: refund_tasks.send_refunds(self.refund_jobs),
+            "check_processing_refunds": lambda: refund_tasks.check_processing_refunds(
+                self.refund_jobs
+            ),
             "purge_idempotency_keys": self._purge_idempotency_keys,
         }
 

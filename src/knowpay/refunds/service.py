@@ -1,0 +1,492 @@
+"""Refunds: requesting, approving, executing through the original channel, settling.
+
+Every step writes the refund's status, its timeline entry, its ledger entry and its events
+in one transaction. What is still refundable is computed under the order's row lock, so
+concurrent requests in many processes cannot together exceed what was captured. Never
+commits; gateway calls happen with no transaction open (see tasks.py and endpoints.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from knowpay.auth.principals import Principal
+from knowpay.auth.scoping import can_see
+from knowpay.channels.errors import ChannelDeclined
+from knowpay.channels.types import ChannelStatus, RefundRequest, RefundResult
+from knowpay.entitlements import service as entitlements
+from knowpay.entitlements.schemas import EntitlementOut
+from knowpay.kit.config import RefundSettings
+from knowpay.kit.ids import new_id
+from knowpay.kit.money import Money
+from knowpay.kit.outbox import emit
+from knowpay.kit.pagination import PageParams, paginate_query, split_page
+from knowpay.ledger import accounts as ledger_accounts
+from knowpay.ledger.service import Leg, post_entry
+from knowpay.orders import service as orders
+from knowpay.orders.models import Order
+from knowpay.orders.states import OrderStatus
+from knowpay.orders.states import next_status as next_order_status
+from knowpay.payments import service as payments
+from knowpay.refunds.errors import (
+    OrderNotPaid,
+    RefundExceedsCaptured,
+    RefundNotFound,
+    RefundWindowClosed,
+)
+from knowpay.refunds.models import Refund, RefundTimelineEntry
+from knowpay.refunds.schemas import RefundCreate, RefundOut
+from knowpay.refunds.states import OPEN, RefundStatus, next_status
+
+SYSTEM = "system"
+REFUNDABLE = frozenset({OrderStatus.PAID, OrderStatus.PARTIALLY_REFUNDED})
+
+
+@dataclass(frozen=True, slots=True)
+class RefundsContext:
+    payments: payments.PaymentsContext
+    policy: RefundSettings
+
+
+def actor_of(principal: Principal) -> str:
+    """How the timeline names who acted."""
+    return f"{principal.role.value}:{principal.id}"
+
+
+def _money(refund: Refund) -> Money:
+    return Money(refund.amount_minor, refund.currency)
+
+
+def _step(
+    session: Session, refund: Refund, step: str, actor: str, now: datetime, note: str | None = None
+) -> None:
+    session.add(
+        RefundTimelineEntry(
+            id=new_id("rtl"),
+            refund_id=refund.id,
+            status=refund.status,
+            step=step,
+            actor=actor,
+            note=note,
+            at=now,
+        )
+    )
+
+
+def timeline(session: Session, refund_id: str) -> list[RefundTimelineEntry]:
+    statement = select(RefundTimelineEntry).where(RefundTimelineEntry.refund_id == refund_id)
+    return list(session.scalars(statement.order_by(RefundTimelineEntry.id)).all())
+
+
+def _emit(session: Session, event_type: str, refund: Refund, now: datetime) -> None:
+    session.flush()
+    data = RefundOut.of(refund, timeline(session, refund.id)).model_dump(mode="json")
+    emit(
+        session,
+        event_type=event_type,
+        data=data,
+        stream_key=refund.order_id,
+        app_id=refund.app_id,
+        now=now,
+    )
+
+
+def open_amount(session: Session, order_id: str) -> int:
+    """What open refunds of an order's own payment hold (pending approval or processing)."""
+    total = session.scalar(
+        select(func.coalesce(func.sum(Refund.amount_minor), 0)).where(
+            Refund.order_id == order_id,
+            Refund.kind == "request",
+            Refund.status.in_([s.value for s in OPEN]),
+        )
+    )
+    return int(total or 0)
+
+
+# Requesting ---------------------------------------------------------------------------------
+
+
+def request_refund(
+    session: Session, ctx: RefundsContext, caller: Principal, body: RefundCreate, now: datetime
+) -> Refund:
+    """Ask for money back on a paid order; approved at once when the policy allows."""
+    order = orders.get_visible(session, caller, body.order_id, for_update=True)
+    if order.status not in REFUNDABLE or order.paid_payment_id is None:
+        raise OrderNotPaid(f"Order {order.id} is {order.status}; only paid orders can be refunded.")
+    window = timedelta(days=ctx.policy.buyer_request_window_days)
+    is_buyer = caller.role.value in ("buyer", "creator")
+    if is_buyer and order.paid_at is not None and now - order.paid_at > window:
+        raise RefundWindowClosed(
+            f"Refunds can be asked for up to {window.days} days after payment."
+        )
+    refundable = order.amount_minor - order.refunded_minor - open_amount(session, order.id)
+    amount = body.amount if body.amount is not None else refundable
+    if amount <= 0 or amount > refundable:
+        raise RefundExceedsCaptured(
+            f"At most {refundable} {order.currency} minor units can still be refunded.",
+            refundable=refundable,
+        )
+    payment = payments.get_payment(session, order.paid_payment_id)
+    refund = Refund(
+        id=new_id("re"),
+        order_id=order.id,
+        payment_id=payment.id,
+        app_id=order.app_id,
+        user_id=order.user_id,
+        channel=payment.channel,
+        kind="request",
+        amount_minor=amount,
+        currency=order.currency,
+        status=RefundStatus.PENDING_APPROVAL.value,
+        reason=body.reason.value,
+        reason_text=body.reason_text,
+        requested_by=actor_of(caller),
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(refund)
+    _step(session, refund, "requested", actor_of(caller), now, body.reason_text)
+    _emit(session, "refund.created", refund, now)
+    if _auto_approves(session, ctx.policy, order, refund, now):
+        approve(session, refund, SYSTEM, now, note="approved automatically by the refund policy")
+    return refund
+
+
+def _auto_approves(
+    session: Session, policy: RefundSettings, order: Order, refund: Refund, now: datetime
+) -> bool:
+    """Within the window after payment, and either small or never used."""
+    if order.paid_at is None or now - order.paid_at > timedelta(
+        days=policy.auto_approve_window_days
+    ):
+        return False
+    small = refund.amount_minor <= policy.auto_approve_max_minor
+    return small or not entitlements.any_used(session, refund.payment_id)
+
+
+def start_duplicate_refund(session: Session, payment_id: str, now: datetime) -> Refund | None:
+    """Refund a duplicate capture through its own channel, approved by the system."""
+    payment = payments.get_payment(session, payment_id)
+    refund_id = new_id("re")
+    if not payments.claim_duplicate_for_refund(session, payment.id, refund_id):
+        return None
+    refund = Refund(
+        id=refund_id,
+        order_id=payment.order_id,
+        payment_id=payment.id,
+        app_id=payment.app_id,
+        user_id=payment.user_id,
+        channel=payment.channel,
+        kind="duplicate",
+        amount_minor=payment.amount_minor,
+        currency=payment.currency,
+        status=RefundStatus.PENDING_APPROVAL.value,
+        reason="duplicate_purchase",
+        reason_text="The order was already paid; this second payment goes back automatically.",
+        requested_by=SYSTEM,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(refund)
+    _step(session, refund, "requested", SYSTEM, now, "duplicate payment detected")
+    _emit(session, "refund.created", refund, now)
+    approve(session, refund, SYSTEM, now, note="duplicate payments are refunded automatically")
+    return refund
+
+
+# Deciding -----------------------------------------------------------------------------------
+
+
+def _source_account(refund: Refund) -> str:
+    """Where refunded money is taken from: revenue, or what a duplicate left owed."""
+    return (
+        ledger_accounts.DUPLICATE_PAYMENTS_PAYABLE
+        if refund.kind == "duplicate"
+        else ledger_accounts.PLATFORM_REVENUE
+    )
+
+
+def _send(session: Session, refund: Refund, now: datetime) -> None:
+    """Move the money to `refunds_in_flight` and queue the gateway call under a fresh number."""
+    refund.gateway_attempts += 1
+    refund.out_refund_no = (
+        refund.id if refund.gateway_attempts == 1 else f"{refund.id}-{refund.gateway_attempts}"
+    )
+    refund.needs_gateway_call = True
+    refund.next_check_at = now
+    refund.failure_code = refund.failure_message = None
+    post_entry(
+        session,
+        kind="refund_sent",
+        now=now,
+        order_id=refund.order_id,
+        payment_id=refund.payment_id,
+        refund_id=refund.id,
+        legs=[
+            Leg(_source_account(refund), _money(refund)),
+            Leg(ledger_accounts.REFUNDS_IN_FLIGHT, -_money(refund)),
+        ],
+    )
+
+
+def approve(
+    session: Session, refund: Refund, actor: str, now: datetime, note: str | None = None
+) -> Refund:
+    """pending_approval → processing: the refund will be sent to the gateway."""
+    refund.status = next_status(refund.status, RefundStatus.PROCESSING).value
+    refund.updated_at = now
+    _send(session, refund, now)
+    _step(session, refund, "approved", actor, now, note)
+    return refund
+
+
+def reject(session: Session, refund: Refund, actor: str, reason: str, now: datetime) -> Refund:
+    """pending_approval → rejected, with the reason the buyer will read."""
+    refund.status = next_status(refund.status, RefundStatus.REJECTED).value
+    refund.rejection_reason = reason
+    refund.updated_at = now
+    _step(session, refund, "rejected", actor, now, reason)
+    _emit(session, "refund.rejected", refund, now)
+    return refund
+
+
+def retry(session: Session, refund: Refund, actor: str, now: datetime) -> Refund:
+    """failed → processing: send it again (a new refund number at the gateway)."""
+    refund.status = next_status(refund.status, RefundStatus.PROCESSING).value
+    refund.updated_at = now
+    _send(session, refund, now)
+    _step(session, refund, "retried", actor, now)
+    return refund
+
+
+def resolve_manually(
+    session: Session,
+    refund: Refund,
+    actor: str,
+    method: str,
+    note: str | None,
+    now: datetime,
+    policy: RefundSettings,
+) -> Refund:
+    """failed → succeeded outside the gateway: to the buyer's wallet, or paid offline."""
+    refund.status = next_status(refund.status, RefundStatus.SUCCEEDED).value
+    refund.resolution = method
+    target = (
+        ledger_accounts.buyer_wallet(refund.user_id)
+        if method == "wallet"
+        else ledger_accounts.OFFLINE_REFUNDS
+    )
+    post_entry(
+        session,
+        kind="refund_resolved",
+        now=now,
+        order_id=refund.order_id,
+        payment_id=refund.payment_id,
+        refund_id=refund.id,
+        legs=[Leg(_source_account(refund), _money(refund)), Leg(target, -_money(refund))],
+    )
+    _step(session, refund, f"resolved_{method}", actor, now, note)
+    _settle(session, refund, now, policy)
+    return refund
+
+
+# Gateway outcomes ---------------------------------------------------------------------------
+
+
+def refund_request(ctx: RefundsContext, session: Session, refund: Refund) -> RefundRequest:
+    """What to send the gateway for this refund's current attempt."""
+    payment = payments.get_payment(session, refund.payment_id)
+    channel = ctx.payments.registry.get(refund.channel)
+    return RefundRequest(
+        out_trade_no=payment.id,
+        out_refund_no=refund.out_refund_no or refund.id,
+        amount=_money(refund),
+        total=Money(payment.amount_minor, payment.currency),
+        reason=refund.reason,
+        notify_url=ctx.payments.notify_url(channel),
+        gateway_trade_no=payment.gateway_trade_no,
+    )
+
+
+def call_gateway(ctx: RefundsContext, request: RefundRequest, channel_name: str) -> RefundResult:
+    """Send the refund (outside any transaction); a decline comes back as a failed result."""
+    try:
+        return ctx.payments.registry.get(channel_name).refund(request)
+    except ChannelDeclined as declined:
+        return RefundResult(
+            ChannelStatus.FAILED, failure_code=declined.code, failure_message=declined.message
+        )
+
+
+def lock_with_order(session: Session, refund_id: str) -> Refund:
+    """Lock the refund's order, then the refund: the order every refund flow locks in."""
+    orders.lock(session, get(session, refund_id).order_id)
+    return lock(session, refund_id)
+
+
+def lock(session: Session, refund_id: str) -> Refund:
+    refund = session.scalars(
+        select(Refund)
+        .where(Refund.id == refund_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).first()
+    if refund is None:
+        raise RefundNotFound(f"No such refund: {refund_id}")
+    return refund
+
+
+def apply_result(
+    session: Session,
+    refund_id: str,
+    result: RefundResult,
+    now: datetime,
+    actor: str,
+    policy: RefundSettings,
+    out_refund_no: str | None = None,
+) -> Refund:
+    """Settle a processing refund from what the gateway said (by answer, notification or query).
+    An outcome for an earlier attempt's number is ignored."""
+    order_id = get(session, refund_id).order_id
+    orders.lock(session, order_id)
+    refund = lock(session, refund_id)
+    if refund.status != RefundStatus.PROCESSING or (
+        out_refund_no and out_refund_no != refund.out_refund_no
+    ):
+        return refund
+    if result.gateway_refund_no:
+        refund.gateway_refund_no = result.gateway_refund_no
+    if refund.needs_gateway_call and result.status is not ChannelStatus.FAILED:
+        # This is the gateway's answer to the send: it has the refund now.
+        _step(session, refund, "sent_to_gateway", f"gateway:{refund.channel}", now)
+    refund.needs_gateway_call = False
+    refund.updated_at = now
+    refund.next_check_at = now + timedelta(seconds=policy.check_after_s)
+    if result.status is ChannelStatus.SUCCEEDED:
+        _succeed(session, refund, actor, now, policy)
+    elif result.status in (ChannelStatus.FAILED, ChannelStatus.CLOSED):
+        _fail(
+            session,
+            refund,
+            actor,
+            result.failure_code or "refund_failed",
+            result.failure_message,
+            now,
+        )
+    return refund
+
+
+def _succeed(
+    session: Session, refund: Refund, actor: str, now: datetime, policy: RefundSettings
+) -> None:
+    refund.status = next_status(refund.status, RefundStatus.SUCCEEDED).value
+    post_entry(
+        session,
+        kind="refund_succeeded",
+        now=now,
+        order_id=refund.order_id,
+        payment_id=refund.payment_id,
+        refund_id=refund.id,
+        legs=[
+            Leg(ledger_accounts.REFUNDS_IN_FLIGHT, _money(refund)),
+            Leg(ledger_accounts.channel_clearing(refund.channel), -_money(refund)),
+        ],
+    )
+    _step(session, refund, "money_returned", actor, now)
+    _settle(session, refund, now, policy)
+
+
+def _settle(session: Session, refund: Refund, now: datetime, policy: RefundSettings) -> None:
+    """The order's side of a succeeded refund: the refunded total, its status, the content;
+    then the events, `refund.succeeded` before any `entitlement.revoked`."""
+    refund.succeeded_at = now
+    refund.needs_gateway_call = False
+    revoked = []
+    if refund.kind == "request":
+        order = orders.lock(session, refund.order_id)
+        order.refunded_minor += refund.amount_minor
+        full = order.refunded_minor == order.amount_minor
+        target = OrderStatus.REFUNDED if full else OrderStatus.PARTIALLY_REFUNDED
+        order.status = next_order_status(order.status, target).value
+        order.updated_at = now
+        if full or policy.revoke_on_partial:
+            revoked = entitlements.revoke_granted_by(session, refund.payment_id, now)
+    _emit(session, "refund.succeeded", refund, now)
+    for entitlement in revoked:
+        emit(
+            session,
+            event_type="entitlement.revoked",
+            data=EntitlementOut.of(entitlement).model_dump(mode="json"),
+            stream_key=refund.order_id,
+            app_id=refund.app_id,
+            now=now,
+        )
+
+
+def _fail(
+    session: Session, refund: Refund, actor: str, code: str, message: str | None, now: datetime
+) -> None:
+    refund.status = next_status(refund.status, RefundStatus.FAILED).value
+    refund.failure_code = code[:64]
+    refund.failure_message = (message or code)[:500]
+    post_entry(
+        session,
+        kind="refund_failed",
+        now=now,
+        order_id=refund.order_id,
+        payment_id=refund.payment_id,
+        refund_id=refund.id,
+        legs=[
+            Leg(ledger_accounts.REFUNDS_IN_FLIGHT, _money(refund)),
+            Leg(_source_account(refund), -_money(refund)),
+        ],
+    )
+    _step(session, refund, "gateway_refused", actor, now, refund.failure_message)
+    _emit(session, "refund.failed", refund, now)
+
+
+# Reading ------------------------------------------------------------------------------------
+
+
+def get(session: Session, refund_id: str) -> Refund:
+    refund = session.get(Refund, refund_id)
+    if refund is None:
+        raise RefundNotFound(f"No such refund: {refund_id}")
+    return refund
+
+
+def by_out_refund_no(session: Session, out_refund_no: str) -> Refund | None:
+    return session.scalars(select(Refund).where(Refund.out_refund_no == out_refund_no)).first()
+
+
+def get_visible(session: Session, caller: Principal, refund_id: str) -> Refund:
+    refund = session.get(Refund, refund_id)
+    if refund is None or not can_see(
+        caller, owner_app_id=refund.app_id, owner_user_id=refund.user_id
+    ):
+        raise RefundNotFound(f"No such refund: {refund_id}")
+    return refund
+
+
+def list_refunds(
+    session: Session,
+    caller: Principal,
+    params: PageParams,
+    *,
+    order_id: str | None,
+    status: str | None,
+) -> tuple[list[Refund], bool]:
+    statement = select(Refund)
+    if caller.is_app:
+        statement = statement.where(Refund.app_id == caller.id)
+    elif not caller.is_staff:
+        statement = statement.where(Refund.user_id == caller.id)
+    if order_id is not None:
+        statement = statement.where(Refund.order_id == order_id)
+    if status is not None:
+        statement = statement.where(Refund.status == status)
+    return split_page(session.scalars(paginate_query(statement, Refund.id, params)).all(), params)

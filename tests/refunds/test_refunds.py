@@ -1,0 +1,310 @@
+"""Refunds through the test channel: policy, approval, the timeline, ledger stages,
+entitlements, failures, retries, manual resolution and duplicate payments."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from knowpay.auth.principals import Role
+from knowpay.kit.clock import FrozenClock
+from knowpay.kit.config import Settings
+from knowpay.kit.db import Database
+from knowpay.ledger.accounts import PLATFORM_REVENUE, REFUNDS_IN_FLIGHT, channel_clearing
+from knowpay.worker.runner import Worker
+from tests import books
+from tests.builders import Builders, Caller, Shop
+
+
+@pytest.fixture
+def shop(build: Builders) -> Shop:
+    return Shop(build)
+
+
+@pytest.fixture
+def finance(build: Builders) -> Caller:
+    return build.staff(Role.FINANCE)
+
+
+@pytest.fixture
+def worker(app: FastAPI, settings: Settings, database: Database, clock: FrozenClock) -> Worker:
+    return Worker(settings, database, clock, app.state.channel_registry)
+
+
+def _paid_order(shop: Shop, **order: Any) -> dict[str, Any]:
+    placed = shop.order(**order)
+    shop.confirm(shop.pay(placed))
+    return placed
+
+
+def _refund(shop: Shop, caller: Caller, order: dict[str, Any], **fields: Any) -> Any:
+    body = {"order_id": order["id"], "reason": "accidental_purchase", **fields}
+    return shop.client.post("/v1/refunds", json=body, headers=shop.build.relogin(caller).headers)
+
+
+def _as(shop: Shop, caller: Caller) -> dict[str, str]:
+    return shop.build.relogin(caller).headers
+
+
+def test_an_early_full_refund_goes_through_at_once_and_revokes_access(
+    shop: Shop, database: Database
+) -> None:
+    order = _paid_order(shop)
+    response = _refund(shop, shop.buyer, order)
+    assert response.status_code == 201, response.text
+    refund = response.json()
+    assert refund["status"] == "succeeded"
+    assert refund["amount"] == 9900
+    assert [step["step"] for step in refund["timeline"]] == [
+        "requested",
+        "approved",
+        "sent_to_gateway",
+        "money_returned",
+    ]
+    assert refund["timeline"][0]["actor"] == f"buyer:{shop.buyer.id}"
+    assert refund["timeline"][1]["actor"] == "system"
+    after = shop.get(f"/v1/orders/{order['id']}")
+    assert after["status"] == "refunded"
+    assert after["amount_refunded"] == 9900
+    [entitlement] = books.entitlements(database, shop.buyer.id)
+    assert entitlement.revoked_at is not None
+    types = [e["type"] for e in books.events(database, stream_key=order["id"])]
+    assert types[-3:] == ["refund.created", "refund.succeeded", "entitlement.revoked"]
+    assert books.account_balance(database, PLATFORM_REVENUE) == 0
+    assert books.account_balance(database, REFUNDS_IN_FLIGHT) == 0
+    assert books.account_balance(database, channel_clearing("test")) == 0
+    assert books.violations(database) == []
+
+
+def test_partial_refunds_until_the_captured_amount_is_used_up(
+    shop: Shop, database: Database
+) -> None:
+    order = _paid_order(shop)
+    assert _refund(shop, shop.app, order, amount=3000).json()["status"] == "succeeded"
+    assert shop.get(f"/v1/orders/{order['id']}")["status"] == "partially_refunded"
+    too_much = _refund(shop, shop.app, order, amount=7000)
+    assert too_much.status_code == 422
+    assert too_much.json()["code"] == "refund_exceeds_captured"
+    assert too_much.json()["refundable"] == 6900
+    rest = _refund(shop, shop.app, order).json()  # no amount: everything left
+    assert rest["amount"] == 6900
+    assert shop.get(f"/v1/orders/{order['id']}")["status"] == "refunded"
+    assert _refund(shop, shop.app, order).json()["code"] == "order_not_paid"
+    assert books.violations(database) == []
+    # A partial refund keeps the content (configurable), the full one revoked it.
+    assert books.entitlements(database, shop.buyer.id)[0].revoked_at is not None
+
+
+def test_outside_the_window_a_refund_waits_for_finance_who_approves(
+    shop: Shop, finance: Caller, database: Database, clock: FrozenClock
+) -> None:
+    order = _paid_order(shop)
+    clock.advance(timedelta(days=8))
+    waiting = _refund(
+        shop, shop.buyer, order, reason="not_as_described", reason_text="Audio is broken"
+    ).json()
+    assert waiting["status"] == "pending_approval"
+    # Waiting refunds hold the amount: nothing more can be asked meanwhile.
+    assert _refund(shop, shop.app, order, amount=1).json()["code"] == "refund_exceeds_captured"
+    buyer_try = shop.client.post(
+        f"/v1/refunds/{waiting['id']}/approve", headers=_as(shop, shop.buyer)
+    )
+    assert buyer_try.status_code == 403
+    app_try = shop.client.post(f"/v1/refunds/{waiting['id']}/approve", headers=shop.app.headers)
+    assert app_try.status_code == 403
+    approved = shop.client.post(
+        f"/v1/refunds/{waiting['id']}/approve",
+        json={"note": "checked the logs"},
+        headers=_as(shop, finance),
+    ).json()
+    assert approved["status"] == "succeeded"
+    approval = next(step for step in approved["timeline"] if step["step"] == "approved")
+    assert approval["actor"] == f"finance:{finance.id}"
+    assert approval["note"] == "checked the logs"
+    assert books.violations(database) == []
+
+
+def test_a_large_refund_of_used_content_waits_even_inside_the_window(
+    shop: Shop, build: Builders, database: Database, client: TestClient
+) -> None:
+    expensive = build.product(shop.app, prices=[{"amount": 50000, "currency": "CNY"}])
+    order = _paid_order(shop, items=[{"product_id": expensive["id"]}])
+    [entitlement] = books.entitlements(database, shop.buyer.id)
+    assert (
+        client.post(
+            f"/v1/entitlements/{entitlement.id}/access", headers=shop.app.headers
+        ).status_code
+        == 200
+    )
+    assert _refund(shop, shop.buyer, order).json()["status"] == "pending_approval"
+
+
+def test_a_large_refund_of_unused_content_is_automatic_inside_the_window(
+    shop: Shop, build: Builders
+) -> None:
+    expensive = build.product(shop.app, prices=[{"amount": 50000, "currency": "CNY"}])
+    order = _paid_order(shop, items=[{"product_id": expensive["id"]}])
+    assert _refund(shop, shop.buyer, order).json()["status"] == "succeeded"
+
+
+def test_finance_rejects_and_the_buyer_reads_why(
+    shop: Shop, finance: Caller, database: Database, clock: FrozenClock
+) -> None:
+    order = _paid_order(shop)
+    clock.advance(timedelta(days=30))
+    waiting = _refund(shop, shop.buyer, order).json()
+    rejected = shop.client.post(
+        f"/v1/refunds/{waiting['id']}/reject",
+        json={"reason": "The course was completed."},
+        headers=_as(shop, finance),
+    ).json()
+    assert rejected["status"] == "rejected"
+    seen = shop.client.get(f"/v1/refunds/{waiting['id']}", headers=_as(shop, shop.buyer)).json()
+    assert seen["rejection_reason"] == "The course was completed."
+    assert seen["timeline"][-1]["step"] == "rejected"
+    again = shop.client.post(f"/v1/refunds/{waiting['id']}/approve", headers=_as(shop, finance))
+    assert again.status_code == 409
+    assert again.json()["code"] == "refund_not_pending"
+    assert shop.get(f"/v1/orders/{order['id']}")["status"] == "paid"
+    assert "refund.rejected" in [e["type"] for e in books.events(database, stream_key=order["id"])]
+
+
+def test_a_refund_the_gateway_refuses_fails_with_the_reason_and_can_be_retried(
+    shop: Shop, finance: Caller, database: Database
+) -> None:
+    from knowpay.channels.testchannel.store import TestGatewayTrade
+
+    order = _paid_order(shop)
+    payment_id = shop.get(f"/v1/orders/{order['id']}")["payment_id"]
+    store = shop.client.app.state.channel_registry.get("test")._store  # type: ignore[attr-defined]
+    with store._database.session_scope() as session:
+        trade = session.get(TestGatewayTrade, payment_id)
+        trade.status = "frozen"  # the gateway will refuse: the trade is not refundable now
+    failed = _refund(shop, shop.app, order).json()
+    assert failed["status"] == "failed"
+    assert failed["failure_code"] == "trade_not_paid"
+    assert "refused" in failed["failure_message"]
+    assert shop.get(f"/v1/orders/{order['id']}")["status"] == "paid"
+    assert books.violations(database) == []
+    with store._database.session_scope() as session:
+        session.get(TestGatewayTrade, payment_id).status = "paid"  # the gateway recovers
+    retried = shop.client.post(
+        f"/v1/refunds/{failed['id']}/retry", headers=_as(shop, finance)
+    ).json()
+    assert retried["status"] == "succeeded"
+    assert [s["step"] for s in retried["timeline"]][-3:] == [
+        "retried",
+        "sent_to_gateway",
+        "money_returned",
+    ]
+    assert books.violations(database) == []
+
+
+def test_finance_can_resolve_a_failed_refund_to_the_wallet(
+    shop: Shop, finance: Caller, database: Database
+) -> None:
+    from knowpay.channels.testchannel.store import TestGatewayTrade
+
+    order = _paid_order(shop)
+    payment_id = shop.get(f"/v1/orders/{order['id']}")["payment_id"]
+    store = shop.client.app.state.channel_registry.get("test")._store  # type: ignore[attr-defined]
+    with store._database.session_scope() as session:
+        session.get(TestGatewayTrade, payment_id).status = "frozen"
+    failed = _refund(shop, shop.app, order).json()
+    resolved = shop.client.post(
+        f"/v1/refunds/{failed['id']}/resolve",
+        json={"method": "wallet", "note": "card expired"},
+        headers=_as(shop, finance),
+    ).json()
+    assert resolved["status"] == "succeeded"
+    assert resolved["resolution"] == "wallet"
+    assert books.account_balance(database, f"buyer_wallet:{shop.buyer.id}") == -9900
+    assert shop.get(f"/v1/orders/{order['id']}")["status"] == "refunded"
+    assert books.violations(database) == []
+
+
+def test_an_unreachable_gateway_leaves_the_refund_processing_until_the_worker_sends_it(
+    shop: Shop,
+    worker: Worker,
+    database: Database,
+    clock: FrozenClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from knowpay.channels.errors import ChannelUnavailable
+
+    order = _paid_order(shop)
+    channel = shop.client.app.state.channel_registry.get("test")  # type: ignore[attr-defined]
+    original = channel.refund
+
+    def down(_request: object) -> object:
+        raise ChannelUnavailable("connection refused")
+
+    monkeypatch.setattr(channel, "refund", down)
+    refund = _refund(shop, shop.app, order).json()
+    assert refund["status"] == "processing"
+    assert books.violations(database) == []
+    monkeypatch.setattr(channel, "refund", original)
+    worker.run_jobs_once()
+    assert shop.get(f"/v1/refunds/{refund['id']}")["status"] == "succeeded"
+    assert books.violations(database) == []
+
+
+def test_a_duplicate_payment_is_refunded_automatically(
+    shop: Shop, worker: Worker, database: Database
+) -> None:
+    order = shop.order()
+    first, second = shop.pay(order), shop.pay(order)
+    shop.confirm(first)
+    shop.confirm(second)  # paid twice at the gateway
+    worker.run_jobs_once()  # the duplicate is refunded; the gateway-side close found it paid
+    refunds = shop.get(f"/v1/refunds?order_id={order['id']}")["data"]
+    [duplicate_refund] = refunds
+    assert duplicate_refund["kind"] == "duplicate"
+    assert duplicate_refund["payment_id"] == second["id"]
+    assert duplicate_refund["status"] == "succeeded"
+    after = shop.get(f"/v1/orders/{order['id']}")
+    assert after["status"] == "paid"
+    assert after["amount_refunded"] == 0
+    assert books.account_balance(database, "duplicate_payments_payable") == 0
+    assert books.account_balance(database, PLATFORM_REVENUE) == -9900
+    assert books.violations(database) == []
+    worker.run_jobs_once()
+    assert len(shop.get(f"/v1/refunds?order_id={order['id']}")["data"]) == 1
+    support = shop.build.staff(Role.SUPPORT)
+    listed = shop.client.get("/v1/admin/duplicate-payments", headers=support.headers).json()["data"]
+    assert [p["id"] for p in listed] == [second["id"]]
+    assert (
+        shop.client.get("/v1/admin/duplicate-payments", headers=shop.app.headers).status_code == 403
+    )
+
+
+def test_refunds_are_private_to_their_buyer_and_app(shop: Shop, build: Builders) -> None:
+    order = _paid_order(shop)
+    refund = _refund(shop, shop.buyer, order).json()
+    stranger = build.buyer(shop.app)
+    assert (
+        shop.client.get(f"/v1/refunds/{refund['id']}", headers=stranger.headers).status_code == 404
+    )
+    assert (
+        shop.client.get(f"/v1/refunds/{refund['id']}", headers=build.app("x").headers).status_code
+        == 404
+    )
+    assert _refund(shop, stranger, order).status_code == 404
+    assert shop.client.get("/v1/refunds", headers=stranger.headers).json()["data"] == []
+
+
+def test_refunding_an_unpaid_order_is_409(shop: Shop) -> None:
+    response = _refund(shop, shop.app, shop.order())
+    assert response.status_code == 409
+    assert response.json()["code"] == "order_not_paid"
+
+
+def test_a_buyer_cannot_ask_after_the_buyer_window(shop: Shop, clock: FrozenClock) -> None:
+    order = _paid_order(shop)
+    clock.advance(timedelta(days=400))
+    assert _refund(shop, shop.buyer, order).json()["code"] == "refund_window_closed"
+    assert _refund(shop, shop.app, order).status_code == 201
