@@ -14,7 +14,6 @@ from alembic import op
 
 import knowpay.kit.db
 
-
 revision: str = "20261125_0005"
 down_revision: str | None = "20261125_0004"
 branch_labels: str | Sequence[str] | None = None

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from knowpay.channels.alipay import build_channels as alipay_channels
 from knowpay.channels.base import Channel
 from knowpay.channels.testchannel.adapter import TestChannel
 from knowpay.channels.testchannel.store import TestGatewayStore
+from knowpay.channels.wechatpay import build_channels as wechatpay_channels
 from knowpay.kit.clock import Clock
 from knowpay.kit.config import Settings
 from knowpay.kit.crypto import derive_key
@@ -39,7 +41,7 @@ def _test_channels(settings: Settings, clock: Clock) -> dict[str, Channel]:
 
 
 # One builder per gateway module: a new gateway is one module and one line here.
-_BUILDERS: tuple[ChannelBuilder, ...] = (_test_channels,)
+_BUILDERS: tuple[ChannelBuilder, ...] = (_test_channels, wechatpay_channels, alipay_channels)
 
 
 class UnknownChannel(Unprocessable):

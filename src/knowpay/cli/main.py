@@ -84,14 +84,23 @@ def demo(
     ] = True,
     as_json: JsonFlag = False,
 ) -> None:
-    """Seed a demo catalog, app, buyer and staff, print where to click, then serve."""
+    """Seed a demo catalog, app, buyer and staff, point Alipay and WeChat Pay at their
+    simulators (mounted under /sandbox/), print where to click, then serve."""
+    from knowpay.app import create_app
+    from knowpay.cli.wiring import SANDBOX_PREFIX, wire_sandbox
+
+    settings = get_settings()
     database = _database()
     upgrade(database.engine)
-    summary = seed_demo(database, get_settings())
+    summary = seed_demo(database, settings)
+    summary["simulators"] = f"{settings.public_url}{SANDBOX_PREFIX}/docs"
     emit(summary, as_json=as_json, title="knowpay demo")
     database.dispose()
     if serve_after:
-        uvicorn.run("knowpay.app:create_app", factory=True, host=host, port=port, log_level="info")
+        wired, sandbox = wire_sandbox(settings)
+        app = create_app(wired)
+        app.mount(SANDBOX_PREFIX, sandbox)
+        uvicorn.run(app, host=host, port=port, log_level="info")
 
 
 @app.command()

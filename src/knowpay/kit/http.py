@@ -69,7 +69,7 @@ def call_with_retries(
     """Run an idempotent call, retrying transport failures with capped, jittered backoff."""
     retrying = Retrying(
         stop=stop_after_attempt(attempts),
-        wait=wait_exponential_jitter(initial=0.2, max=max_wait_s),
+        wait=wait_exponential_jitter(multiplier=0.2, max=max_wait_s, jitter=0.2),
         retry=retry_if_exception_type(retry_on),
         reraise=True,
     )

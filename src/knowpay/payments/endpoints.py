@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Request, status
 
 from knowpay.auth.dependencies import CurrentPrincipal, require_roles
 from knowpay.auth.principals import Principal, Role
-from knowpay.channels.errors import ChannelUnavailable
+from knowpay.channels.errors import ChannelError, ChannelUnavailable
 from knowpay.kit.pagination import Page, PageParams, page_params
 from knowpay.kit.web import AppClock, DbSession
 from knowpay.orders import service as orders
@@ -16,7 +16,7 @@ from knowpay.orders.errors import OrderAlreadyPaid
 from knowpay.orders.schemas import OrderOut
 from knowpay.orders.states import OrderStatus
 from knowpay.payments import repository, service
-from knowpay.payments.errors import ChannelUnavailableError
+from knowpay.payments.errors import ChannelUnavailableError, GatewayError
 from knowpay.payments.schemas import PaymentCreate, PaymentOut
 
 router = APIRouter(prefix="/v1", tags=["payments"])
@@ -55,9 +55,13 @@ def create_payment(
     session.commit()  # the attempt exists before the gateway hears of it
     try:
         result = service.call_gateway_create(ctx, payment, subject, expires_at)
-    except ChannelUnavailable as exc:
+    except ChannelError as exc:
         service.fail_unreachable(session, payment.id, str(exc), clock.now())
         session.commit()
+        if not isinstance(exc, ChannelUnavailable):
+            raise GatewayError(
+                f"The {payment.channel} gateway refused: {exc}", payment_id=payment.id
+            ) from exc
         raise ChannelUnavailableError(
             f"The {payment.channel} gateway cannot be reached; try again or choose "
             "another channel.",

@@ -19,3 +19,11 @@ class CurrencyNotSupported(Unprocessable):
 
 class ChannelUnavailableError(KnowpayError):
     status, code, title = 503, "channel_unavailable", "The payment channel cannot be reached"
+
+
+class GatewayError(KnowpayError):
+    status, code, title = (
+        502,
+        "gateway_error",
+        "The payment gateway refused or answered out of protocol",
+    )

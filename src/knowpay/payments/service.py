@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from knowpay.auth.principals import Principal
 from knowpay.channels.base import Channel
-from knowpay.channels.errors import ChannelDeclined, ChannelUnavailable
+from knowpay.channels.errors import ChannelDeclined, ChannelError, ChannelUnavailable
 from knowpay.channels.registry import ChannelRegistry
 from knowpay.channels.types import (
     ChannelStatus,
@@ -28,6 +28,7 @@ from knowpay.channels.types import (
 )
 from knowpay.entitlements import service as entitlements
 from knowpay.entitlements.schemas import EntitlementOut
+from knowpay.kit.errors import KnowpayError
 from knowpay.kit.ids import new_id
 from knowpay.kit.money import Money
 from knowpay.kit.outbox import emit
@@ -44,6 +45,7 @@ from knowpay.payments.errors import (
     AmountMismatch,
     ChannelUnavailableError,
     CurrencyNotSupported,
+    GatewayError,
     PaymentNotFound,
 )
 from knowpay.payments.models import Payment
@@ -395,14 +397,19 @@ def apply_query_result(
     return _require(session, payment_id)
 
 
+def gateway_error(channel: str, exc: ChannelError) -> KnowpayError:
+    """A channel failure as the problem the caller sees: 503 when it may pass, else 502."""
+    if isinstance(exc, ChannelUnavailable):
+        return ChannelUnavailableError(f"The {channel} gateway cannot be reached: {exc}")
+    return GatewayError(f"The {channel} gateway refused the call: {exc}")
+
+
 def query_gateway(ctx: PaymentsContext, payment: Payment) -> PaymentQueryResult:
     """Ask the gateway about an attempt (outside any transaction)."""
     try:
         return ctx.registry.get(payment.channel).query_payment(payment.id)
-    except ChannelUnavailable as exc:
-        raise ChannelUnavailableError(
-            f"The {payment.channel} gateway cannot be reached: {exc}"
-        ) from exc
+    except ChannelError as exc:
+        raise gateway_error(payment.channel, exc) from exc
 
 
 def close_order(session: Session, ctx: PaymentsContext, order: Order, now: datetime) -> Order:
@@ -417,10 +424,8 @@ def close_order(session: Session, ctx: PaymentsContext, order: Order, now: datet
     for payment in repository.pending_for_order(session, order.id, for_update=True):
         try:
             result = ctx.registry.get(payment.channel).close_payment(payment.id)
-        except ChannelUnavailable as exc:
-            raise ChannelUnavailableError(
-                f"The {payment.channel} gateway cannot be reached: {exc}"
-            ) from exc
+        except ChannelError as exc:
+            raise gateway_error(payment.channel, exc) from exc
         if result.status is ChannelStatus.SUCCEEDED:
             record_capture(
                 session, payment.id, result.amount or _money(payment), result.gateway_trade_no, now

@@ -219,17 +219,28 @@ def _send(session: Session, refund: Refund, now: datetime) -> None:
     refund.needs_gateway_call = True
     refund.next_check_at = now
     refund.failure_code = refund.failure_message = None
+    _post(
+        session,
+        refund,
+        "refund_sent",
+        debit=_source_account(refund),
+        credit=ledger_accounts.REFUNDS_IN_FLIGHT,
+        now=now,
+    )
+
+
+def _post(
+    session: Session, refund: Refund, kind: str, *, debit: str, credit: str, now: datetime
+) -> None:
+    """One refund stage in the ledger: the refund's amount from `credit` to `debit`."""
     post_entry(
         session,
-        kind="refund_sent",
+        kind=kind,
         now=now,
         order_id=refund.order_id,
         payment_id=refund.payment_id,
         refund_id=refund.id,
-        legs=[
-            Leg(_source_account(refund), _money(refund)),
-            Leg(ledger_accounts.REFUNDS_IN_FLIGHT, -_money(refund)),
-        ],
+        legs=[Leg(debit, _money(refund)), Leg(credit, -_money(refund))],
     )
 
 
@@ -280,15 +291,7 @@ def resolve_manually(
         if method == "wallet"
         else ledger_accounts.OFFLINE_REFUNDS
     )
-    post_entry(
-        session,
-        kind="refund_resolved",
-        now=now,
-        order_id=refund.order_id,
-        payment_id=refund.payment_id,
-        refund_id=refund.id,
-        legs=[Leg(_source_account(refund), _money(refund)), Leg(target, -_money(refund))],
-    )
+    _post(session, refund, "refund_resolved", debit=_source_account(refund), credit=target, now=now)
     _step(session, refund, f"resolved_{method}", actor, now, note)
     _settle(session, refund, now, policy)
     return refund
@@ -384,17 +387,13 @@ def _succeed(
     session: Session, refund: Refund, actor: str, now: datetime, policy: RefundSettings
 ) -> None:
     refund.status = next_status(refund.status, RefundStatus.SUCCEEDED).value
-    post_entry(
+    _post(
         session,
-        kind="refund_succeeded",
+        refund,
+        "refund_succeeded",
+        debit=ledger_accounts.REFUNDS_IN_FLIGHT,
+        credit=ledger_accounts.channel_clearing(refund.channel),
         now=now,
-        order_id=refund.order_id,
-        payment_id=refund.payment_id,
-        refund_id=refund.id,
-        legs=[
-            Leg(ledger_accounts.REFUNDS_IN_FLIGHT, _money(refund)),
-            Leg(ledger_accounts.channel_clearing(refund.channel), -_money(refund)),
-        ],
     )
     _step(session, refund, "money_returned", actor, now)
     _settle(session, refund, now, policy)
@@ -433,17 +432,13 @@ def _fail(
     refund.status = next_status(refund.status, RefundStatus.FAILED).value
     refund.failure_code = code[:64]
     refund.failure_message = (message or code)[:500]
-    post_entry(
+    _post(
         session,
-        kind="refund_failed",
+        refund,
+        "refund_failed",
+        debit=ledger_accounts.REFUNDS_IN_FLIGHT,
+        credit=_source_account(refund),
         now=now,
-        order_id=refund.order_id,
-        payment_id=refund.payment_id,
-        refund_id=refund.id,
-        legs=[
-            Leg(ledger_accounts.REFUNDS_IN_FLIGHT, _money(refund)),
-            Leg(_source_account(refund), -_money(refund)),
-        ],
     )
     _step(session, refund, "gateway_refused", actor, now, refund.failure_message)
     _emit(session, "refund.failed", refund, now)

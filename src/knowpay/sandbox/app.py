@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 
 from fastapi import FastAPI
 
+from knowpay.sandbox import alipay, wechatpay
+
 
 @dataclass
 class SandboxConfig:
@@ -25,7 +27,7 @@ SimulatorFactory = Callable[[SandboxConfig], FastAPI]
 
 def _simulators() -> dict[str, SimulatorFactory]:
     """Gateway prefix → factory of its simulator app."""
-    return {}
+    return {"wechatpay": wechatpay.create_app, "alipay": alipay.create_app}
 
 
 def create_sandbox_app(config: SandboxConfig) -> FastAPI:

@@ -1,0 +1,106 @@
+"""Fault injection: what can go wrong between Alipay and a merchant, per trade or for all.
+
+Notification faults act when a notification is created (a trade is paid, closed, refunded):
+`lost` (never sent), `duplicate` (each attempt sent `count` times at once), `delayed`
+(first attempt after `delay_s` real seconds), `tampered_amount` / `tampered_fields` (the
+gateway signs different values), `forged_signature` (signed with a key that is not Alipay's).
+API faults act on gateway.do calls (optionally only `methods`): `http_5xx` (answer `status`),
+`timeout` (answer only after `seconds`, having done the work). `times` limits how often a
+fault fires (None: until removed)."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+FaultKind = Literal[
+    "lost",
+    "duplicate",
+    "delayed",
+    "tampered_amount",
+    "tampered_fields",
+    "forged_signature",
+    "http_5xx",
+    "timeout",
+]
+NOTIFICATION_FAULTS = frozenset(
+    {"lost", "duplicate", "delayed", "tampered_amount", "tampered_fields", "forged_signature"}
+)
+API_FAULTS = frozenset({"http_5xx", "timeout"})
+
+
+@dataclass
+class Fault:
+    id: str
+    kind: FaultKind
+    out_trade_no: str | None = None
+    """Only this trade; None for every trade."""
+    times: int | None = None
+    count: int = 10
+    delay_s: float = 1.0
+    amount: str = "0.01"
+    fields: dict[str, str] = field(default_factory=dict)
+    status: int = 503
+    seconds: float = 30.0
+    methods: list[str] = field(default_factory=list)
+    fired: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class FaultBook:
+    """The faults in force; taking one counts it against its `times`."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._faults: list[Fault] = []
+        self._ids = itertools.count(1)
+
+    def add(self, **spec: Any) -> Fault:
+        with self._lock:
+            fault = Fault(id=f"fault_{next(self._ids)}", **spec)
+            self._faults.append(fault)
+            return fault
+
+    def all(self) -> list[Fault]:
+        with self._lock:
+            return list(self._faults)
+
+    def remove(self, fault_id: str) -> bool:
+        with self._lock:
+            before = len(self._faults)
+            self._faults = [f for f in self._faults if f.id != fault_id]
+            return len(self._faults) != before
+
+    def clear(self) -> None:
+        with self._lock:
+            self._faults.clear()
+
+    def take(
+        self,
+        kinds: frozenset[str],
+        out_trade_no: str | None,
+        method: str | None = None,
+        *,
+        limit: int | None = None,
+    ) -> list[Fault]:
+        """The matching faults in force (the first `limit` of them), each counted as fired."""
+        with self._lock:
+            taken: list[Fault] = []
+            for fault in self._faults:
+                if fault.kind not in kinds:
+                    continue
+                if fault.out_trade_no is not None and fault.out_trade_no != out_trade_no:
+                    continue
+                if method is not None and fault.methods and method not in fault.methods:
+                    continue
+                if fault.times is not None and fault.fired >= fault.times:
+                    continue
+                if limit is not None and len(taken) >= limit:
+                    break
+                fault.fired += 1
+                taken.append(fault)
+            return taken

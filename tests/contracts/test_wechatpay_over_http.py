@@ -1,0 +1,297 @@
+"""WeChat Pay over real HTTP: knowpay and the WeChat Pay simulator each on their own port.
+
+The payer pays on the simulator; its signed, encrypted callback reaches /notify/wechatpay; the
+order is paid once, the ledger balanced. Faults: lost, duplicated ×10, forged, stale, tampered
+and misdirected callbacks; failing, slow and forged API answers; a wrong merchant key; closing;
+refunds at adapter level and through POST /v1/refunds; and the whole wiring in certificate mode
+with keys the simulator generated itself. The wiring is in wechatpay_harness.py.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlencode
+
+import pytest
+
+from knowpay.channels.errors import ChannelDeclined, ChannelUnavailable
+from knowpay.channels.types import ChannelStatus, CreatePaymentRequest, RefundRequest
+from knowpay.kit.config import Settings
+from knowpay.kit.db import Database
+from knowpay.kit.money import Money
+from knowpay.sandbox.wechatpay.simulator import Simulator
+from tests import books
+from tests.channels.wechatpay.material import APPID, private_pem, rsa_key
+from tests.contracts.wechatpay_harness import (
+    BEIJING,
+    Wired,
+    callback_catcher,
+    channel_with,
+    click,
+    paid_once,
+    serve_simulator,
+    wait_for,
+    wire,
+)
+
+
+@pytest.fixture(scope="module")
+def shared_simulator() -> Iterator[tuple[str, Simulator]]:
+    with serve_simulator() as sandbox:
+        yield sandbox
+
+
+@pytest.fixture
+def wired(
+    settings: Settings, database: Database, shared_simulator: tuple[str, Simulator]
+) -> Iterator[Wired]:
+    shared_simulator[1].reset()  # no fault or late callback of an earlier test leaks in
+    with wire(settings, database, shared_simulator, "public_key") as both:
+        yield both
+
+
+# Paying ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("channel", ["wechat_native", "wechat_jsapi", "wechat_h5"])
+def test_paying_on_wechat_pays_the_order_through_the_signed_callback(
+    wired: Wired, database: Database, channel: str
+) -> None:
+    order = wired.shop.order()
+    payment = wired.pay(order, channel)
+    assert payment["status"] == "pending"
+    action = payment["action"]
+    if channel == "wechat_native":
+        assert action["type"] == "qr_code"
+        assert action["code_url"].startswith("weixin://wxpay/bizpayurl?pr=")
+        clicked = click(wired, "/wechatpay/scan?" + urlencode({"code_url": action["code_url"]}))
+    elif channel == "wechat_jsapi":
+        call = json.loads(action["client_secret"])
+        assert (call["appId"], call["signType"]) == (APPID, "RSA")
+        clicked = click(wired, "/wechatpay/pay/" + call["package"].removeprefix("prepay_id="))
+    else:
+        assert action["type"] == "redirect"
+        clicked = click(wired, action["url"].removeprefix(str(wired.sandbox.base_url).rstrip("/")))
+        assert clicked.headers["location"] == "https://shop.example.com/orders/1"
+    assert clicked.status_code == 303
+    paid_once(wired, database, order, payment["id"])
+    replies = wait_for(lambda: wired.replies(payment["id"]), "the callback's answer")
+    assert replies == [{"status": 204, "body": ""}]
+
+
+def test_certificate_mode_with_keys_the_simulator_generated(
+    settings: Settings, database: Database
+) -> None:
+    with (
+        serve_simulator("certificate", generated=True) as sandbox,
+        wire(settings, database, sandbox, "certificate") as wired,
+    ):
+        keys = wired.sandbox.get("/wechatpay/_keys").json()
+        assert keys["key_mode"] == "certificate"
+        assert not keys["platform_serial_no"].startswith("PUB_KEY_ID_")
+        order = wired.shop.order()
+        payment = wired.pay(order)
+        wired.pay_at_wechat(payment["id"])
+        paid_once(wired, database, order, payment["id"])
+
+
+def test_a_lost_callback_is_recovered_by_active_query(wired: Wired, database: Database) -> None:
+    order = wired.shop.order()
+    payment = wired.pay(order)
+    wired.faults(out_trade_no=payment["id"], lose_notification=True)
+    wired.pay_at_wechat(payment["id"])
+    time.sleep(0.2)
+    assert wired.order_status(order["id"]) == "created"
+    assert wired.trade(payment["id"])["notifications"][0]["lost"] is True
+    synced = wired.knowpay.post(
+        f"/v1/payments/{payment['id']}/sync", headers=wired.shop.app.headers
+    )
+    assert synced.status_code == 200, synced.text
+    assert synced.json()["status"] == "succeeded"
+    paid_once(wired, database, order, payment["id"])
+
+
+def test_ten_concurrent_duplicates_record_one_capture(wired: Wired, database: Database) -> None:
+    order = wired.shop.order()
+    payment = wired.pay(order)
+    wired.faults(out_trade_no=payment["id"], duplicate=10)
+    wired.pay_at_wechat(payment["id"])
+    replies = wait_for(lambda: wired.replies(payment["id"]), "ten answers")
+    assert len(replies) == 10
+    assert {reply["status"] for reply in replies} == {204}  # duplicates are acknowledged
+    paid_once(wired, database, order, payment["id"])
+    assert len(books.events(database, "order.paid")) == 1
+    assert len(books.notifications(database)) == 1
+
+
+@pytest.mark.parametrize(
+    "fault", ["forge_signature", "wrong_mchid", "wrong_appid", "tamper_amount", "stale_timestamp"]
+)
+def test_a_bad_callback_is_rejected_alerted_and_moves_no_money(
+    wired: Wired, database: Database, fault: str
+) -> None:
+    order = wired.shop.order()
+    payment = wired.pay(order)
+    wired.faults(out_trade_no=payment["id"], **{fault: True})
+    wired.pay_at_wechat(payment["id"])
+    replies = wait_for(lambda: wired.replies(payment["id"]), "the rejection")
+    assert replies[0]["status"] == 400
+    assert json.loads(replies[0]["body"])["code"] == "FAIL"
+    wait_for(lambda: len(wired.replies(payment["id"])) >= 2, "WeChat's retry")  # 15 s, scaled
+    assert wired.order_status(order["id"]) == "created"
+    assert books.entries(database) == []
+    alerts = wired.alerts()
+    assert alerts
+    assert {alert["kind"] for alert in alerts} == {"notification_rejected"}
+    # The trade really was paid at WeChat: the (verified) active query settles it.
+    synced = wired.knowpay.post(
+        f"/v1/payments/{payment['id']}/sync", headers=wired.shop.app.headers
+    )
+    assert synced.json()["status"] == "succeeded"
+    paid_once(wired, database, order, payment["id"])
+
+
+# Closing and failing gateways --------------------------------------------------------------------
+
+
+def test_closing_an_order_closes_the_trade_at_wechat(wired: Wired) -> None:
+    order = wired.shop.order()
+    payment = wired.pay(order)
+    closed = wired.knowpay.post(f"/v1/orders/{order['id']}/close", headers=wired.shop.app.headers)
+    assert closed.status_code == 200, closed.text
+    assert closed.json()["status"] == "closed"
+    assert wired.shop.get(f"/v1/payments/{payment['id']}")["status"] == "closed"
+    assert wired.trade(payment["id"])["trade_state"] == "CLOSED"
+    late = wired.sandbox.post(f"/wechatpay/_trades/{payment['id']}/pay")
+    assert late.status_code == 409
+
+
+def test_failing_and_forged_api_answers_are_503_and_change_nothing(wired: Wired) -> None:
+    order = wired.shop.order()
+    start = f"/v1/orders/{order['id']}/payments"
+    wired.faults(api_status=500)
+    refused = wired.knowpay.post(
+        start, json={"channel": "wechat_native"}, headers=wired.shop.app.headers
+    )
+    assert (refused.status_code, refused.json()["code"]) == (503, "channel_unavailable")
+    wired.sandbox.delete("/wechatpay/_faults")
+    payment = wired.pay(order)
+    sync = f"/v1/payments/{payment['id']}/sync"
+    for fault in ({"api_status": 502}, {"forge_response": True}):
+        wired.faults(out_trade_no=payment["id"], **fault)
+        assert wired.knowpay.post(sync, headers=wired.shop.app.headers).status_code == 503
+    wired.sandbox.delete("/wechatpay/_faults")
+    assert wired.knowpay.post(sync, headers=wired.shop.app.headers).json()["status"] == "pending"
+    assert wired.order_status(order["id"]) == "created"
+
+
+def test_a_wrong_merchant_key_is_refused_with_sign_error(wired: Wired) -> None:
+    channel = channel_with(wired, merchant_private_key=private_pem(rsa_key("stranger")))
+    with pytest.raises(ChannelDeclined) as declined:
+        channel.query_payment("pay_01jd3k0000000000000000000a")
+    assert declined.value.code == "SIGN_ERROR"
+
+
+def test_a_gateway_slower_than_the_read_timeout_is_unavailable(wired: Wired) -> None:
+    impatient = channel_with(wired, timeout_s=0.3)
+    wired.faults(api_delay_s=0.6)
+    request = CreatePaymentRequest(
+        out_trade_no="pay_slow_timeout_0001",
+        amount=Money(9900, "CNY"),
+        subject="Course",
+        notify_url=wired.settings.public_url + "/notify/wechatpay",
+        expires_at=datetime.now(UTC) + timedelta(minutes=30),
+    )
+    started = time.monotonic()
+    with pytest.raises(ChannelUnavailable, match="cannot be reached"):
+        impatient.create_payment(request)
+    # One attempt of 0.3 s: opening a trade is never retried (three would take over 1.5 s).
+    assert time.monotonic() - started < 1.2
+
+
+# Refunds (adapter level: the refunds domain builds on this) -----------------------------------
+
+
+def test_a_refund_over_the_protocol(wired: Wired, database: Database) -> None:
+    order = wired.shop.order()
+    payment = wired.pay(order)
+    wired.pay_at_wechat(payment["id"])
+    wait_for(lambda: wired.order_status(order["id"]) == "paid", "the order to be paid")
+    channel = wired.channel()
+    with callback_catcher() as (notify_url, received):
+        request = RefundRequest(
+            out_trade_no=payment["id"],
+            out_refund_no="re_01jd3k0000000000000000000b",
+            amount=Money(3000, "CNY"),
+            total=Money(9900, "CNY"),
+            reason="不想学了",
+            notify_url=notify_url,
+        )
+        first = channel.refund(request)
+        assert first.status is ChannelStatus.PENDING
+        assert first.gateway_refund_no
+        assert channel.refund(request).gateway_refund_no == first.gateway_refund_no  # idempotent
+        too_much = channel.refund(replace(request, out_refund_no="re_2", amount=Money(9000, "CNY")))
+        assert (too_much.status, too_much.failure_code) == (ChannelStatus.FAILED, "INVALID_REQUEST")
+        [(headers, body)] = wait_for(lambda: received, "the REFUND.SUCCESS callback")
+        note = channel.verify_and_parse_notification(headers, body)
+    assert (note.kind, note.status, note.out_refund_no) == (
+        "refund",
+        ChannelStatus.SUCCEEDED,
+        "re_01jd3k0000000000000000000b",
+    )
+    assert (note.out_trade_no, note.amount) == (payment["id"], Money(3000, "CNY"))
+    done = channel.query_refund(payment["id"], "re_01jd3k0000000000000000000b")
+    assert (done.status, done.gateway_refund_no) == (
+        ChannelStatus.SUCCEEDED,
+        first.gateway_refund_no,
+    )
+    assert channel.query_payment(payment["id"]).status is ChannelStatus.SUCCEEDED  # REFUND: paid
+    bill = channel.fetch_bill(datetime.now(BEIJING).date())
+    mine = [line for line in bill.lines if line.out_trade_no == payment["id"]]
+    assert sorted((line.kind, line.amount.amount_minor) for line in mine) == [
+        ("payment", 9900),
+        ("refund", 3000),
+    ]
+    assert books.violations(database) == []
+
+
+def test_a_refund_through_knowpay_is_settled_by_wechats_refund_callback(
+    wired: Wired, database: Database
+) -> None:
+    order = wired.shop.order()
+    payment = wired.pay(order)
+    wired.pay_at_wechat(payment["id"])
+    wait_for(lambda: wired.order_status(order["id"]) == "paid", "the order to be paid")
+    created = wired.knowpay.post(
+        "/v1/refunds",
+        json={"order_id": order["id"], "amount": 3000, "reason": "other"},
+        headers=wired.shop.app.headers,
+    )
+    assert created.status_code == 201, created.text
+    refund = created.json()
+    assert refund["status"] == "processing"
+    [at_wechat] = wait_for(lambda: wired.trade(payment["id"])["refunds"], "the refund at WeChat")
+    assert at_wechat["amount"]["refund"] == 3000
+
+    def settled() -> dict[str, Any] | None:
+        current = wired.shop.get(f"/v1/refunds/{refund['id']}")
+        return current if current["status"] == "succeeded" else None
+
+    done = wait_for(settled, "the REFUND.SUCCESS callback to settle the refund")
+    assert done["amount"] == 3000
+    assert wired.order_status(order["id"]) == "partially_refunded"
+    refund_replies = [
+        reply
+        for note in wired.trade(payment["id"])["notifications"]
+        if note["event_type"] == "REFUND.SUCCESS"
+        for attempt in note["attempts"]
+        for reply in attempt["replies"]
+    ]
+    assert refund_replies[0]["status"] == 204
+    assert books.violations(database) == []
