@@ -295,3 +295,40 @@ def test_a_refund_through_knowpay_is_settled_by_wechats_refund_callback(
     ]
     assert refund_replies[0]["status"] == 204
     assert books.violations(database) == []
+
+
+def test_a_full_refund_whose_callback_is_lost_is_settled_by_the_workers_query(
+    wired: Wired, database: Database
+) -> None:
+    from knowpay.worker.runner import Worker
+
+    order = wired.shop.order()
+    payment = wired.pay(order)
+    wired.pay_at_wechat(payment["id"])
+    wait_for(lambda: wired.order_status(order["id"]) == "paid", "the order to be paid")
+    wired.faults(
+        out_trade_no=payment["id"], lose_notification=True
+    )  # the REFUND.SUCCESS goes missing
+    created = wired.knowpay.post(
+        "/v1/refunds",
+        json={"order_id": order["id"], "reason": "other"},
+        headers=wired.shop.app.headers,
+    )
+    assert created.status_code == 201, created.text
+    refund = created.json()
+    assert (refund["status"], refund["amount"]) == ("processing", 9900)
+    wait_for(lambda: wired.trade(payment["id"])["refunds"], "the refund at WeChat")
+    time.sleep(0.2)
+    assert wired.shop.get(f"/v1/refunds/{refund['id']}")["status"] == "processing"
+    # The worker asks WeChat once the refund has waited `check_after_s` (60 s): a minute on.
+    from datetime import UTC, datetime, timedelta
+
+    from knowpay.kit.clock import FrozenClock
+
+    later = FrozenClock(datetime.now(UTC) + timedelta(seconds=61))
+    worker = Worker(wired.settings, database, later, wired.registry)
+    worker.run_jobs_once()
+    done = wired.shop.get(f"/v1/refunds/{refund['id']}")
+    assert done["status"] == "succeeded", done
+    assert wired.order_status(order["id"]) == "refunded"
+    assert books.violations(database) == []
