@@ -240,6 +240,42 @@ def test_ten_concurrent_duplicates_record_one_capture(world: World) -> None:
     assert books.violations(world.database) == []
 
 
+def test_notifications_out_of_order_pay_once_and_the_older_one_changes_nothing(
+    world: World,
+) -> None:
+    order = world.shop.order()
+    payment = world.shop.pay(order, channel="alipay_qr")
+    world.sandbox.fault("out_of_order", payment["id"], delay_s=2.0)
+    # The older notification, when its turn comes, waits half a second: time to look between.
+    world.sandbox.fault("delayed", payment["id"], times=1, delay_s=0.5)
+    world.pay_at_alipay(payment)
+    finished = world.sandbox.http.post(f"/_trades/{payment['id']}/finish")
+    assert finished.json()["status"] == "TRADE_FINISHED"
+    assert world.order_status(order) == "created"
+    held = world.sandbox.deliveries(payment["id"])
+    assert [(d["trade_status"], d["held"]) for d in held] == [
+        ("TRADE_SUCCESS", True),
+        ("TRADE_FINISHED", True),
+    ]
+    wait_for(lambda: world.order_status(order) == "paid")
+    before = (world.shop.get(f"/v1/payments/{payment['id']}"), books.events(world.database))
+    assert len(books.notifications(world.database)) == 1  # only TRADE_FINISHED so far
+    wait_for(lambda: all(d["delivered"] for d in world.sandbox.deliveries(payment["id"])))
+    sent = sorted(world.sandbox.deliveries(payment["id"]), key=lambda d: d["attempts"][0]["at"])
+    assert [d["trade_status"] for d in sent] == ["TRADE_FINISHED", "TRADE_SUCCESS"]
+    assert [d["attempts"][0]["answers"] for d in sent] == [
+        [{"status_code": 200, "body": "success"}]
+    ] * 2
+    after = (world.shop.get(f"/v1/payments/{payment['id']}"), books.events(world.database))
+    assert after == before
+    assert world.order_status(order) == "paid"
+    assert before[0]["status"] == "succeeded"
+    assert len(books.entries(world.database, kind="payment_captured")) == 1
+    assert len(books.events(world.database, "order.paid")) == 1
+    assert [n.outcome for n in books.notifications(world.database)] == ["processed"] * 2
+    assert books.violations(world.database) == []
+
+
 @pytest.mark.parametrize(
     ("kind", "spec"),
     [

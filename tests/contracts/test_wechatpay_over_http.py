@@ -1,10 +1,10 @@
 """WeChat Pay over real HTTP: knowpay and the WeChat Pay simulator each on their own port.
 
 The payer pays on the simulator; its signed, encrypted callback reaches /notify/wechatpay; the
-order is paid once, the ledger balanced. Faults: lost, duplicated ×10, forged, stale, tampered
-and misdirected callbacks; failing, slow and forged API answers; a wrong merchant key; closing;
-refunds at adapter level and through POST /v1/refunds; and the whole wiring in certificate mode
-with keys the simulator generated itself. The wiring is in wechatpay_harness.py.
+order is paid once, the ledger balanced. Faults: lost, duplicated ×10, forged, stale, tampered,
+misdirected and out-of-order callbacks; failing, slow and forged API answers; a wrong merchant
+key; closing; refunds at adapter level and through POST /v1/refunds; and the whole wiring in
+certificate mode with keys the simulator generated itself. The wiring is in wechatpay_harness.py.
 """
 
 from __future__ import annotations
@@ -294,6 +294,58 @@ def test_a_refund_through_knowpay_is_settled_by_wechats_refund_callback(
         for reply in attempt["replies"]
     ]
     assert refund_replies[0]["status"] == 204
+    assert books.violations(database) == []
+
+
+def test_callbacks_out_of_order_refund_before_payment_capture_once_and_settle(
+    wired: Wired, database: Database
+) -> None:
+    order = wired.shop.order()
+    payment = wired.pay(order)
+    wired.faults(out_trade_no=payment["id"], out_of_order=True)
+    wired.pay_at_wechat(payment["id"])  # TRANSACTION.SUCCESS is held at WeChat
+    [held] = wired.trade(payment["id"])["notifications"]
+    assert (held["event_type"], held["held"], held["attempts"]) == ("TRANSACTION.SUCCESS", True, [])
+    synced = wired.knowpay.post(
+        f"/v1/payments/{payment['id']}/sync", headers=wired.shop.app.headers
+    )
+    assert synced.json()["status"] == "succeeded"  # paid by the query, the callback still held
+    created = wired.knowpay.post(
+        "/v1/refunds",
+        json={"order_id": order["id"], "amount": 3000, "reason": "other"},
+        headers=wired.shop.app.headers,
+    )
+    assert created.status_code == 201, created.text
+    refund = created.json()
+    assert refund["status"] == "processing"
+
+    def both_held() -> list[dict[str, Any]]:
+        notes: list[dict[str, Any]] = wired.trade(payment["id"])["notifications"]
+        return notes if len(notes) == 2 and all(n["held"] for n in notes) else []
+
+    wait_for(both_held, "REFUND.SUCCESS to be held behind TRANSACTION.SUCCESS")
+    assert wired.shop.get(f"/v1/refunds/{refund['id']}")["status"] == "processing"
+    wired.faults(out_trade_no=payment["id"])  # lifting the fault sends them newest first
+
+    def delivered() -> dict[str, dict[str, Any]]:
+        notes = wired.trade(payment["id"])["notifications"]
+        done = all(n["delivered"] for n in notes)
+        return {n["event_type"]: n for n in notes} if done else {}
+
+    notes = wait_for(delivered, "both callbacks to be delivered")
+    refund_note, payment_note = notes["REFUND.SUCCESS"], notes["TRANSACTION.SUCCESS"]
+    assert refund_note["attempts"][0]["send_no"] < payment_note["attempts"][0]["send_no"]
+    # The refund callback, arriving first, settled the refund itself (the payment was already
+    # recorded by the query); the late payment callback is acknowledged as a duplicate.
+    assert [r["status"] for a in refund_note["attempts"] for r in a["replies"]] == [204]
+    assert [r["status"] for a in payment_note["attempts"] for r in a["replies"]] == [204]
+    done = wired.shop.get(f"/v1/refunds/{refund['id']}")
+    assert (done["status"], done["amount"]) == ("succeeded", 3000)
+    assert wired.order_status(order["id"]) == "partially_refunded"  # not set back to paid
+    assert wired.shop.get(f"/v1/payments/{payment['id']}")["status"] == "succeeded"
+    assert [e.payment_id for e in books.entries(database, kind="payment_captured")] == [
+        payment["id"]
+    ]
     assert books.violations(database) == []
 
 

@@ -154,3 +154,24 @@ def test_an_unexpected_error_is_a_500_problem_without_internals(
     body = _assert_problem(response, 500, "internal_error")
     assert "secret" not in response.text
     assert body["request_id"]
+
+
+def test_an_overloaded_or_unreachable_database_is_a_retryable_503(
+    client: TestClient, app: Any
+) -> None:
+    from sqlalchemy.exc import OperationalError
+    from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+    @app.get("/too-many-clients")
+    def too_many() -> None:
+        raise OperationalError("connect", {}, Exception("FATAL: sorry, too many clients already"))
+
+    @app.get("/pool-exhausted")
+    def exhausted() -> None:
+        raise PoolTimeout("QueuePool limit of size 10 overflow 20 reached")
+
+    for path in ("/too-many-clients", "/pool-exhausted"):
+        response = client.get(path)
+        body = _assert_problem(response, 503, "database_unavailable")
+        assert response.headers["retry-after"] == "1"
+        assert "too many" not in body["detail"]

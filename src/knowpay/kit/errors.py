@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy import exc as sqlalchemy_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
@@ -180,6 +181,18 @@ async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _on_database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    logger.warning("database unavailable: %s", exc, extra={"request_id": request_id_of(request)})
+    return problem_response(
+        request,
+        status=503,
+        code="database_unavailable",
+        title="Temporarily unavailable",
+        detail="The database is busy or unreachable; nothing was changed. Retry shortly.",
+        headers={"Retry-After": "1"},
+    )
+
+
 async def _on_unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     logger.exception("unhandled error", extra={"request_id": request_id_of(request)})
     return problem_response(
@@ -196,4 +209,8 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(KnowpayError, _on_knowpay_error)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
+    # Pool exhausted, connection refused or lost, "too many clients": retryable, and the
+    # transaction was rolled back.
+    app.add_exception_handler(sqlalchemy_exc.TimeoutError, _on_database_unavailable)
+    app.add_exception_handler(sqlalchemy_exc.OperationalError, _on_database_unavailable)
     app.add_exception_handler(Exception, _on_unexpected_error)

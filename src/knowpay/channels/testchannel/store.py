@@ -64,8 +64,13 @@ class TestGatewayStore:
     __test__ = False
 
     def __init__(self, settings: Settings) -> None:
+        # A handful of connections: the simulated gateway must not eat knowpay's budget.
         own = settings.model_copy(
-            update={"database_url": gateway_database_url(settings.database_url), "db_pool_size": 5}
+            update={
+                "database_url": gateway_database_url(settings.database_url),
+                "db_pool_size": 2,
+                "db_max_overflow": 8,
+            }
         )
         self._database = Database(own)
         GatewayBase.metadata.create_all(self._database.engine, checkfirst=True)

@@ -3,7 +3,9 @@
 Notification faults act when a notification is created (a trade is paid, closed, refunded):
 `lost` (never sent), `duplicate` (each attempt sent `count` times at once), `delayed`
 (first attempt after `delay_s` real seconds), `tampered_amount` / `tampered_fields` (the
-gateway signs different values), `forged_signature` (signed with a key that is not Alipay's).
+gateway signs different values), `forged_signature` (signed with a key that is not Alipay's),
+`out_of_order` (the trade's notifications are held for `delay_s` real seconds from the first,
+then sent newest first: e.g. TRADE_FINISHED before TRADE_SUCCESS).
 API faults act on gateway.do calls (optionally only `methods`): `http_5xx` (answer `status`),
 `timeout` (answer only after `seconds`, having done the work). `times` limits how often a
 fault fires (None: until removed)."""
@@ -22,11 +24,20 @@ FaultKind = Literal[
     "tampered_amount",
     "tampered_fields",
     "forged_signature",
+    "out_of_order",
     "http_5xx",
     "timeout",
 ]
 NOTIFICATION_FAULTS = frozenset(
-    {"lost", "duplicate", "delayed", "tampered_amount", "tampered_fields", "forged_signature"}
+    {
+        "lost",
+        "duplicate",
+        "delayed",
+        "tampered_amount",
+        "tampered_fields",
+        "forged_signature",
+        "out_of_order",
+    }
 )
 API_FAULTS = frozenset({"http_5xx", "timeout"})
 

@@ -1,6 +1,9 @@
 """Sending notifications the way Alipay does: form-encoded POSTs to notify_url, repeated on
 Alipay's schedule until the answer is exactly `success` (8 tries within about 25 hours:
-now, then 4m, 10m, 10m, 1h, 2h, 6h, 15h later), every delay multiplied by the time scale."""
+now, then 4m, 10m, 10m, 1h, 2h, 6h, 15h later), every delay multiplied by the time scale.
+
+A held notification (the out_of_order fault) waits with the others of its trade until the
+hold ends; they then go out newest first, each one's first try after the previous one's."""
 
 from __future__ import annotations
 
@@ -33,6 +36,10 @@ class Delivery:
     attempts: list[dict[str, Any]] = field(default_factory=list)
     delivered: bool = False
     cancelled: bool = False
+    held: bool = False
+    first_delay_s: float = 0.0
+    then: Delivery | None = None
+    """Sent once this one has had its first try (an out-of-order release)."""
 
     @property
     def finished(self) -> bool:
@@ -54,6 +61,7 @@ class Delivery:
             "lost": self.lost,
             "delivered": self.delivered,
             "cancelled": self.cancelled,
+            "held": self.held,
             "finished": self.finished,
             "attempts": self.attempts,
             "params": self.params,
@@ -70,6 +78,7 @@ class Notifier:
         self._queue: list[tuple[float, int, Delivery]] = []
         self._seq = itertools.count(1)
         self._log: list[Delivery] = []
+        self._held: dict[str, list[Delivery]] = {}
         self._thread: threading.Thread | None = None
         self._pool: ThreadPoolExecutor | None = None
         self._http: httpx.Client | None = None
@@ -82,15 +91,45 @@ class Notifier:
         copies: int = 1,
         first_delay_s: float = 0.0,
         lost: bool = False,
+        hold_s: float | None = None,
     ) -> Delivery:
-        """Queue a signed notification; a `lost` one is logged but never sent."""
+        """Queue a signed notification; a `lost` one is logged but never sent. With `hold_s`,
+        hold it with its trade's others: a hold starts with the first, lasts `hold_s`, then
+        releases them newest first."""
         delivery = Delivery(f"dlv_{next(self._seq)}", url, params, max(copies, 1), lost)
+        delivery.first_delay_s = first_delay_s
         with self._cv:
             self._log.append(delivery)
-            if not lost:
-                self._start()
+            if lost:
+                return delivery
+            self._start()
+            if hold_s is None:
                 self._push(delivery, first_delay_s)
+                return delivery
+            delivery.held = True
+            key = params.get("out_trade_no", "")
+            group = self._held.get(key)
+            if group is None:
+                group = self._held[key] = []
+                timer = threading.Timer(hold_s, self._release, args=(key, group))
+                timer.daemon = True
+                timer.start()
+            group.append(delivery)
         return delivery
+
+    def _release(self, key: str, group: list[Delivery]) -> None:
+        """The hold ends: chain the held notifications newest first and send the newest."""
+        with self._cv:
+            if self._held.get(key) is not group:
+                return  # forgotten by a reset
+            del self._held[key]
+            newest_first = group[::-1]
+            for delivery, older in itertools.pairwise(newest_first):
+                delivery.then = older
+            for delivery in newest_first:
+                delivery.held = False
+            if newest_first:
+                self._push(newest_first[0], newest_first[0].first_delay_s)
 
     def log(self, out_trade_no: str | None = None) -> list[dict[str, Any]]:
         with self._cv:
@@ -107,6 +146,7 @@ class Notifier:
                 delivery.cancelled = not delivery.delivered
             self._queue.clear()
             self._log.clear()
+            self._held.clear()
             self._cv.notify_all()
 
     def _start(self) -> None:
@@ -138,6 +178,9 @@ class Notifier:
             if delivery.cancelled:
                 return
             delivery.attempts.append({"at": datetime.now(UTC).isoformat(), "answers": answers})
+            if delivery.then is not None:
+                self._push(delivery.then, delivery.then.first_delay_s)
+                delivery.then = None
             if any(a["status_code"] == 200 and a["body"] == ACK for a in answers):
                 delivery.delivered = True
             elif len(delivery.attempts) <= len(RETRY_DELAYS_S):

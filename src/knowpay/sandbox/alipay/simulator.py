@@ -313,6 +313,7 @@ class AlipaySimulator:
             copies=kinds["duplicate"].count if "duplicate" in kinds else 1,
             first_delay_s=kinds["delayed"].delay_s if "delayed" in kinds else 0.0,
             lost="lost" in kinds,
+            hold_s=kinds["out_of_order"].delay_s if "out_of_order" in kinds else None,
         )
 
     def _forged_key(self) -> rsa.RSAPrivateKey:

@@ -1,7 +1,7 @@
 """Callbacks to notify_url as WeChat Pay sends them: a JSON envelope whose resource is sealed
 with AEAD_AES_256_GCM, signed with the platform key, retried on WeChat's schedule until a 2xx
 (15s/15s/30s/3m/10m/20m/30m/30m/30m/60m/3h/3h/3h/6h/6h, times `time_scale`), with the faults
-of the trade applied."""
+of the trade applied. Out of order: a trade's callbacks are held, then released newest first."""
 
 from __future__ import annotations
 
@@ -59,6 +59,7 @@ class Delivery:
     attempts: list[dict[str, Any]] = field(default_factory=list)
     delivered: bool = False
     lost: bool = False
+    held: bool = False
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -67,6 +68,7 @@ class Delivery:
             "notify_url": self.notify_url,
             "delivered": self.delivered,
             "lost": self.lost,
+            "held": self.held,
             "attempts": list(self.attempts),
         }
 
@@ -101,6 +103,8 @@ class Notifier:
         self._wakeup = threading.Condition()
         self._stopped = False
         self._thread: threading.Thread | None = None
+        self._held: list[Delivery] = []
+        self._sends = itertools.count(1)
         self._http = httpx.Client(timeout=REPLY_TIMEOUT_S, trust_env=False)
         self.deliveries: list[Delivery] = []
 
@@ -110,21 +114,49 @@ class Notifier:
             if delivery.faults.lose_notification:
                 delivery.lost = True
                 return
+            if delivery.faults.out_of_order:
+                delivery.held = True
+                self._held.append(delivery)
+                return
             self._schedule(delivery, max(0.0, delivery.faults.delay_s))
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._run, name="wechatpay-sandbox-notifier", daemon=True
-                )
-                self._thread.start()
+
+    def held_trades(self) -> set[str]:
+        with self._wakeup:
+            return {d.out_trade_no for d in self._held}
+
+    def release(self, out_trade_no: str) -> list[Delivery]:
+        """Send the trade's held callbacks newest first, each first attempt finished before the
+        next one starts (retries then follow the schedule); returns them in sending order."""
+        with self._wakeup:
+            released = [d for d in reversed(self._held) if d.out_trade_no == out_trade_no]
+            self._held = [d for d in self._held if d.out_trade_no != out_trade_no]
+            for delivery in released:
+                delivery.held = False
+        if released:
+            threading.Thread(
+                target=self._send_in_turn,
+                args=(released,),
+                name="wechatpay-sandbox-release",
+                daemon=True,
+            ).start()
+        return released
+
+    def _send_in_turn(self, deliveries: list[Delivery]) -> None:
+        for delivery in deliveries:
+            if self._stopped:
+                return
+            self._attempt(delivery)
 
     def for_trade(self, out_trade_no: str) -> list[Delivery]:
         with self._wakeup:
             return [d for d in self.deliveries if d.out_trade_no == out_trade_no]
 
     def cancel_pending(self) -> None:
-        """Drop every scheduled attempt (a test starting afresh); sends in flight still finish."""
+        """Drop every scheduled attempt and held callback (a test starting afresh); sends in
+        flight still finish."""
         with self._wakeup:
             self._queue.clear()
+            self._held.clear()
 
     def stop(self) -> None:
         with self._wakeup:
@@ -135,6 +167,11 @@ class Notifier:
     def _schedule(self, delivery: Delivery, delay_s: float) -> None:
         heapq.heappush(self._queue, (time.monotonic() + delay_s, next(self._counter), delivery))
         self._wakeup.notify_all()
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._run, name="wechatpay-sandbox-notifier", daemon=True
+            )
+            self._thread.start()
 
     def _run(self) -> None:
         while True:
@@ -151,6 +188,8 @@ class Notifier:
 
     def _attempt(self, delivery: Delivery) -> None:
         copies = delivery.faults.duplicate if not delivery.attempts else 1
+        with self._wakeup:
+            send_no = next(self._sends)  # the order attempts started in, across all trades
         replies: list[dict[str, Any]] = [{} for _ in range(copies)]
         barrier = threading.Barrier(copies)
 
@@ -166,7 +205,9 @@ class Notifier:
             sender.join()
         ok = any(200 <= int(reply.get("status") or 0) < 300 for reply in replies)
         with self._wakeup:
-            delivery.attempts.append({"at": beijing(now_utc()), "replies": replies})
+            delivery.attempts.append(
+                {"at": beijing(now_utc()), "send_no": send_no, "replies": replies}
+            )
             if ok:
                 delivery.delivered = True
                 return

@@ -149,6 +149,7 @@ def build_router(sim: Simulator) -> APIRouter:
             return JSONResponse({"code": "PARAM_ERROR", "message": str(exc)}, 400)
         with sim.store.lock:
             sim.store.faults[out_trade_no] = faults
+        sim.release_held()  # lifting out_of_order sends what it held, newest first
         return JSONResponse({"out_trade_no": out_trade_no, **faults.as_json()})
 
     @router.post("/_reset", status_code=204)
@@ -161,6 +162,7 @@ def build_router(sim: Simulator) -> APIRouter:
     def clear_faults() -> Response:
         with sim.store.lock:
             sim.store.faults.clear()
+        sim.release_held()
         return Response(status_code=204)
 
     return router

@@ -59,6 +59,13 @@ class Simulator:
             self.store.faults.clear()
         self.notifier.cancel_pending()
 
+    def release_held(self) -> None:
+        """Send, newest first, the held callbacks of every trade no longer out of order (the
+        control endpoints call this whenever faults change)."""
+        for out_trade_no in sorted(self.notifier.held_trades()):
+            if not self.store.faults_for(out_trade_no).out_of_order:
+                self.notifier.release(out_trade_no)
+
     def stop(self) -> None:
         """End callback retries and pending refund settlements (tests call this)."""
         self.notifier.stop()

@@ -114,6 +114,7 @@ class Faults:
     lose_notification: bool = False
     duplicate: int = 1
     delay_s: float = 0.0
+    out_of_order: bool = False
     api_status: int | None = None
     api_code: str | None = None
     api_delay_s: float = 0.0
