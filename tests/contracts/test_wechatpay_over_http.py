@@ -19,6 +19,7 @@ from urllib.parse import urlencode
 
 import pytest
 
+from knowpay.auth.principals import Role
 from knowpay.channels.errors import ChannelDeclined, ChannelUnavailable
 from knowpay.channels.types import ChannelStatus, CreatePaymentRequest, RefundRequest
 from knowpay.kit.config import Settings
@@ -382,5 +383,44 @@ def test_a_full_refund_whose_callback_is_lost_is_settled_by_the_workers_query(
     worker.run_jobs_once()
     done = wired.shop.get(f"/v1/refunds/{refund['id']}")
     assert done["status"] == "succeeded", done
+    assert wired.order_status(order["id"]) == "refunded"
+    assert books.violations(database) == []
+
+
+def test_a_refund_wechat_refuses_fails_with_the_reason_and_a_retry_after_recovery_succeeds(
+    wired: Wired, database: Database
+) -> None:
+    order = wired.shop.order()
+    payment = wired.pay(order)
+    wired.pay_at_wechat(payment["id"])
+    wait_for(lambda: wired.order_status(order["id"]) == "paid", "the order to be paid")
+    wired.faults(out_trade_no=payment["id"], api_status=403, api_code="NOT_ENOUGH")
+    created = wired.knowpay.post(
+        "/v1/refunds",
+        json={"order_id": order["id"], "reason": "other"},
+        headers=wired.shop.app.headers,
+    )
+    assert created.status_code == 201, created.text
+    refused = created.json()
+    assert (refused["status"], refused["failure_code"]) == ("failed", "NOT_ENOUGH")
+    assert refused["timeline"][-1]["step"] == "gateway_refused"
+    assert wired.order_status(order["id"]) == "paid"
+    assert books.violations(database) == []
+    wired.faults(out_trade_no=payment["id"])  # WeChat recovers
+    finance = wired.shop.build.staff(Role.FINANCE)
+    retried = wired.knowpay.post(f"/v1/refunds/{refused['id']}/retry", headers=finance.headers)
+    assert retried.status_code == 200, retried.text
+    assert retried.json()["status"] == "processing"
+
+    def settled() -> dict[str, Any] | None:
+        current = wired.shop.get(f"/v1/refunds/{refused['id']}")
+        return current if current["status"] == "succeeded" else None
+
+    done = wait_for(settled, "the REFUND.SUCCESS callback")
+    assert [s["step"] for s in done["timeline"]][-3:] == [
+        "retried",
+        "sent_to_gateway",
+        "money_returned",
+    ]
     assert wired.order_status(order["id"]) == "refunded"
     assert books.violations(database) == []
