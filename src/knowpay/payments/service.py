@@ -276,26 +276,30 @@ def record_capture(
     if order.status == OrderStatus.CREATED:
         _pay_order(session, order, payment, now)
         return CaptureOutcome.RECORDED
-    _record_duplicate(session, order, payment, now)
+    _record_duplicate(session, payment, now)
     return CaptureOutcome.DUPLICATE
+
+
+def _post_capture(
+    session: Session, payment: Payment, kind: str, credit: str, now: datetime
+) -> None:
+    """The capture in the ledger: the gateway holds the amount for us, owed to `credit`."""
+    amount = _money(payment)
+    post_entry(
+        session,
+        kind=kind,
+        now=now,
+        order_id=payment.order_id,
+        payment_id=payment.id,
+        legs=[Leg(ledger_accounts.channel_clearing(payment.channel), amount), Leg(credit, -amount)],
+    )
+    session.flush()
+    _emit_payment(session, "payment.succeeded", payment, now)
 
 
 def _pay_order(session: Session, order: Order, payment: Payment, now: datetime) -> None:
     orders.mark_paid(order, payment.id, now)
-    amount = _money(payment)
-    post_entry(
-        session,
-        kind="payment_captured",
-        now=now,
-        order_id=order.id,
-        payment_id=payment.id,
-        legs=[
-            Leg(ledger_accounts.channel_clearing(payment.channel), amount),
-            Leg(ledger_accounts.PLATFORM_REVENUE, -amount),
-        ],
-    )
-    session.flush()
-    _emit_payment(session, "payment.succeeded", payment, now)
+    _post_capture(session, payment, "payment_captured", ledger_accounts.PLATFORM_REVENUE, now)
     _emit_order(session, "order.paid", order, now)
     for item in order.items:
         entitlement = entitlements.grant(
@@ -327,22 +331,11 @@ def _pay_order(session: Session, order: Order, payment: Payment, now: datetime) 
         _close_at_gateway_later(other, now)
 
 
-def _record_duplicate(session: Session, order: Order, payment: Payment, now: datetime) -> None:
+def _record_duplicate(session: Session, payment: Payment, now: datetime) -> None:
     payment.is_duplicate = True
-    amount = _money(payment)
-    post_entry(
-        session,
-        kind="duplicate_captured",
-        now=now,
-        order_id=order.id,
-        payment_id=payment.id,
-        legs=[
-            Leg(ledger_accounts.channel_clearing(payment.channel), amount),
-            Leg(ledger_accounts.DUPLICATE_PAYMENTS_PAYABLE, -amount),
-        ],
+    _post_capture(
+        session, payment, "duplicate_captured", ledger_accounts.DUPLICATE_PAYMENTS_PAYABLE, now
     )
-    session.flush()
-    _emit_payment(session, "payment.succeeded", payment, now)
     _emit_payment(session, "payment.duplicate_detected", payment, now)
 
 
