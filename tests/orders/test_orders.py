@@ -217,3 +217,8 @@ def test_the_transition_table_refuses_illegal_moves() -> None:
     ]:
         with pytest.raises(IllegalOrderTransition):
             next_status(current, target)
+
+
+def test_metadata_values_are_kept_as_strings(shop: Shop) -> None:
+    order = shop.order(metadata={"source": "ios", "campaign": 42, "vip": True})
+    assert order["metadata"] == {"source": "ios", "campaign": "42", "vip": "true"}

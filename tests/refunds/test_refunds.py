@@ -308,3 +308,9 @@ def test_a_buyer_cannot_ask_after_the_buyer_window(shop: Shop, clock: FrozenCloc
     clock.advance(timedelta(days=400))
     assert _refund(shop, shop.buyer, order).json()["code"] == "refund_window_closed"
     assert _refund(shop, shop.app, order).status_code == 201
+
+
+def test_a_reason_outside_the_list_is_kept_as_text_under_other(shop: Shop) -> None:
+    order = _paid_order(shop)
+    refund = _refund(shop, shop.app, order, reason="不想学了").json()
+    assert (refund["reason"], refund["reason_text"]) == ("other", "不想学了")

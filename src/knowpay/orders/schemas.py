@@ -51,7 +51,9 @@ class OrderCreate(BaseModel):
     expires_in: int = Field(
         default=DEFAULT_EXPIRES_IN_S, ge=MIN_EXPIRES_IN_S, le=MAX_EXPIRES_IN_S, strict=True
     )
-    metadata: dict[str, str] = Field(default_factory=dict, max_length=20)
+    metadata: dict[str, str | int | float | bool] = Field(
+        default_factory=dict, max_length=20, description="Up to 20 keys; values are kept as strings"
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -64,11 +66,15 @@ class OrderCreate(BaseModel):
 
     @field_validator("metadata")
     @classmethod
-    def _small_metadata(cls, value: dict[str, str]) -> dict[str, str]:
-        for key, item in value.items():
+    def _small_metadata(cls, value: dict[str, str | int | float | bool]) -> dict[str, str]:
+        as_text = {
+            key: str(item).lower() if isinstance(item, bool) else str(item)
+            for key, item in value.items()
+        }
+        for key, item in as_text.items():
             if not 1 <= len(key) <= 40 or len(item) > 500:
                 raise ValueError("metadata keys are 1-40 characters, values at most 500")
-        return value
+        return as_text
 
     @field_validator("items")
     @classmethod

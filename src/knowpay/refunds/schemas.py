@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from knowpay.kit.schemas import AmountMinor
 from knowpay.refunds.models import Refund, RefundTimelineEntry
@@ -42,8 +42,19 @@ class RefundCreate(BaseModel):
 
     order_id: str = Field(min_length=1, max_length=40)
     amount: AmountMinor | None = None
-    reason: RefundReason
+    reason: str = Field(
+        min_length=1,
+        max_length=500,
+        description="A listed reason; any other text is kept as `reason_text` under `other`",
+    )
     reason_text: str | None = Field(default=None, max_length=500)
+
+    @model_validator(mode="after")
+    def _listed_reason(self) -> RefundCreate:
+        if self.reason not in RefundReason.__members__.values():
+            self.reason_text = self.reason_text or self.reason
+            self.reason = RefundReason.OTHER.value
+        return self
 
 
 class RefundDecision(BaseModel):

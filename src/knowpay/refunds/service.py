@@ -142,7 +142,7 @@ def request_refund(
         amount_minor=amount,
         currency=order.currency,
         status=RefundStatus.PENDING_APPROVAL.value,
-        reason=body.reason.value,
+        reason=body.reason,
         reason_text=body.reason_text,
         requested_by=actor_of(caller),
         created_at=now,
