@@ -153,10 +153,11 @@ class Settings(BaseSettings):
     secret_key: SecretStr = SecretStr(_INSECURE_DEV_SECRET)
     environment: str = "development"
 
-    # Per process: `serve --workers 4` opens up to 4 × 15 connections to PostgreSQL.
-    db_pool_size: int = Field(default=5, ge=1)
+    # Per process: `serve --workers 4` opens up to 4 × 20 connections to PostgreSQL. A request
+    # waits up to the pool timeout for one (then 503 database_unavailable, Retry-After).
+    db_pool_size: int = Field(default=10, ge=1)
     db_max_overflow: int = Field(default=10, ge=0)
-    db_pool_timeout_s: float = Field(default=10.0, gt=0)
+    db_pool_timeout_s: float = Field(default=30.0, gt=0)
     db_statement_timeout_ms: int = Field(default=15000, ge=0)
     sqlite_busy_timeout_ms: int = Field(default=15000, ge=0)
 

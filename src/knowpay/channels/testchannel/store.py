@@ -69,7 +69,7 @@ class TestGatewayStore:
             update={
                 "database_url": gateway_database_url(settings.database_url),
                 "db_pool_size": 2,
-                "db_max_overflow": 8,
+                "db_max_overflow": 3,
             }
         )
         self._database = Database(own)
