@@ -24,8 +24,3 @@ def new_id(prefix: str) -> str:
     """A new id such as `ord_01jd3k…`; later ids sort after earlier ones (to the ms)."""
     millis = time.time_ns() // 1_000_000
     return f"{prefix}_{_base32(millis, 10)}{_base32(secrets.randbits(80), 16)}"
-
-
-def has_prefix(value: str, prefix: str) -> bool:
-    """Whether `value` looks like an id of the given type."""
-    return value.startswith(prefix + "_") and len(value) == len(prefix) + 27

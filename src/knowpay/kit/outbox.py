@@ -81,13 +81,6 @@ class EventSink(Protocol):
     def deliver(self, session: Session, event: PendingEvent) -> None: ...
 
 
-class LoggingSink:
-    """A sink that only logs (until webhook endpoints take the events)."""
-
-    def deliver(self, session: Session, event: PendingEvent) -> None:
-        logger.info("event %s %s", event.type, event.id)
-
-
 def backoff(attempts: int, *, base_s: float = 2.0, cap_s: float = 3600.0) -> timedelta:
     """Capped exponential backoff with full jitter."""
     ceiling = min(cap_s, base_s * (2 ** min(attempts, 30)))

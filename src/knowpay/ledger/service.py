@@ -88,16 +88,6 @@ def balance(session: Session, account: str, currency: str, *, order_id: str | No
     return Money(int(session.scalar(statement) or 0), currency)
 
 
-def entries_for_payment(session: Session, payment_id: str, kind: str) -> int:
-    """How many entries of a kind a payment has (a capture must have exactly one)."""
-    statement = (
-        select(func.count())
-        .select_from(JournalEntry)
-        .where(JournalEntry.payment_id == payment_id, JournalEntry.kind == kind)
-    )
-    return int(session.scalar(statement) or 0)
-
-
 def check_entries(session: Session) -> list[Violation]:
     """Entries that do not balance per currency, entries without postings, orphan postings."""
     violations: list[Violation] = []

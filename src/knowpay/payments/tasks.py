@@ -20,6 +20,7 @@ from knowpay.kit.clock import Clock
 from knowpay.kit.db import Database
 from knowpay.kit.errors import KnowpayError
 from knowpay.kit.outbox import emit
+from knowpay.orders import service as orders
 from knowpay.orders.models import Order
 from knowpay.orders.schemas import OrderOut
 from knowpay.orders.states import OrderStatus
@@ -54,14 +55,7 @@ def expire_orders(ctx: JobContext) -> int:
     """Close unpaid orders whose time is up, and their pending attempts at the gateways."""
     with ctx.database.session_scope(read_only=True) as session:
         now = ctx.clock.now()
-        due = list(
-            session.scalars(
-                select(Order.id)
-                .where(Order.status == OrderStatus.CREATED, Order.expires_at <= now)
-                .order_by(Order.expires_at)
-                .limit(ctx.batch_size)
-            ).all()
-        )
+        due = orders.due_for_expiry(session, now, ctx.batch_size)
     closed = 0
     for order_id in due:
         try:
