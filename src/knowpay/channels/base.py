@@ -8,6 +8,7 @@ from typing import Protocol
 
 from knowpay.channels.types import (
     Bill,
+    ChannelProfile,
     CreatePaymentRequest,
     CreatePaymentResult,
     Notification,
@@ -25,8 +26,8 @@ class Channel(Protocol):
     """The channel name callers use (`alipay_qr`, `wechat_native`, `test`)."""
     gateway: str
     """The notification route this channel's gateway calls: /notify/{gateway}."""
-    currencies: frozenset[str]
-    """Currencies this channel can charge."""
+    profile: ChannelProfile
+    """Currencies, devices, countries and amount caps this channel serves."""
 
     def create_payment(self, request: CreatePaymentRequest) -> CreatePaymentResult:
         """Open a trade at the gateway and say what the payer must do."""

@@ -41,7 +41,11 @@ def _test_channels(settings: Settings, clock: Clock) -> dict[str, Channel]:
 
 
 # One builder per gateway module: a new gateway is one module and one line here.
-_BUILDERS: tuple[ChannelBuilder, ...] = (_test_channels, wechatpay_channels, alipay_channels)
+_BUILDERS: tuple[ChannelBuilder, ...] = (
+    _test_channels,
+    wechatpay_channels,
+    alipay_channels,
+)
 
 
 class UnknownChannel(Unprocessable):

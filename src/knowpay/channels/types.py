@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import StrEnum
+from types import MappingProxyType
 from typing import Any, Literal
 
 from knowpay.kit.money import Money
@@ -17,6 +19,34 @@ class ChannelStatus(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CLOSED = "closed"
+
+
+Device = Literal["desktop", "mobile", "wechat", "alipay"]
+"""Where the payer is: a desktop browser, a mobile browser, inside WeChat, inside Alipay."""
+
+ALL_DEVICES: frozenset[Device] = frozenset({"desktop", "mobile", "wechat", "alipay"})
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelProfile:
+    """What a channel can serve; the order's channel list filters on it."""
+
+    currencies: frozenset[str]
+    devices: frozenset[Device] = ALL_DEVICES
+    countries: frozenset[str] = frozenset()
+    """ISO 3166 alpha-2 codes of the payers' countries it serves; empty means any."""
+    max_amount: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+    """The gateway's single-payment cap per currency, in minor units (absent: no cap)."""
+    min_amount: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+    """The smallest amount the gateway accepts per currency, in minor units."""
+
+    def can_charge(self, amount_minor: int, currency: str) -> bool:
+        """Whether an amount in a currency is within what the gateway accepts."""
+        if currency not in self.currencies:
+            return False
+        cap = self.max_amount.get(currency)
+        floor = self.min_amount.get(currency, 1)
+        return amount_minor >= floor and (cap is None or amount_minor <= cap)
 
 
 @dataclass(frozen=True, slots=True)

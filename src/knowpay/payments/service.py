@@ -121,7 +121,7 @@ def start_payment(
             f"Order {order.id} expired at {order.expires_at.isoformat()}; create a new one."
         )
     channel = ctx.registry.get(body.channel)
-    if order.currency not in channel.currencies:
+    if order.currency not in channel.profile.currencies:
         raise CurrencyNotSupported(f"The {channel.name} channel cannot charge {order.currency}.")
     payment = Payment(
         id=new_id("pay"),

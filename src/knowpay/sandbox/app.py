@@ -27,7 +27,10 @@ SimulatorFactory = Callable[[SandboxConfig], FastAPI]
 
 def _simulators() -> dict[str, SimulatorFactory]:
     """Gateway prefix → factory of its simulator app."""
-    return {"wechatpay": wechatpay.create_app, "alipay": alipay.create_app}
+    return {
+        "wechatpay": wechatpay.create_app,
+        "alipay": alipay.create_app,
+    }
 
 
 def create_sandbox_app(config: SandboxConfig) -> FastAPI:

@@ -120,7 +120,7 @@ def test_build_channels_needs_app_id_and_both_keys(settings: AlipaySettings) -> 
     built = build_channels(load_settings(alipay=settings), FrozenClock())
     assert sorted(built) == ["alipay_page", "alipay_qr", "alipay_wap"]
     assert {c.gateway for c in built.values()} == {"alipay"}
-    assert all(c.currencies == frozenset({"CNY"}) for c in built.values())
+    assert all(c.profile.currencies == frozenset({"CNY"}) for c in built.values())
     for missing in ({"app_id": None}, {"alipay_public_key": None}, {"enabled": False}):
         assert (
             build_channels(load_settings(alipay=settings.model_copy(update=missing)), FrozenClock())

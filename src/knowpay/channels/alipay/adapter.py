@@ -20,9 +20,11 @@ from knowpay.channels.base import Channel
 from knowpay.channels.errors import ChannelDeclined, ProtocolError, SignatureInvalid
 from knowpay.channels.types import (
     Bill,
+    ChannelProfile,
     ChannelStatus,
     CreatePaymentRequest,
     CreatePaymentResult,
+    Device,
     Notification,
     NotificationAck,
     PaymentAction,
@@ -46,18 +48,29 @@ _PRODUCT_CODE: dict[Product, str | None] = {
     "qr": None,
 }
 TRADE_NOT_EXIST = "ACQ.TRADE_NOT_EXIST"
+# page: a desktop browser; wap: a phone's browser or the Alipay app; qr: a screen to scan.
+_DEVICES: dict[Product, frozenset[Device]] = {
+    "page": frozenset({"desktop"}),
+    "wap": frozenset({"mobile", "alipay"}),
+    "qr": frozenset({"desktop"}),
+}
 
 
 class AlipayChannel:
     """One Alipay product behind the Channel interface; the three share one client."""
 
     gateway = "alipay"
-    currencies = frozenset({transformers.CURRENCY})
 
     def __init__(self, name: str, product: Product, client: AlipayClient) -> None:
         self.name = name
         self.product = product
         self._client = client
+        self.profile = ChannelProfile(
+            currencies=frozenset({transformers.CURRENCY}),
+            devices=_DEVICES[product],
+            min_amount={transformers.CURRENCY: transformers.MIN_AMOUNT.amount_minor},
+            max_amount={transformers.CURRENCY: transformers.MAX_AMOUNT.amount_minor},
+        )
 
     # Payments ----------------------------------------------------------------------------
 

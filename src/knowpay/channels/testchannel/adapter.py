@@ -21,6 +21,7 @@ from knowpay.channels.testchannel.store import TestGatewayRefund, TestGatewaySto
 from knowpay.channels.types import (
     Bill,
     BillLine,
+    ChannelProfile,
     ChannelStatus,
     CreatePaymentRequest,
     CreatePaymentResult,
@@ -62,7 +63,7 @@ class TestChannel:
     __test__ = False
     name = "test"
     gateway = "test"
-    currencies = known_currencies()
+    profile = ChannelProfile(currencies=known_currencies())
 
     def __init__(self, store: TestGatewayStore, signing_key: bytes, clock: Clock) -> None:
         self._store = store

@@ -17,9 +17,11 @@ from knowpay.channels.base import Channel
 from knowpay.channels.errors import ChannelDeclined
 from knowpay.channels.types import (
     Bill,
+    ChannelProfile,
     ChannelStatus,
     CreatePaymentRequest,
     CreatePaymentResult,
+    Device,
     Notification,
     NotificationAck,
     PaymentAction,
@@ -47,6 +49,12 @@ CHANNELS: dict[str, TradeType] = {
     "wechat_native": "native",
     "wechat_jsapi": "jsapi",
     "wechat_h5": "h5",
+}
+# native: a QR code on a desktop screen; jsapi: inside WeChat; h5: a phone browser outside it.
+_DEVICES: dict[TradeType, frozenset[Device]] = {
+    "native": frozenset({"desktop"}),
+    "jsapi": frozenset({"wechat"}),
+    "h5": frozenset({"mobile"}),
 }
 
 
@@ -200,13 +208,15 @@ class WechatPayChannel:
     """One of the three WeChat Pay channels; everything but opening the trade is shared."""
 
     gateway = GATEWAY
-    currencies = frozenset({transformers.CURRENCY})
 
     def __init__(self, name: str, merchant: WechatPayMerchant, clock: Clock) -> None:
         self.name = name
         self.trade_type: TradeType = CHANNELS[name]
         self.merchant = merchant
         self._clock = clock
+        self.profile = ChannelProfile(
+            currencies=frozenset({transformers.CURRENCY}), devices=_DEVICES[self.trade_type]
+        )
 
     def create_payment(self, request: CreatePaymentRequest) -> CreatePaymentResult:
         if self.trade_type == "jsapi" and not request.options.get("openid"):
