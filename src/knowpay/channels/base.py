@@ -33,11 +33,16 @@ class Channel(Protocol):
         """Open a trade at the gateway and say what the payer must do."""
         ...
 
-    def query_payment(self, out_trade_no: str) -> PaymentQueryResult:
-        """Ask the gateway about a trade (active query)."""
+    def query_payment(
+        self, out_trade_no: str, *, gateway_trade_no: str | None = None
+    ) -> PaymentQueryResult:
+        """Ask the gateway about a trade (active query). `gateway_trade_no` is the gateway's
+        own id when create_payment returned one (Stripe and PayPal name trades by it)."""
         ...
 
-    def close_payment(self, out_trade_no: str) -> PaymentQueryResult:
+    def close_payment(
+        self, out_trade_no: str, *, gateway_trade_no: str | None = None
+    ) -> PaymentQueryResult:
         """Close an unpaid trade; returns the trade's status afterwards (it may have been paid)."""
         ...
 
@@ -45,8 +50,15 @@ class Channel(Protocol):
         """Ask for money back, idempotent by `out_refund_no`."""
         ...
 
-    def query_refund(self, out_trade_no: str, out_refund_no: str) -> RefundResult:
-        """Ask the gateway about a refund."""
+    def query_refund(
+        self,
+        out_trade_no: str,
+        out_refund_no: str,
+        *,
+        gateway_trade_no: str | None = None,
+        gateway_refund_no: str | None = None,
+    ) -> RefundResult:
+        """Ask the gateway about a refund (the gateway ids when known)."""
         ...
 
     def verify_and_parse_notification(

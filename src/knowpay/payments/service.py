@@ -400,7 +400,9 @@ def gateway_error(channel: str, exc: ChannelError) -> KnowpayError:
 def query_gateway(ctx: PaymentsContext, payment: Payment) -> PaymentQueryResult:
     """Ask the gateway about an attempt (outside any transaction)."""
     try:
-        return ctx.registry.get(payment.channel).query_payment(payment.id)
+        return ctx.registry.get(payment.channel).query_payment(
+            payment.id, gateway_trade_no=payment.gateway_trade_no
+        )
     except ChannelError as exc:
         raise gateway_error(payment.channel, exc) from exc
 
@@ -416,7 +418,9 @@ def close_order(session: Session, ctx: PaymentsContext, order: Order, now: datet
         raise OrderAlreadyPaid(f"Order {order.id} is {order.status} and cannot be closed.")
     for payment in repository.pending_for_order(session, order.id, for_update=True):
         try:
-            result = ctx.registry.get(payment.channel).close_payment(payment.id)
+            result = ctx.registry.get(payment.channel).close_payment(
+                payment.id, gateway_trade_no=payment.gateway_trade_no
+            )
         except ChannelError as exc:
             raise gateway_error(payment.channel, exc) from exc
         if result.status is ChannelStatus.SUCCEEDED:

@@ -170,7 +170,8 @@ def close_abandoned_attempts(ctx: JobContext) -> int:
         if payment is None:
             continue
         try:
-            result = ctx.payments.registry.get(payment.channel).close_payment(payment.id)
+            channel = ctx.payments.registry.get(payment.channel)
+            result = channel.close_payment(payment.id, gateway_trade_no=payment.gateway_trade_no)
         except (KnowpayError, ChannelError) as exc:
             logger.warning("closing %s at its gateway failed; will retry: %s", payment_id, exc)
             continue

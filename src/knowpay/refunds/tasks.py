@@ -102,14 +102,16 @@ def check_processing_refunds(ctx: RefundJobContext) -> int:
             continue
         with ctx.database.session_scope(read_only=True) as session:
             refund = service.get(session, refund_id)
-            payment_id, out_refund_no, channel = (
-                refund.payment_id,
-                refund.out_refund_no or refund.id,
-                refund.channel,
-            )
+            payment = payments.get_payment(session, refund.payment_id)
+            out_trade_no, out_refund_no = payment.id, refund.out_refund_no or refund.id
+            channel = refund.channel
+            ids = {
+                "gateway_trade_no": payment.gateway_trade_no,
+                "gateway_refund_no": refund.gateway_refund_no,
+            }
         try:
             result = ctx.refunds.payments.registry.get(channel).query_refund(
-                payment_id, out_refund_no
+                out_trade_no, out_refund_no, **ids
             )
         except (KnowpayError, ChannelError) as exc:
             logger.warning("refund %s query failed; will retry: %s", refund_id, exc)

@@ -105,7 +105,9 @@ class AlipayChannel:
             status=ChannelStatus.PENDING, action=PaymentAction(type="redirect", url=url)
         )
 
-    def query_payment(self, out_trade_no: str) -> PaymentQueryResult:
+    def query_payment(
+        self, out_trade_no: str, *, gateway_trade_no: str | None = None
+    ) -> PaymentQueryResult:
         try:
             content = self._client.call(
                 "alipay.trade.query", {"out_trade_no": out_trade_no}, idempotent=True
@@ -117,7 +119,9 @@ class AlipayChannel:
             raise
         return transformers.query_result(content)
 
-    def close_payment(self, out_trade_no: str) -> PaymentQueryResult:
+    def close_payment(
+        self, out_trade_no: str, *, gateway_trade_no: str | None = None
+    ) -> PaymentQueryResult:
         try:
             content = self._client.call(
                 "alipay.trade.close", {"out_trade_no": out_trade_no}, idempotent=True
@@ -164,7 +168,14 @@ class AlipayChannel:
         # fund_change=N: no money moved by this call (a repeat, or not done): ask.
         return self.query_refund(request.out_trade_no, request.out_refund_no)
 
-    def query_refund(self, out_trade_no: str, out_refund_no: str) -> RefundResult:
+    def query_refund(
+        self,
+        out_trade_no: str,
+        out_refund_no: str,
+        *,
+        gateway_trade_no: str | None = None,
+        gateway_refund_no: str | None = None,
+    ) -> RefundResult:
         biz = {
             "out_trade_no": out_trade_no,
             "out_request_no": out_refund_no,

@@ -107,13 +107,17 @@ class TestChannel:
             else None,
         )
 
-    def query_payment(self, out_trade_no: str) -> PaymentQueryResult:
+    def query_payment(
+        self, out_trade_no: str, *, gateway_trade_no: str | None = None
+    ) -> PaymentQueryResult:
         trade = self._store.get(out_trade_no)
         if trade is None:
             return PaymentQueryResult(status=ChannelStatus.PENDING)
         return self._query_result(trade)
 
-    def close_payment(self, out_trade_no: str) -> PaymentQueryResult:
+    def close_payment(
+        self, out_trade_no: str, *, gateway_trade_no: str | None = None
+    ) -> PaymentQueryResult:
         trade = self._store.settle(out_trade_no, "closed", self._clock.now())
         if trade is None:
             return PaymentQueryResult(status=ChannelStatus.CLOSED)
@@ -145,7 +149,14 @@ class TestChannel:
             )
         return self._refund_result(outcome)
 
-    def query_refund(self, out_trade_no: str, out_refund_no: str) -> RefundResult:
+    def query_refund(
+        self,
+        out_trade_no: str,
+        out_refund_no: str,
+        *,
+        gateway_trade_no: str | None = None,
+        gateway_refund_no: str | None = None,
+    ) -> RefundResult:
         refund = self._store.get_refund(out_refund_no)
         if refund is None:
             return RefundResult(status=ChannelStatus.PENDING)

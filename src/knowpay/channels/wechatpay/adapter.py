@@ -277,16 +277,27 @@ class WechatPayChannel:
             separators=(",", ":"),
         )
 
-    def query_payment(self, out_trade_no: str) -> PaymentQueryResult:
+    def query_payment(
+        self, out_trade_no: str, *, gateway_trade_no: str | None = None
+    ) -> PaymentQueryResult:
         return self.merchant.query(out_trade_no)
 
-    def close_payment(self, out_trade_no: str) -> PaymentQueryResult:
+    def close_payment(
+        self, out_trade_no: str, *, gateway_trade_no: str | None = None
+    ) -> PaymentQueryResult:
         return self.merchant.close(out_trade_no)
 
     def refund(self, request: RefundRequest) -> RefundResult:
         return self.merchant.refund(request)
 
-    def query_refund(self, out_trade_no: str, out_refund_no: str) -> RefundResult:
+    def query_refund(
+        self,
+        out_trade_no: str,
+        out_refund_no: str,
+        *,
+        gateway_trade_no: str | None = None,
+        gateway_refund_no: str | None = None,
+    ) -> RefundResult:
         return self.merchant.query_refund(out_trade_no, out_refund_no)
 
     def verify_and_parse_notification(
