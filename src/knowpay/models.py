@@ -13,6 +13,7 @@ from knowpay.ledger import models as ledger_models
 from knowpay.orders import models as orders_models
 from knowpay.payments import models as payments_models
 from knowpay.refunds import models as refunds_models
+from knowpay.reports import models as reports_models
 from knowpay.webhooks import models as webhooks_models
 
 metadata = Base.metadata
@@ -30,5 +31,6 @@ __all__ = [
     "outbox_models",
     "payments_models",
     "refunds_models",
+    "reports_models",
     "webhooks_models",
 ]

@@ -1,0 +1,1 @@
+"""Reports for staff: exchange rates and revenue in a base currency."""
