@@ -17,13 +17,27 @@ from sqlalchemy.engine import make_url
 
 from knowpay.app import create_app
 from knowpay.kit.clock import FrozenClock
-from knowpay.kit.config import PasswordHashSettings, Settings, load_settings
+from knowpay.kit.config import PasswordHashSettings, RateLimitSettings, Settings, load_settings
 from knowpay.kit.db import Base, Database, sqlalchemy_url
 from knowpay.kit.migrations import upgrade
 from tests.builders import Builders
 
 PG_URL_ENV = "KNOWPAY_TEST_DATABASE_URL"
 FAST_HASHING = PasswordHashSettings(time_cost=1, memory_cost_kib=64, parallelism=1)
+_LOTS = "100000/minute"
+
+
+def relaxed_rate_limits() -> RateLimitSettings:
+    """Limits the suite's bursts of callers never reach (their own key prefix, should Redis
+    be configured). tests/kit/test_rate_limits.py runs with the production defaults."""
+    return RateLimitSettings(
+        api_per_key=_LOTS,
+        api_per_ip=_LOTS,
+        login_per_ip=_LOTS,
+        login_per_account=_LOTS,
+        payment_password=_LOTS,
+        key_prefix=f"knowpay-test:{uuid.uuid4().hex[:12]}",
+    )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -88,6 +102,7 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
         secret_key="test-secret-key-0123456789-abcdefghijklmnop",
         password_hash=FAST_HASHING,
         public_url="http://testserver",
+        rate_limits=relaxed_rate_limits(),
     )
 
 

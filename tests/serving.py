@@ -35,6 +35,21 @@ def server_environment(settings: Settings) -> dict[str, str]:
             "KNOWPAY_PASSWORD_HASH__PARALLELISM": str(settings.password_hash.parallelism),
         }
     )
+    limits = settings.rate_limits
+    env.update(
+        {
+            f"KNOWPAY_RATE_LIMITS__{name.upper()}": str(getattr(limits, name))
+            for name in (
+                "enabled",
+                "api_per_key",
+                "api_per_ip",
+                "login_per_ip",
+                "login_per_account",
+                "payment_password",
+                "key_prefix",
+            )
+        }
+    )
     return env
 
 

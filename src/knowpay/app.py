@@ -6,34 +6,52 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from fastapi.security.utils import get_authorization_scheme_param
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from knowpay import __version__
 from knowpay.accounts import service as accounts_service
 from knowpay.accounts.endpoints import router as accounts_router
+from knowpay.alerts import service as alerts_service
 from knowpay.alerts.endpoints import router as alerts_router
+from knowpay.audit.endpoints import router as audit_router
 from knowpay.auth.dependencies import API_KEY_PREFIX, ApiKeyResolver
 from knowpay.auth.principals import Principal
 from knowpay.auth.tokens import TokenService
 from knowpay.catalog.endpoints import router as catalog_router
 from knowpay.channels.registry import ChannelRegistry
+from knowpay.credentials.endpoints import router as credentials_router
+from knowpay.credentials.service import with_stored_credentials
 from knowpay.entitlements.endpoints import router as entitlements_router
 from knowpay.gateway_notifications.endpoints import router as notifications_router
+from knowpay.gateway_notifications.forms import router as gateway_forms_router
 from knowpay.kit.clock import Clock, SystemClock
 from knowpay.kit.config import Settings, get_settings
 from knowpay.kit.crypto import SecretBox, SecretHasher
+from knowpay.kit.csrf import CsrfMiddleware, CsrfTokens
 from knowpay.kit.db import Database
 from knowpay.kit.errors import Unauthorized, install_error_handlers, problem_response
 from knowpay.kit.idempotency import IdempotencyMiddleware
+from knowpay.kit.masking import install_log_masking
 from knowpay.kit.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
+from knowpay.kit.proxies import TrustedProxies
+from knowpay.kit.ratelimit import RateLimiter, RateLimitMiddleware
+from knowpay.kit.security_headers import DOCS_CSP, SecurityHeadersMiddleware, gateway_form_csp
+from knowpay.limits.endpoints import router as limits_router
+from knowpay.limits.service import LimitPolicy
 from knowpay.orders.endpoints import router as orders_router
+from knowpay.payments.endpoints import browser_router as payer_return_router
 from knowpay.payments.endpoints import router as payments_router
+from knowpay.payments.review import HeldPaymentReleaser
 from knowpay.payments.service import PaymentsContext
 from knowpay.refunds.endpoints import router as refunds_router
 from knowpay.refunds.service import RefundsContext
+from knowpay.reports.endpoints import router as reports_router
+from knowpay.risk.endpoints import router as risk_router
 from knowpay.webhooks.endpoints import router as webhooks_router
 from knowpay.worker.runner import Worker
 
@@ -59,6 +77,8 @@ def create_app(
     process (default: `worker.in_process`, else only on the embedded SQLite database)."""
     settings = settings or get_settings()
     database = database or Database(settings)
+    # Gateway credentials stored encrypted in the database win over env/TOML values.
+    settings = with_stored_credentials(settings, database)
     if run_worker is None:
         in_process = settings.worker.in_process
         run_worker = database.dialect == "sqlite" if in_process is None else in_process
@@ -97,28 +117,103 @@ def create_app(
     )
     app.state.api_key_resolver = accounts_service.resolve_api_key
     app.state.channel_registry = registry = ChannelRegistry.from_settings(settings, clock)
+    registry.health.set_listener(alerts_service.breaker_alerts(database, clock))
     app.state.payments_context = payments_context = PaymentsContext(
-        registry=registry, public_url=settings.public_url
+        registry=registry,
+        public_url=settings.public_url,
+        preference=tuple(settings.channels.preference),
+        limit_policy=LimitPolicy(settings.limits.timezone, settings.limits.near_percent),
     )
+    app.state.risk_releaser = HeldPaymentReleaser(payments_context, clock)
     app.state.refunds_context = RefundsContext(payments=payments_context, policy=settings.refunds)
     app.state.secret_box = SecretBox(settings.secret_key.get_secret_value())
+    app.state.trusted_proxies = TrustedProxies(settings.trusted_proxies)
+    app.state.rate_limiter = RateLimiter(
+        settings.rate_limits,
+        redis_url=settings.redis_url,
+        master_key=settings.secret_key.get_secret_value(),
+    )
+    app.state.csrf_tokens = CsrfTokens(settings.secret_key.get_secret_value())
 
     install_error_handlers(app)
+    install_log_masking()
+    # Added innermost first: request id → security headers → CORS → rate limits → body size
+    # → CSRF → idempotency → the routes.
     app.add_middleware(IdempotencyMiddleware, resolve_scope=_idempotency_scope)
+    app.add_middleware(CsrfMiddleware, tokens=app.state.csrf_tokens)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    _add_edge_middleware(app, settings)
     app.add_middleware(RequestIdMiddleware)
 
     app.include_router(accounts_router)
     app.include_router(catalog_router)
     app.include_router(orders_router)
     app.include_router(payments_router)
+    app.include_router(payer_return_router)
     app.include_router(entitlements_router)
     app.include_router(notifications_router)
+    app.include_router(gateway_forms_router)
     app.include_router(alerts_router)
     app.include_router(webhooks_router)
     app.include_router(refunds_router)
+    app.include_router(reports_router)
+    app.include_router(limits_router)
+    app.include_router(risk_router)
+    app.include_router(audit_router)
+    app.include_router(credentials_router)
     _add_health_routes(app, database)
     return app
+
+
+def _add_edge_middleware(app: FastAPI, settings: Settings) -> None:
+    """Rate limits, CORS and security headers (added in that order, so from the inside out)."""
+    state = app.state
+    limiter: RateLimiter = state.rate_limiter
+    tokens: TokenService = state.token_service
+    clock: Clock = state.clock
+
+    def identity(secret: str) -> str | None:
+        if secret.startswith(API_KEY_PREFIX):  # checked by the endpoint; 401s count per IP
+            return "key:" + limiter.digest(secret)
+        try:
+            return "sub:" + tokens.verify(secret, clock.now()).scope_key
+        except Unauthorized:
+            return None
+
+    app.add_middleware(
+        RateLimitMiddleware,
+        limiter=limiter,
+        proxies=state.trusted_proxies,
+        identity=identity,
+        api_key_prefix=API_KEY_PREFIX,
+    )
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_credentials=False,
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "X-Request-Id"],
+            expose_headers=[
+                "X-Request-Id",
+                "Idempotent-Replayed",
+                "Retry-After",
+                "RateLimit-Limit",
+                "RateLimit-Remaining",
+                "RateLimit-Reset",
+            ],
+            max_age=600,
+        )
+    app.add_middleware(
+        SecurityHeadersMiddleware,
+        settings=settings.security_headers,
+        proxies=state.trusted_proxies,
+        public_url=settings.public_url,
+        policies={
+            "/docs": DOCS_CSP,
+            "/forms/unionpay": gateway_form_csp(settings.unionpay.front_url),
+        },
+    )
 
 
 def _idempotency_scope(request: Request) -> str | None:
@@ -149,6 +244,11 @@ def _add_health_routes(app: FastAPI, database: Database) -> None:
     def healthz() -> dict[str, str]:
         """The process is alive."""
         return {"status": "ok", "version": __version__}
+
+    @app.get("/metrics", tags=["operations"], response_class=Response)
+    def metrics() -> Response:
+        """Prometheus metrics of this process (gateway calls, latency, breaker rejections)."""
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/readyz", tags=["operations"], response_model=None)
     def readyz(request: Request) -> JSONResponse | dict[str, str]:

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 from knowpay.accounts import models as accounts_models
 from knowpay.alerts import models as alerts_models
+from knowpay.audit import models as audit_models
 from knowpay.catalog import models as catalog_models
+from knowpay.credentials import models as credentials_models
 from knowpay.entitlements import models as entitlements_models
 from knowpay.gateway_notifications import models as notifications_models
 from knowpay.kit import idempotency_models, outbox_models
 from knowpay.kit.db import Base
 from knowpay.ledger import models as ledger_models
+from knowpay.limits import models as limits_models
 from knowpay.orders import models as orders_models
 from knowpay.payments import models as payments_models
 from knowpay.refunds import models as refunds_models
 from knowpay.reports import models as reports_models
+from knowpay.risk import models as risk_models
 from knowpay.webhooks import models as webhooks_models
 
 metadata = Base.metadata
@@ -21,10 +25,13 @@ metadata = Base.metadata
 __all__ = [
     "accounts_models",
     "alerts_models",
+    "audit_models",
     "catalog_models",
+    "credentials_models",
     "entitlements_models",
     "idempotency_models",
     "ledger_models",
+    "limits_models",
     "metadata",
     "notifications_models",
     "orders_models",
@@ -32,5 +39,6 @@ __all__ = [
     "payments_models",
     "refunds_models",
     "reports_models",
+    "risk_models",
     "webhooks_models",
 ]

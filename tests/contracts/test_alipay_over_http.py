@@ -25,7 +25,7 @@ from knowpay.channels.alipay.client import AlipayClient
 from knowpay.channels.errors import ChannelDeclined
 from knowpay.channels.types import ChannelStatus, CreatePaymentRequest, RefundRequest
 from knowpay.kit.clock import FrozenClock, SystemClock
-from knowpay.kit.config import AlipaySettings, Settings
+from knowpay.kit.config import AlipaySettings, ChannelHealthSettings, Settings
 from knowpay.kit.db import Database
 from knowpay.kit.money import Money
 from knowpay.sandbox.alipay import crypto
@@ -76,7 +76,7 @@ class World:
     database: Database
 
     def channel(self, name: str = "alipay_qr") -> AlipayChannel:
-        channel = self.app.state.channel_registry.get(name)
+        channel = self.app.state.channel_registry.adapter(name)
         assert isinstance(channel, AlipayChannel)
         return channel
 
@@ -146,8 +146,15 @@ def sandbox(merchant_key: tuple[str, str]) -> Iterator[Sandbox]:
 
 @pytest.fixture
 def world(
-    sandbox: Sandbox, settings: Settings, database: Database, merchant_key: tuple[str, str]
+    sandbox: Sandbox,
+    settings: Settings,
+    database: Database,
+    merchant_key: tuple[str, str],
+    request: pytest.FixtureRequest,
 ) -> Iterator[World]:
+    marker = request.node.get_closest_marker("channel_health")
+    if marker is not None:  # e.g. a breaker that opens after 3 failures for 1 s
+        settings = settings.model_copy(update={"channels": ChannelHealthSettings(**marker.kwargs)})
     port = free_port()
     alipay = AlipaySettings(
         app_id=APP_ID,
@@ -190,22 +197,29 @@ def test_a_payment_at_alipay_pays_the_order_through_its_signed_notification(
     assert world.sandbox.answered(payment["id"]) == [{"status_code": 200, "body": "success"}]
 
 
-def test_the_cashier_sends_the_buyer_back_with_a_signed_return(
+def test_the_cashier_sends_the_buyer_back_through_knowpay_which_asks_alipay_first(
     world: World, merchant_key: tuple[str, str]
 ) -> None:
-    payment = world.shop.pay(
-        world.shop.order(), channel="alipay_page", return_url="https://s.example/r"
-    )
+    order = world.shop.order()
+    payment = world.shop.pay(order, channel="alipay_page", return_url="https://s.example/r")
+    world.sandbox.fault("lost", payment["id"])  # no notification: only the return can tell
     cashier = httpx.get(payment["action"]["url"])
     form = re.search(r'action="([^"]+)"', cashier.text)
     assert form is not None
     back = httpx.post(form.group(1), data={"outcome": "pay"})
     assert back.status_code == 303
-    assert back.headers["location"].startswith("https://s.example/r?")
-    params = dict(httpx.URL(back.headers["location"]).params)
+    knowpay_return = back.headers["location"]
+    assert knowpay_return.startswith(
+        f"{str(world.knowpay.base_url).rstrip('/')}/return/{payment['id']}?"
+    )
+    params = dict(httpx.URL(knowpay_return).params)
     sdk = AliPay(APP_ID, None, merchant_key[0], world.sandbox.keys["alipay_public_key"])
     signature = params.pop("sign")
     assert sdk.verify(params, signature)
+    onward = httpx.get(knowpay_return)
+    assert (onward.status_code, onward.headers["location"]) == (303, "https://s.example/r")
+    assert world.order_status(order) == "paid"  # from Alipay's answer, not the browser's word
+    assert books.violations(world.database) == []
 
 
 def test_a_lost_notification_is_recovered_by_active_query(world: World) -> None:
@@ -464,3 +478,24 @@ def test_a_refund_alipay_could_not_answer_is_sent_again_by_the_worker(world: Wor
     assert after["status"] == "succeeded", after
     assert world.order_status(order) == "refunded"
     assert books.violations(world.database) == []
+
+
+def test_money_from_a_blacklisted_payer_account_is_recorded_and_raises_an_alert(
+    world: World,
+) -> None:
+    finance = world.shop.build.staff(Role.FINANCE)
+    listed = world.knowpay.post(
+        "/v1/admin/risk/blacklist",
+        json={"kind": "payer_account", "value": "2088102177846875", "reason": "chargebacks"},
+        headers=finance.headers,
+    )
+    assert listed.status_code == 201, listed.text
+    order = world.shop.order()
+    world.pay_at_alipay(world.shop.pay(order, channel="alipay_qr"))
+    wait_for(lambda: world.order_status(order) == "paid")  # the gateway has the money
+    wait_for(lambda: "risk.blacklisted_payer" in world.alerts())
+    staff = world.shop.build.staff(Role.SUPPORT)
+    alerts = world.knowpay.get("/v1/admin/alerts", headers=staff.headers).json()["data"]
+    [alert] = [a for a in alerts if a["kind"] == "risk.blacklisted_payer"]
+    assert "2088102177846875" not in alert["message"]  # masked
+    assert "6875" in alert["message"]

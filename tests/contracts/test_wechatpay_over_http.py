@@ -78,7 +78,16 @@ def test_paying_on_wechat_pays_the_order_through_the_signed_callback(
     else:
         assert action["type"] == "redirect"
         clicked = click(wired, action["url"].removeprefix(str(wired.sandbox.base_url).rstrip("/")))
-        assert clicked.headers["location"] == "https://shop.example.com/orders/1"
+        # WeChat sends the browser to knowpay, which asks WeChat, then sends it to the shop.
+        back = clicked.headers["location"]
+        assert back == f"{wired.settings.public_url}/return/{payment['id']}"
+        onward = wired.knowpay.get(
+            back.removeprefix(wired.settings.public_url), follow_redirects=False
+        )
+        assert (onward.status_code, onward.headers["location"]) == (
+            303,
+            "https://shop.example.com/orders/1",
+        )
     assert clicked.status_code == 303
     paid_once(wired, database, order, payment["id"])
     replies = wait_for(lambda: wired.replies(payment["id"]), "the callback's answer")

@@ -61,7 +61,7 @@ class Wired:
     settings: Settings
 
     def channel(self, name: str = "wechat_native") -> Channel:
-        return self.registry.get(name)
+        return self.registry.adapter(name)
 
     def pay(self, order: dict[str, Any], channel: str = "wechat_native") -> dict[str, Any]:
         return self.shop.pay(order, channel=channel, **PAYER_DETAILS[channel])

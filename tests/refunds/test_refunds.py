@@ -180,7 +180,7 @@ def test_a_refund_the_gateway_refuses_fails_with_the_reason_and_can_be_retried(
 
     order = _paid_order(shop)
     payment_id = shop.get(f"/v1/orders/{order['id']}")["payment_id"]
-    store = shop.client.app.state.channel_registry.get("test")._store  # type: ignore[attr-defined]
+    store = shop.client.app.state.channel_registry.adapter("test")._store  # type: ignore[attr-defined]
     with store._database.session_scope() as session:
         trade = session.get(TestGatewayTrade, payment_id)
         trade.status = "frozen"  # the gateway will refuse: the trade is not refundable now
@@ -211,7 +211,7 @@ def test_finance_can_resolve_a_failed_refund_to_the_wallet(
 
     order = _paid_order(shop)
     payment_id = shop.get(f"/v1/orders/{order['id']}")["payment_id"]
-    store = shop.client.app.state.channel_registry.get("test")._store  # type: ignore[attr-defined]
+    store = shop.client.app.state.channel_registry.adapter("test")._store  # type: ignore[attr-defined]
     with store._database.session_scope() as session:
         session.get(TestGatewayTrade, payment_id).status = "frozen"
     failed = _refund(shop, shop.app, order).json()
@@ -237,7 +237,7 @@ def test_an_unreachable_gateway_leaves_the_refund_processing_until_the_worker_se
     from knowpay.channels.errors import ChannelUnavailable
 
     order = _paid_order(shop)
-    channel = shop.client.app.state.channel_registry.get("test")  # type: ignore[attr-defined]
+    channel = shop.client.app.state.channel_registry.adapter("test")  # type: ignore[attr-defined]
     original = channel.refund
 
     def down(_request: object) -> object:

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from knowpay.accounts import service
 from knowpay.accounts.errors import PaymentPasswordIncorrect, PaymentPasswordLocked
+from knowpay.accounts.models import User
 from knowpay.accounts.schemas import (
     AppCreate,
     AppOut,
@@ -31,6 +32,7 @@ from knowpay.auth.scoping import ensure_visible
 from knowpay.auth.tokens import TokenService
 from knowpay.kit.errors import Forbidden
 from knowpay.kit.pagination import Page, PageParams, page_params
+from knowpay.kit.ratelimit import client_ip, enforce, limiter_of
 from knowpay.kit.web import AppClock, AppSettings, DbSession, Hasher
 
 router = APIRouter(prefix="/v1", tags=["accounts"])
@@ -49,6 +51,12 @@ def _person(principal: CurrentPrincipal) -> Principal:
 
 
 PersonCaller = Annotated[Principal, Depends(_person)]
+
+
+def _user_out(user: User, caller: Principal) -> UserOut:
+    """Staff other than admins see other people's email and phone masked."""
+    masked = caller.is_staff and caller.role is not Role.ADMIN and user.id != caller.id
+    return UserOut.of(user, masked=masked)
 
 
 @router.post("/users", status_code=status.HTTP_201_CREATED, response_model=UserOut)
@@ -78,7 +86,7 @@ def list_users(
     users, has_more = service.list_users(
         session, params, app_id=None if caller.is_staff else caller.id
     )
-    return Page[UserOut](data=[UserOut.of(u) for u in users], has_more=has_more)
+    return Page[UserOut](data=[_user_out(u, caller) for u in users], has_more=has_more)
 
 
 @router.get("/users/me", response_model=UserOut)
@@ -94,7 +102,7 @@ def read_user(user_id: str, caller: CurrentPrincipal, session: DbSession) -> Use
     ensure_visible(
         caller, owner_app_id=user.app_id, owner_user_id=user.id, what="user", object_id=user_id
     )
-    return UserOut.of(user)
+    return _user_out(user, caller)
 
 
 async def _token_request(request: Request) -> TokenRequest:
@@ -119,6 +127,20 @@ async def _token_request(request: Request) -> TokenRequest:
         raise RequestValidationError(errors) from None
 
 
+def _login_rate_limits(
+    request: Request, body: Annotated[TokenRequest, Depends(_token_request)]
+) -> None:
+    """Count the try per client IP and per account (a keyed hash of the email) before any
+    password is checked; 429 `rate_limited` when either is over its limit."""
+    limiter = limiter_of(request)
+    account = limiter.digest(service.normalize_email(body.username))
+    enforce(
+        request,
+        [(limiter.login_per_ip, client_ip(request)), (limiter.login_per_account, account)],
+        "login attempts",
+    )
+
+
 _TOKEN_BODY = {
     "requestBody": {
         "required": True,
@@ -132,6 +154,7 @@ _TOKEN_BODY = {
 
 @router.post("/auth/token", response_model=TokenOut, tags=["auth"], openapi_extra=_TOKEN_BODY)
 def issue_token(
+    _limits: Annotated[None, Depends(_login_rate_limits)],
     body: Annotated[TokenRequest, Depends(_token_request)],
     request: Request,
     session: DbSession,
@@ -155,6 +178,16 @@ def _lockout_policy(settings: AppSettings) -> service.LockoutPolicy:
 Policy = Annotated[service.LockoutPolicy, Depends(_lockout_policy)]
 
 
+def _payment_password_rate_limit(request: Request, caller: PersonCaller) -> None:
+    """Count the try before the password is looked at: a refused try (429) never reaches
+    the lockout counter."""
+    limiter = limiter_of(request)
+    enforce(request, [(limiter.payment_password, caller.id)], "payment password tries")
+
+
+PaymentPasswordTry = Annotated[None, Depends(_payment_password_rate_limit)]
+
+
 def _raise_for_failed_check(check: service.PaymentPasswordCheck) -> None:
     if check.locked_until is not None:
         raise PaymentPasswordLocked(
@@ -172,12 +205,15 @@ def _raise_for_failed_check(check: service.PaymentPasswordCheck) -> None:
 def set_payment_password(
     body: PaymentPasswordSet,
     caller: PersonCaller,
+    request: Request,
     session: DbSession,
     clock: AppClock,
     hasher: Hasher,
     policy: Policy,
 ) -> PaymentPasswordStatus:
     """Set the 6-digit payment password, or change it by giving the current one."""
+    if body.current_password is not None:  # a try of the current one: counted first
+        _payment_password_rate_limit(request, caller)
     check = service.set_payment_password(
         session,
         hasher,
@@ -195,6 +231,7 @@ def set_payment_password(
 
 @router.post("/users/me/payment-password/verify", response_model=PaymentPasswordStatus)
 def verify_payment_password(
+    _limit: PaymentPasswordTry,
     body: PaymentPasswordVerify,
     caller: PersonCaller,
     session: DbSession,

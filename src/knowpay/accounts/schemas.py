@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from knowpay.accounts.models import User
+from knowpay.kit.masking import mask_email, mask_phone
 
 _LOCALE_PATTERN = r"^[a-z]{2,3}([_-][A-Za-z]{2,4})?([_-][A-Za-z0-9]{2,8})?$"
 _PAYMENT_PASSWORD = r"^[0-9]{6}$"  # noqa: S105 - a pattern, not a password
@@ -52,12 +53,13 @@ class UserOut(BaseModel):
     created_at: datetime
 
     @classmethod
-    def of(cls, user: User) -> UserOut:
+    def of(cls, user: User, *, masked: bool = False) -> UserOut:
+        """The user as shown to a caller; `masked` hides most of the email and phone."""
         return cls(
             id=user.id,
-            email=user.email,
+            email=mask_email(user.email) if masked else user.email,
             role=user.role,
-            phone=user.phone,
+            phone=mask_phone(user.phone) if masked and user.phone else user.phone,
             locale=user.locale,
             level=user.level,
             app_id=user.app_id,

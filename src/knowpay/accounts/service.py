@@ -21,6 +21,7 @@ from knowpay.accounts.errors import (
     UserNotFound,
 )
 from knowpay.accounts.models import ApiKey, App, User
+from knowpay.audit import service as audit
 from knowpay.auth.dependencies import API_KEY_PREFIX
 from knowpay.auth.principals import STAFF_ROLES, Principal, Role
 from knowpay.kit.crypto import SecretHasher, random_token, sha256_hex
@@ -84,7 +85,16 @@ def create_staff(
     """Create a staff member (admin, finance or support)."""
     if role not in STAFF_ROLES:
         raise ValueError(f"{role} is not a staff role")
-    return register_user(session, hasher, email=email, password=password, role=role, now=now)
+    user = register_user(session, hasher, email=email, password=password, role=role, now=now)
+    audit.record(
+        session,
+        action="staff.created",
+        object_type="user",
+        object_id=user.id,
+        after={"role": role.value},
+        now=now,
+    )
+    return user
 
 
 def authenticate(session: Session, hasher: SecretHasher, *, email: str, password: str) -> Principal:
@@ -114,6 +124,14 @@ def create_app(session: Session, *, name: str, now: datetime) -> NewApp:
     """Create a platform app with its first API key (returned once, stored hashed)."""
     app = App(id=new_id("app"), name=name, created_at=now)
     repository.add(session, app)
+    audit.record(
+        session,
+        action="app.created",
+        object_type="app",
+        object_id=app.id,
+        after={"name": name},
+        now=now,
+    )
     key_id, key = issue_api_key(session, app_id=app.id, now=now)
     return NewApp(app=app, api_key_id=key_id, api_key=key)
 
@@ -131,6 +149,14 @@ def issue_api_key(session: Session, *, app_id: str, now: datetime) -> tuple[str,
         created_at=now,
     )
     repository.add(session, row)
+    audit.record(
+        session,
+        action="api_key.created",
+        object_type="api_key",
+        object_id=row.id,
+        after={"app_id": app_id, "prefix": row.display_prefix},
+        now=now,
+    )
     return row.id, key
 
 
@@ -138,7 +164,16 @@ def revoke_api_keys(session: Session, *, app_id: str, now: datetime) -> int:
     """Revoke every live key of an app; returns how many were revoked."""
     if repository.get_app(session, app_id) is None:
         raise AppNotFound(f"No such app: {app_id}")
-    return repository.revoke_keys(session, app_id, now)
+    revoked = repository.revoke_keys(session, app_id, now)
+    audit.record(
+        session,
+        action="api_keys.revoked",
+        object_type="app",
+        object_id=app_id,
+        after={"revoked": revoked},
+        now=now,
+    )
+    return revoked
 
 
 def list_apps(session: Session) -> list[App]:

@@ -1,14 +1,20 @@
-"""Raising and listing alerts. Never commits: an alert commits with what caused it."""
+"""Raising and listing alerts. raise_alert never commits: an alert commits with what caused
+it. Breaker alerts are the exception: they are written by a thread of their own, because a
+breaker changes state in the middle of a gateway call, inside someone else's transaction."""
 
 from __future__ import annotations
 
 import logging
+import threading
 from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from knowpay.alerts.models import Alert
+from knowpay.channels.health import BreakerState, StateListener
+from knowpay.kit.clock import Clock
+from knowpay.kit.db import Database
 from knowpay.kit.ids import new_id
 from knowpay.kit.pagination import PageParams, paginate_query, split_page
 
@@ -46,3 +52,26 @@ def list_alerts(
     if kind is not None:
         statement = statement.where(Alert.kind == kind)
     return split_page(session.scalars(paginate_query(statement, Alert.id, params)).all(), params)
+
+
+def breaker_alerts(database: Database, clock: Clock) -> StateListener:
+    """A listener that tells staff when a gateway's breaker opens (and when it closes)."""
+
+    def write(gateway: str, old: BreakerState, new: BreakerState) -> None:
+        with database.session_scope() as session:
+            raise_alert(
+                session,
+                kind="channel.breaker_opened" if new == "open" else "channel.breaker_closed",
+                severity="error" if new == "open" else "info",
+                subject_id=gateway,
+                message=f"The {gateway} gateway's circuit breaker went from {old} to {new}.",
+                now=clock.now(),
+            )
+
+    def on_change(gateway: str, old: BreakerState, new: BreakerState) -> None:
+        if new != "half_open":
+            threading.Thread(
+                target=write, args=(gateway, old, new), name=f"breaker-alert-{gateway}", daemon=True
+            ).start()
+
+    return on_change

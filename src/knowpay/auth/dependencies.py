@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from knowpay.auth.principals import Principal, Role
 from knowpay.auth.tokens import TokenService
+from knowpay.kit import context
 from knowpay.kit.errors import Forbidden, Unauthorized
 from knowpay.kit.web import DbSession, get_clock
 
@@ -55,7 +56,14 @@ def current_principal(
     else:
         principal = _token_service(request).verify(secret, get_clock(request).now())
     request.state.principal = principal
+    context.set_actor(actor_name(principal))
     return principal
+
+
+def actor_name(principal: Principal) -> str:
+    """How the audit log names a caller: `staff:usr_…`, `app:app_…`, `buyer:usr_…`."""
+    kind = "staff" if principal.is_staff else principal.role.value
+    return f"{kind}:{principal.id}"
 
 
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]

@@ -157,10 +157,13 @@ def change_status(
     return product
 
 
-def sellable_price(session: Session, product_id: str, currency: str) -> tuple[Product, Money]:
-    """The published price of a product in a currency, for computing an order's amount."""
+def sellable_price(
+    session: Session, product_id: str, currency: str, caller: Principal | None = None
+) -> tuple[Product, Money]:
+    """The published price of a product in a currency, for computing an order's amount.
+    Another app's product that `caller` may not see is not found (not "not for sale")."""
     product = repository.get(session, product_id)
-    if product is None:
+    if product is None or (caller is not None and not _visible_to(product, caller)):
         raise ProductNotFound(f"No such product: {product_id}")
     if product.status != ProductStatus.PUBLISHED:
         raise ProductNotForSale(f"Product {product_id} is {product.status}, not on sale.")

@@ -6,8 +6,12 @@ from collections.abc import Callable
 
 from knowpay.channels.alipay import build_channels as alipay_channels
 from knowpay.channels.base import Channel
+from knowpay.channels.health import ChannelHealth, GuardedChannel
+from knowpay.channels.paypal import build_channels as paypal_channels
+from knowpay.channels.stripe import build_channels as stripe_channels
 from knowpay.channels.testchannel.adapter import TestChannel
 from knowpay.channels.testchannel.store import TestGatewayStore
+from knowpay.channels.unionpay import build_channels as unionpay_channels
 from knowpay.channels.wechatpay import build_channels as wechatpay_channels
 from knowpay.kit.clock import Clock
 from knowpay.kit.config import Settings
@@ -45,6 +49,9 @@ _BUILDERS: tuple[ChannelBuilder, ...] = (
     _test_channels,
     wechatpay_channels,
     alipay_channels,
+    stripe_channels,
+    unionpay_channels,
+    paypal_channels,
 )
 
 
@@ -59,8 +66,12 @@ class ChannelNotAvailable(Unprocessable):
 class ChannelRegistry:
     """The channels this deployment can use."""
 
-    def __init__(self, channels: dict[str, Channel]) -> None:
-        self._channels = channels
+    def __init__(self, channels: dict[str, Channel], health: ChannelHealth) -> None:
+        self._adapters = channels
+        self._channels: dict[str, Channel] = {
+            name: GuardedChannel(adapter, health) for name, adapter in channels.items()
+        }
+        self.health = health
 
     @classmethod
     def from_settings(cls, settings: Settings, clock: Clock) -> ChannelRegistry:
@@ -68,10 +79,11 @@ class ChannelRegistry:
         channels: dict[str, Channel] = {}
         for build in _BUILDERS:
             channels.update(build(settings, clock))
-        return cls(channels)
+        return cls(channels, ChannelHealth(settings.channels, redis_url=settings.redis_url))
 
     def get(self, name: str) -> Channel:
-        """The adapter for a channel name; 422 when unknown or not configured."""
+        """The channel for a name, its gateway calls guarded by the gateway's breaker;
+        422 when unknown or not configured."""
         channel = self._channels.get(name)
         if channel is not None:
             return channel
@@ -79,9 +91,18 @@ class ChannelRegistry:
             raise ChannelNotAvailable(f"The {name} channel is not configured in this deployment.")
         raise UnknownChannel(f"No channel named {name!r}; known: {', '.join(KNOWN_CHANNELS)}.")
 
+    def adapter(self, name: str) -> Channel:
+        """The bare adapter behind a channel (tests and tools; no breaker, no metrics)."""
+        self.get(name)
+        return self._adapters[name]
+
     def for_gateway(self, gateway: str) -> Channel | None:
         """An adapter that verifies notifications sent to /notify/{gateway}."""
         return next((c for c in self._channels.values() if c.gateway == gateway), None)
 
     def names(self) -> list[str]:
         return sorted(self._channels)
+
+    def all(self) -> list[Channel]:
+        """Every configured channel, by name."""
+        return [self._channels[name] for name in self.names()]

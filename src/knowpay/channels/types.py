@@ -133,6 +133,9 @@ class Notification:
     out_refund_no: str | None = None
     paid_at: datetime | None = None
     gateway_refund_no: str | None = None
+    payer_account: str | None = None
+    """The paying account as the gateway names it (Alipay buyer_id, WeChat openid), for the
+    risk blacklist; never shown unmasked."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,9 @@ from knowpay.accounts import service as accounts
 from knowpay.auth.principals import STAFF_ROLES, Role
 from knowpay.cli.demo import seed_demo
 from knowpay.cli.output import console, emit
+from knowpay.cli.rates import rates_app
+from knowpay.cli.security import audit_app, gateways_app, secrets_app
+from knowpay.kit import context
 from knowpay.kit.clock import SystemClock
 from knowpay.kit.config import get_settings
 from knowpay.kit.crypto import SecretHasher
@@ -29,12 +32,34 @@ ledger_app = typer.Typer(help="The double-entry ledger.", no_args_is_help=True)
 app.add_typer(apps_app, name="apps")
 app.add_typer(users_app, name="users")
 app.add_typer(ledger_app, name="ledger")
+app.add_typer(audit_app, name="audit")
+app.add_typer(secrets_app, name="secrets")
+app.add_typer(gateways_app, name="gateways")
+app.add_typer(rates_app, name="rates")
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for programs.")]
 
 
 def _database() -> Database:
     return Database(get_settings())
+
+
+@app.callback()
+def _main(ctx: typer.Context) -> None:
+    """knowpay: the payment center of a paid-knowledge platform."""
+    # What an admin command changes is audited as done by `cli:<operating-system user>`; the
+    # long-running processes act as `system` (or as each request's caller).
+    if ctx.invoked_subcommand not in {"serve", "worker", "demo", "sandbox"}:
+        ctx.with_resource(context.acting_as(f"cli:{_os_user()}"))
+
+
+def _os_user() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
 
 
 def _fail(error: KnowpayError, as_json: bool) -> None:
@@ -113,13 +138,18 @@ def worker(
     """Outbox dispatch, webhook delivery and the scheduled jobs (several may run at once)."""
     import signal
 
+    from knowpay.alerts.service import breaker_alerts
     from knowpay.channels.registry import ChannelRegistry
+    from knowpay.credentials.service import with_stored_credentials
     from knowpay.worker.runner import Worker
 
     settings = get_settings()
     database = Database(settings)
+    settings = with_stored_credentials(settings, database)
     clock = SystemClock()
-    runner = Worker(settings, database, clock, ChannelRegistry.from_settings(settings, clock))
+    registry = ChannelRegistry.from_settings(settings, clock)
+    registry.health.set_listener(breaker_alerts(database, clock))
+    runner = Worker(settings, database, clock, registry)
     if once:
         outcome = {
             **runner.run_jobs_once(),

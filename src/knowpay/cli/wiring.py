@@ -11,7 +11,14 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from pydantic import BaseModel
 
-from knowpay.kit.config import AlipaySettings, Settings, WechatPaySettings
+from knowpay.kit.config import (
+    AlipaySettings,
+    PayPalSettings,
+    Settings,
+    StripeSettings,
+    UnionPaySettings,
+    WechatPaySettings,
+)
 from knowpay.sandbox.app import SandboxConfig, create_sandbox_app
 
 SANDBOX_PREFIX = "/sandbox"
@@ -43,10 +50,47 @@ def _wechatpay(keys: dict[str, Any], sandbox_url: str) -> BaseModel:
     )
 
 
+def _unionpay(keys: dict[str, Any], sandbox_url: str) -> BaseModel:
+    return UnionPaySettings(
+        mer_id=keys["mer_id"],
+        sign_private_key=keys["merchant_private_key"],
+        sign_cert=keys["merchant_cert"],
+        root_cert=keys["root_cert"],
+        middle_cert=keys["middle_cert"],
+        expected_cert_cn=keys["expected_cert_cn"],
+        front_url=keys["front_url"],
+        back_url=keys["back_url"],
+        query_url=keys["query_url"],
+    )
+
+
+def _stripe(keys: dict[str, Any], sandbox_url: str) -> BaseModel:
+    return StripeSettings(
+        secret_key=keys["secret_key"],
+        publishable_key=keys["publishable_key"],
+        webhook_secret=keys["webhook_secret"],
+        base_url=keys["base_url"],
+        payer_page_url=keys["payer_page_url"],
+    )
+
+
+def _paypal(keys: dict[str, Any], sandbox_url: str) -> BaseModel:
+    return PayPalSettings(
+        client_id=keys["client_id"],
+        client_secret=keys["client_secret"],
+        webhook_id=keys["webhook_id"],
+        base_url=keys["base_url"],
+        cert_hosts=keys["cert_hosts"],
+    )
+
+
 # One line per simulated gateway: settings section → its wiring.
 _WIRINGS: dict[str, GatewayWiring] = {
     "alipay": _alipay,
     "wechatpay": _wechatpay,
+    "unionpay": _unionpay,
+    "stripe": _stripe,
+    "paypal": _paypal,
 }
 
 

@@ -12,6 +12,7 @@ from knowpay.channels.errors import ProtocolError
 from knowpay.channels.registry import ChannelRegistry
 from knowpay.channels.testchannel.adapter import TestChannel
 from knowpay.gateway_notifications import service
+from knowpay.kit import context
 from knowpay.kit.errors import Conflict, NotFound
 from knowpay.kit.web import AppClock, DbSession
 
@@ -62,6 +63,7 @@ def notify(
     channel = registry.for_gateway(gateway)
     if channel is None:
         raise UnknownGateway(f"No gateway {gateway!r} is configured here.")
+    context.set_actor(f"gateway:{channel.gateway}")
     policy = request.app.state.settings.refunds
     handled = service.receive(session, channel, dict(request.headers), body, clock.now(), policy)
     return Response(
@@ -101,7 +103,7 @@ def confirm_test_payment(
     """The test gateway's buyer pays (or fails); its signed notification then goes through
     the same code as every gateway's. `notify: false` settles it silently (a lost notification)."""
     body = body or TestConfirm()
-    channel = registry.get("test")
+    channel = registry.adapter("test")
     if not isinstance(channel, TestChannel):  # pragma: no cover - the registry builds it
         raise UnknownGateway("The test channel is not available.")
     trade = channel.settle(payment_id, body.outcome, clock.now())
@@ -115,6 +117,7 @@ def confirm_test_payment(
         headers, raw = channel.build_notification(payment_id)
     except ProtocolError as exc:
         raise TradeNotSettled(str(exc)) from exc
+    context.set_actor(f"gateway:{channel.gateway}")
     handled = service.receive(
         session, channel, headers, raw, clock.now(), request.app.state.settings.refunds
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -15,16 +16,18 @@ from sqlalchemy.orm import Session
 
 from knowpay.alerts.service import raise_alert
 from knowpay.channels.base import Channel
-from knowpay.channels.errors import ProtocolError, SignatureInvalid
+from knowpay.channels.errors import ChannelUnavailable, ProtocolError, SignatureInvalid
 from knowpay.channels.types import ChannelStatus, Notification, NotificationAck, RefundResult
 from knowpay.gateway_notifications.models import InboundNotification
 from knowpay.kit.config import RefundSettings
 from knowpay.kit.errors import KnowpayError
 from knowpay.kit.ids import new_id
+from knowpay.kit.masking import mask_account
 from knowpay.kit.money import Money
 from knowpay.payments import service as payments
 from knowpay.payments.errors import PaymentNotFound
 from knowpay.refunds import service as refunds
+from knowpay.risk import service as risk
 
 _KEPT_HEADERS = frozenset(
     {
@@ -43,6 +46,16 @@ _KEPT_HEADERS = frozenset(
         "paypal-cert-url",
         "paypal-auth-algo",
     }
+)
+
+
+logger = logging.getLogger(__name__)
+
+# Any gateway resends on a non-2xx answer; 503 says "not now" rather than "refused".
+_TRY_AGAIN_LATER = NotificationAck(
+    status_code=503,
+    body=b'{"error": "verification unavailable, retry"}',
+    content_type="application/json",
 )
 
 
@@ -134,10 +147,27 @@ def _dispatch(session: Session, note: Notification, now: datetime, policy: Refun
     if note.status is ChannelStatus.SUCCEEDED:
         if note.amount is None:
             raise ProtocolError("a success notification without an amount")
-        payments.record_capture(session, note.out_trade_no, note.amount, note.gateway_trade_no, now)
+        outcome = payments.record_capture(
+            session, note.out_trade_no, note.amount, note.gateway_trade_no, now
+        )
+        if outcome is payments.CaptureOutcome.RECORDED and note.payer_account:
+            _check_payer(session, note, now)
     elif note.status is ChannelStatus.FAILED:
         payments.record_failure(
             session, note.out_trade_no, "gateway_failed", "The gateway reported a failure.", now
+        )
+
+
+def _check_payer(session: Session, note: Notification, now: datetime) -> None:
+    """Money from a blacklisted payer account is already captured: staff must look at it."""
+    if risk.payer_account_blacklisted(session, note.payer_account or ""):
+        raise_alert(
+            session,
+            kind="risk.blacklisted_payer",
+            subject_id=note.out_trade_no,
+            message=f"Payment {note.out_trade_no} was paid by a blacklisted payer account "
+            f"({mask_account(note.payer_account or '')}); review it and refund if needed.",
+            now=now,
         )
 
 
@@ -173,6 +203,11 @@ def receive(
         return _reject_unverified(
             session, channel, headers, body, f"{type(exc).__name__}: {exc}", now
         )
+    except ChannelUnavailable as exc:
+        # The gateway's own verification service (PayPal's postback) cannot be reached: the
+        # notification is neither trusted nor refused; the gateway will send it again.
+        logger.warning("%s notification cannot be verified now: %s", channel.gateway, exc)
+        return Handled("verification_unavailable", _TRY_AGAIN_LATER, None)
     row = _store(
         session,
         channel.gateway,

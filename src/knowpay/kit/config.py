@@ -6,14 +6,26 @@ A PEM value may be given inline or as a path to a file holding it.
 
 from __future__ import annotations
 
+import ipaddress
+import json
 import os
+import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, Field, SecretStr, field_validator
+from limits import parse_many as _parse_rate_limits
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    Field,
+    SecretStr,
+    field_validator,
+)
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -76,6 +88,13 @@ class UnionPaySettings(GatewaySettings):
     sign_private_key: Pem = None
     sign_cert_id: str | None = None
     verify_cert: Pem = None
+    root_cert: Pem = None
+    """UnionPay's root CA (PEM): every signPubKeyCert must chain to it through middle_cert."""
+    middle_cert: Pem = None
+    expected_cert_cn: str = "中国银联股份有限公司"
+    """The owner named in signPubKeyCert's CN (UnionPay's test environment: 00040000:SIGN)."""
+    form_url: str | None = None
+    """Where knowpay serves the auto-submitting front form; default {public_url}/forms/unionpay."""
     front_url: str = "https://gateway.95516.com/gateway/api/frontTransReq.do"
     back_url: str = "https://gateway.95516.com/gateway/api/backTransReq.do"
     query_url: str = "https://gateway.95516.com/gateway/api/queryTrans.do"
@@ -85,6 +104,21 @@ class StripeSettings(GatewaySettings):
     secret_key: SecretStr | None = None
     webhook_secret: SecretStr | None = None
     base_url: str = "https://api.stripe.com"
+    publishable_key: str | None = None
+    """pk_…: public, for the payer's page (Stripe.js) together with the client secret."""
+    api_version: str = "2024-06-20"
+    """Sent as Stripe-Version on every call, so answers keep the shape the adapter reads."""
+    previous_webhook_secrets: list[SecretStr] = []
+    """Endpoint secrets still accepted while the endpoint's secret is being rolled."""
+    webhook_tolerance_s: int = Field(default=300, ge=1)
+    """How old a webhook's signed timestamp may be (Stripe's libraries default to 300 s)."""
+    currencies: list[str] = ["USD", "EUR", "GBP", "JPY", "KRW", "HKD", "SGD", "AUD", "CAD", "CNY"]
+    """The presentment currencies this account charges in."""
+    countries: list[str] = []
+    """ISO 3166 alpha-2 codes of the payers served; empty means any."""
+    payer_page_url: str | None = None
+    """A page that confirms a PaymentIntent, with `{id}` and `{client_secret}` placeholders
+    (the sandbox's test payer page in the demo); None when the cashier runs Stripe.js."""
 
 
 class PayPalSettings(GatewaySettings):
@@ -92,6 +126,21 @@ class PayPalSettings(GatewaySettings):
     client_secret: SecretStr | None = None
     webhook_id: str | None = None
     base_url: str = "https://api-m.paypal.com"
+    currencies: list[str] = ["USD", "EUR", "GBP", "JPY", "HKD", "AUD", "CAD", "SGD"]
+    """The currencies this account charges in (a deployment may keep only USD)."""
+    verify_mode: str = "postback"
+    """Webhook verification: `postback` (ask PayPal's verify-webhook-signature) or `offline`
+    (check the signature with the certificate named by PAYPAL-CERT-URL)."""
+    cert_hosts: list[str] = ["*.paypal.com"]
+    """Hosts PAYPAL-CERT-URL may name for offline verification (`*.` matches subdomains;
+    `host:port` entries and loopback hosts are for the sandbox)."""
+
+    @field_validator("verify_mode")
+    @classmethod
+    def _known_verify_mode(cls, value: str) -> str:
+        if value not in ("postback", "offline"):
+            raise ValueError("verify_mode must be postback or offline")
+        return value
 
 
 class PasswordHashSettings(BaseModel):
@@ -137,6 +186,121 @@ class RefundSettings(BaseModel):
     """A refund the gateway is still processing is asked about after this long."""
 
 
+class ChannelHealthSettings(BaseModel):
+    """Circuit breaking and routing between channels."""
+
+    model_config = {"extra": "forbid"}
+
+    breaker_fail_max: int = Field(default=5, ge=1)
+    """Consecutive failed calls (errors or timeouts, not declines) that open a breaker."""
+    breaker_reset_timeout_s: float = Field(default=30.0, gt=0)
+    """How long an open breaker refuses calls before letting a trial call through."""
+    window_s: int = Field(default=300, ge=1)
+    """The rolling window of the success rate and latency shown to staff."""
+    window_max_calls: int = Field(default=2000, ge=10)
+    preference: list[str] = [
+        "alipay_qr",
+        "wechat_native",
+        "alipay_page",
+        "alipay_wap",
+        "wechat_h5",
+        "wechat_jsapi",
+        "unionpay",
+        "stripe",
+        "paypal",
+        "test",
+    ]
+    """Routing order: when the payer names no channel, the first one that can pay is used."""
+
+
+class LimitSettings(BaseModel):
+    """How spending limits count (the limits themselves are data: /v1/admin/limits)."""
+
+    model_config = {"extra": "forbid"}
+
+    timezone: str = "Asia/Shanghai"
+    """Where a limit's day and month begin."""
+    near_percent: int = Field(default=80, ge=1, le=100)
+    """`limit.near` is sent once per period when usage reaches this share of a limit."""
+
+
+def _rate_limit(value: str) -> str:
+    """A `limits` rate string such as `10/minute` or `5/minute;100/hour`."""
+    try:
+        if not _parse_rate_limits(value):
+            raise ValueError(value)
+    except ValueError as exc:
+        raise ValueError(f"not a rate limit like '10/minute': {value!r}") from exc
+    return value
+
+
+RateLimitString = Annotated[str, AfterValidator(_rate_limit)]
+
+
+class RateLimitSettings(BaseModel):
+    """Request rate limits (the `limits` library): in process memory by default, shared by
+    every process through Redis when KNOWPAY_REDIS_URL is set. A 429 carries Retry-After."""
+
+    model_config = {"extra": "forbid"}
+
+    enabled: bool = True
+    strategy: Literal["moving-window", "fixed-window", "sliding-window-counter"] = "moving-window"
+    api_per_key: RateLimitString = "600/minute"
+    """Each API key (by its hash) or logged-in person (by the token's subject), on every
+    limited route."""
+    api_per_ip: RateLimitString = "300/minute"
+    """Each client IP, for calls without valid credentials (failed authentications count)."""
+    login_per_ip: RateLimitString = "10/minute"
+    """POST /v1/auth/token tries from one client IP, right or wrong."""
+    login_per_account: RateLimitString = "5/minute"
+    """POST /v1/auth/token tries naming one email (kept as a hash), right or wrong."""
+    payment_password: RateLimitString = "5/minute"  # noqa: S105 - a rate, not a password
+    """Tries of one person's payment password (verify, set or change), checked before the
+    password is looked at and before the lockout counter moves."""
+    exempt_prefixes: list[str] = []
+    """More path prefixes never limited; /notify/, /healthz, /readyz and /metrics never are."""
+    key_prefix: str = Field(default="knowpay:rl", min_length=1, max_length=64)
+    """Prefix of the counters' keys in Redis."""
+    storage_timeout_s: float = Field(default=0.5, gt=0)
+    """How long a Redis call may take; when Redis fails the request goes through (logged)."""
+
+
+DEFAULT_CSP = (
+    "default-src 'self'; base-uri 'none'; object-src 'none'; frame-ancestors 'none'; "
+    "form-action 'self'"
+)
+
+
+class SecurityHeaderSettings(BaseModel):
+    """Headers every response carries (Content-Security-Policy, HSTS, nosniff, …)."""
+
+    model_config = {"extra": "forbid"}
+
+    content_security_policy: str = DEFAULT_CSP
+    csp_by_prefix: dict[str, str] = {}
+    """Policies for path prefixes (the longest matching prefix wins); they replace knowpay's
+    own for /docs and /forms/ when given for those prefixes."""
+    hsts_max_age_s: int = Field(default=31_536_000, ge=0)
+    """Strict-Transport-Security on responses to HTTPS requests (or when public_url is
+    https); 0 leaves the header out."""
+    hsts_include_subdomains: bool = False
+    referrer_policy: str = "no-referrer"
+
+
+def _comma_list(value: Any) -> Any:
+    """Accept a list, a JSON array or comma-separated text (`a,b`) from the environment."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            return json.loads(text)
+        return [item.strip() for item in text.split(",") if item.strip()]
+    return value
+
+
+CommaList = Annotated[list[str], NoDecode, BeforeValidator(_comma_list)]
+_ORIGIN = re.compile(r"^https?://[A-Za-z0-9.\-\[\]:]+$")
+
+
 class Settings(BaseSettings):
     """Everything knowpay reads from its environment."""
 
@@ -168,6 +332,14 @@ class Settings(BaseSettings):
     password_hash: PasswordHashSettings = PasswordHashSettings()
     worker: WorkerSettings = WorkerSettings()
     refunds: RefundSettings = RefundSettings()
+    channels: ChannelHealthSettings = ChannelHealthSettings()
+    limits: LimitSettings = LimitSettings()
+    rate_limits: RateLimitSettings = RateLimitSettings()
+    security_headers: SecurityHeaderSettings = SecurityHeaderSettings()
+    cors_origins: CommaList = []
+    """Origins (scheme://host[:port]) whose pages may call the API; empty: none may."""
+    trusted_proxies: CommaList = []
+    """Addresses or networks of reverse proxies whose X-Forwarded-For/-Proto are believed."""
 
     alipay: AlipaySettings = AlipaySettings()
     wechatpay: WechatPaySettings = WechatPaySettings()
@@ -186,6 +358,24 @@ class Settings(BaseSettings):
     @classmethod
     def _no_trailing_slash(cls, value: str) -> str:
         return value.rstrip("/")
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _exact_origins(cls, value: list[str]) -> list[str]:
+        origins = [origin.rstrip("/") for origin in value]
+        for origin in origins:
+            if not _ORIGIN.match(origin):
+                raise ValueError(
+                    f"a CORS origin is scheme://host[:port], without wildcards: {origin!r}"
+                )
+        return origins
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for network in value:
+            ipaddress.ip_network(network, strict=False)
+        return value
 
     @property
     def uses_insecure_secret(self) -> bool:

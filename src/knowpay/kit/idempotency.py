@@ -30,6 +30,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from knowpay.kit.clock import Clock
+from knowpay.kit.crypto import SecretBox
 from knowpay.kit.db import Database
 from knowpay.kit.errors import problem_response
 from knowpay.kit.idempotency_models import IdempotencyRecord
@@ -125,6 +126,41 @@ def _scope_column(scope: str) -> str:
     return "sha256:" + hashlib.sha256(scope.encode("utf-8")).hexdigest()
 
 
+# Stored responses can carry secrets shown once (a webhook endpoint's signing secret, a new API
+# key): they are sealed with the secret box, bound to their scope and key.
+_SEALED_BODY_PREFIX = b"v2:"
+
+
+def _body_context(scope: str, key: str) -> str:
+    return f"idempotency_key:{scope}:{key}"
+
+
+def _seal_body(box: SecretBox | None, scope: str, key: str, body: bytes) -> bytes:
+    if box is None:
+        return body
+    return box.seal_bytes(body, context=_body_context(scope, key)).encode("ascii")
+
+
+def _open_body(box: SecretBox | None, scope: str, key: str, stored: bytes) -> bytes:
+    """A stored response body; one stored before sealing began is returned as it is."""
+    if box is None or not stored.startswith(_SEALED_BODY_PREFIX):
+        return stored
+    return box.open_bytes(stored.decode("ascii"), context=_body_context(scope, key))
+
+
+def reseal_bodies(session: Session, opener: SecretBox, sealer: SecretBox) -> int:
+    """Re-encrypt every stored response body under `sealer`'s key (`knowpay secrets rotate`);
+    bodies stored before sealing began are sealed now. Returns how many."""
+    count = 0
+    for record in session.scalars(
+        select(IdempotencyRecord).where(IdempotencyRecord.response_body.is_not(None))
+    ).all():
+        plain = _open_body(opener, record.scope, record.key, record.response_body or b"")
+        record.response_body = _seal_body(sealer, record.scope, record.key, plain)
+        count += 1
+    return count
+
+
 def _restart(record: IdempotencyRecord, fingerprint: str, now: datetime) -> None:
     record.request_fingerprint = fingerprint
     record.state = IN_PROGRESS
@@ -200,7 +236,12 @@ def _owned(claim: _Proceed) -> ColumnElement[bool]:
 
 
 def _complete(
-    database: Database, claim: _Proceed, status: int, headers: list[tuple[str, str]], body: bytes
+    database: Database,
+    claim: _Proceed,
+    status: int,
+    headers: list[tuple[str, str]],
+    body: bytes,
+    box: SecretBox | None = None,
 ) -> bool:
     with database.session_scope() as session:
         result = session.execute(
@@ -211,7 +252,7 @@ def _complete(
                 locked_until=None,
                 response_status=status,
                 response_headers=json.dumps(headers),
-                response_body=body,
+                response_body=_seal_body(box, claim.scope, claim.key, body),
             )
         )
         return int(getattr(result, "rowcount", 0) or 0) == 1
@@ -289,6 +330,7 @@ class IdempotencyMiddleware:
         state = scope["app"].state
         database: Database = state.database
         clock: Clock = state.clock
+        box: SecretBox | None = getattr(state, "secret_box", None)
         fingerprint = request_fingerprint(
             scope["method"], scope["path"], scope.get("query_string", b""), body
         )
@@ -298,7 +340,12 @@ class IdempotencyMiddleware:
             caller = self.resolve_scope(request)
             if caller is None:
                 return _PassThrough()
-            return _claim(database, _scope_column(caller), key, fingerprint, clock.now())
+            owner = _scope_column(caller)
+            decision = _claim(database, owner, key, fingerprint, clock.now())
+            if isinstance(decision, _Replay):
+                body = _open_body(box, owner, key, decision.body)
+                return _Replay(decision.status, decision.headers, body)
+            return decision
 
         decision = await anyio.to_thread.run_sync(begin)
         if isinstance(decision, _PassThrough):
@@ -308,10 +355,16 @@ class IdempotencyMiddleware:
         elif isinstance(decision, _Replay):
             await self._replay(decision, scope, receive_body, send)
         else:
-            await self._run(decision, database, scope, receive_body, send)
+            await self._run(decision, database, box, scope, receive_body, send)
 
     async def _run(
-        self, claim: _Proceed, database: Database, scope: Scope, receive: Receive, send: Send
+        self,
+        claim: _Proceed,
+        database: Database,
+        box: SecretBox | None,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
     ) -> None:
         """Run the endpoint; store its response (or drop the claim on a 5xx) before the
         response's last chunk is sent, so a client that has it can never see 409 on retry."""
@@ -327,7 +380,7 @@ class IdempotencyMiddleware:
                 await anyio.to_thread.run_sync(_release, database, claim)
                 return
             stored = await anyio.to_thread.run_sync(
-                _complete, database, claim, outcome_status, headers, b"".join(chunks)
+                _complete, database, claim, outcome_status, headers, b"".join(chunks), box
             )
             if not stored:
                 logger.warning("idempotency key was taken over before the response was stored")
@@ -383,4 +436,5 @@ __all__ = [
     "ScopeResolver",
     "purge_expired",
     "request_fingerprint",
+    "reseal_bodies",
 ]

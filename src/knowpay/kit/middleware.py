@@ -8,6 +8,8 @@ import secrets
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from knowpay.kit import context
+
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
 
 
@@ -15,8 +17,19 @@ def _new_request_id() -> str:
     return "req_" + secrets.token_hex(12)
 
 
+def _client_ip(scope: Scope) -> str | None:
+    """The client's address: as the app's trusted proxies resolve it when it has them
+    (`app.state.trusted_proxies`), else the peer's."""
+    proxies = getattr(getattr(scope.get("app"), "state", None), "trusted_proxies", None)
+    if proxies is not None:
+        return str(proxies.client_ip(scope))
+    client = scope.get("client")
+    return str(client[0]) if client else None
+
+
 class RequestIdMiddleware:
-    """Give every request an id (or keep a sane incoming `X-Request-Id`) and echo it."""
+    """Give every request an id (or keep a sane incoming `X-Request-Id`) and echo it; bind
+    the request context (id, client IP; the actor once authenticated) for the audit log."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -36,7 +49,8 @@ class RequestIdMiddleware:
                 message["headers"] = headers
             await send(message)
 
-        await self.app(scope, receive, send_with_id)
+        with context.bound(context.RequestContext(request_id=request_id, ip=_client_ip(scope))):
+            await self.app(scope, receive, send_with_id)
 
 
 class BodySizeLimitMiddleware:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, date, datetime, time
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -132,3 +132,37 @@ def order_holdings(session: Session) -> dict[tuple[str, str], int]:
         .group_by(Posting.order_id, Posting.currency)
     ).all()
     return {(str(order_id), currency): -int(total) for order_id, currency, total in rows}
+
+
+@dataclass(frozen=True, slots=True)
+class DailyTotal:
+    """The sum of an account's postings on one UTC day in one currency (debits positive)."""
+
+    day: date
+    currency: str
+    amount_minor: int
+
+
+def daily_totals(session: Session, account: str, start: date, end: date) -> list[DailyTotal]:
+    """An account's postings summed per UTC day and currency, for days in [start, end)."""
+    dialect = session.get_bind().dialect.name
+    # PostgreSQL's date() of a timestamptz follows the session's time zone: pin it to UTC.
+    created = (
+        func.timezone("UTC", Posting.created_at) if dialect == "postgresql" else Posting.created_at
+    )
+    day = func.date(created)
+    lower = datetime.combine(start, time.min, tzinfo=UTC)
+    upper = datetime.combine(end, time.min, tzinfo=UTC)
+    rows = session.execute(
+        select(day, Posting.currency, func.sum(Posting.amount_minor))
+        .where(Posting.account == account, Posting.created_at >= lower, Posting.created_at < upper)
+        .group_by(day, Posting.currency)
+        .order_by(day, Posting.currency)
+    ).all()
+    return [
+        DailyTotal(_as_date(row[0]), str(row[1]), int(row[2])) for row in rows if int(row[2]) != 0
+    ]
+
+
+def _as_date(value: date | str) -> date:
+    return value if isinstance(value, date) else date.fromisoformat(str(value))

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from knowpay.accounts import service as accounts
 from knowpay.accounts.errors import UserNotFound
+from knowpay.audit import service as audit
 from knowpay.auth.principals import Principal
 from knowpay.auth.scoping import can_see
 from knowpay.catalog import service as catalog
@@ -36,12 +37,12 @@ def _fingerprint(body: OrderCreate) -> str:
 
 
 def _priced_items(
-    session: Session, order_id: str, body: OrderCreate
+    session: Session, order_id: str, body: OrderCreate, caller: Principal
 ) -> tuple[list[OrderItem], Money]:
     items: list[OrderItem] = []
     total = Money.zero(body.currency)
     for line_no, line in enumerate(body.items, start=1):
-        product, unit = catalog.sellable_price(session, line.product_id, body.currency)
+        product, unit = catalog.sellable_price(session, line.product_id, body.currency, caller)
         amount = unit * line.quantity
         total += amount
         items.append(
@@ -78,7 +79,7 @@ def create_order(
     if buyer is None or buyer.app_id != caller.id:
         raise BuyerNotFound(f"No buyer {body.user_id} registered by this app.")
     order_id = new_id("ord")
-    items, total = _priced_items(session, order_id, body)
+    items, total = _priced_items(session, order_id, body, caller)
     order = Order(
         id=order_id,
         app_id=caller.id,
@@ -175,6 +176,24 @@ def mark_closed(order: Order, now: datetime) -> None:
     order.status = next_status(order.status, OrderStatus.CLOSED).value
     order.closed_at = now
     order.updated_at = now
+
+
+def record_status_change(session: Session, order: Order, before: str, now: datetime) -> None:
+    """An order's status change in the audit log (in the transaction that made it)."""
+    audit.record(
+        session,
+        action=f"order.{order.status}",
+        object_type="order",
+        object_id=order.id,
+        before={"status": before},
+        after={
+            "status": order.status,
+            "amount": order.amount_minor,
+            "refunded": order.refunded_minor,
+            "currency": order.currency,
+        },
+        now=now,
+    )
 
 
 def is_expired(order: Order, now: datetime) -> bool:

@@ -2,23 +2,42 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request, status
+from fastapi import APIRouter, Depends, Query, Request, status
+from fastapi.responses import RedirectResponse
 
 from knowpay.auth.dependencies import CurrentPrincipal, require_roles
 from knowpay.auth.principals import Principal, Role
 from knowpay.channels.errors import ChannelError, ChannelUnavailable
+from knowpay.channels.types import Device
+from knowpay.kit.db import Database
+from knowpay.kit.errors import KnowpayError
 from knowpay.kit.pagination import Page, PageParams, page_params
 from knowpay.kit.web import AppClock, DbSession
 from knowpay.orders import service as orders
 from knowpay.orders.errors import OrderAlreadyPaid
 from knowpay.orders.schemas import OrderOut
 from knowpay.orders.states import OrderStatus
-from knowpay.payments import repository, service
-from knowpay.payments.errors import ChannelUnavailableError, GatewayError
-from knowpay.payments.schemas import PaymentCreate, PaymentOut
+from knowpay.payments import repository, routing, service
+from knowpay.payments.errors import (
+    ChannelUnavailableError,
+    GatewayError,
+    NoChannelAvailable,
+    RiskDenied,
+)
+from knowpay.payments.models import Payment
+from knowpay.payments.schemas import (
+    AdminChannelOut,
+    ChannelHealthOut,
+    ChannelList,
+    PaymentCreate,
+    PaymentOut,
+)
+from knowpay.payments.states import PaymentStatus
 
+logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1", tags=["payments"])
 
 AppCaller = Annotated[Principal, Depends(require_roles(Role.APP))]
@@ -36,6 +55,9 @@ def _context(request: Request) -> service.PaymentsContext:
 Context = Annotated[service.PaymentsContext, Depends(_context)]
 
 
+MAX_FAILOVER_ATTEMPTS = 3
+
+
 @router.post(
     "/orders/{order_id}/payments", status_code=status.HTTP_201_CREATED, response_model=PaymentOut
 )
@@ -43,31 +65,93 @@ def create_payment(
     order_id: str,
     body: PaymentCreate,
     caller: Payer,
+    request: Request,
     session: DbSession,
     clock: AppClock,
     ctx: Context,
 ) -> PaymentOut:
     """Start paying an order through a channel; `action` says what the payer does next.
-    A declined attempt is returned with status `failed`; the buyer may try again."""
-    payment = service.start_payment(session, ctx, caller, order_id, body, clock.now())
+    A declined attempt is returned with status `failed`; the buyer may try again.
+
+    Without `channel`, knowpay routes to the preferred channel that can pay the order now,
+    and when that gateway cannot be reached it fails over to the next one (each try is an
+    attempt of its own). A named channel whose gateway is failing gets `channel_unavailable`
+    naming the alternatives."""
+    payer = routing.Payer(
+        device=body.device or routing.device_from_user_agent(request.headers.get("user-agent")),
+        country=body.country,
+    )
+    excluded: frozenset[str] = frozenset()
+    for _ in range(MAX_FAILOVER_ATTEMPTS):
+        payment = service.start_payment(
+            session, ctx, caller, order_id, body, clock.now(), payer=payer, excluded=excluded
+        )
+        if payment.failure_code == "risk_denied":
+            session.commit()  # the denied attempt stays on record
+            raise RiskDenied("This payment was declined by risk control.", payment_id=payment.id)
+        if payment.held_for_review:  # the gateway hears of it when staff release it
+            return PaymentOut.of(payment)
+        order = orders.lock(session, payment.order_id)
+        subject, expires_at = order.subject, order.expires_at
+        session.commit()  # the attempt exists before the gateway hears of it
+        try:
+            result = service.call_gateway_create(ctx, payment, subject, expires_at)
+        except ChannelError as exc:
+            service.fail_unreachable(session, payment.id, str(exc), clock.now())
+            session.commit()
+            if not isinstance(exc, ChannelUnavailable):
+                raise GatewayError(
+                    f"The {payment.channel} gateway refused: {exc}", payment_id=payment.id
+                ) from exc
+            if body.channel is None:  # the payer did not insist: try the next channel
+                excluded |= _same_gateway(ctx, payment.channel)
+                continue
+            raise _unreachable(ctx, session, payment, payer) from exc
+        return PaymentOut.of(service.apply_create_result(session, payment.id, result, clock.now()))
+    raise NoChannelAvailable(f"No channel could open a payment for order {order_id} now.")
+
+
+def _same_gateway(ctx: service.PaymentsContext, channel_name: str) -> frozenset[str]:
+    gateway = ctx.registry.get(channel_name).gateway
+    return frozenset(c.name for c in ctx.registry.all() if c.gateway == gateway)
+
+
+def _unreachable(
+    ctx: service.PaymentsContext, session: DbSession, payment: Payment, payer: routing.Payer
+) -> ChannelUnavailableError:
     order = orders.lock(session, payment.order_id)
-    subject, expires_at = order.subject, order.expires_at
-    session.commit()  # the attempt exists before the gateway hears of it
-    try:
-        result = service.call_gateway_create(ctx, payment, subject, expires_at)
-    except ChannelError as exc:
-        service.fail_unreachable(session, payment.id, str(exc), clock.now())
-        session.commit()
-        if not isinstance(exc, ChannelUnavailable):
-            raise GatewayError(
-                f"The {payment.channel} gateway refused: {exc}", payment_id=payment.id
-            ) from exc
-        raise ChannelUnavailableError(
-            f"The {payment.channel} gateway cannot be reached; try again or choose "
-            "another channel.",
-            payment_id=payment.id,
-        ) from exc
-    return PaymentOut.of(service.apply_create_result(session, payment.id, result, clock.now()))
+    others = routing.payable(ctx.registry, list(ctx.preference), order, payer)
+    gateway = ctx.registry.get(payment.channel).gateway
+    alternatives = [c.channel.name for c in others if c.channel.gateway != gateway]
+    session.rollback()
+    return ChannelUnavailableError(
+        f"The {payment.channel} gateway cannot be reached; "
+        + (f"try {', '.join(alternatives)}." if alternatives else "try again later."),
+        payment_id=payment.id,
+        alternatives=alternatives,
+    )
+
+
+@router.get("/orders/{order_id}/channels", response_model=ChannelList)
+def list_order_channels(
+    order_id: str,
+    caller: Payer,
+    request: Request,
+    session: DbSession,
+    ctx: Context,
+    device: Device | None = None,
+    country: Annotated[str | None, Query(pattern=r"^[A-Z]{2}$")] = None,
+) -> ChannelList:
+    """The channels that can pay this order now, in the order knowpay prefers them: they
+    charge its currency within their limits, serve the payer's device (`device`, else from
+    the User-Agent) and country, and their gateway is healthy (an open breaker hides it)."""
+    order = orders.get_visible(session, caller, order_id)
+    payer = routing.Payer(
+        device=device or routing.device_from_user_agent(request.headers.get("user-agent")),
+        country=country,
+    )
+    choices = routing.payable(ctx.registry, list(ctx.preference), order, payer)
+    return ChannelList.of(order, payer, choices)
 
 
 @router.get("/orders/{order_id}/payments", response_model=Page[PaymentOut])
@@ -121,3 +205,51 @@ def list_duplicate_payments(
     """Payments captured for an order that was already paid or closed (refunded automatically)."""
     found, has_more = service.list_duplicates(session, params)
     return Page[PaymentOut](data=[PaymentOut.of(p) for p in found], has_more=has_more)
+
+
+@router.get("/admin/channels", response_model=Page[AdminChannelOut], tags=["admin"])
+def list_channels_health(caller: Staff, ctx: Context) -> Page[AdminChannelOut]:
+    """Every configured channel: what it serves, its recent success rate, error rate and
+    latency (this process's rolling window), and its gateway's circuit breaker."""
+    data = [
+        AdminChannelOut(
+            channel=channel.name,
+            gateway=channel.gateway,
+            currencies=sorted(channel.profile.currencies),
+            devices=sorted(channel.profile.devices),
+            countries=sorted(channel.profile.countries),
+            health=ChannelHealthOut.of(ctx.registry.health.view(channel.name, channel.gateway)),
+        )
+        for channel in ctx.registry.all()
+    ]
+    return Page[AdminChannelOut](data=data, has_more=False)
+
+
+browser_router = APIRouter(tags=["browser"])
+
+
+@browser_router.get("/return/{payment_id}", response_model=None, operation_id="payer_returns")
+@browser_router.post(
+    "/return/{payment_id}", response_model=None, operation_id="payer_returns_by_post"
+)
+def payer_returns(
+    payment_id: str, request: Request, session: DbSession, clock: AppClock, ctx: Context
+) -> RedirectResponse | PaymentOut:
+    """Where a gateway sends the payer's browser back (PayPal after approval, UnionPay's
+    front notification, Alipay's return_url): knowpay asks the gateway at once — for PayPal
+    that captures the approved order — then sends the browser on to the app's `return_url`.
+    The browser's word is never taken as proof of payment; only the gateway's answer is."""
+    payment = service.get_for_return(session, payment_id)
+    session.rollback()  # a GET's session only reads; the answer is written in one of its own
+    if payment.status == PaymentStatus.PENDING:
+        try:
+            result = service.query_gateway(ctx, payment)
+            database: Database = request.app.state.database
+            with database.session_scope() as writer:
+                payment = service.apply_query_result(writer, payment_id, result, clock.now())
+                writer.expunge(payment)
+        except KnowpayError as exc:  # the notification or the query job will settle it
+            logger.warning("return of %s: active query failed: %s", payment_id, exc)
+    if payment.return_url:
+        return RedirectResponse(payment.return_url, status_code=status.HTTP_303_SEE_OTHER)
+    return PaymentOut.of(payment)

@@ -17,6 +17,18 @@ class CurrencyNotSupported(Unprocessable):
     code, title = "currency_not_supported", "The channel cannot charge this currency"
 
 
+class AmountNotSupported(Unprocessable):
+    code, title = "amount_not_supported", "The amount is outside what the channel accepts"
+
+
+class NoChannelAvailable(Unprocessable):
+    code, title = "no_channel_available", "No channel can pay this order now"
+
+
+class RiskDenied(Unprocessable):
+    code, title = "risk_denied", "Risk control declined the payment"
+
+
 class ChannelUnavailableError(KnowpayError):
     status, code, title = 503, "channel_unavailable", "The payment channel cannot be reached"
 

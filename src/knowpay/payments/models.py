@@ -50,6 +50,8 @@ class Payment(Base):
     query_attempts: Mapped[int] = mapped_column(default=0, server_default="0")
     next_query_at: Mapped[datetime | None]
     needs_gateway_close: Mapped[bool] = mapped_column(default=False, server_default=sa_false())
+    held_for_review: Mapped[bool] = mapped_column(default=False, server_default=sa_false())
+    """Risk control sent the attempt to staff review: the gateway hears of it when released."""
     gateway_close_attempts: Mapped[int] = mapped_column(default=0, server_default="0")
     next_gateway_close_at: Mapped[datetime | None]
     duplicate_refund_id: Mapped[str | None] = mapped_column(String(40))

@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from knowpay.channels.health import ChannelHealthView
+from knowpay.channels.types import Device
+from knowpay.orders.models import Order
 from knowpay.payments.models import Payment
+
+if TYPE_CHECKING:
+    from knowpay.payments.routing import ChannelChoice, Payer
 
 
 class PaymentCreate(BaseModel):
@@ -19,13 +25,33 @@ class PaymentCreate(BaseModel):
         json_schema_extra={
             "examples": [
                 {"channel": "alipay_qr"},
+                {"device": "desktop"},
                 {"channel": "alipay_page", "return_url": "https://www.example.com/orders/123"},
                 {"channel": "test", "test_outcome": "succeeded"},
             ]
         },
     )
 
-    channel: str = Field(min_length=1, max_length=32)
+    channel: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=32,
+        description="The channel the payer chose; omit it to let knowpay route to the "
+        "preferred channel that can pay the order now (failing over when a gateway is down)",
+    )
+    device: Device | None = Field(
+        default=None,
+        description="Where the payer is (routing filter); default: from the User-Agent",
+    )
+    country: str | None = Field(
+        default=None, pattern=r"^[A-Z]{2}$", description="The payer's ISO 3166 country"
+    )
+    device_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=128,
+        description="A stable id of the payer's device (risk control counts attempts by it)",
+    )
     return_url: str | None = Field(default=None, max_length=2048, pattern=r"^https?://")
     client_ip: str | None = Field(default=None, max_length=64)
     openid: str | None = Field(
@@ -38,6 +64,7 @@ class PaymentCreate(BaseModel):
 
     def channel_options(self) -> dict[str, Any]:
         options = {
+            "device": self.device,
             "openid": self.openid,
             "test_outcome": self.test_outcome,
             "test_delay_ms": self.test_delay_ms,
@@ -56,6 +83,9 @@ class PaymentOut(BaseModel):
     action: dict[str, str] | None
     gateway_trade_no: str | None
     is_duplicate: bool
+    held_for_review: bool = Field(
+        description="Risk control sent the attempt to staff: `action` comes when released"
+    )
     failure_code: str | None
     failure_message: str | None
     created_at: datetime
@@ -73,8 +103,89 @@ class PaymentOut(BaseModel):
             action=json.loads(payment.action_json) if payment.action_json else None,
             gateway_trade_no=payment.gateway_trade_no,
             is_duplicate=payment.is_duplicate,
+            held_for_review=payment.held_for_review,
             failure_code=payment.failure_code,
             failure_message=payment.failure_message,
             created_at=payment.created_at,
             succeeded_at=payment.succeeded_at,
         )
+
+
+class ChannelHealthOut(BaseModel):
+    """A channel's recent gateway calls and its gateway's circuit breaker."""
+
+    breaker_state: Literal["closed", "open", "half_open"]
+    available: bool
+    calls: int
+    success_rate: float | None
+    error_rate: float | None
+    latency_p50_ms: float | None
+    latency_p95_ms: float | None
+    opened_at: datetime | None
+    retry_after_s: int
+
+    @classmethod
+    def of(cls, view: ChannelHealthView) -> ChannelHealthOut:
+        return cls(
+            breaker_state=view.breaker_state,
+            available=view.available,
+            calls=view.calls,
+            success_rate=view.success_rate,
+            error_rate=view.error_rate,
+            latency_p50_ms=view.latency_p50_ms,
+            latency_p95_ms=view.latency_p95_ms,
+            opened_at=view.opened_at,
+            retry_after_s=view.retry_after_s,
+        )
+
+
+class ChannelOption(BaseModel):
+    """A channel that can pay the order now."""
+
+    object: Literal["channel"] = "channel"
+    channel: str
+    gateway: str
+    preferred: bool = Field(description="The one knowpay routes to when the payer names none")
+    devices: list[str]
+    health: ChannelHealthOut
+
+
+class ChannelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ChannelOption]
+    has_more: bool = False
+    order_id: str
+    amount: int
+    currency: str
+    device: str | None = Field(description="The payer's device the list was filtered for")
+
+    @classmethod
+    def of(cls, order: Order, payer: Payer, choices: list[ChannelChoice]) -> ChannelList:
+        return cls(
+            data=[
+                ChannelOption(
+                    channel=choice.channel.name,
+                    gateway=choice.channel.gateway,
+                    preferred=index == 0,
+                    devices=sorted(choice.channel.profile.devices),
+                    health=ChannelHealthOut.of(choice.health),
+                )
+                for index, choice in enumerate(choices)
+            ],
+            order_id=order.id,
+            amount=order.amount_minor,
+            currency=order.currency,
+            device=payer.device,
+        )
+
+
+class AdminChannelOut(BaseModel):
+    """A configured channel as staff see it: what it serves and how its gateway is doing."""
+
+    object: Literal["channel"] = "channel"
+    channel: str
+    gateway: str
+    currencies: list[str]
+    devices: list[str]
+    countries: list[str]
+    health: ChannelHealthOut

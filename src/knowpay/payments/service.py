@@ -9,12 +9,13 @@ Never commits.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
 from sqlalchemy.orm import Session
 
+from knowpay.audit import service as audit
 from knowpay.auth.principals import Principal
 from knowpay.channels.base import Channel
 from knowpay.channels.errors import ChannelDeclined, ChannelError, ChannelUnavailable
@@ -28,6 +29,7 @@ from knowpay.channels.types import (
 )
 from knowpay.entitlements import service as entitlements
 from knowpay.entitlements.schemas import EntitlementOut
+from knowpay.kit import context
 from knowpay.kit.errors import KnowpayError
 from knowpay.kit.ids import new_id
 from knowpay.kit.money import Money
@@ -35,14 +37,16 @@ from knowpay.kit.outbox import emit
 from knowpay.kit.pagination import PageParams
 from knowpay.ledger import accounts as ledger_accounts
 from knowpay.ledger.service import Leg, post_entry
+from knowpay.limits import service as limits
 from knowpay.orders import service as orders
 from knowpay.orders.errors import OrderAlreadyPaid, OrderExpired, OrderNotFound, OrderNotPayable
 from knowpay.orders.models import Order
 from knowpay.orders.schemas import OrderOut
 from knowpay.orders.states import OrderStatus
-from knowpay.payments import repository
+from knowpay.payments import repository, routing
 from knowpay.payments.errors import (
     AmountMismatch,
+    AmountNotSupported,
     ChannelUnavailableError,
     CurrencyNotSupported,
     GatewayError,
@@ -51,6 +55,7 @@ from knowpay.payments.errors import (
 from knowpay.payments.models import Payment
 from knowpay.payments.schemas import PaymentCreate, PaymentOut
 from knowpay.payments.states import PaymentStatus, next_status
+from knowpay.risk import service as risk
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,9 +64,18 @@ class PaymentsContext:
 
     registry: ChannelRegistry
     public_url: str
+    preference: tuple[str, ...] = ()
+    """Routing order of channels when the payer names none."""
+    limit_policy: limits.LimitPolicy = field(default_factory=limits.LimitPolicy)
+    """Where a limit's day begins and when `limit.near` is sent."""
 
     def notify_url(self, channel: Channel) -> str:
         return f"{self.public_url}/notify/{channel.gateway}"
+
+    def return_url(self, payment_id: str) -> str:
+        """Where gateways send the payer back: knowpay asks the gateway, then redirects the
+        browser to the app's own return_url."""
+        return f"{self.public_url}/return/{payment_id}"
 
 
 class CaptureOutcome(StrEnum):
@@ -99,6 +113,27 @@ def _money(payment: Payment) -> Money:
     return Money(payment.amount_minor, payment.currency)
 
 
+def _audit_payment(
+    session: Session, action: str, payment: Payment, before: str, now: datetime
+) -> None:
+    """A payment's status change in the audit log (in the transaction that made it)."""
+    audit.record(
+        session,
+        action=action,
+        object_type="payment",
+        object_id=payment.id,
+        before={"status": before},
+        after={
+            "status": payment.status,
+            "amount": payment.amount_minor,
+            "currency": payment.currency,
+            "channel": payment.channel,
+            "order_id": payment.order_id,
+        },
+        now=now,
+    )
+
+
 # Starting an attempt ---------------------------------------------------------------------
 
 
@@ -109,8 +144,12 @@ def start_payment(
     order_id: str,
     body: PaymentCreate,
     now: datetime,
+    payer: routing.Payer | None = None,
+    excluded: frozenset[str] = frozenset(),
 ) -> Payment:
-    """Write a pending attempt for an order that can still be paid (the gateway comes next)."""
+    """Write a pending attempt for an order that can still be paid (the gateway comes next),
+    on the channel asked for, or routed to the preferred one that can pay it now."""
+    payer = payer or routing.Payer()
     order = orders.get_visible(session, caller, order_id, for_update=True)
     if order.status == OrderStatus.PAID or order.status == OrderStatus.PARTIALLY_REFUNDED:
         raise OrderAlreadyPaid(f"Order {order.id} is already paid.")
@@ -120,11 +159,21 @@ def start_payment(
         raise OrderExpired(
             f"Order {order.id} expired at {order.expires_at.isoformat()}; create a new one."
         )
-    channel = ctx.registry.get(body.channel)
-    if order.currency not in channel.profile.currencies:
-        raise CurrencyNotSupported(f"The {channel.name} channel cannot charge {order.currency}.")
+    if body.channel is not None:
+        _check_channel_can_charge(ctx.registry.get(body.channel), order)
+    channel = routing.choose(
+        ctx.registry, list(ctx.preference), order, payer, body.channel, excluded=excluded
+    )
+    payment_id = new_id("pay")
+    client_ip = body.client_ip or context.current().ip
+    decision = risk.assess(session, _risk_attempt(payment_id, order, channel, body, client_ip), now)
+    if decision.decision != "deny":
+        spend = limits.Spend(
+            order.id, order.app_id, order.user_id, channel.name, order.amount_minor, order.currency
+        )
+        limits.reserve(session, ctx.limit_policy, spend, now)  # refuses with limit_exceeded
     payment = Payment(
-        id=new_id("pay"),
+        id=payment_id,
         order_id=order.id,
         app_id=order.app_id,
         user_id=order.user_id,
@@ -136,12 +185,39 @@ def start_payment(
         return_url=body.return_url,
         client_ip=body.client_ip,
         options_json=json.dumps(body.channel_options()),
+        held_for_review=decision.decision == "review",
         created_at=now,
         updated_at=now,
     )
     session.add(payment)
     session.flush()
+    if decision.decision == "deny":  # kept, so that bursts of denied attempts keep counting
+        _fail(session, payment, "risk_denied", "Declined by risk control.", now)
     return payment
+
+
+def _risk_attempt(
+    payment_id: str, order: Order, channel: Channel, body: PaymentCreate, client_ip: str | None
+) -> risk.RiskAttempt:
+    return risk.RiskAttempt(
+        payment_id=payment_id,
+        order_id=order.id,
+        app_id=order.app_id,
+        user_id=order.user_id,
+        amount_minor=order.amount_minor,
+        currency=order.currency,
+        channel=channel.name,
+        client_ip=client_ip,
+        device_id=body.device_id,
+    )
+
+
+def _check_channel_can_charge(channel: Channel, order: Order) -> None:
+    if order.currency not in channel.profile.currencies:
+        raise CurrencyNotSupported(f"The {channel.name} channel cannot charge {order.currency}.")
+    if not channel.profile.can_charge(order.amount_minor, order.currency):
+        amount = Money(order.amount_minor, order.currency)
+        raise AmountNotSupported(f"The {channel.name} channel cannot charge {amount}.")
 
 
 def call_gateway_create(
@@ -157,7 +233,7 @@ def call_gateway_create(
         subject=subject,
         notify_url=ctx.notify_url(channel),
         expires_at=expires_at,
-        return_url=payment.return_url,
+        return_url=ctx.return_url(payment.id),
         client_ip=payment.client_ip,
         options=json.loads(payment.options_json or "{}"),
     )
@@ -220,6 +296,8 @@ def _fail(
     payment.updated_at = now
     session.flush()
     _emit_payment(session, "payment.failed", payment, now)
+    _audit_payment(session, "payment.failed", payment, PaymentStatus.PENDING.value, now)
+    risk.record_outcome(session, payment.id, succeeded=False, now=now)
 
 
 def record_failure(
@@ -251,6 +329,11 @@ def _lock_order_then_payment(session: Session, payment_id: str) -> tuple[Order, 
     return order, payment
 
 
+def lock_order_then_payment(session: Session, payment_id: str) -> tuple[Order, Payment]:
+    """The attempt and its order, locked in the one order every flow uses."""
+    return _lock_order_then_payment(session, payment_id)
+
+
 def record_capture(
     session: Session, payment_id: str, amount: Money, gateway_trade_no: str | None, now: datetime
 ) -> CaptureOutcome:
@@ -267,15 +350,20 @@ def record_capture(
         raise AmountMismatch(
             f"Payment {payment.id} is {_money(payment)}, the gateway reported {amount}."
         )
+    before = payment.status
     payment.status = next_status(payment.status, PaymentStatus.SUCCEEDED).value
     payment.succeeded_at = now
     payment.updated_at = now
     payment.failure_code = payment.failure_message = None
     if gateway_trade_no and payment.gateway_trade_no is None:
         payment.gateway_trade_no = gateway_trade_no
+    payment.held_for_review = False
+    risk.record_outcome(session, payment.id, succeeded=True, now=now)
     if order.status == OrderStatus.CREATED:
+        _audit_payment(session, "payment.succeeded", payment, before, now)
         _pay_order(session, order, payment, now)
         return CaptureOutcome.RECORDED
+    _audit_payment(session, "payment.duplicate_detected", payment, before, now)
     _record_duplicate(session, payment, now)
     return CaptureOutcome.DUPLICATE
 
@@ -299,6 +387,8 @@ def _post_capture(
 
 def _pay_order(session: Session, order: Order, payment: Payment, now: datetime) -> None:
     orders.mark_paid(order, payment.id, now)
+    limits.settle_order(session, order.id, payment.channel, now)
+    orders.record_status_change(session, order, OrderStatus.CREATED.value, now)
     _post_capture(session, payment, "payment_captured", ledger_accounts.PLATFORM_REVENUE, now)
     _emit_order(session, "order.paid", order, now)
     for item in order.items:
@@ -329,6 +419,7 @@ def _pay_order(session: Session, order: Order, payment: Payment, now: datetime) 
         other.status = next_status(other.status, PaymentStatus.CLOSED).value
         other.updated_at = now
         _close_at_gateway_later(other, now)
+        _audit_payment(session, "payment.closed", other, PaymentStatus.PENDING.value, now)
 
 
 def _record_duplicate(session: Session, payment: Payment, now: datetime) -> None:
@@ -372,6 +463,11 @@ def get_visible(session: Session, caller: Principal, payment_id: str) -> Payment
     except OrderNotFound as exc:
         raise PaymentNotFound(f"No such payment: {payment_id}") from exc
     return payment
+
+
+def get_for_return(session: Session, payment_id: str) -> Payment:
+    """The payment a gateway sends a browser back for (no caller: the id is all we have)."""
+    return _require(session, payment_id)
 
 
 def apply_query_result(
@@ -430,7 +526,10 @@ def close_order(session: Session, ctx: PaymentsContext, order: Order, now: datet
             return order
         payment.status = next_status(payment.status, PaymentStatus.CLOSED).value
         payment.updated_at = now
+        _audit_payment(session, "payment.closed", payment, PaymentStatus.PENDING.value, now)
     orders.mark_closed(order, now)
+    limits.release_order(session, order.id, now)
+    orders.record_status_change(session, order, OrderStatus.CREATED.value, now)
     session.flush()
     _emit_order(session, "order.closed", order, now)
     return order

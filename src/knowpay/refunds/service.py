@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from knowpay.audit import service as audit
 from knowpay.auth.principals import Principal
 from knowpay.auth.scoping import can_see
 from knowpay.channels.errors import ChannelDeclined
@@ -59,6 +60,45 @@ def actor_of(principal: Principal) -> str:
 
 def _money(refund: Refund) -> Money:
     return Money(refund.amount_minor, refund.currency)
+
+
+# What each transition of the state table is called in the audit log.
+_AUDIT_ACTIONS: dict[tuple[RefundStatus, RefundStatus], str] = {
+    (RefundStatus.PENDING_APPROVAL, RefundStatus.PROCESSING): "refund.approved",
+    (RefundStatus.PENDING_APPROVAL, RefundStatus.REJECTED): "refund.rejected",
+    (RefundStatus.PROCESSING, RefundStatus.SUCCEEDED): "refund.succeeded",
+    (RefundStatus.PROCESSING, RefundStatus.FAILED): "refund.failed",
+    (RefundStatus.FAILED, RefundStatus.PROCESSING): "refund.retried",
+    (RefundStatus.FAILED, RefundStatus.SUCCEEDED): "refund.resolved",
+}
+
+
+def _audit(
+    session: Session, action: str, refund: Refund, before: str | None, now: datetime
+) -> None:
+    audit.record(
+        session,
+        action=action,
+        object_type="refund",
+        object_id=refund.id,
+        before=None if before is None else {"status": before},
+        after={
+            "status": refund.status,
+            "amount": refund.amount_minor,
+            "currency": refund.currency,
+            "kind": refund.kind,
+            "order_id": refund.order_id,
+        },
+        now=now,
+    )
+
+
+def _transition(session: Session, refund: Refund, target: RefundStatus, now: datetime) -> None:
+    """The one place a refund's status changes: allowed by the state table, then audited."""
+    before = RefundStatus(refund.status)
+    refund.status = next_status(refund.status, target).value
+    action = _AUDIT_ACTIONS.get((before, target), f"refund.{target.value}")
+    _audit(session, action, refund, before.value, now)
 
 
 def _step(
@@ -149,6 +189,7 @@ def request_refund(
         updated_at=now,
     )
     session.add(refund)
+    _audit(session, "refund.created", refund, None, now)
     _step(session, refund, "requested", actor_of(caller), now, body.reason_text)
     _emit(session, "refund.created", refund, now)
     if _auto_approves(session, ctx.policy, order, refund, now):
@@ -192,6 +233,7 @@ def start_duplicate_refund(session: Session, payment_id: str, now: datetime) -> 
         updated_at=now,
     )
     session.add(refund)
+    _audit(session, "refund.created", refund, None, now)
     _step(session, refund, "requested", SYSTEM, now, "duplicate payment detected")
     _emit(session, "refund.created", refund, now)
     approve(session, refund, SYSTEM, now, note="duplicate payments are refunded automatically")
@@ -248,7 +290,7 @@ def approve(
     session: Session, refund: Refund, actor: str, now: datetime, note: str | None = None
 ) -> Refund:
     """pending_approval → processing: the refund will be sent to the gateway."""
-    refund.status = next_status(refund.status, RefundStatus.PROCESSING).value
+    _transition(session, refund, RefundStatus.PROCESSING, now)
     refund.updated_at = now
     _send(session, refund, now)
     _step(session, refund, "approved", actor, now, note)
@@ -257,7 +299,7 @@ def approve(
 
 def reject(session: Session, refund: Refund, actor: str, reason: str, now: datetime) -> Refund:
     """pending_approval → rejected, with the reason the buyer will read."""
-    refund.status = next_status(refund.status, RefundStatus.REJECTED).value
+    _transition(session, refund, RefundStatus.REJECTED, now)
     refund.rejection_reason = reason
     refund.updated_at = now
     _step(session, refund, "rejected", actor, now, reason)
@@ -267,7 +309,7 @@ def reject(session: Session, refund: Refund, actor: str, reason: str, now: datet
 
 def retry(session: Session, refund: Refund, actor: str, now: datetime) -> Refund:
     """failed → processing: send it again (a new refund number at the gateway)."""
-    refund.status = next_status(refund.status, RefundStatus.PROCESSING).value
+    _transition(session, refund, RefundStatus.PROCESSING, now)
     refund.updated_at = now
     _send(session, refund, now)
     _step(session, refund, "retried", actor, now)
@@ -284,8 +326,8 @@ def resolve_manually(
     policy: RefundSettings,
 ) -> Refund:
     """failed → succeeded outside the gateway: to the buyer's wallet, or paid offline."""
-    refund.status = next_status(refund.status, RefundStatus.SUCCEEDED).value
     refund.resolution = method
+    _transition(session, refund, RefundStatus.SUCCEEDED, now)
     target = (
         ledger_accounts.buyer_wallet(refund.user_id)
         if method == "wallet"
@@ -386,7 +428,7 @@ def apply_result(
 def _succeed(
     session: Session, refund: Refund, actor: str, now: datetime, policy: RefundSettings
 ) -> None:
-    refund.status = next_status(refund.status, RefundStatus.SUCCEEDED).value
+    _transition(session, refund, RefundStatus.SUCCEEDED, now)
     _post(
         session,
         refund,
@@ -410,8 +452,10 @@ def _settle(session: Session, refund: Refund, now: datetime, policy: RefundSetti
         order.refunded_minor += refund.amount_minor
         full = order.refunded_minor == order.amount_minor
         target = OrderStatus.REFUNDED if full else OrderStatus.PARTIALLY_REFUNDED
+        before = order.status
         order.status = next_order_status(order.status, target).value
         order.updated_at = now
+        orders.record_status_change(session, order, before, now)
         if full or policy.revoke_on_partial:
             revoked = entitlements.revoke_granted_by(session, refund.payment_id, now)
     _emit(session, "refund.succeeded", refund, now)
@@ -429,7 +473,7 @@ def _settle(session: Session, refund: Refund, now: datetime, policy: RefundSetti
 def _fail(
     session: Session, refund: Refund, actor: str, code: str, message: str | None, now: datetime
 ) -> None:
-    refund.status = next_status(refund.status, RefundStatus.FAILED).value
+    _transition(session, refund, RefundStatus.FAILED, now)
     refund.failure_code = code[:64]
     refund.failure_message = (message or code)[:500]
     _post(

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from fastapi import FastAPI
 
-from knowpay.sandbox import alipay, wechatpay
+from knowpay.sandbox import alipay, paypal, stripe, unionpay, wechatpay
 
 
 @dataclass
@@ -30,6 +30,9 @@ def _simulators() -> dict[str, SimulatorFactory]:
     return {
         "wechatpay": wechatpay.create_app,
         "alipay": alipay.create_app,
+        "unionpay": unionpay.create_app,
+        "stripe": stripe.create_app,
+        "paypal": paypal.create_app,
     }
 
 

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from knowpay.audit import service as audit
 from knowpay.auth.principals import Principal
 from knowpay.kit.crypto import SecretBox
 from knowpay.kit.ids import new_id
@@ -23,22 +24,36 @@ def _new_secret() -> str:
     return "whsec_" + secrets.token_urlsafe(32)
 
 
+def _sealing_context(endpoint_id: str) -> str:
+    """What a sealed secret is bound to: this endpoint (current and previous secret alike)."""
+    return f"webhook_endpoint:{endpoint_id}"
+
+
 def create_endpoint(
     session: Session, box: SecretBox, caller: Principal, body: EndpointCreate, now: datetime
 ) -> tuple[WebhookEndpoint, str]:
     """A new endpoint and its signing secret (returned once; stored encrypted)."""
     secret = _new_secret()
+    endpoint_id = new_id("we")
     endpoint = WebhookEndpoint(
-        id=new_id("we"),
+        id=endpoint_id,
         app_id=caller.id,
         url=body.url,
         events_json=json.dumps(body.events),
         description=body.description,
-        secret_sealed=box.seal(secret),
+        secret_sealed=box.seal(secret, context=_sealing_context(endpoint_id)),
         created_at=now,
     )
     session.add(endpoint)
     session.flush()
+    audit.record(
+        session,
+        action="webhook_endpoint.created",
+        object_type="webhook_endpoint",
+        object_id=endpoint.id,
+        after={"app_id": endpoint.app_id, "url": endpoint.url, "events": body.events},
+        now=now,
+    )
     return endpoint, secret
 
 
@@ -79,6 +94,15 @@ def delete_endpoint(
         )
         for delivery in session.scalars(pending).all():
             delivery.status, delivery.finished_at = "cancelled", now
+        audit.record(
+            session,
+            action="webhook_endpoint.deleted",
+            object_type="webhook_endpoint",
+            object_id=endpoint.id,
+            before={"status": "enabled"},
+            after={"status": "deleted"},
+            now=now,
+        )
     return endpoint
 
 
@@ -97,17 +121,44 @@ def rotate_secret(
     endpoint.previous_secret_expires_at = (
         now + timedelta(seconds=grace_period_s) if grace_period_s > 0 else None
     )
-    endpoint.secret_sealed = box.seal(secret)
+    endpoint.secret_sealed = box.seal(secret, context=_sealing_context(endpoint.id))
+    audit.record(
+        session,
+        action="webhook_endpoint.secret_rotated",
+        object_type="webhook_endpoint",
+        object_id=endpoint.id,
+        after={"grace_period_s": grace_period_s},
+        now=now,
+    )
     return endpoint, secret
 
 
 def signing_secrets(box: SecretBox, endpoint: WebhookEndpoint, now: datetime) -> list[str]:
     """The secrets that sign now: the current one, and the old one during its grace period."""
-    found = [box.open(endpoint.secret_sealed)]
+    context = _sealing_context(endpoint.id)
+    found = [box.open(endpoint.secret_sealed, context=context)]
     expires = endpoint.previous_secret_expires_at
     if endpoint.previous_secret_sealed and expires is not None and expires > now:
-        found.append(box.open(endpoint.previous_secret_sealed))
+        found.append(box.open(endpoint.previous_secret_sealed, context=context))
     return found
+
+
+def reseal_secrets(session: Session, opener: SecretBox, sealer: SecretBox) -> int:
+    """Re-encrypt every endpoint's secrets (deleted ones too) from `opener`'s keys to
+    `sealer`'s, for `knowpay secrets rotate`; returns how many values were re-sealed."""
+    count = 0
+    for endpoint in session.scalars(
+        select(WebhookEndpoint).order_by(WebhookEndpoint.id).with_for_update()
+    ).all():
+        context = _sealing_context(endpoint.id)
+        endpoint.secret_sealed = opener.reseal(endpoint.secret_sealed, context=context, into=sealer)
+        count += 1
+        if endpoint.previous_secret_sealed:
+            endpoint.previous_secret_sealed = opener.reseal(
+                endpoint.previous_secret_sealed, context=context, into=sealer
+            )
+            count += 1
+    return count
 
 
 def list_deliveries(

@@ -13,6 +13,7 @@ from datetime import timedelta
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from knowpay.audit import tasks as audit_tasks
 from knowpay.channels.registry import ChannelRegistry
 from knowpay.kit.clock import Clock
 from knowpay.kit.config import Settings
@@ -20,6 +21,7 @@ from knowpay.kit.crypto import SecretBox
 from knowpay.kit.db import Database
 from knowpay.kit.idempotency import purge_expired
 from knowpay.kit.outbox import OutboxDispatcher
+from knowpay.limits.service import LimitPolicy
 from knowpay.payments import tasks
 from knowpay.payments.service import PaymentsContext
 from knowpay.refunds import tasks as refund_tasks
@@ -49,7 +51,12 @@ class Worker:
                 retry_window=timedelta(seconds=options.webhook_retry_window_s),
             ),
         )
-        payments_context = PaymentsContext(registry=registry, public_url=settings.public_url)
+        payments_context = PaymentsContext(
+            registry=registry,
+            public_url=settings.public_url,
+            preference=tuple(settings.channels.preference),
+            limit_policy=LimitPolicy(settings.limits.timezone, settings.limits.near_percent),
+        )
         self.refund_jobs = refund_tasks.RefundJobContext(
             database=database,
             refunds=RefundsContext(payments=payments_context, policy=settings.refunds),
@@ -79,6 +86,7 @@ class Worker:
                 self.refund_jobs
             ),
             "purge_idempotency_keys": self._purge_idempotency_keys,
+            "seal_audit_log": lambda: audit_tasks.seal_pending(self._database, self._clock),
         }
 
     def _purge_idempotency_keys(self) -> int:

@@ -146,6 +146,7 @@ def notification(params: Mapping[str, str]) -> Notification:
         gateway_trade_no=params.get("trade_no"),
         amount=from_yuan(params.get("total_amount")),
         merchant_id=params.get("seller_id"),
+        payer_account=params.get("buyer_open_id") or params.get("buyer_id") or None,
         paid_at=parse_beijing_time(params.get("gmt_payment"))
         if status is ChannelStatus.SUCCEEDED
         else None,

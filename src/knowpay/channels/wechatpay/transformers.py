@@ -4,6 +4,7 @@ error codes, callbacks and the answer WeChat expects (PROTOCOLS.md §2)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from enum import StrEnum
@@ -285,6 +286,7 @@ def notification_of(
             amount=money_of(resource.get("amount")),
             merchant_id=mchid,
             paid_at=parse_time(resource.get("success_time")),
+            payer_account=_payer_openid(resource),
         )
     if event_type in REFUND_EVENTS:
         return Notification(
@@ -308,3 +310,9 @@ def notification_ack(accepted: bool) -> NotificationAck:
         return NotificationAck(204, b"", "application/json")
     body = json.dumps({"code": "FAIL", "message": "notification not accepted"})
     return NotificationAck(400, body.encode(), "application/json")
+
+
+def _payer_openid(resource: Mapping[str, Any]) -> str | None:
+    payer = resource.get("payer")
+    openid = payer.get("openid") if isinstance(payer, Mapping) else None
+    return str(openid) if openid else None

@@ -1,0 +1,1 @@
+"""Gateway credentials stored encrypted at rest, overlaid on the settings at start-up."""

@@ -1,0 +1,62 @@
+"""/v1/admin/gateways: store gateway credentials encrypted (admin). Values are accepted,
+never returned: responses name the stored fields and their fingerprints."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+
+from knowpay.auth.dependencies import require_roles
+from knowpay.auth.principals import Principal, Role
+from knowpay.credentials import service
+from knowpay.credentials.schemas import CredentialsUpdate, GatewayCredentialsOut
+from knowpay.kit.crypto import SecretBox
+from knowpay.kit.pagination import Page
+from knowpay.kit.web import AppClock, AppSettings, DbSession
+
+router = APIRouter(prefix="/v1/admin/gateways", tags=["admin"])
+
+Admin = Annotated[Principal, Depends(require_roles(Role.ADMIN))]
+
+
+def _box(request: Request) -> SecretBox:
+    box: SecretBox = request.app.state.secret_box
+    return box
+
+
+Box = Annotated[SecretBox, Depends(_box)]
+
+
+@router.get("", response_model=Page[GatewayCredentialsOut])
+def list_gateway_credentials(caller: Admin, session: DbSession) -> Page[GatewayCredentialsOut]:
+    """Every gateway and the fields stored for it (admin)."""
+    rows = service.list_fields(session)
+    return Page[GatewayCredentialsOut](
+        data=[GatewayCredentialsOut.of(g, rows) for g in sorted(service.gateway_sections())],
+        has_more=False,
+    )
+
+
+@router.get("/{gateway}", response_model=GatewayCredentialsOut)
+def read_gateway_credentials(
+    gateway: str, caller: Admin, session: DbSession
+) -> GatewayCredentialsOut:
+    """The fields stored for one gateway (admin)."""
+    return GatewayCredentialsOut.of(gateway, service.list_fields(session, gateway))
+
+
+@router.put("/{gateway}", response_model=GatewayCredentialsOut)
+def put_gateway_credentials(
+    gateway: str,
+    body: CredentialsUpdate,
+    caller: Admin,
+    session: DbSession,
+    clock: AppClock,
+    settings: AppSettings,
+    box: Box,
+) -> GatewayCredentialsOut:
+    """Store fields of a gateway's settings encrypted (null removes one); they take effect when
+    the processes next start (admin)."""
+    rows = service.set_fields(session, box, settings, gateway, body.fields, clock.now())
+    return GatewayCredentialsOut.of(gateway, rows)

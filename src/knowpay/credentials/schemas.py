@@ -1,0 +1,58 @@
+"""Request and response bodies of gateway credentials (values go in, never come out)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from knowpay.credentials.models import GatewayCredential
+
+
+class CredentialsUpdate(BaseModel):
+    """Fields of one gateway's settings to store encrypted; null removes a stored field."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "fields": {
+                        "app_id": "2021000000000000",
+                        "private_key": "-----BEGIN PRIVATE KEY-----\n…",
+                        "seller_id": None,
+                    }
+                }
+            ]
+        },
+    )
+
+    fields: dict[str, str | None] = Field(min_length=1, max_length=40)
+
+
+class StoredField(BaseModel):
+    name: str
+    fingerprint: str = Field(description="`sha256:` + 12 hex digits of the value's SHA-256")
+    updated_at: datetime
+
+
+class GatewayCredentialsOut(BaseModel):
+    object: Literal["gateway_credentials"] = "gateway_credentials"
+    gateway: str
+    fields: list[StoredField]
+    applies: Literal["on_restart"] = Field(
+        default="on_restart",
+        description="Processes read stored credentials when they start",
+    )
+
+    @classmethod
+    def of(cls, gateway: str, rows: list[GatewayCredential]) -> GatewayCredentialsOut:
+        return cls(
+            gateway=gateway,
+            fields=[
+                StoredField(name=r.field, fingerprint=r.fingerprint, updated_at=r.updated_at)
+                for r in rows
+                if r.gateway == gateway
+            ],
+        )

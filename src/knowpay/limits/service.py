@@ -1,0 +1,373 @@
+"""Spending limits, enforced atomically.
+
+An order's amount is reserved against every limit that applies when its first payment
+attempt starts, in the same transaction, under a row lock on each (limit, subject, period)
+usage row: two payments racing on different processes queue on that row, so together they
+can never pass the limit. The reservation stays when the order is paid and is given back
+when the order closes unpaid. A channel's reservation moves to the channel that was paid.
+
+Limits in one currency count orders in that currency only: exchange rates are for reports.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import or_, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from knowpay.accounts import service as accounts
+from knowpay.audit import service as audit
+from knowpay.kit.ids import new_id
+from knowpay.kit.outbox import emit
+from knowpay.limits.errors import LimitExceeded, LimitNotFound
+from knowpay.limits.models import LimitReservation, LimitUsage, SpendingLimit
+from knowpay.limits.schemas import LimitCreate, LimitUpdate
+
+
+@dataclass(frozen=True, slots=True)
+class LimitPolicy:
+    """Where a day begins, and when a buyer is warned."""
+
+    timezone: str = "Asia/Shanghai"
+    near_percent: int = 80
+
+
+@dataclass(frozen=True, slots=True)
+class Spend:
+    """An order about to be paid through a channel."""
+
+    order_id: str
+    app_id: str
+    user_id: str
+    channel: str
+    amount_minor: int
+    currency: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Period:
+    key: str
+    resets_at: datetime | None
+
+
+# Managing limits ---------------------------------------------------------------------------
+
+
+def create_limit(session: Session, body: LimitCreate, now: datetime) -> SpendingLimit:
+    """A new limit; it applies to the next payment, no restart needed."""
+    limit = SpendingLimit(
+        id=new_id("lim"),
+        scope=body.scope,
+        period=body.period,
+        currency=body.currency,
+        max_amount_minor=body.amount,
+        buyer_level=body.buyer_level,
+        app_id=body.app_id,
+        channel=body.channel,
+        description=body.description,
+        enabled=body.enabled,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(limit)
+    session.flush()
+    audit.record(
+        session,
+        action="limit.created",
+        object_type="limit",
+        object_id=limit.id,
+        after=_described(limit),
+        now=now,
+    )
+    return limit
+
+
+def _described(limit: SpendingLimit) -> dict[str, object]:
+    return {
+        "scope": limit.scope,
+        "period": limit.period,
+        "amount": limit.max_amount_minor,
+        "currency": limit.currency,
+        "buyer_level": limit.buyer_level,
+        "app_id": limit.app_id,
+        "channel": limit.channel,
+        "enabled": limit.enabled,
+    }
+
+
+def get_limit(session: Session, limit_id: str) -> SpendingLimit:
+    limit = session.get(SpendingLimit, limit_id)
+    if limit is None:
+        raise LimitNotFound(f"No such limit: {limit_id}")
+    return limit
+
+
+def update_limit(
+    session: Session, limit_id: str, body: LimitUpdate, now: datetime
+) -> SpendingLimit:
+    """Change a limit's amount, description or switch it on or off."""
+    limit = get_limit(session, limit_id)
+    before = _described(limit)
+    if body.amount is not None:
+        limit.max_amount_minor = body.amount
+    if body.description is not None:
+        limit.description = body.description
+    if body.enabled is not None:
+        limit.enabled = body.enabled
+    limit.updated_at = now
+    session.flush()
+    audit.record(
+        session,
+        action="limit.updated",
+        object_type="limit",
+        object_id=limit.id,
+        before=before,
+        after=_described(limit),
+        now=now,
+    )
+    return limit
+
+
+def list_limits(session: Session) -> list[SpendingLimit]:
+    return list(session.scalars(select(SpendingLimit).order_by(SpendingLimit.id.desc())))
+
+
+def usage_of(session: Session, limit_id: str) -> list[LimitUsage]:
+    """A limit's usage rows, newest period first (at most 500)."""
+    get_limit(session, limit_id)
+    return list(
+        session.scalars(
+            select(LimitUsage)
+            .where(LimitUsage.limit_id == limit_id)
+            .order_by(LimitUsage.period_key.desc(), LimitUsage.subject)
+            .limit(500)
+        )
+    )
+
+
+def set_buyer_level(session: Session, user_id: str, level: str) -> str:
+    """A buyer's level, which chooses the buyer limits that apply to them."""
+    user = accounts.get_user(session, user_id)
+    before, user.level = user.level, level
+    session.flush()
+    audit.record(
+        session,
+        action="user.level_changed",
+        object_type="user",
+        object_id=user.id,
+        before={"level": before},
+        after={"level": level},
+    )
+    return user.level
+
+
+# Enforcing them ---------------------------------------------------------------------------
+
+
+def _applicable(session: Session, spend: Spend, buyer_level: str) -> list[SpendingLimit]:
+    app_matches = or_(SpendingLimit.app_id.is_(None), SpendingLimit.app_id == spend.app_id)
+    limits = session.scalars(
+        select(SpendingLimit).where(
+            SpendingLimit.enabled.is_(True),
+            SpendingLimit.currency == spend.currency,
+            app_matches,
+            or_(SpendingLimit.channel.is_(None), SpendingLimit.channel == spend.channel),
+            or_(SpendingLimit.buyer_level.is_(None), SpendingLimit.buyer_level == buyer_level),
+        )
+    )
+    return sorted(limits, key=lambda limit: limit.id)
+
+
+def _subject(limit: SpendingLimit, spend: Spend) -> str:
+    return {"buyer": spend.user_id, "app": spend.app_id, "channel": spend.channel}[limit.scope]
+
+
+def _period(limit: SpendingLimit, policy: LimitPolicy, now: datetime) -> _Period:
+    zone = ZoneInfo(policy.timezone)
+    local = now.astimezone(zone).date()
+    if limit.period == "day":
+        reset = datetime.combine(local + timedelta(days=1), time.min, tzinfo=zone)
+        return _Period(local.isoformat(), reset.astimezone(UTC))
+    if limit.period == "month":
+        first_next = date(local.year + local.month // 12, local.month % 12 + 1, 1)
+        reset = datetime.combine(first_next, time.min, tzinfo=zone)
+        return _Period(f"{local.year:04d}-{local.month:02d}", reset.astimezone(UTC))
+    return _Period("transaction", None)
+
+
+def _refuse(limit: SpendingLimit, period: _Period, used: int, spend: Spend) -> LimitExceeded:
+    remaining = max(0, limit.max_amount_minor - used)
+    scope = {"buyer": "buyer's", "app": "app's", "channel": f"{spend.channel} channel's"}
+    per = "single-payment" if limit.period == "transaction" else f"{limit.period}ly"
+    return LimitExceeded(
+        f"This payment of {spend.amount_minor} {spend.currency} would exceed the "
+        f"{scope[limit.scope]} {per} limit of {limit.max_amount_minor} {limit.currency}; "
+        f"{remaining} remains.",
+        limit={
+            "id": limit.id,
+            "scope": limit.scope,
+            "period": limit.period,
+            "amount": limit.max_amount_minor,
+            "currency": limit.currency,
+        },
+        period_key=period.key,
+        remaining=remaining,
+        resets_at=period.resets_at.isoformat() if period.resets_at else None,
+    )
+
+
+def _locked_usage(
+    session: Session, limit: SpendingLimit, subject: str, period_key: str, now: datetime
+) -> LimitUsage:
+    """The usage row, created if new, locked for this transaction."""
+    values = {
+        "id": new_id("lu"),
+        "limit_id": limit.id,
+        "subject": subject,
+        "period_key": period_key,
+        "used_minor": 0,
+        "near_notified": False,
+        "updated_at": now,
+    }
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    session.execute(
+        insert(LimitUsage)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=["limit_id", "subject", "period_key"])
+    )
+    return session.scalars(
+        select(LimitUsage)
+        .where(
+            LimitUsage.limit_id == limit.id,
+            LimitUsage.subject == subject,
+            LimitUsage.period_key == period_key,
+        )
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).one()
+
+
+def reserve(session: Session, policy: LimitPolicy, spend: Spend, now: datetime) -> None:
+    """Count an order against every limit that applies, or refuse it with `limit_exceeded`
+    naming the limit, the period and what remains. Idempotent per order: a second attempt
+    for the same order on the same channel counts nothing new. Never commits; on refusal
+    the caller's transaction rolls back whatever was counted."""
+    level = accounts.get_user(session, spend.user_id).level
+    limits = _applicable(session, spend, level)
+    for limit in limits:  # single-payment caps first: they need no lock
+        if limit.period == "transaction" and spend.amount_minor > limit.max_amount_minor:
+            raise _refuse(limit, _period(limit, policy, now), 0, spend)
+    for limit in limits:
+        if limit.period != "transaction":
+            _reserve_one(session, policy, limit, spend, now)
+
+
+def _reserve_one(
+    session: Session, policy: LimitPolicy, limit: SpendingLimit, spend: Spend, now: datetime
+) -> None:
+    period = _period(limit, policy, now)
+    usage = _locked_usage(session, limit, _subject(limit, spend), period.key, now)
+    held = session.scalar(
+        select(LimitReservation).where(
+            LimitReservation.usage_id == usage.id, LimitReservation.order_id == spend.order_id
+        )
+    )
+    if held is not None and held.released_at is None:
+        return
+    if usage.used_minor + spend.amount_minor > limit.max_amount_minor:
+        raise _refuse(limit, period, usage.used_minor, spend)
+    usage.used_minor += spend.amount_minor
+    usage.updated_at = now
+    if held is None:
+        session.add(
+            LimitReservation(
+                id=new_id("lr"),
+                usage_id=usage.id,
+                order_id=spend.order_id,
+                amount_minor=spend.amount_minor,
+                created_at=now,
+            )
+        )
+    else:
+        held.amount_minor, held.released_at = spend.amount_minor, None
+    _warn_when_near(session, policy, limit, usage, period, spend, now)
+    session.flush()
+
+
+def _warn_when_near(
+    session: Session,
+    policy: LimitPolicy,
+    limit: SpendingLimit,
+    usage: LimitUsage,
+    period: _Period,
+    spend: Spend,
+    now: datetime,
+) -> None:
+    """`limit.near` once per limit, subject and period, when usage reaches the threshold."""
+    if usage.near_notified or usage.used_minor * 100 < limit.max_amount_minor * policy.near_percent:
+        return
+    usage.near_notified = True
+    emit(
+        session,
+        event_type="limit.near",
+        data={
+            "object": "limit_usage",
+            "limit_id": limit.id,
+            "scope": limit.scope,
+            "period": limit.period,
+            "period_key": period.key,
+            "subject": usage.subject,
+            "used": usage.used_minor,
+            "amount": limit.max_amount_minor,
+            "remaining": limit.max_amount_minor - usage.used_minor,
+            "currency": limit.currency,
+            "resets_at": period.resets_at.isoformat() if period.resets_at else None,
+        },
+        stream_key=f"limit:{usage.id}",
+        app_id=spend.app_id,
+        now=now,
+    )
+
+
+def _release(session: Session, reservations: list[LimitReservation], now: datetime) -> None:
+    for reservation in sorted(reservations, key=lambda r: r.usage_id):
+        usage = session.scalars(
+            select(LimitUsage)
+            .where(LimitUsage.id == reservation.usage_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        ).one()
+        usage.used_minor = max(0, usage.used_minor - reservation.amount_minor)
+        usage.updated_at = now
+        reservation.released_at = now
+    session.flush()
+
+
+def _open_reservations(session: Session, order_id: str) -> list[tuple[LimitReservation, str, str]]:
+    rows = session.execute(
+        select(LimitReservation, SpendingLimit.scope, LimitUsage.subject)
+        .join(LimitUsage, LimitUsage.id == LimitReservation.usage_id)
+        .join(SpendingLimit, SpendingLimit.id == LimitUsage.limit_id)
+        .where(LimitReservation.order_id == order_id, LimitReservation.released_at.is_(None))
+    ).all()
+    return [(row[0], row[1], row[2]) for row in rows]
+
+
+def release_order(session: Session, order_id: str, now: datetime) -> None:
+    """An order closed unpaid: give back everything it reserved."""
+    _release(session, [r for r, _, _ in _open_reservations(session, order_id)], now)
+
+
+def settle_order(session: Session, order_id: str, paid_channel: str, now: datetime) -> None:
+    """An order was paid through one channel: the other channels' reservations go back."""
+    other_channels = [
+        reservation
+        for reservation, scope, subject in _open_reservations(session, order_id)
+        if scope == "channel" and subject != paid_channel
+    ]
+    _release(session, other_channels, now)

@@ -1,0 +1,214 @@
+"""Every SQL statement of risk control. Never commits."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from datetime import datetime
+
+from sqlalchemy import and_, func, or_, select, text, update
+from sqlalchemy.orm import InstrumentedAttribute, Session
+
+from knowpay.kit.pagination import PageParams, paginate_query, split_page
+from knowpay.risk.models import RiskAttemptRecord, RiskBlacklistEntry, RiskDecision, RiskRule
+
+
+def add(
+    session: Session, row: RiskRule | RiskBlacklistEntry | RiskAttemptRecord | RiskDecision
+) -> None:
+    session.add(row)
+    session.flush()
+
+
+# Rules
+
+
+def enabled_rules(session: Session) -> list[RiskRule]:
+    """Every enabled rule in priority order: the one query an assessment makes for rules."""
+    statement = (
+        select(RiskRule).where(RiskRule.enabled.is_(True)).order_by(RiskRule.priority, RiskRule.id)
+    )
+    return list(session.scalars(statement))
+
+
+def get_rule(session: Session, rule_id: str, *, for_update: bool = False) -> RiskRule | None:
+    statement = select(RiskRule).where(RiskRule.id == rule_id)
+    if for_update:
+        statement = statement.with_for_update().execution_options(populate_existing=True)
+    return session.scalars(statement).first()
+
+
+def list_rules(
+    session: Session, params: PageParams, *, kind: str | None, enabled: bool | None
+) -> tuple[list[RiskRule], bool]:
+    statement = select(RiskRule)
+    if kind is not None:
+        statement = statement.where(RiskRule.kind == kind)
+    if enabled is not None:
+        statement = statement.where(RiskRule.enabled.is_(enabled))
+    rows = session.scalars(paginate_query(statement, RiskRule.id, params)).all()
+    return split_page(rows, params)
+
+
+# Blacklist
+
+
+def blacklist_hits(
+    session: Session, candidates: Iterable[tuple[str, str]]
+) -> list[RiskBlacklistEntry]:
+    """The entries among `(kind, value)` candidates, in one query."""
+    wanted = [
+        and_(RiskBlacklistEntry.kind == k, RiskBlacklistEntry.value == v) for k, v in candidates
+    ]
+    if not wanted:
+        return []
+    statement = select(RiskBlacklistEntry).where(or_(*wanted)).order_by(RiskBlacklistEntry.kind)
+    return list(session.scalars(statement))
+
+
+def find_blacklist_entry(session: Session, kind: str, value: str) -> RiskBlacklistEntry | None:
+    statement = select(RiskBlacklistEntry).where(
+        RiskBlacklistEntry.kind == kind, RiskBlacklistEntry.value == value
+    )
+    return session.scalars(statement).first()
+
+
+def get_blacklist_entry(session: Session, entry_id: str) -> RiskBlacklistEntry | None:
+    return session.get(RiskBlacklistEntry, entry_id)
+
+
+def delete_blacklist_entry(session: Session, entry: RiskBlacklistEntry) -> None:
+    session.delete(entry)
+    session.flush()
+
+
+def list_blacklist(
+    session: Session, params: PageParams, *, kind: str | None, value: str | None
+) -> tuple[list[RiskBlacklistEntry], bool]:
+    statement = select(RiskBlacklistEntry)
+    if kind is not None:
+        statement = statement.where(RiskBlacklistEntry.kind == kind)
+    if value is not None:
+        statement = statement.where(RiskBlacklistEntry.value == value)
+    rows = session.scalars(paginate_query(statement, RiskBlacklistEntry.id, params)).all()
+    return split_page(rows, params)
+
+
+# Attempts log
+
+_SUBJECT_COLUMNS: dict[str, InstrumentedAttribute[str | None]] = {
+    "ip": RiskAttemptRecord.client_ip,
+    "device": RiskAttemptRecord.device_id,
+}
+
+
+def count_attempts(session: Session, subject: str, value: str, since: datetime) -> int:
+    """Attempts by one buyer, IP or device logged after `since`."""
+    column = RiskAttemptRecord.user_id if subject == "buyer" else _SUBJECT_COLUMNS[subject]
+    statement = (
+        select(func.count())
+        .select_from(RiskAttemptRecord)
+        .where(column == value, RiskAttemptRecord.created_at > since)
+    )
+    return int(session.scalar(statement) or 0)
+
+
+def latest_finished_outcomes(
+    session: Session, user_id: str, since: datetime, outcomes: Iterable[str], limit: int
+) -> list[str]:
+    """Outcomes of the buyer's latest finished attempts after `since`, newest first."""
+    statement = (
+        select(RiskAttemptRecord.outcome)
+        .where(
+            RiskAttemptRecord.user_id == user_id,
+            RiskAttemptRecord.created_at > since,
+            RiskAttemptRecord.outcome.in_(list(outcomes)),
+        )
+        .order_by(RiskAttemptRecord.created_at.desc(), RiskAttemptRecord.id.desc())
+        .limit(limit)
+    )
+    return list(session.scalars(statement))
+
+
+def outcome_totals(session: Session, user_id: str, currency: str, outcome: str) -> tuple[int, int]:
+    """How many of the buyer's attempts in `currency` had `outcome`, and their amounts' sum."""
+    statement = select(
+        func.count(), func.coalesce(func.sum(RiskAttemptRecord.amount_minor), 0)
+    ).where(
+        RiskAttemptRecord.user_id == user_id,
+        RiskAttemptRecord.outcome == outcome,
+        RiskAttemptRecord.currency == currency,
+    )
+    count, total = session.execute(statement).one()
+    return int(count), int(total)
+
+
+def set_outcome(
+    session: Session, payment_id: str, outcome: str, from_outcomes: Iterable[str], now: datetime
+) -> bool:
+    """Move an attempt's outcome, only from one of `from_outcomes`; whether it moved."""
+    statement = (
+        update(RiskAttemptRecord)
+        .where(
+            RiskAttemptRecord.payment_id == payment_id,
+            RiskAttemptRecord.outcome.in_(list(from_outcomes)),
+        )
+        .values(outcome=outcome, outcome_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    result = session.execute(statement)
+    return int(getattr(result, "rowcount", 0) or 0) == 1
+
+
+def lock_subjects(session: Session, keys: Iterable[str]) -> None:
+    """Serialise assessments that count the same subjects until this transaction ends, so two
+    concurrent attempts cannot both pass a velocity limit. PostgreSQL only: SQLite already
+    runs one writing transaction at a time. Sorted, so two assessments never deadlock."""
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    for key in sorted(set(keys)):
+        digest = hashlib.sha256(f"knowpay.risk:{key}".encode()).digest()
+        lock_id = int.from_bytes(digest[:8], "big", signed=True)
+        session.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": lock_id})
+
+
+# Decisions
+
+
+def get_decision(
+    session: Session, decision_id: str, *, for_update: bool = False
+) -> RiskDecision | None:
+    statement = select(RiskDecision).where(RiskDecision.id == decision_id)
+    if for_update:
+        statement = statement.with_for_update().execution_options(populate_existing=True)
+    return session.scalars(statement).first()
+
+
+def decision_for_payment(session: Session, payment_id: str) -> RiskDecision | None:
+    statement = select(RiskDecision).where(RiskDecision.payment_id == payment_id)
+    return session.scalars(statement).first()
+
+
+def list_decisions(
+    session: Session,
+    params: PageParams,
+    *,
+    reviews_only: bool = False,
+    review_status: str | None = None,
+    decision: str | None = None,
+    payment_id: str | None = None,
+    user_id: str | None = None,
+) -> tuple[list[RiskDecision], bool]:
+    statement = select(RiskDecision)
+    if reviews_only:
+        statement = statement.where(RiskDecision.review_status.is_not(None))
+    if review_status is not None:
+        statement = statement.where(RiskDecision.review_status == review_status)
+    if decision is not None:
+        statement = statement.where(RiskDecision.decision == decision)
+    if payment_id is not None:
+        statement = statement.where(RiskDecision.payment_id == payment_id)
+    if user_id is not None:
+        statement = statement.where(RiskDecision.user_id == user_id)
+    rows = session.scalars(paginate_query(statement, RiskDecision.id, params)).all()
+    return split_page(rows, params)

@@ -1,0 +1,242 @@
+"""Spending limits: per transaction, day and month; per buyer level, app and channel; counted
+atomically when a payment starts, given back when an order closes unpaid; `limit.near`
+once per period at 80%."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from fastapi.testclient import TestClient
+
+from knowpay.auth.principals import Role
+from knowpay.kit.clock import FrozenClock
+from knowpay.kit.db import Database
+from tests import books
+from tests.builders import Builders, Caller, Shop
+
+_SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+
+@pytest.fixture
+def shop(build: Builders) -> Shop:
+    return Shop(build)
+
+
+@pytest.fixture
+def finance(build: Builders) -> Caller:
+    return build.staff(Role.FINANCE)
+
+
+def add_limit(client: TestClient, finance: Caller, **body: Any) -> dict[str, Any]:
+    answer = client.post(
+        "/v1/admin/limits", json={"currency": "CNY", **body}, headers=finance.headers
+    )
+    assert answer.status_code == 201, answer.text
+    result: dict[str, Any] = answer.json()
+    return result
+
+
+def priced(shop: Shop, amount: int) -> dict[str, Any]:
+    return shop.build.product(shop.app, prices=[{"amount": amount, "currency": "CNY"}])
+
+
+def try_to_pay(shop: Shop, order: dict[str, Any], **body: Any) -> Any:
+    return shop.build.client.post(
+        f"/v1/orders/{order['id']}/payments",
+        json={"channel": "test", **body},
+        headers=shop.app.headers,
+    )
+
+
+def test_a_payment_above_the_single_payment_limit_is_refused_and_nothing_is_written(
+    shop: Shop, client: TestClient, finance: Caller, database: Database
+) -> None:
+    limit = add_limit(client, finance, scope="buyer", period="transaction", amount=10000)
+    assert try_to_pay(shop, shop.order(priced(shop, 10000))).status_code == 201
+    order = shop.order(priced(shop, 10001))
+    refused = try_to_pay(shop, order)
+    assert refused.status_code == 422
+    problem = refused.json()
+    assert problem["code"] == "limit_exceeded"
+    assert problem["limit"] == {
+        "id": limit["id"],
+        "scope": "buyer",
+        "period": "transaction",
+        "amount": 10000,
+        "currency": "CNY",
+    }
+    assert problem["remaining"] == 10000
+    assert shop.get(f"/v1/orders/{order['id']}/payments")["data"] == []
+
+
+def test_a_daily_limit_per_buyer_level_counts_each_order_once_and_says_what_remains(
+    shop: Shop, client: TestClient, finance: Caller, clock: FrozenClock
+) -> None:
+    add_limit(client, finance, scope="buyer", period="day", buyer_level="unverified", amount=50000)
+    add_limit(client, finance, scope="buyer", period="day", buyer_level="verified", amount=500000)
+    course = priced(shop, 20000)
+    first, second = shop.order(course), shop.order(course)
+    assert try_to_pay(shop, first).status_code == 201
+    assert try_to_pay(shop, first).status_code == 201  # a retry of one order counts once
+    assert try_to_pay(shop, second).status_code == 201
+    third = shop.order(course)
+    refused = try_to_pay(shop, third)
+    assert refused.status_code == 422, refused.text
+    problem = refused.json()
+    assert (problem["limit"]["period"], problem["remaining"]) == ("day", 10000)
+    local_day = clock.now().astimezone(_SHANGHAI).date()
+    assert problem["period_key"] == local_day.isoformat()
+    next_midnight = datetime.combine(local_day + timedelta(days=1), datetime.min.time(), _SHANGHAI)
+    assert datetime.fromisoformat(problem["resets_at"]) == next_midnight.astimezone(UTC)
+
+    promoted = client.put(
+        f"/v1/admin/users/{shop.buyer.id}/level",
+        json={"level": "verified"},
+        headers=finance.headers,
+    )
+    assert promoted.status_code == 200, promoted.text
+    assert try_to_pay(shop, third).status_code == 201  # verified buyers may spend ¥5,000
+
+    clock.advance(timedelta(days=1))  # a new day: the unverified allowance is whole again
+    other = shop.build.buyer(shop.app)
+    for _ in range(2):
+        order = shop.build.client.post(
+            "/v1/orders",
+            json={"user_id": other.id, "items": [{"product_id": course["id"]}], "currency": "CNY"},
+            headers=shop.app.headers,
+        ).json()
+        assert try_to_pay(shop, order).status_code == 201
+
+
+def test_closing_an_unpaid_order_gives_its_allowance_back(
+    shop: Shop, client: TestClient, finance: Caller
+) -> None:
+    add_limit(client, finance, scope="buyer", period="day", amount=30000)
+    course = priced(shop, 20000)
+    first = shop.order(course)
+    assert try_to_pay(shop, first).status_code == 201
+    assert try_to_pay(shop, shop.order(course)).status_code == 422
+    closed = client.post(f"/v1/orders/{first['id']}/close", headers=shop.app.headers)
+    assert closed.status_code == 200, closed.text
+    assert try_to_pay(shop, shop.order(course)).status_code == 201
+
+
+def test_a_paid_order_keeps_its_allowance(shop: Shop, client: TestClient, finance: Caller) -> None:
+    add_limit(client, finance, scope="buyer", period="month", amount=30000)
+    course = priced(shop, 20000)
+    shop.confirm(shop.pay(shop.order(course)))
+    refused = try_to_pay(shop, shop.order(course))
+    assert (refused.status_code, refused.json()["limit"]["period"]) == (422, "month")
+
+
+def test_app_and_channel_limits_count_across_buyers(
+    shop: Shop, client: TestClient, finance: Caller
+) -> None:
+    add_limit(client, finance, scope="app", period="day", app_id=shop.app.id, amount=50000)
+    add_limit(client, finance, scope="channel", period="transaction", channel="test", amount=40000)
+    course = priced(shop, 20000)
+    buyers = [shop.build.buyer(shop.app) for _ in range(3)]
+    statuses = []
+    for buyer in buyers:
+        order = shop.build.client.post(
+            "/v1/orders",
+            json={"user_id": buyer.id, "items": [{"product_id": course["id"]}], "currency": "CNY"},
+            headers=shop.app.headers,
+        ).json()
+        answer = try_to_pay(shop, order)
+        statuses.append((answer.status_code, answer.json().get("limit", {}).get("scope")))
+    assert statuses == [(201, None), (201, None), (422, "app")]
+    big = shop.order(priced(shop, 40001))
+    assert try_to_pay(shop, big).json()["limit"]["scope"] == "channel"
+    another_app = shop.build.app("mobile")  # the app limit names one app: others are free
+    product = shop.build.product(another_app, prices=[{"amount": 20000, "currency": "CNY"}])
+    buyer = shop.build.buyer(another_app)
+    for _ in range(3):
+        order = shop.build.client.post(
+            "/v1/orders",
+            json={"user_id": buyer.id, "items": [{"product_id": product["id"]}], "currency": "CNY"},
+            headers=another_app.headers,
+        ).json()
+        paid = shop.build.client.post(
+            f"/v1/orders/{order['id']}/payments",
+            json={"channel": "test"},
+            headers=another_app.headers,
+        )
+        assert paid.status_code == 201, paid.text
+
+
+def test_limits_in_one_currency_do_not_count_another(
+    shop: Shop, client: TestClient, finance: Caller
+) -> None:
+    add_limit(client, finance, scope="buyer", period="transaction", amount=100)
+    usd = shop.build.product(shop.app, prices=[{"amount": 5000, "currency": "USD"}])
+    assert try_to_pay(shop, shop.order(usd, currency="USD")).status_code == 201
+
+
+def test_limit_near_is_sent_once_per_period_at_80_percent(
+    shop: Shop, client: TestClient, finance: Caller, database: Database
+) -> None:
+    limit = add_limit(client, finance, scope="buyer", period="day", amount=50000)
+    for amount in (20000, 19999):
+        try_to_pay(shop, shop.order(priced(shop, amount)))
+    assert books.events(database, "limit.near") == []  # 79.998%
+    for amount in (1, 5000):
+        try_to_pay(shop, shop.order(priced(shop, amount)))
+    [event] = books.events(database, "limit.near")
+    assert event["data"]["object"]["limit_id"] == limit["id"]
+    assert (event["data"]["object"]["used"], event["data"]["object"]["remaining"]) == (40000, 10000)
+    assert event["data"]["object"]["subject"] == shop.buyer.id
+    assert event["app_id"] == shop.app.id
+
+
+def test_a_changed_limit_applies_to_the_next_payment_without_a_restart(
+    shop: Shop, client: TestClient, finance: Caller
+) -> None:
+    limit = add_limit(client, finance, scope="buyer", period="transaction", amount=5000)
+    order = shop.order(priced(shop, 9900))
+    assert try_to_pay(shop, order).status_code == 422
+    raised = client.patch(
+        f"/v1/admin/limits/{limit['id']}", json={"amount": 10000}, headers=finance.headers
+    )
+    assert raised.status_code == 200
+    assert try_to_pay(shop, order).status_code == 201
+    client.delete(f"/v1/admin/limits/{limit['id']}", headers=finance.headers)
+    assert try_to_pay(shop, shop.order(priced(shop, 20000))).status_code == 201
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"scope": "planet", "period": "day", "amount": 1},
+        {"scope": "buyer", "period": "week", "amount": 1},
+        {"scope": "buyer", "period": "day", "amount": 0},
+        {"scope": "buyer", "period": "day", "amount": 1.5},
+        {"scope": "app", "period": "day", "amount": 1, "buyer_level": "verified"},
+        {"scope": "buyer", "period": "day", "amount": 1, "channel": "test"},
+        {"scope": "buyer", "period": "day", "amount": 1, "currency": "XYZ"},
+    ],
+)
+def test_a_bad_limit_is_refused_and_nothing_is_stored(
+    client: TestClient, finance: Caller, body: dict[str, Any]
+) -> None:
+    answer = client.post(
+        "/v1/admin/limits", json={"currency": "CNY", **body}, headers=finance.headers
+    )
+    assert answer.status_code == 422, answer.text
+    assert answer.headers["content-type"].startswith("application/problem+json")
+    assert client.get("/v1/admin/limits", headers=finance.headers).json()["data"] == []
+
+
+def test_only_finance_and_admins_change_limits(shop: Shop, client: TestClient) -> None:
+    body = {"scope": "buyer", "period": "day", "amount": 1, "currency": "CNY"}
+    for caller in (shop.app, shop.buyer, shop.build.staff(Role.SUPPORT)):
+        assert client.post("/v1/admin/limits", json=body, headers=caller.headers).status_code == 403
+        level = client.put(
+            f"/v1/admin/users/{shop.buyer.id}/level", json={"level": "x"}, headers=caller.headers
+        )
+        assert level.status_code == 403
+    for caller in (shop.app, shop.buyer):
+        assert client.get("/v1/admin/limits", headers=caller.headers).status_code == 403

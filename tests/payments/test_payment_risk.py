@@ -1,0 +1,139 @@
+"""Risk control on the payment path: a velocity burst is denied, a blacklisted IP is denied,
+an amount anomaly is held for review and goes to the gateway only when staff release it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from knowpay.auth.principals import Role
+from knowpay.kit.db import Database
+from tests import books
+from tests.builders import Builders, Caller, Shop
+
+
+@pytest.fixture
+def shop(build: Builders) -> Shop:
+    return Shop(build)
+
+
+@pytest.fixture
+def finance(build: Builders) -> Caller:
+    return build.staff(Role.FINANCE)
+
+
+def add_rule(client: TestClient, finance: Caller, **rule: Any) -> None:
+    answer = client.post("/v1/admin/risk/rules", json=rule, headers=finance.headers)
+    assert answer.status_code == 201, answer.text
+
+
+def try_to_pay(shop: Shop, order: dict[str, Any], **body: Any) -> Any:
+    return shop.build.client.post(
+        f"/v1/orders/{order['id']}/payments",
+        json={"channel": "test", **body},
+        headers=shop.app.headers,
+    )
+
+
+def test_a_velocity_burst_is_denied_and_the_denied_attempts_stay_on_record(
+    shop: Shop, client: TestClient, finance: Caller
+) -> None:
+    add_rule(
+        client,
+        finance,
+        kind="velocity",
+        action="deny",
+        params={"subject": "device", "max_attempts": 3, "window_s": 60},
+    )
+    order = shop.order()
+    answers = [try_to_pay(shop, order, device_id="dev-1") for _ in range(5)]
+    assert [a.status_code for a in answers] == [201, 201, 201, 422, 422]
+    problem = answers[3].json()
+    assert problem["code"] == "risk_denied"
+    assert "risk" in problem["detail"]
+    attempts = shop.get(f"/v1/orders/{order['id']}/payments")["data"]
+    assert [a["failure_code"] for a in attempts[3:]] == ["risk_denied", "risk_denied"]
+    assert all(a["status"] == "failed" for a in attempts[3:])
+    # Another device of the same buyer is not caught by the device's burst.
+    assert try_to_pay(shop, order, device_id="dev-2").status_code == 201
+
+
+def test_a_blacklisted_ip_is_denied(shop: Shop, client: TestClient, finance: Caller) -> None:
+    add_rule(client, finance, kind="blacklist", action="deny")
+    listed = client.post(
+        "/v1/admin/risk/blacklist",
+        json={"kind": "ip", "value": "203.0.113.9", "reason": "card testing"},
+        headers=finance.headers,
+    )
+    assert listed.status_code == 201, listed.text
+    order = shop.order()
+    denied = try_to_pay(shop, order, client_ip="203.0.113.9")
+    assert (denied.status_code, denied.json()["code"]) == (422, "risk_denied")
+    assert try_to_pay(shop, order, client_ip="198.51.100.7").status_code == 201
+    decisions = client.get("/v1/admin/risk/decisions", headers=finance.headers).json()["data"]
+    assert sorted(d["decision"] for d in decisions) == ["allow", "deny"]
+
+
+def anomalous_order(shop: Shop, client: TestClient, finance: Caller) -> dict[str, Any]:
+    add_rule(
+        client,
+        finance,
+        kind="amount_anomaly",
+        action="review",
+        params={"multiplier": 3, "min_history": 2},
+    )
+    for _ in range(2):  # the buyer's history: two ¥99 courses
+        shop.confirm(shop.pay(shop.order()))
+    big = shop.build.product(shop.app, prices=[{"amount": 99000, "currency": "CNY"}])
+    return shop.order(big)
+
+
+def test_an_anomaly_is_held_for_review_and_released_by_staff_to_the_gateway(
+    shop: Shop, client: TestClient, finance: Caller, database: Database
+) -> None:
+    order = anomalous_order(shop, client, finance)
+    held = try_to_pay(shop, order)
+    assert held.status_code == 201, held.text
+    payment = held.json()
+    assert (payment["status"], payment["held_for_review"], payment["action"]) == (
+        "pending",
+        True,
+        None,
+    )
+    queue = client.get("/v1/admin/risk/reviews?status=open", headers=finance.headers).json()
+    [review] = queue["data"]
+    assert review["payment_id"] == payment["id"]
+    assert review["reasons"][0]["kind"] == "amount_anomaly"
+
+    released = client.post(
+        f"/v1/admin/risk/reviews/{review['id']}/release", json={}, headers=finance.headers
+    )
+    assert released.status_code == 200, released.text
+    after = shop.get(f"/v1/payments/{payment['id']}")
+    assert (after["held_for_review"], after["action"]) == (False, {"type": "none"})
+    shop.confirm(after)
+    assert shop.get(f"/v1/orders/{order['id']}")["status"] == "paid"
+    assert books.violations(database) == []
+
+
+def test_a_rejected_review_fails_the_attempt(
+    shop: Shop, client: TestClient, finance: Caller
+) -> None:
+    order = anomalous_order(shop, client, finance)
+    payment = try_to_pay(shop, order).json()
+    [review] = client.get("/v1/admin/risk/reviews?status=open", headers=finance.headers).json()[
+        "data"
+    ]
+    rejected = client.post(
+        f"/v1/admin/risk/reviews/{review['id']}/reject", json={}, headers=finance.headers
+    )
+    assert rejected.status_code == 200, rejected.text
+    after = shop.get(f"/v1/payments/{payment['id']}")
+    assert (after["status"], after["failure_code"], after["held_for_review"]) == (
+        "failed",
+        "risk_rejected",
+        False,
+    )
+    assert shop.get(f"/v1/orders/{order['id']}")["status"] == "created"

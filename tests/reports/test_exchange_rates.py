@@ -1,0 +1,169 @@
+"""Multi-currency: orders are charged in their own currency at their catalog price; dated
+exchange rates only translate revenue into a base currency for reports."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from typer.testing import CliRunner
+
+from knowpay.auth.principals import Role
+from knowpay.cli.main import app as cli
+from knowpay.kit.clock import FrozenClock
+from knowpay.kit.config import Settings, get_settings
+from knowpay.reports.service import convert_minor
+from tests.builders import Builders, Shop
+
+pytestmark = pytest.mark.db
+
+
+@pytest.fixture
+def shop(build: Builders) -> Shop:
+    return Shop(build)
+
+
+def put_rates(client: TestClient, headers: dict[str, str], *rates: dict[str, str]) -> None:
+    answer = client.put("/v1/admin/exchange-rates", json={"rates": list(rates)}, headers=headers)
+    assert answer.status_code == 200, answer.text
+
+
+def test_translation_to_a_base_currency_keeps_each_currencys_minor_unit() -> None:
+    assert convert_minor(1000, "JPY", Decimal("0.048"), "CNY") == 4800  # ¥1,000 → ¥48.00
+    assert convert_minor(1999, "USD", Decimal("7.1234"), "CNY") == 14240  # half-even at fen
+    assert convert_minor(14240, "CNY", Decimal("20.83"), "JPY") == 2966  # fen → whole yen
+    assert convert_minor(100, "BHD", Decimal("1"), "BHD") == 100  # three decimals kept
+
+
+def test_rates_translate_revenue_for_reports_and_never_change_what_buyers_pay(
+    shop: Shop, client: TestClient, clock: FrozenClock
+) -> None:
+    product = shop.build.product(
+        shop.app,
+        prices=[
+            {"amount": 9900, "currency": "CNY"},
+            {"amount": 1999, "currency": "USD"},
+            {"amount": 1000, "currency": "JPY"},
+        ],
+    )
+    finance = shop.build.staff(Role.FINANCE)
+    today = clock.now().date().isoformat()
+    put_rates(
+        client,
+        finance.headers,
+        {"currency": "USD", "base_currency": "CNY", "rate": "7.1234", "date": today},
+        {"currency": "JPY", "base_currency": "CNY", "rate": "0.048", "date": "2020-01-01"},
+    )
+    paid = {}
+    for currency in ("USD", "JPY", "CNY"):
+        order = shop.order(product, currency=currency)
+        shop.confirm(shop.pay(order))
+        paid[currency] = shop.get(f"/v1/orders/{order['id']}")
+    assert {c: (o["amount"], o["status"]) for c, o in paid.items()} == {
+        "USD": (1999, "paid"),
+        "JPY": (1000, "paid"),
+        "CNY": (9900, "paid"),
+    }
+
+    report = client.get(
+        "/v1/admin/reports/revenue", params={"base_currency": "CNY"}, headers=finance.headers
+    )
+    assert report.status_code == 200, report.text
+    body = report.json()
+    assert {t["currency"]: t["amount"] for t in body["totals"]} == {
+        "CNY": 9900,
+        "JPY": 1000,
+        "USD": 1999,
+    }
+    by_currency = {d["currency"]: d for d in body["days"]}
+    assert by_currency["USD"]["base_amount"] == 14240
+    assert by_currency["JPY"]["base_amount"] == 4800  # the latest rate on or before the day
+    assert by_currency["CNY"]["base_amount"] == 9900
+    assert body["base_total"] == 14240 + 4800 + 9900
+    assert body["missing_rates"] == []
+
+    in_usd = client.get(
+        "/v1/admin/reports/revenue", params={"base_currency": "usd"}, headers=finance.headers
+    ).json()
+    assert in_usd["base_total"] == 1999  # no CNY→USD or JPY→USD rate is known
+    assert sorted(m.split("@")[0] for m in in_usd["missing_rates"]) == ["CNY", "JPY"]
+
+
+def test_a_newer_rate_for_the_same_day_replaces_the_old_one(shop: Shop, client: TestClient) -> None:
+    admin = shop.build.staff(Role.ADMIN)
+    rate = {"currency": "EUR", "base_currency": "CNY", "rate": "7.70", "date": "2026-11-20"}
+    put_rates(client, admin.headers, rate)
+    put_rates(client, admin.headers, {**rate, "rate": "7.71"})
+    listed = client.get(
+        "/v1/admin/exchange-rates", params={"currency": "EUR"}, headers=admin.headers
+    ).json()["data"]
+    assert [(r["rate"], r["date"]) for r in listed] == [("7.71", "2026-11-20")]
+
+
+@pytest.mark.parametrize(
+    ("rate", "field"),
+    [
+        ({"currency": "USD", "base_currency": "CNY", "rate": "0", "date": "2026-11-20"}, "rate"),
+        ({"currency": "USD", "base_currency": "CNY", "rate": "-1", "date": "2026-11-20"}, "rate"),
+        (
+            {"currency": "XYZ", "base_currency": "CNY", "rate": "1", "date": "2026-11-20"},
+            "currency",
+        ),
+        ({"currency": "USD", "base_currency": "CNY", "rate": "1", "date": "tomorrow"}, "date"),
+    ],
+)
+def test_a_bad_rate_is_refused_and_nothing_is_stored(
+    shop: Shop, client: TestClient, rate: dict[str, str], field: str
+) -> None:
+    admin = shop.build.staff(Role.ADMIN)
+    answer = client.put("/v1/admin/exchange-rates", json={"rates": [rate]}, headers=admin.headers)
+    assert answer.status_code == 422
+    assert answer.headers["content-type"].startswith("application/problem+json")
+    assert field in json.dumps(answer.json()["errors"])
+    assert client.get("/v1/admin/exchange-rates", headers=admin.headers).json()["data"] == []
+
+
+def test_only_finance_and_admins_set_rates_and_read_revenue(shop: Shop, client: TestClient) -> None:
+    rate = {"currency": "USD", "base_currency": "CNY", "rate": "7", "date": "2026-11-20"}
+    for caller in (shop.app, shop.buyer, shop.build.staff(Role.SUPPORT)):
+        denied = client.put(
+            "/v1/admin/exchange-rates", json={"rates": [rate]}, headers=caller.headers
+        )
+        assert denied.status_code == 403, denied.text
+        report = client.get("/v1/admin/reports/revenue", headers=caller.headers)
+        assert report.status_code == 403
+
+
+@pytest.fixture
+def cli_settings(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setenv("KNOWPAY_DATABASE_URL", settings.database_url)
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+@pytest.mark.usefixtures("cli_settings")
+def test_the_cli_loads_rates_from_a_csv_file(
+    tmp_path: Path, shop: Shop, client: TestClient
+) -> None:
+    rates = tmp_path / "rates.csv"
+    rates.write_text(
+        "currency,base_currency,rate,date\nUSD,CNY,7.1,2026-11-24\nJPY,CNY,0.047,2026-11-24\n",
+        encoding="utf-8",
+    )
+    loaded = CliRunner().invoke(cli, ["rates", "load", str(rates), "--json"])
+    assert loaded.exit_code == 0, loaded.output
+    assert json.loads(loaded.output) == {"loaded": 2}
+    admin = shop.build.staff(Role.ADMIN)
+    listed = client.get("/v1/admin/exchange-rates", headers=admin.headers).json()["data"]
+    assert sorted(r["currency"] for r in listed) == ["JPY", "USD"]
+
+    broken = tmp_path / "broken.csv"
+    broken.write_text("currency,base_currency,rate,date\nUSD,CNY,abc,2026-11-24\n", "utf-8")
+    refused = CliRunner().invoke(cli, ["rates", "load", str(broken), "--json"])
+    assert refused.exit_code == 2
+    assert json.loads(refused.output)["error"]["code"] == "invalid_rates"
