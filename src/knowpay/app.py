@@ -97,6 +97,7 @@ def create_app(
         yield
         if worker is not None:
             worker.stop()
+        app.state.channel_registry.close()
         database.dispose()
 
     app = FastAPI(

@@ -103,6 +103,13 @@ class ChannelRegistry:
     def names(self) -> list[str]:
         return sorted(self._channels)
 
+    def close(self) -> None:
+        """Close every adapter's HTTP connections (at shutdown)."""
+        for adapter in self._adapters.values():
+            close = getattr(adapter, "close", None)
+            if callable(close):
+                close()
+
     def all(self) -> list[Channel]:
         """Every configured channel, by name."""
         return [self._channels[name] for name in self.names()]

@@ -156,6 +156,7 @@ def worker(
             "events_dispatched": runner.dispatcher.run_once(),
             "webhooks_sent": runner.deliverer.run_once(),
         }
+        registry.close()
         emit(outcome, as_json=as_json, title="worker: one round")
         return
     signal.signal(signal.SIGTERM, lambda *_: runner.stop())
@@ -164,6 +165,7 @@ def worker(
     console.print("[green]knowpay worker running[/green]; Ctrl-C stops it gracefully")
     runner.wait()
     runner.stop()
+    registry.close()
     database.dispose()
 
 

@@ -72,6 +72,10 @@ class AlipayChannel:
             max_amount={transformers.CURRENCY: transformers.MAX_AMOUNT.amount_minor},
         )
 
+    def close(self) -> None:
+        """Close the gateway's HTTP connections (channels of one gateway share them)."""
+        self._client.close()
+
     # Payments ----------------------------------------------------------------------------
 
     def create_payment(self, request: CreatePaymentRequest) -> CreatePaymentResult:

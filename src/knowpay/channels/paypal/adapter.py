@@ -96,6 +96,10 @@ class PayPalChannel:
         self._cert_hosts = tuple(settings.cert_hosts)
         self._certificates = signing.CertificateCache(client.fetch_certificate)
 
+    def close(self) -> None:
+        """Close the gateway's HTTP connections (channels of one gateway share them)."""
+        self._client.close()
+
     # Payments ----------------------------------------------------------------------------
 
     def create_payment(self, request: CreatePaymentRequest) -> CreatePaymentResult:

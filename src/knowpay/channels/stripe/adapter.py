@@ -81,6 +81,10 @@ class StripeChannel:
             max_amount=maximum,
         )
 
+    def close(self) -> None:
+        """Close the gateway's HTTP connections (channels of one gateway share them)."""
+        self._client.close()
+
     # Payments ----------------------------------------------------------------------------
 
     def create_payment(self, request: CreatePaymentRequest) -> CreatePaymentResult:

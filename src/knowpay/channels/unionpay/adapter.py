@@ -58,6 +58,10 @@ class UnionPayChannel:
             min_amount={tf.CURRENCY: 1},
         )
 
+    def close(self) -> None:
+        """Close the gateway's HTTP connections (channels of one gateway share them)."""
+        self._client.close()
+
     # Payments ----------------------------------------------------------------------------
 
     def create_payment(self, request: CreatePaymentRequest) -> CreatePaymentResult:

@@ -218,6 +218,10 @@ class WechatPayChannel:
             currencies=frozenset({transformers.CURRENCY}), devices=_DEVICES[self.trade_type]
         )
 
+    def close(self) -> None:
+        """Close the gateway's HTTP connections (channels of one gateway share them)."""
+        self.merchant.client.close()
+
     def create_payment(self, request: CreatePaymentRequest) -> CreatePaymentResult:
         if self.trade_type == "jsapi" and not request.options.get("openid"):
             raise ChannelDeclined("missing_openid", "wechat_jsapi needs the payer's openid.")
