@@ -245,9 +245,10 @@ class RateLimitSettings(BaseModel):
 
     enabled: bool = True
     strategy: Literal["moving-window", "fixed-window", "sliding-window-counter"] = "moving-window"
-    api_per_key: RateLimitString = "600/minute"
+    api_per_key: RateLimitString = "100/second"
     """Each API key (by its hash) or logged-in person (by the token's subject), on every
-    limited route."""
+    limited route. An app's key carries all of a platform's server traffic, hence the
+    per-second budget (Stripe's default is of the same order)."""
     api_per_ip: RateLimitString = "300/minute"
     """Each client IP, for calls without valid credentials (failed authentications count)."""
     login_per_ip: RateLimitString = "10/minute"
