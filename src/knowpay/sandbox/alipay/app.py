@@ -24,6 +24,7 @@ from knowpay.sandbox.alipay import pages
 from knowpay.sandbox.alipay.book import PRECREATED, Trade, TradeError
 from knowpay.sandbox.alipay.faults import FaultKind
 from knowpay.sandbox.alipay.simulator import AlipaySimulator
+from knowpay.sandbox.common.controls import add_control_routes
 
 if TYPE_CHECKING:
     from knowpay.sandbox.app import SandboxConfig
@@ -167,23 +168,6 @@ def _add_admin_routes(app: FastAPI, sim: AlipaySimulator) -> None:
         """The app id, seller id, gateway URL and public keys (and a generated app key)."""
         return sim.keys()
 
-    @app.post("/_faults", status_code=201)
-    def add_fault(fault: FaultIn) -> dict[str, Any]:
-        return sim.faults.add(**fault.model_dump()).as_dict()
-
-    @app.get("/_faults")
-    def list_faults() -> list[dict[str, Any]]:
-        return [fault.as_dict() for fault in sim.faults.all()]
-
-    @app.delete("/_faults", status_code=204)
-    def clear_faults() -> None:
-        sim.faults.clear()
-
-    @app.delete("/_faults/{fault_id}", status_code=204)
-    def remove_fault(fault_id: str) -> None:
-        if not sim.faults.remove(fault_id):
-            raise HTTPException(404, "no such fault")
-
     @app.post("/_pay")
     def pay(body: PayIn) -> dict[str, Any]:
         """Pay (or fail) a trade by out_trade_no, scanning a QR trade first."""
@@ -211,13 +195,15 @@ def _add_admin_routes(app: FastAPI, sim: AlipaySimulator) -> None:
             raise HTTPException(409, "only a TRADE_SUCCESS trade can finish")
         return _trade_json(found)
 
-    @app.get("/_notifications")
     def notifications(out_trade_no: str | None = None) -> list[dict[str, Any]]:
         """Every notification and each try to deliver it, with knowpay's answers."""
         return sim.notifier.log(out_trade_no)
 
-    @app.post("/_reset", status_code=204)
     def reset() -> None:
         """Clear the faults and forget notifications (pending retries are never sent)."""
         sim.faults.clear()
         sim.notifier.reset()
+
+    add_control_routes(
+        app, faults=sim.faults, fault_model=FaultIn, notifications=notifications, reset=reset
+    )

@@ -12,10 +12,10 @@ fault fires (None: until removed)."""
 
 from __future__ import annotations
 
-import itertools
-import threading
-from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass, field
+from typing import Literal
+
+from knowpay.sandbox.common import faults as common
 
 FaultKind = Literal[
     "lost",
@@ -43,7 +43,7 @@ API_FAULTS = frozenset({"http_5xx", "timeout"})
 
 
 @dataclass
-class Fault:
+class Fault(common.AsDict):
     id: str
     kind: FaultKind
     out_trade_no: str | None = None
@@ -58,37 +58,12 @@ class Fault:
     methods: list[str] = field(default_factory=list)
     fired: int = 0
 
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
-
-class FaultBook:
+class FaultBook(common.FaultBook[Fault]):
     """The faults in force; taking one counts it against its `times`."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._faults: list[Fault] = []
-        self._ids = itertools.count(1)
-
-    def add(self, **spec: Any) -> Fault:
-        with self._lock:
-            fault = Fault(id=f"fault_{next(self._ids)}", **spec)
-            self._faults.append(fault)
-            return fault
-
-    def all(self) -> list[Fault]:
-        with self._lock:
-            return list(self._faults)
-
-    def remove(self, fault_id: str) -> bool:
-        with self._lock:
-            before = len(self._faults)
-            self._faults = [f for f in self._faults if f.id != fault_id]
-            return len(self._faults) != before
-
-    def clear(self) -> None:
-        with self._lock:
-            self._faults.clear()
+        super().__init__(Fault)
 
     def take(
         self,
@@ -99,19 +74,8 @@ class FaultBook:
         limit: int | None = None,
     ) -> list[Fault]:
         """The matching faults in force (the first `limit` of them), each counted as fired."""
-        with self._lock:
-            taken: list[Fault] = []
-            for fault in self._faults:
-                if fault.kind not in kinds:
-                    continue
-                if fault.out_trade_no is not None and fault.out_trade_no != out_trade_no:
-                    continue
-                if method is not None and fault.methods and method not in fault.methods:
-                    continue
-                if fault.times is not None and fault.fired >= fault.times:
-                    continue
-                if limit is not None and len(taken) >= limit:
-                    break
-                fault.fired += 1
-                taken.append(fault)
-            return taken
+        return self._take(
+            kinds,
+            lambda f: common.one(f.out_trade_no, out_trade_no) and common.listed(f.methods, method),
+            limit,
+        )

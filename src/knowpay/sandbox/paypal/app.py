@@ -27,6 +27,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Red
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
+from knowpay.sandbox.common.controls import add_control_routes
 from knowpay.sandbox.paypal import api, crypto, pages
 from knowpay.sandbox.paypal.faults import OPERATIONS, FaultKind
 from knowpay.sandbox.paypal.simulator import AuthError, PayPalSimulator
@@ -284,34 +285,23 @@ def _add_admin_routes(app: FastAPI, sim: PayPalSimulator) -> None:
         """client_id, client_secret, webhook_id, base_url and the cert host knowpay needs."""
         return sim.keys()
 
-    @app.post("/_faults", status_code=201)
-    def add_fault(fault: FaultIn) -> dict[str, Any]:
+    def check_fault(fault: FaultIn) -> None:
         unknown = set(fault.operations) - OPERATIONS
         if unknown:
             raise HTTPException(422, f"unknown operations: {sorted(unknown)}")
-        return sim.faults.add(**fault.model_dump()).as_dict()
 
-    @app.get("/_faults")
-    def list_faults() -> list[dict[str, Any]]:
-        return [fault.as_dict() for fault in sim.faults.all()]
-
-    @app.delete("/_faults", status_code=204)
-    def clear_faults() -> None:
-        sim.faults.clear()
-
-    @app.delete("/_faults/{fault_id}", status_code=204)
-    def remove_fault(fault_id: str) -> None:
-        if not sim.faults.remove(fault_id):
-            raise HTTPException(404, "no such fault")
-
-    @app.get("/_notifications")
     def notifications(out_trade_no: str | None = None) -> list[dict[str, Any]]:
         """Every webhook delivery and each try, with knowpay's answers."""
         return sim.notifier.log(out_trade_no)
 
-    @app.post("/_reset", status_code=204)
-    def reset() -> None:
-        sim.reset()
+    add_control_routes(
+        app,
+        faults=sim.faults,
+        fault_model=FaultIn,
+        notifications=notifications,
+        reset=sim.reset,
+        check_fault=check_fault,
+    )
 
     @app.get("/_orders")
     def find_orders(out_trade_no: str) -> list[dict[str, Any]]:

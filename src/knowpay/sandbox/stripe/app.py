@@ -21,6 +21,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
+from knowpay.sandbox.common.controls import add_control_routes
 from knowpay.sandbox.stripe import pages
 from knowpay.sandbox.stripe.book import CONFIRMABLE
 from knowpay.sandbox.stripe.errors import StripeError
@@ -166,23 +167,6 @@ def _add_admin_routes(app: FastAPI, sim: StripeSimulator) -> None:
         """The keys a merchant copies from the dashboard, the API base and the payer page."""
         return sim.keys()
 
-    @app.post("/_faults", status_code=201)
-    def add_fault(fault: FaultIn) -> dict[str, Any]:
-        return sim.faults.add(**fault.model_dump()).as_dict()
-
-    @app.get("/_faults")
-    def list_faults() -> list[dict[str, Any]]:
-        return [fault.as_dict() for fault in sim.faults.all()]
-
-    @app.delete("/_faults", status_code=204)
-    def clear_faults() -> None:
-        sim.faults.clear()
-
-    @app.delete("/_faults/{fault_id}", status_code=204)
-    def remove_fault(fault_id: str) -> None:
-        if not sim.faults.remove(fault_id):
-            raise HTTPException(404, "no such fault")
-
     @app.post("/_pay")
     def pay(body: PayIn) -> Response:
         """The payer confirms with a test card: the PaymentIntent, or Stripe's card error."""
@@ -223,7 +207,11 @@ def _add_admin_routes(app: FastAPI, sim: StripeSimulator) -> None:
         if sim.endpoints.pop(endpoint_id, None) is None:
             raise HTTPException(404, "no such webhook endpoint")
 
-    @app.get("/_notifications")
+    @app.get("/_requests")
+    def requests() -> list[dict[str, Any]]:
+        """The API requests received: path, Idempotency-Key, Stripe-Version, status, replay."""
+        return sim.requests()
+
     def notifications(
         out_trade_no: str | None = None,
         type: str | None = None,
@@ -231,13 +219,11 @@ def _add_admin_routes(app: FastAPI, sim: StripeSimulator) -> None:
         """Every webhook delivery and each try, with the endpoint's answers."""
         return sim.notifier.log(out_trade_no, type)
 
-    @app.get("/_requests")
-    def requests() -> list[dict[str, Any]]:
-        """The API requests received: path, Idempotency-Key, Stripe-Version, status, replay."""
-        return sim.requests()
-
-    @app.post("/_reset", status_code=204)
     def reset() -> None:
         """Clear faults, deliveries (pending retries are never sent) and the request log;
         the webhook endpoints go back to the configured one."""
         sim.reset()
+
+    add_control_routes(
+        app, faults=sim.faults, fault_model=FaultIn, notifications=notifications, reset=reset
+    )

@@ -14,10 +14,10 @@ API faults act on API calls (optionally only some `operations`, e.g. `create_pay
 
 from __future__ import annotations
 
-import itertools
-import threading
-from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass, field
+from typing import Literal
+
+from knowpay.sandbox.common import faults as common
 
 FaultKind = Literal[
     "lost",
@@ -38,7 +38,7 @@ REFUND_FAULTS = frozenset({"slow_refund"})
 
 
 @dataclass
-class Fault:
+class Fault(common.AsDict):
     id: str
     kind: FaultKind
     out_trade_no: str | None = None
@@ -53,37 +53,12 @@ class Fault:
     refund_outcome: Literal["succeeded", "failed"] = "succeeded"
     fired: int = 0
 
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
-
-class FaultBook:
+class FaultBook(common.FaultBook[Fault]):
     """The faults in force; taking one counts it against its `times`."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._faults: list[Fault] = []
-        self._ids = itertools.count(1)
-
-    def add(self, **spec: Any) -> Fault:
-        with self._lock:
-            fault = Fault(id=f"fault_{next(self._ids)}", **spec)
-            self._faults.append(fault)
-            return fault
-
-    def all(self) -> list[Fault]:
-        with self._lock:
-            return list(self._faults)
-
-    def remove(self, fault_id: str) -> bool:
-        with self._lock:
-            before = len(self._faults)
-            self._faults = [f for f in self._faults if f.id != fault_id]
-            return len(self._faults) != before
-
-    def clear(self) -> None:
-        with self._lock:
-            self._faults.clear()
+        super().__init__(Fault)
 
     def take(
         self,
@@ -95,21 +70,12 @@ class FaultBook:
         limit: int | None = None,
     ) -> list[Fault]:
         """The matching faults in force (the first `limit`), each counted as fired."""
-        with self._lock:
-            taken: list[Fault] = []
-            for fault in self._faults:
-                if fault.kind not in kinds:
-                    continue
-                if fault.out_trade_no is not None and fault.out_trade_no != out_trade_no:
-                    continue
-                if operation is not None and fault.operations and operation not in fault.operations:
-                    continue
-                if event_type is not None and fault.types and event_type not in fault.types:
-                    continue
-                if fault.times is not None and fault.fired >= fault.times:
-                    continue
-                if limit is not None and len(taken) >= limit:
-                    break
-                fault.fired += 1
-                taken.append(fault)
-            return taken
+
+        def match(fault: Fault) -> bool:
+            return (
+                common.one(fault.out_trade_no, out_trade_no)
+                and common.listed(fault.operations, operation)
+                and common.listed(fault.types, event_type)
+            )
+
+        return self._take(kinds, match, limit)

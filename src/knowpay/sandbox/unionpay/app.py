@@ -19,6 +19,7 @@ from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
+from knowpay.sandbox.common.controls import add_control_routes
 from knowpay.sandbox.unionpay import pages
 from knowpay.sandbox.unionpay.book import Consume, TxnError
 from knowpay.sandbox.unionpay.faults import FaultKind, Target
@@ -123,23 +124,6 @@ def _add_admin_routes(app: FastAPI, sim: UnionPaySimulator) -> None:
         """mer_id, the merchant certificate (and its key when generated), UnionPay's CA, URLs."""
         return sim.keys()
 
-    @app.post("/_faults", status_code=201)
-    def add_fault(fault: FaultIn) -> dict[str, Any]:
-        return sim.faults.add(**fault.model_dump()).as_dict()
-
-    @app.get("/_faults")
-    def list_faults() -> list[dict[str, Any]]:
-        return [fault.as_dict() for fault in sim.faults.all()]
-
-    @app.delete("/_faults", status_code=204)
-    def clear_faults() -> None:
-        sim.faults.clear()
-
-    @app.delete("/_faults/{fault_id}", status_code=204)
-    def remove_fault(fault_id: str) -> None:
-        if not sim.faults.remove(fault_id):
-            raise HTTPException(404, "no such fault")
-
     @app.post("/_pay")
     def pay(body: PayIn) -> dict[str, Any]:
         """Pay the consume with this orderId that was opened last (no browser needed)."""
@@ -154,16 +138,18 @@ def _add_admin_routes(app: FastAPI, sim: UnionPaySimulator) -> None:
     def trade(order_id: str) -> dict[str, Any]:
         return sim.trade(_consume(sim, order_id))
 
-    @app.get("/_notifications")
     def notifications(order_id: str | None = None) -> list[dict[str, Any]]:
         """Every back notification and each send of it, with the merchant's answers."""
         return sim.notifier.log(order_id)
 
-    @app.post("/_reset", status_code=204)
     def reset() -> None:
         """Clear the faults and forget notifications (pending sends are never made)."""
         sim.faults.clear()
         sim.notifier.reset()
+
+    add_control_routes(
+        app, faults=sim.faults, fault_model=FaultIn, notifications=notifications, reset=reset
+    )
 
 
 def _consume(sim: UnionPaySimulator, order_id: str) -> Consume:

@@ -14,10 +14,10 @@ on synchronous answers instead. API faults act on calls to the gateway (optional
 
 from __future__ import annotations
 
-import itertools
-import threading
-from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass, field
+from typing import Literal
+
+from knowpay.sandbox.common import faults as common
 
 FaultKind = Literal[
     "lost",
@@ -41,7 +41,7 @@ API_FAULTS = frozenset({"http_5xx", "timeout"})
 
 
 @dataclass
-class Fault:
+class Fault(common.AsDict):
     id: str
     kind: FaultKind
     order_id: str | None = None
@@ -57,37 +57,12 @@ class Fault:
     target: Target = "notification"
     fired: int = 0
 
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
-
-class FaultBook:
+class FaultBook(common.FaultBook[Fault]):
     """The faults in force; taking one counts it against its `times`."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._faults: list[Fault] = []
-        self._ids = itertools.count(1)
-
-    def add(self, **spec: Any) -> Fault:
-        with self._lock:
-            fault = Fault(id=f"fault_{next(self._ids)}", **spec)
-            self._faults.append(fault)
-            return fault
-
-    def all(self) -> list[Fault]:
-        with self._lock:
-            return list(self._faults)
-
-    def remove(self, fault_id: str) -> bool:
-        with self._lock:
-            before = len(self._faults)
-            self._faults = [f for f in self._faults if f.id != fault_id]
-            return len(self._faults) != before
-
-    def clear(self) -> None:
-        with self._lock:
-            self._faults.clear()
+        super().__init__(Fault)
 
     def take(
         self,
@@ -99,21 +74,12 @@ class FaultBook:
         limit: int | None = None,
     ) -> list[Fault]:
         """The matching faults in force (the first `limit`), each counted as fired."""
-        with self._lock:
-            taken: list[Fault] = []
-            for fault in self._faults:
-                if fault.kind not in kinds:
-                    continue
-                if fault.kind in SIGNATURE_FAULTS and fault.target != target:
-                    continue
-                if fault.order_id is not None and fault.order_id != order_id:
-                    continue
-                if endpoint is not None and fault.endpoints and endpoint not in fault.endpoints:
-                    continue
-                if fault.times is not None and fault.fired >= fault.times:
-                    continue
-                if limit is not None and len(taken) >= limit:
-                    break
-                fault.fired += 1
-                taken.append(fault)
-            return taken
+
+        def match(fault: Fault) -> bool:
+            return (
+                (fault.kind not in SIGNATURE_FAULTS or fault.target == target)
+                and common.one(fault.order_id, order_id)
+                and common.listed(fault.endpoints, endpoint)
+            )
+
+        return self._take(kinds, match, limit)
