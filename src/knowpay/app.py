@@ -38,6 +38,7 @@ from knowpay.kit.errors import Unauthorized, install_error_handlers, problem_res
 from knowpay.kit.idempotency import IdempotencyMiddleware
 from knowpay.kit.masking import install_log_masking
 from knowpay.kit.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
+from knowpay.kit.openapi import install_openapi
 from knowpay.kit.proxies import TrustedProxies
 from knowpay.kit.ratelimit import RateLimiter, RateLimitMiddleware
 from knowpay.kit.security_headers import DOCS_CSP, SecurityHeadersMiddleware, gateway_form_csp
@@ -52,6 +53,8 @@ from knowpay.refunds.endpoints import router as refunds_router
 from knowpay.refunds.service import RefundsContext
 from knowpay.reports.endpoints import router as reports_router
 from knowpay.risk.endpoints import router as risk_router
+from knowpay.web.console import console_router
+from knowpay.web.routes import install_web_error_pages, web_router
 from knowpay.webhooks.endpoints import router as webhooks_router
 from knowpay.worker.runner import Worker
 
@@ -162,7 +165,12 @@ def create_app(
     app.include_router(risk_router)
     app.include_router(audit_router)
     app.include_router(credentials_router)
+    # Web pages: cashier (/pay), buyer center (/me), login; the staff console adds its own.
+    app.include_router(web_router)
+    app.include_router(console_router)  # the staff console, /admin
+    install_web_error_pages(app)
     _add_health_routes(app, database)
+    install_openapi(app)
     return app
 
 

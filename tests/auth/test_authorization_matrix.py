@@ -93,7 +93,19 @@ OWNER_SCOPED: dict[tuple[str, str], OwnerProbe] = {
         "/v1/webhook-endpoints/{endpoint_id}/deliveries/{delivery_id}/redeliver",
     ): OwnerProbe(APP_ONLY),
     ("GET", "/v1/refunds/{refund_id}"): OwnerProbe(BOTH),
+    ("POST", "/v1/orders/{order_id}/cashier-link"): OwnerProbe(APP_ONLY),
 }
+
+# The server-rendered pages authenticate by session cookie, not by the API's credentials: their
+# owner and role checks are proven in tests/web/test_pages.py (another buyer's order and
+# content are 404, staff cannot use /me) and tests/web/test_console.py (buyers and apps are
+# refused every console page and form).
+WEB_PAGES = frozenset({"/", "/login", "/logout", "/lang", "/me", "/admin"})
+WEB_PAGE_PREFIXES = ("/static/", "/pay/", "/me/", "/admin/")
+
+
+def _is_web_page(path: str) -> bool:
+    return path in WEB_PAGES or path.startswith(WEB_PAGE_PREFIXES)
 
 
 # The world: app A's objects, and strangers ---------------------------------------------------
@@ -322,6 +334,7 @@ def test_every_route_is_classified(app: FastAPI) -> None:
         f"{method} {path}"
         for method, path in _routes(app)
         if not _is_public(path)
+        and not _is_web_page(path)
         and not _is_staff_only(method, path)
         and (method, path) not in OWNER_SCOPED
         and (method, path) not in COLLECTIONS

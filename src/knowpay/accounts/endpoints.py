@@ -31,6 +31,7 @@ from knowpay.auth.principals import PERSON_ROLES, Principal, Role
 from knowpay.auth.scoping import ensure_visible
 from knowpay.auth.tokens import TokenService
 from knowpay.kit.errors import Forbidden
+from knowpay.kit.openapi import problem_responses
 from knowpay.kit.pagination import Page, PageParams, page_params
 from knowpay.kit.ratelimit import client_ip, enforce, limiter_of
 from knowpay.kit.web import AppClock, AppSettings, DbSession, Hasher
@@ -152,7 +153,13 @@ _TOKEN_BODY = {
 }
 
 
-@router.post("/auth/token", response_model=TokenOut, tags=["auth"], openapi_extra=_TOKEN_BODY)
+@router.post(
+    "/auth/token",
+    response_model=TokenOut,
+    tags=["auth"],
+    openapi_extra=_TOKEN_BODY,
+    responses=problem_responses(401),  # wrong email or password
+)
 def issue_token(
     _limits: Annotated[None, Depends(_login_rate_limits)],
     body: Annotated[TokenRequest, Depends(_token_request)],
@@ -201,7 +208,11 @@ def _raise_for_failed_check(check: service.PaymentPasswordCheck) -> None:
     )
 
 
-@router.put("/users/me/payment-password", response_model=PaymentPasswordStatus)
+@router.put(
+    "/users/me/payment-password",
+    response_model=PaymentPasswordStatus,
+    responses=problem_responses(423),  # too many wrong tries of the current one
+)
 def set_payment_password(
     body: PaymentPasswordSet,
     caller: PersonCaller,
@@ -229,7 +240,11 @@ def set_payment_password(
     return PaymentPasswordStatus(is_set=True, verified=True)
 
 
-@router.post("/users/me/payment-password/verify", response_model=PaymentPasswordStatus)
+@router.post(
+    "/users/me/payment-password/verify",
+    response_model=PaymentPasswordStatus,
+    responses=problem_responses(423),  # too many wrong tries
+)
 def verify_payment_password(
     _limit: PaymentPasswordTry,
     body: PaymentPasswordVerify,

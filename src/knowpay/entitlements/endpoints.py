@@ -11,13 +11,18 @@ from knowpay.auth.scoping import can_see
 from knowpay.entitlements import service
 from knowpay.entitlements.schemas import EntitlementOut
 from knowpay.kit.errors import InvalidRequest, NotFound
+from knowpay.kit.openapi import problem_responses
 from knowpay.kit.pagination import Page, PageParams, page_params
 from knowpay.kit.web import AppClock, DbSession
 
 router = APIRouter(prefix="/v1/entitlements", tags=["entitlements"])
 
 
-@router.get("", response_model=Page[EntitlementOut])
+@router.get(
+    "",
+    response_model=Page[EntitlementOut],
+    responses=problem_responses(400),  # an app or staff caller must name the buyer
+)
 def list_entitlements(
     caller: CurrentPrincipal,
     session: DbSession,

@@ -13,7 +13,8 @@ from knowpay.channels.registry import ChannelRegistry
 from knowpay.channels.testchannel.adapter import TestChannel
 from knowpay.gateway_notifications import service
 from knowpay.kit import context
-from knowpay.kit.errors import Conflict, NotFound
+from knowpay.kit.errors import PROBLEM_CONTENT_TYPE, Conflict, NotFound
+from knowpay.kit.openapi import PROBLEM_REF, problem_responses
 from knowpay.kit.web import AppClock, DbSession
 
 router = APIRouter(tags=["notifications"])
@@ -50,7 +51,51 @@ def _registry(request: Request) -> ChannelRegistry:
 Registry = Annotated[ChannelRegistry, Depends(_registry)]
 
 
-@router.post("/notify/{gateway}", response_class=Response)
+# Each gateway's answer is its own: Alipay `success`/`failure` and UnionPay `ok`/`fail` as text,
+# Stripe, PayPal and the test gateway JSON, WeChat Pay 204 or a JSON `FAIL` (channels/*/
+# transformers.py `ack`). Only knowpay's own errors (no such gateway, body too large) are
+# problem+json.
+_GATEWAY_ANSWER = {
+    "text/plain": {"schema": {"type": "string"}},
+    "application/json": {"schema": {"type": "object"}},
+}
+NOTIFY_RESPONSES: dict[int | str, dict[str, object]] = {
+    200: {"description": "Received, in the gateway's own format", "content": _GATEWAY_ANSWER},
+    204: {"description": "Received (WeChat Pay)"},
+    400: {
+        "description": "Not accepted, in the gateway's own format: it will send it again",
+        "content": _GATEWAY_ANSWER,
+    },
+    503: {
+        "description": "Cannot be verified now (the gateway's verification service or the "
+        "database is unavailable): the gateway will send it again",
+        "content": {
+            "application/json": {"schema": {"type": "object"}},
+            PROBLEM_CONTENT_TYPE: {"schema": {"$ref": PROBLEM_REF}},
+        },
+    },
+}
+_NOTIFICATION_BODY = {
+    "requestBody": {
+        "description": "The notification exactly as the gateway sends it (verified over these "
+        "bytes): a form (Alipay, UnionPay) or JSON (WeChat Pay, Stripe, PayPal, test)",
+        "required": True,
+        "content": {
+            "application/x-www-form-urlencoded": {
+                "schema": {"type": "object", "additionalProperties": {"type": "string"}}
+            },
+            "application/json": {"schema": {"type": "object"}},
+        },
+    }
+}
+
+
+@router.post(
+    "/notify/{gateway}",
+    response_class=Response,
+    responses=NOTIFY_RESPONSES,
+    openapi_extra=_NOTIFICATION_BODY,
+)
 def notify(
     gateway: str,
     body: RawBody,
@@ -90,7 +135,10 @@ class TestConfirmOut(BaseModel):
 
 
 @router.post(
-    "/sandbox/test/payments/{payment_id}/confirm", response_model=TestConfirmOut, tags=["sandbox"]
+    "/sandbox/test/payments/{payment_id}/confirm",
+    response_model=TestConfirmOut,
+    tags=["sandbox"],
+    responses=problem_responses(409),  # the trade was closed, or is neither paid nor failed
 )
 def confirm_test_payment(
     payment_id: str,

@@ -16,6 +16,7 @@ from fastapi.responses import HTMLResponse
 
 from knowpay.channels.unionpay.transformers import decode_form
 from knowpay.kit.errors import InvalidRequest
+from knowpay.kit.openapi import problem_responses
 from knowpay.kit.web import AppSettings
 
 router = APIRouter(tags=["payer pages"])
@@ -25,7 +26,7 @@ class BadForm(InvalidRequest):
     code, title = "invalid_form", "The payment form cannot be read"
 
 
-@router.get("/forms/unionpay", response_class=HTMLResponse)
+@router.get("/forms/unionpay", response_class=HTMLResponse, responses=problem_responses(400))
 def unionpay_form(
     settings: AppSettings, f: Annotated[str, Query(min_length=1, max_length=40_000)]
 ) -> HTMLResponse:

@@ -51,6 +51,11 @@ _KEPT_HEADERS = frozenset(
 
 logger = logging.getLogger(__name__)
 
+_PAYMENT_ID_CHARS = 40
+"""InboundNotification.payment_id's length."""
+_GATEWAY_ID_CHARS = 128
+"""Payment.gateway_trade_no's and Refund.gateway_refund_no's length."""
+
 # Any gateway resends on a non-2xx answer; 503 says "not now" rather than "refused".
 _TRY_AGAIN_LATER = NotificationAck(
     status_code=503,
@@ -71,6 +76,9 @@ class Handled:
 def _headers_json(headers: Mapping[str, str]) -> str:
     kept = {k.lower(): v for k, v in headers.items() if k.lower() in _KEPT_HEADERS}
     return json.dumps(kept, sort_keys=True)
+
+
+_PAYMENT_ID_MAX = 40
 
 
 def _store(
@@ -96,7 +104,8 @@ def _store(
         verified=verified,
         outcome=outcome,
         reason=reason,
-        payment_id=payment_id,
+        # An id longer than ours cannot name one of our payments (PostgreSQL would refuse it).
+        payment_id=payment_id if payment_id and len(payment_id) <= _PAYMENT_ID_MAX else None,
         received_at=now,
     )
     try:
@@ -199,10 +208,11 @@ def receive(
     """Handle one notification for `channel`'s gateway and say how to answer it."""
     try:
         note = channel.verify_and_parse_notification(headers, body)
+        _check_storable(note)
     except (SignatureInvalid, ProtocolError) as exc:
-        return _reject_unverified(
-            session, channel, headers, body, f"{type(exc).__name__}: {exc}", now
-        )
+        # Cut short: the reason may quote a field of any size, and goes to an alert and a log.
+        reason = _printable(f"{type(exc).__name__}: {exc}")[:500]
+        return _reject_unverified(session, channel, headers, body, reason, now)
     except ChannelUnavailable as exc:
         # The gateway's own verification service (PayPal's postback) cannot be reached: the
         # notification is neither trusted nor refused; the gateway will send it again.
@@ -217,7 +227,8 @@ def receive(
         verified=True,
         outcome="received",
         reason=None,
-        payment_id=note.out_trade_no,
+        # Longer than any payment id: not one of ours (and too long for the column).
+        payment_id=note.out_trade_no if len(note.out_trade_no) <= _PAYMENT_ID_CHARS else None,
         now=now,
     )
     if row is None:
@@ -227,7 +238,7 @@ def receive(
             _dispatch(session, note, now, policy or RefundSettings())
     except PaymentNotFound:
         # Not a trade of ours: retrying will not change that, so the gateway is told to stop.
-        row.outcome, row.reason = "unknown_trade", f"no payment {note.out_trade_no}"
+        row.outcome, row.reason = "unknown_trade", f"no payment {note.out_trade_no}"[:500]
         raise_alert(
             session,
             kind="notification_unknown_trade",
@@ -239,7 +250,7 @@ def receive(
         )
         return Handled("unknown_trade", channel.notification_ack(True), row.id)
     except (KnowpayError, ProtocolError) as exc:
-        row.outcome, row.reason = "rejected", f"{type(exc).__name__}: {exc}"[:500]
+        row.outcome, row.reason = "rejected", _printable(f"{type(exc).__name__}: {exc}")[:500]
         raise_alert(
             session,
             kind="notification_rejected",
@@ -250,6 +261,32 @@ def receive(
         return Handled("rejected", channel.notification_ack(False), row.id)
     row.outcome = "processed"
     return Handled("processed", channel.notification_ack(True), row.id)
+
+
+def _check_storable(note: Notification) -> None:
+    """ProtocolError unless the notification can be stored: JSON can carry lone surrogates
+    (`"\\ud800"`) and NULs, which PostgreSQL's text columns refuse, and ids of any length,
+    where a payment's and a refund's gateway ids hold 128 characters."""
+    texts = (
+        note.external_id,
+        note.out_trade_no,
+        note.gateway_trade_no,
+        note.merchant_id,
+        note.out_refund_no,
+        note.gateway_refund_no,
+        note.payer_account,
+    )
+    for text in texts:
+        if text is not None and _printable(text) != text:
+            raise ProtocolError("the notification carries text that is not valid Unicode")
+    for gateway_id in (note.gateway_trade_no, note.gateway_refund_no):
+        if gateway_id is not None and len(gateway_id) > _GATEWAY_ID_CHARS:
+            raise ProtocolError(f"a gateway id of {len(gateway_id)} characters")
+
+
+def _printable(text: str) -> str:
+    """The text with what a database text column cannot hold (lone surrogates, NUL) escaped."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
 
 
 def _answer_duplicate(session: Session, channel: Channel, external_id: str) -> Handled:

@@ -11,7 +11,7 @@ in a cookie by a sibling subdomain, does not verify.
 
 Exempt: requests with an `Authorization` header (API calls; a browser never adds one on its
 own), requests without the session cookie (nothing ambient to abuse), and the gateways'
-notifications (`/notify/…`).
+notifications (`/notify/…`), and the demo's gateway simulators (`/sandbox/…`).
 """
 
 from __future__ import annotations
@@ -34,7 +34,9 @@ CSRF_COOKIE = "knowpay_csrf"
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = b"x-csrf-token"
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-EXEMPT_PREFIXES = ("/notify/",)
+# /sandbox/: the gateway simulators `knowpay demo` mounts on knowpay's own origin stand for
+# the gateways' sites; their payer pages post forms of their own, with no knowpay token.
+EXEMPT_PREFIXES = ("/notify/", "/sandbox/")
 _FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 

@@ -10,6 +10,7 @@ from knowpay.auth.dependencies import CurrentPrincipal, require_roles
 from knowpay.auth.principals import Principal, Role
 from knowpay.channels.errors import ChannelError
 from knowpay.kit.errors import KnowpayError
+from knowpay.kit.openapi import problem_responses
 from knowpay.kit.pagination import Page, PageParams, page_params
 from knowpay.kit.web import AppClock, DbSession
 from knowpay.refunds import service
@@ -64,7 +65,12 @@ def _send_now(
     )
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=RefundOut)
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=RefundOut,
+    responses=problem_responses(404),  # the order_id names no order this caller may see
+)
 def create_refund(
     body: RefundCreate, caller: Requester, session: DbSession, clock: AppClock, ctx: Context
 ) -> RefundOut:

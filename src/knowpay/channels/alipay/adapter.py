@@ -9,6 +9,7 @@ Query, close, refund, refund query, the bill and notifications are the same for 
 
 from __future__ import annotations
 
+import codecs
 from collections.abc import Mapping
 from datetime import date
 from typing import Any, Literal
@@ -48,6 +49,8 @@ _PRODUCT_CODE: dict[Product, str | None] = {
     "qr": None,
 }
 TRADE_NOT_EXIST = "ACQ.TRADE_NOT_EXIST"
+CHARSETS = frozenset({"utf-8", "gbk", "gb2312", "gb18030"})
+"""The `charset` values Alipay sends (by their Python codec names)."""
 # page: a desktop browser; wap: a phone's browser or the Alipay app; qr: a screen to scan.
 _DEVICES: dict[Product, frozenset[Device]] = {
     "page": frozenset({"desktop"}),
@@ -241,6 +244,10 @@ def _charset(headers: Mapping[str, str], body: bytes) -> str:
 
 def _form(body: bytes, charset: str) -> dict[str, str]:
     try:
+        if codecs.lookup(charset).name not in CHARSETS:
+            # Any other Python codec could decode to lone surrogates (raw_unicode_escape),
+            # which no signature covers.
+            raise LookupError("not a charset Alipay writes in")
         text = body.decode("ascii")
         pairs = parse_qsl(
             text, keep_blank_values=True, strict_parsing=True, encoding=charset, errors="strict"

@@ -77,7 +77,7 @@ def parse_beijing_time(text: str | None) -> datetime | None:
         return None
     try:
         return datetime.strptime(text, TIME_FORMAT).replace(tzinfo=BEIJING).astimezone(UTC)
-    except ValueError as exc:
+    except (ValueError, OverflowError) as exc:  # Overflow: 0001-01-01 00:00 Beijing is year 0 UTC
         raise ProtocolError(f"not an Alipay time: {text!r}") from exc
 
 

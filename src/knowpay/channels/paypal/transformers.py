@@ -219,7 +219,8 @@ def parse_event(body: bytes) -> dict[str, Any]:
     """The webhook's JSON event (after its signature was checked over these bytes)."""
     try:
         event = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        # RecursionError: nested too deep for Python's parser.
         raise ProtocolError(f"the webhook is not JSON: {exc}") from exc
     if not isinstance(event, dict) or not isinstance(event.get("resource"), dict):
         raise ProtocolError("the webhook is not a PayPal event (no resource)")
@@ -235,7 +236,8 @@ def capture_notification(event: Mapping[str, Any]) -> Notification:
     out_trade_no = out_trade_no_of(capture)
     if not out_trade_no:
         raise ProtocolError("a capture event without invoice_id or custom_id")
-    related = (capture.get("supplementary_data") or {}).get("related_ids") or {}
+    supplementary = capture.get("supplementary_data")
+    related = supplementary.get("related_ids") if isinstance(supplementary, Mapping) else None
     order_id = related.get("order_id") if isinstance(related, Mapping) else None
     if not isinstance(order_id, str) or not order_id:
         raise ProtocolError("a capture event without supplementary_data.related_ids.order_id")

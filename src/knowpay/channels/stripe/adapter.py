@@ -257,7 +257,8 @@ class StripeChannel:
         )
         try:
             event = json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+            # RecursionError: nested too deep for Python's parser.
             raise ProtocolError(f"the webhook body is not JSON: {exc}") from exc
         if not isinstance(event, dict):
             raise ProtocolError("the webhook body is not a Stripe event")

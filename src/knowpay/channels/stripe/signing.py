@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
@@ -19,6 +20,8 @@ from knowpay.channels.errors import SignatureInvalid
 SCHEME = "v1"
 DEFAULT_TOLERANCE_S = 300
 HEADER = "Stripe-Signature"
+_TIMESTAMP = re.compile(r"[0-9]{1,15}")
+"""ASCII digits only: str.isdigit() also takes "²", which int() refuses."""
 
 
 def compute_signature(secret: str, timestamp: int, body: bytes) -> str:
@@ -45,7 +48,7 @@ def parse_header(header: str) -> tuple[int, list[str]]:
         if key == "t":
             if timestamp is not None:
                 raise SignatureInvalid("the Stripe-Signature header names t twice")
-            if not value.isdigit():
+            if not _TIMESTAMP.fullmatch(value):
                 raise SignatureInvalid(f"the Stripe-Signature timestamp {value!r} is not a number")
             timestamp = int(value)
         elif key == SCHEME and value:

@@ -236,7 +236,10 @@ def object_id(obj: Mapping[str, Any], prefix: str) -> str:
 def _timestamp(value: Any) -> datetime | None:
     if isinstance(value, bool) or not isinstance(value, int):
         return None
-    return datetime.fromtimestamp(value, UTC)
+    try:
+        return datetime.fromtimestamp(value, UTC)
+    except (OverflowError, OSError, ValueError) as exc:  # beyond what a datetime can hold
+        raise ProtocolError(f"{value} is not a Unix time") from exc
 
 
 def intent_amount(intent: Mapping[str, Any]) -> Money:

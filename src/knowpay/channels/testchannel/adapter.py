@@ -182,6 +182,9 @@ class TestChannel:
                 "payment.succeeded": ChannelStatus.SUCCEEDED,
                 "payment.failed": ChannelStatus.FAILED,
             }[data["type"]]
+            paid_at = datetime.fromisoformat(data["paid_at"]) if data.get("paid_at") else None
+            if not data["id"] or (paid_at is not None and paid_at.utcoffset() is None):
+                raise ValueError("an empty id, or a paid_at without its offset")
             return Notification(
                 kind="payment",
                 external_id=str(data["id"]),
@@ -189,9 +192,10 @@ class TestChannel:
                 status=status,
                 gateway_trade_no=str(data["gateway_trade_no"]),
                 amount=Money.parse(str(data["amount"]), str(data["currency"])),
-                paid_at=datetime.fromisoformat(data["paid_at"]) if data.get("paid_at") else None,
+                paid_at=paid_at,
             )
-        except (ValueError, KeyError, TypeError, MoneyError) as exc:
+        except (ValueError, KeyError, TypeError, MoneyError, RecursionError) as exc:
+            # RecursionError: JSON nested too deep for Python's parser.
             raise ProtocolError(f"malformed test notification: {exc}") from exc
 
     def notification_ack(self, accepted: bool) -> NotificationAck:

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 
 SIGNATURE_HEADER = "knowpay-test-signature"
 TOLERANCE_S = 300
+_TIMESTAMP = re.compile(r"[0-9]{1,15}")
+"""ASCII digits only: str.isdigit() also takes "²", which int() refuses."""
 
 
 def sign(key: bytes, timestamp: int, body: bytes) -> str:
@@ -20,7 +23,7 @@ def verify(key: bytes, header: str, body: bytes, now_s: int) -> bool:
     parts = [item.split("=", 1) for item in header.split(",") if "=" in item]
     timestamps = [value for name, value in parts if name.strip() == "t"]
     signatures = [value for name, value in parts if name.strip() == "v1"]
-    if len(timestamps) != 1 or not timestamps[0].isdigit() or not signatures:
+    if len(timestamps) != 1 or not _TIMESTAMP.fullmatch(timestamps[0]) or not signatures:
         return False
     timestamp = int(timestamps[0])
     if abs(now_s - timestamp) > TOLERANCE_S:

@@ -293,7 +293,8 @@ def decode_form(value: str) -> dict[str, str]:
     try:
         raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
         data = json.loads(raw.decode("utf-8"))
-    except (binascii.Error, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (binascii.Error, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        # RecursionError: nested too deep for Python's parser (a crafted `f`).
         raise ValueError(f"f is not base64url JSON: {exc}") from exc
     if not isinstance(data, dict) or not data or len(data) > MAX_FORM_FIELDS:
         raise ValueError("f is not an object of form fields")

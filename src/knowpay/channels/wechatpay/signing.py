@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 import secrets
 import threading
 import time
@@ -32,6 +33,7 @@ PUBLIC_KEY_ID_PREFIX = "PUB_KEY_ID_"
 PROBE_SIGNATURE_PREFIX = "WECHATPAY/SIGNTEST/"
 """WeChat's probe traffic carries signatures like this; they must never verify."""
 APIV3_KEY_BYTES = 32
+_TIMESTAMP = re.compile(r"[0-9]{1,15}")
 
 
 # Keys ----------------------------------------------------------------------------------------
@@ -145,7 +147,7 @@ def js_pay_sign(
 
 def timestamp_is_fresh(timestamp: str, now: datetime) -> bool:
     """Whether a Wechatpay-Timestamp (seconds) lies within the tolerance of `now`."""
-    if not timestamp.isdigit():
+    if not _TIMESTAMP.fullmatch(timestamp):  # not str.isdigit(): it takes "²", int() does not
         return False
     return abs(int(now.timestamp()) - int(timestamp)) < TIMESTAMP_TOLERANCE_S
 

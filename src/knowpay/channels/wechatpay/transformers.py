@@ -88,7 +88,10 @@ def parse_time(value: Any) -> datetime | None:
         raise ProtocolError(f"not an RFC 3339 time: {value!r}") from exc
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=BEIJING)
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError as exc:  # the first or last day of year 1 or 9999, offset out of range
+        raise ProtocolError(f"not a time knowpay can hold: {value!r}") from exc
 
 
 def dumps(body: dict[str, Any]) -> bytes:
@@ -99,7 +102,8 @@ def dumps(body: dict[str, Any]) -> bytes:
 def loads_object(raw: bytes, what: str) -> dict[str, Any]:
     try:
         data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        # RecursionError: nested too deep for Python's parser.
         raise ProtocolError(f"{what} is not JSON") from exc
     if not isinstance(data, dict):
         raise ProtocolError(f"{what} is not a JSON object")
@@ -282,7 +286,7 @@ def notification_of(
             external_id=external_id,
             out_trade_no=out_trade_no,
             status=trade_status(str(resource.get("trade_state", ""))),
-            gateway_trade_no=resource.get("transaction_id") or None,
+            gateway_trade_no=_optional_text(resource, "transaction_id"),
             amount=money_of(resource.get("amount")),
             merchant_id=mchid,
             paid_at=parse_time(resource.get("success_time")),
@@ -294,12 +298,12 @@ def notification_of(
             external_id=external_id,
             out_trade_no=out_trade_no,
             status=refund_status(str(resource.get("refund_status", ""))),
-            gateway_trade_no=resource.get("transaction_id") or None,
+            gateway_trade_no=_optional_text(resource, "transaction_id"),
             amount=money_of(resource.get("amount"), "refund"),
             merchant_id=mchid,
-            out_refund_no=resource.get("out_refund_no") or None,
+            out_refund_no=_optional_text(resource, "out_refund_no"),
             paid_at=parse_time(resource.get("success_time")),
-            gateway_refund_no=resource.get("refund_id") or None,
+            gateway_refund_no=_optional_text(resource, "refund_id"),
         )
     raise ProtocolError(f"unknown event_type {event_type!r}")
 
@@ -310,6 +314,16 @@ def notification_ack(accepted: bool) -> NotificationAck:
         return NotificationAck(204, b"", "application/json")
     body = json.dumps({"code": "FAIL", "message": "notification not accepted"})
     return NotificationAck(400, body.encode(), "application/json")
+
+
+def _optional_text(resource: Mapping[str, Any], field: str) -> str | None:
+    """A string field of a callback resource, None when absent or empty."""
+    value = resource.get(field)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise ProtocolError(f"the callback's {field} is not a string: {value!r}"[:200])
+    return value
 
 
 def _payer_openid(resource: Mapping[str, Any]) -> str | None:

@@ -1,0 +1,196 @@
+"""The buyer center at /me: orders, the content the buyer owns, refund requests and each
+refund's progress in plain words."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import RedirectResponse, Response
+from sqlalchemy.orm import Session
+
+from knowpay.auth.principals import STAFF_ROLES, Principal, Role
+from knowpay.catalog import repository as catalog_repository
+from knowpay.entitlements import service as entitlements
+from knowpay.entitlements.models import Entitlement
+from knowpay.kit.db import Database
+from knowpay.kit.errors import KnowpayError
+from knowpay.kit.pagination import PageParams
+from knowpay.kit.web import AppClock, DbSession
+from knowpay.orders import service as orders
+from knowpay.orders.states import OrderStatus
+from knowpay.refunds import endpoints as refunds_api
+from knowpay.refunds import service as refunds
+from knowpay.refunds.models import Refund
+from knowpay.refunds.schemas import RefundCreate, RefundReason
+from knowpay.refunds.states import RefundStatus
+from knowpay.web import i18n
+from knowpay.web.cashier import GATEWAY_NAMES, KIND_NAMES, ORDER_STATUS_NAMES, cashier_path
+from knowpay.web.errors import N_, message_for
+from knowpay.web.session import PageError, mark_page, page_principal
+from knowpay.web.templating import render
+
+Buyer = Annotated[Principal, Depends(page_principal(Role.BUYER, Role.CREATOR))]
+
+REASON_NAMES: dict[str, str] = {
+    RefundReason.ACCIDENTAL_PURCHASE: N_("I bought it by mistake"),
+    RefundReason.DUPLICATE_PURCHASE: N_("I paid twice"),
+    RefundReason.NOT_AS_DESCRIBED: N_("It is not as described"),
+    RefundReason.QUALITY_ISSUE: N_("The quality is poor"),
+    RefundReason.TECHNICAL_PROBLEM: N_("It does not work for me"),
+    RefundReason.NO_LONGER_NEEDED: N_("I no longer need it"),
+    RefundReason.OTHER: N_("Another reason"),
+}
+REFUND_STATUS_NAMES: dict[str, str] = {
+    RefundStatus.PENDING_APPROVAL: N_("Waiting for approval"),
+    RefundStatus.PROCESSING: N_("On its way"),
+    RefundStatus.SUCCEEDED: N_("Money back"),
+    RefundStatus.FAILED: N_("Delayed"),
+    RefundStatus.REJECTED: N_("Declined"),
+}
+_STAFF_ACTORS = frozenset({"staff", *(role.value for role in STAFF_ROLES)})
+REFUNDABLE = frozenset({OrderStatus.PAID, OrderStatus.PARTIALLY_REFUNDED})
+_LIST = PageParams(limit=100)
+
+
+def timeline_steps(refund: Refund, session: Session, _: i18n.Gettext) -> list[dict[str, Any]]:
+    """A refund's timeline in plain words: requested → approved by finance → sent to
+    Alipay → money back on your account (and the other turns a refund can take)."""
+    gateway = refund.channel.split("_", 1)[0]
+    gateway = "wechatpay" if gateway == "wechat" else gateway
+    gateway_name = _(GATEWAY_NAMES.get(gateway, gateway))
+    steps = []
+    for entry in refunds.timeline(session, refund.id):
+        by_staff = entry.actor.split(":", 1)[0] in _STAFF_ACTORS  # "finance:usr_…"
+        texts = {
+            "requested": _("Requested"),
+            "approved": _("Approved by finance") if by_staff else _("Approved automatically"),
+            "rejected": _("Declined by finance"),
+            "retried": _("Sent again"),
+            "sent_to_gateway": _("Sent to %(gateway)s", gateway=gateway_name),
+            "money_returned": _("Money back on your account"),
+            "resolved_wallet": _("Money back in your knowledge-coin wallet"),
+            "resolved_offline": _("Money paid back to you by our team"),
+            "gateway_refused": _("%(gateway)s refused it; our team is on it", gateway=gateway_name),
+        }
+        steps.append(
+            {
+                "step": entry.step,
+                "text": texts.get(entry.step, _("Updated")),
+                "at": entry.at,
+                "note": entry.note if entry.step == "rejected" else None,
+            }
+        )
+    return steps
+
+
+def _content(session: Session, entitlement: Entitlement, now: datetime) -> dict[str, Any]:
+    product = catalog_repository.get(session, entitlement.product_id)
+    active = entitlement.revoked_at is None and (
+        entitlement.valid_until is None or entitlement.valid_until > now
+    )
+    return {
+        "id": entitlement.id,
+        "title": product.title if product else entitlement.product_id,
+        "kind": product.kind if product else "",
+        "valid_until": entitlement.valid_until,
+        "revoked": entitlement.revoked_at is not None,
+        "active": active,
+    }
+
+
+buyer_router = APIRouter(include_in_schema=False, dependencies=[Depends(mark_page)])
+
+
+@buyer_router.get("/me")
+def buyer_center(request: Request, buyer: Buyer, session: DbSession, clock: AppClock) -> Response:
+    """The buyer's orders, content and refunds."""
+    _ = i18n.gettext_for(request)
+    now = clock.now()
+    found, _more = orders.list_orders(session, buyer, _LIST, user_id=None, status=None)
+    order_views = []
+    for order in found:
+        order_refunds, _more = refunds.list_refunds(
+            session, buyer, _LIST, order_id=order.id, status=None
+        )
+        unpaid = order.status == OrderStatus.CREATED and not orders.is_expired(order, now)
+        open_refund = any(
+            r.status in (RefundStatus.PENDING_APPROVAL, RefundStatus.PROCESSING)
+            for r in order_refunds
+        )
+        order_views.append(
+            {
+                "order": order,
+                "status": _(ORDER_STATUS_NAMES.get(order.status, order.status)),
+                "pay_url": cashier_path(order.id) if unpaid else None,
+                "refundable": order.status in REFUNDABLE and not open_refund,
+                "refunds": [
+                    {
+                        "refund": refund,
+                        "status": _(REFUND_STATUS_NAMES.get(refund.status, refund.status)),
+                        "steps": timeline_steps(refund, session, _),
+                    }
+                    for refund in order_refunds
+                ],
+            }
+        )
+    owned, _more = entitlements.list_for_user(session, buyer.id, _LIST)
+    error = request.query_params.get("error")
+    return render(
+        request,
+        "me.html",
+        orders=order_views,
+        content=[_content(session, e, now) for e in owned],
+        kinds={key: _(value) for key, value in KIND_NAMES.items()},
+        reasons=[(str(reason), _(text)) for reason, text in REASON_NAMES.items()],
+        error=message_for(error, _) if error else None,
+        notice=_("Your refund request was sent.") if request.query_params.get("refunded") else None,
+    )
+
+
+@buyer_router.post("/me/refunds")
+def request_refund(
+    request: Request,
+    buyer: Buyer,
+    session: DbSession,
+    clock: AppClock,
+    order_id: Annotated[str, Form(min_length=1, max_length=40)],
+    reason: Annotated[str, Form(min_length=1, max_length=64)],
+    reason_text: Annotated[str, Form(max_length=500)] = "",
+) -> Response:
+    """Ask for a full refund of an order, exactly as `POST /v1/refunds` does."""
+    if reason not in RefundReason.__members__.values():
+        reason = RefundReason.OTHER.value
+    body = RefundCreate(order_id=order_id, reason=reason, reason_text=reason_text or None)
+    try:
+        refunds_api.create_refund(body, buyer, session, clock, request.app.state.refunds_context)
+    except KnowpayError as exc:
+        session.rollback()
+        return RedirectResponse(f"/me?error={exc.code}#order-{order_id}", status_code=303)
+    return RedirectResponse(f"/me?refunded=1#order-{order_id}", status_code=303)
+
+
+@buyer_router.get("/me/content/{entitlement_id}")
+def open_content(
+    entitlement_id: str, request: Request, buyer: Buyer, session: DbSession, clock: AppClock
+) -> Response:
+    """The buyer opens something they own (a stand-in for the platform's player/reader;
+    the first opening is noted, as the refund policy asks)."""
+    now = clock.now()
+    owned = {e.id: e for e in entitlements.list_for_user(session, buyer.id, _LIST)[0]}
+    entitlement = owned.get(entitlement_id)
+    if entitlement is None:
+        raise PageError(404, "not_found")
+    item = _content(session, entitlement, now)
+    if not item["active"]:
+        raise PageError(403, "forbidden")
+    database: Database = request.app.state.database
+    with database.session_scope() as writer:  # a GET's own session only reads
+        entitlements.record_access(writer, entitlement.id, now)
+    return render(
+        request,
+        "content.html",
+        item=item,
+        kind=i18n.gettext_for(request)(KIND_NAMES.get(item["kind"], item["kind"])),
+    )

@@ -1,0 +1,16 @@
+"""The staff console, /admin: search, an order's full story, the queues (refund approvals,
+duplicate payments, risk reviews), channel health, limits, the audit log, alerts and
+reports. Pages build on knowpay.web (templating, session, catalogs)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from knowpay.web.console import actions, pages, report_pages
+
+console_router = APIRouter()
+console_router.include_router(pages.router)
+console_router.include_router(actions.router)
+console_router.include_router(report_pages.router)
+
+__all__ = ["console_router"]

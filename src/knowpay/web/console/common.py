@@ -1,0 +1,72 @@
+"""What every console page shares: who may do what, and rendering with the console's helpers."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from fastapi.responses import HTMLResponse
+
+from knowpay.auth.principals import STAFF_ROLES, Principal, Role
+from knowpay.kit.clock import Clock
+from knowpay.web import i18n
+from knowpay.web.buyer import REASON_NAMES
+from knowpay.web.console.labels import NOTICES, error_message, value_label
+from knowpay.web.session import page_principal
+from knowpay.web.templating import render
+
+READERS = tuple(sorted(STAFF_ROLES))
+REFUND_DECIDERS = (Role.ADMIN, Role.FINANCE)
+"""As POST /v1/refunds/{id}/approve and /reject allow."""
+LIMIT_EDITORS = (Role.ADMIN, Role.FINANCE)
+"""As POST/PATCH /v1/admin/limits allow."""
+REVIEWERS = (Role.ADMIN, Role.FINANCE, Role.SUPPORT)
+"""As POST /v1/admin/risk/reviews/{id}/release and /reject allow."""
+REVENUE_READERS = (Role.ADMIN, Role.FINANCE)
+"""As GET /v1/admin/reports/revenue allows."""
+
+Staff = Annotated[Principal, Depends(page_principal(*READERS))]
+RefundDecider = Annotated[Principal, Depends(page_principal(*REFUND_DECIDERS))]
+LimitEditor = Annotated[Principal, Depends(page_principal(*LIMIT_EDITORS))]
+Reviewer = Annotated[Principal, Depends(page_principal(*REVIEWERS))]
+RevenueReader = Annotated[Principal, Depends(page_principal(*REVENUE_READERS))]
+
+
+def today(request: Request) -> date:
+    clock: Clock = request.app.state.clock
+    return clock.now().date()
+
+
+def _translate(message: str) -> str:
+    return i18n.current_gettext()(message)
+
+
+def console_page(
+    request: Request,
+    template: str,
+    principal: Principal,
+    *,
+    status_code: int = 200,
+    error: str | None = None,
+    **context: Any,
+) -> HTMLResponse:
+    """Render a console page: the staff member's permissions, the notice of a form that just
+    succeeded (`?done=`), an error of a form, and `label()` for stored values."""
+    done = request.query_params.get("done")
+    return render(
+        request,
+        template,
+        status_code=status_code,
+        staff=principal,
+        can_decide_refunds=principal.role in REFUND_DECIDERS,
+        can_edit_limits=principal.role in LIMIT_EDITORS,
+        can_review=principal.role in REVIEWERS,
+        can_read_revenue=principal.role in REVENUE_READERS,
+        notice=NOTICES.get(done or ""),
+        error_code=error,
+        error_text=(lambda: error_message(error, _translate)) if error else None,
+        label=lambda value: value_label(value, _translate),
+        reason_label=lambda code: _translate(REASON_NAMES[code]) if code in REASON_NAMES else code,
+        **context,
+    )

@@ -1,0 +1,85 @@
+"""Words the console shows for stored values (statuses, states, roles) and for the outcome of
+its forms. Marked with N_ so they live in the catalogs; translated when rendered."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from knowpay.web.errors import GENERIC, MESSAGES, N_
+
+Translate = Callable[[str], str]
+
+VALUES: dict[str, str] = {
+    # orders, payments, refunds
+    "created": N_("created"),
+    "paid": N_("paid"),
+    "partially_refunded": N_("partially refunded"),
+    "refunded": N_("refunded"),
+    "closed": N_("closed"),
+    "pending": N_("pending"),
+    "succeeded": N_("succeeded"),
+    "failed": N_("failed"),
+    "pending_approval": N_("waiting for approval"),
+    "processing": N_("processing"),
+    "rejected": N_("rejected"),
+    # risk reviews
+    "open": N_("open"),
+    "released": N_("released"),
+    "allow": N_("allow"),
+    "review": N_("review"),
+    "deny": N_("deny"),
+    # breakers
+    "half_open": N_("half open"),
+    # notifications
+    "processed": N_("processed"),
+    "duplicate": N_("duplicate"),
+    "received": N_("received"),
+    "unknown_trade": N_("unknown trade"),
+    # limits
+    "buyer": N_("buyer"),
+    "app": N_("app"),
+    "channel": N_("channel"),
+    "transaction": N_("per transaction"),
+    "day": N_("per day"),
+    "month": N_("per month"),
+    # roles
+    "admin": N_("admin"),
+    "finance": N_("finance"),
+    "support": N_("support"),
+    # alert severities
+    "error": N_("error"),
+    "warning": N_("warning"),
+    "info": N_("info"),
+}
+
+NOTICES: dict[str, str] = {
+    "refund_approved": N_("The refund was approved."),
+    "refund_rejected": N_("The refund was rejected."),
+    "review_released": N_("The payment was released to its gateway."),
+    "review_rejected": N_("The held payment was rejected."),
+    "limit_created": N_("The limit was added."),
+    "limit_updated": N_("The limit was saved."),
+}
+
+ERRORS: dict[str, str] = {
+    "risk_review_not_found": N_("We could not find this risk review."),
+    "risk_review_already_decided": N_("This review has already been decided."),
+    "risk_review_releaser_missing": N_("Held payments cannot be released right now."),
+    "limit_not_found": N_("We could not find this limit."),
+    "invalid_limit": N_("The limit is not valid."),
+    "invalid_amount": N_("Enter the amount as a number, such as 500 or 500.00."),
+    "reason_required": N_("Write the reason the buyer will read."),
+}
+
+
+def value_label(value: str | None, _: Translate) -> str:
+    """The translated word for a stored value; the value itself when there is none."""
+    if value is None:
+        return ""
+    known = VALUES.get(value)
+    return _(known) if known else value
+
+
+def error_message(code: str, _: Translate) -> str:
+    """The translated sentence for an error code of a console form."""
+    return _(ERRORS.get(code) or MESSAGES.get(code) or GENERIC)

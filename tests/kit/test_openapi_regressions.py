@@ -1,0 +1,70 @@
+"""Found by fuzzing (schemathesis, tests/fuzz/test_api_fuzz.py): /openapi.json documented no
+error but FastAPI's 422, in a format knowpay never sends. Every error is problem+json."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from knowpay.kit.errors import PROBLEM_CONTENT_TYPE
+from tests.builders import Builders
+from tests.openapi_conformance import assert_documented
+
+
+def _operations(app: FastAPI) -> list[tuple[str, str, dict[str, Any]]]:
+    return [
+        (path, method, operation)
+        for path, item in app.openapi()["paths"].items()
+        for method, operation in item.items()
+    ]
+
+
+def test_every_error_response_is_documented_as_problem_json(app: FastAPI) -> None:
+    for path, method, operation in _operations(app):
+        for status, response in operation["responses"].items():
+            if int(status) < 400 or path == "/notify/{gateway}":  # gateways: their own format
+                continue
+            assert PROBLEM_CONTENT_TYPE in response.get("content", {}), (method, path, status)
+    assert "HTTPValidationError" not in app.openapi()["components"]["schemas"]
+
+
+def test_an_authenticated_operation_documents_401_and_403(app: FastAPI) -> None:
+    for path, method, operation in _operations(app):
+        if operation.get("security"):
+            assert {"401", "403"} <= set(operation["responses"]), (method, path)
+
+
+def test_a_missing_or_bad_credential_is_a_documented_401(app: FastAPI, client: TestClient) -> None:
+    assert_documented(app, "GET", "/v1/orders/{order_id}", client.get("/v1/orders/ord_x"))
+    wrong = client.get("/v1/orders/ord_x", headers={"Authorization": "Bearer kp_unknown"})
+    assert wrong.status_code == 401
+    assert_documented(app, "GET", "/v1/orders/{order_id}", wrong)
+
+
+def test_validation_errors_and_unknown_ids_are_documented(
+    app: FastAPI, client: TestClient, build: Builders
+) -> None:
+    caller = build.app()
+    invalid = client.post("/v1/orders", json={"items": []}, headers=caller.headers)
+    assert invalid.status_code == 422
+    assert_documented(app, "POST", "/v1/orders", invalid)
+    malformed = client.post(
+        "/v1/orders",
+        content=b"{",
+        headers={**caller.headers, "Content-Type": "application/json"},
+    )
+    assert malformed.status_code == 400
+    assert_documented(app, "POST", "/v1/orders", malformed)
+    missing = client.get("/v1/orders/ord_missing", headers=caller.headers)
+    assert missing.status_code == 404
+    assert_documented(app, "GET", "/v1/orders/{order_id}", missing)
+
+
+def test_a_staff_only_operation_refuses_an_app_with_a_documented_403(
+    app: FastAPI, client: TestClient, build: Builders
+) -> None:
+    refused = client.get("/v1/admin/alerts", headers=build.app().headers)
+    assert refused.status_code == 403
+    assert_documented(app, "GET", "/v1/admin/alerts", refused)

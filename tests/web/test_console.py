@@ -1,0 +1,432 @@
+"""The staff console (/admin): every page for admin in Chinese and English with nothing left
+untranslated, roles as the API has them, the refund approval and risk release forms, CSRF on
+every form, CSV export, and an order's story after a test-channel payment."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from datetime import timedelta
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import pytest
+from babel.messages.extract import extract_from_file
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from jinja2.ext import babel_extract
+
+from knowpay.auth.principals import Role
+from knowpay.kit.clock import FrozenClock
+from knowpay.kit.db import Database
+from knowpay.web.console.labels import ERRORS, NOTICES, VALUES
+from knowpay.web.errors import MESSAGES
+from knowpay.web.i18n import make_gettext, read_catalog
+from tests.builders import Builders, Caller, Shop
+
+TEMPLATES = Path(__file__).parents[2] / "src" / "knowpay" / "web" / "templates" / "console"
+CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+PAGES = {
+    "/admin": ("Search orders, payments and refunds", "搜索订单、支付和退款"),
+    "/admin/refunds": ("Refund approvals", "退款审批"),
+    "/admin/duplicates": ("Duplicate payments", "重复支付"),
+    "/admin/risk": ("Risk reviews", "风控审核"),
+    "/admin/channels": ("Channel health", "渠道健康"),
+    "/admin/limits": ("Spending limits", "支付限额"),
+    "/admin/audit": ("Audit log", "审计日志"),
+    "/admin/alerts": ("Alerts", "告警"),
+    "/admin/reports": ("Reports", "报表"),
+    "/admin/reports/success-rate": ("Payment success rate", "支付成功率"),
+    "/admin/reports/refund-rate": ("Refund rate", "退款率"),
+    "/admin/reports/channel-mix": ("Channel mix", "渠道构成"),
+    "/admin/reports/revenue": ("Revenue per day", "每日收入"),
+    "/admin/reports/creators": ("Revenue per creator", "创作者收入"),
+}
+
+
+# Helpers -------------------------------------------------------------------------------------
+
+
+def web_client(app: FastAPI) -> TestClient:
+    """A browser of its own (its own cookie jar) against the same app."""
+    return TestClient(app, raise_server_exceptions=False, follow_redirects=False)
+
+
+def csrf_of(html: str) -> str:
+    found = CSRF_FIELD.search(html)
+    assert found, "the page has no form with a CSRF token"
+    return found.group(1)
+
+
+def web_login(browser: TestClient, caller: Caller) -> None:
+    page = browser.get("/login")
+    assert page.status_code == 200, page.text
+    answer = browser.post(
+        "/login",
+        data={
+            "csrf_token": csrf_of(page.text),
+            "email": caller.email,
+            "password": caller.password,
+            "next": "/admin",
+        },
+    )
+    assert answer.status_code == 303, answer.text
+
+
+def staff_browser(app: FastAPI, build: Builders, role: Role) -> tuple[TestClient, Caller]:
+    caller = build.staff(role)
+    browser = web_client(app)
+    web_login(browser, caller)
+    return browser, caller
+
+
+class _Text(HTMLParser):
+    """Visible text nodes and the attributes a person reads (placeholder, aria-label, title)."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.nodes: list[str] = []
+        self._skip = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in ("script", "style"):
+            self._skip += 1
+        for name, value in attrs:
+            if name in ("placeholder", "aria-label", "title") and value:
+                self.nodes.append(value.strip())
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("script", "style"):
+            self._skip -= 1
+
+    def handle_data(self, data: str) -> None:
+        if not self._skip and data.strip():
+            self.nodes.append(" ".join(data.split()))
+
+
+DATA = frozenset({"Course"})
+"""Stored data that happens to be a catalog message too (the builders' product title)."""
+
+
+def untranslated(html: str) -> list[str]:
+    """English catalog messages that a zh_CN page still shows."""
+    english = {
+        m.id
+        for m in read_catalog("zh_CN")
+        if isinstance(m.id, str) and m.id and m.string and m.string != m.id
+    } - DATA
+    parser = _Text()
+    parser.feed(html)
+    found = []
+    for node in parser.nodes:
+        for message in english:
+            if node == message or (" " in message and message in node):
+                found.append(message)
+    return sorted(set(found))
+
+
+def console_msgids() -> set[str]:
+    """Every message the console's templates and labels use."""
+    ids: set[str] = set()
+    for path in TEMPLATES.rglob("*.html"):
+        for _line, message, _comments, _context in extract_from_file(
+            babel_extract, str(path), options={"trim_blocks": "true", "lstrip_blocks": "true"}
+        ):
+            ids.add(message if isinstance(message, str) else message[0])
+    return ids | set(VALUES.values()) | set(NOTICES.values()) | set(ERRORS.values())
+
+
+@pytest.fixture
+def shop(build: Builders) -> Shop:
+    return Shop(build)
+
+
+def paid_order(shop: Shop, **fields: Any) -> dict[str, Any]:
+    order = shop.order(**fields)
+    shop.confirm(shop.pay(order))
+    return order
+
+
+def pending_refund(shop: Shop, clock: FrozenClock) -> dict[str, Any]:
+    """A refund outside the automatic window: it waits for finance."""
+    order = paid_order(shop)
+    clock.advance(timedelta(days=8))
+    answer = shop.client.post(
+        "/v1/refunds",
+        json={"order_id": order["id"], "reason": "not_as_described", "reason_text": "跑调"},
+        headers=shop.build.relogin(shop.buyer).headers,
+    )
+    assert answer.status_code == 201, answer.text
+    refund: dict[str, Any] = answer.json()
+    assert refund["status"] == "pending_approval"
+    return refund
+
+
+def held_payment(shop: Shop, client: TestClient, finance: Caller) -> dict[str, Any]:
+    """An attempt held for review by an amount-anomaly rule (as in the payment risk tests)."""
+    rule = {
+        "kind": "amount_anomaly",
+        "action": "review",
+        "params": {"multiplier": 3, "min_history": 2},
+    }
+    answer = client.post("/v1/admin/risk/rules", json=rule, headers=finance.headers)
+    assert answer.status_code == 201, answer.text
+    for _ in range(2):
+        shop.confirm(shop.pay(shop.order()))
+    big = shop.build.product(shop.app, prices=[{"amount": 99000, "currency": "CNY"}])
+    held = client.post(
+        f"/v1/orders/{shop.order(big)['id']}/payments",
+        json={"channel": "test"},
+        headers=shop.app.headers,
+    )
+    assert held.status_code == 201, held.text
+    payment: dict[str, Any] = held.json()
+    assert payment["held_for_review"] is True
+    return payment
+
+
+# Tests ---------------------------------------------------------------------------------------
+
+
+def test_every_console_message_has_a_chinese_translation() -> None:
+    catalog = read_catalog("zh_CN")
+    missing = [m for m in sorted(console_msgids()) if not (catalog.get(m) and catalog[m].string)]
+    assert missing == []
+
+
+@pytest.mark.parametrize(("lang", "index"), [("en", 0), ("zh_CN", 1)])
+def test_every_page_renders_for_admin_in_both_languages(
+    app: FastAPI, build: Builders, shop: Shop, clock: FrozenClock, lang: str, index: int
+) -> None:
+    refund = pending_refund(shop, clock)
+    browser, _ = staff_browser(app, build, Role.ADMIN)
+    pages = {**PAGES, f"/admin/orders/{refund['order_id']}": ("Ledger entries", "账务分录")}
+    for path, texts in pages.items():
+        page = browser.get(path, params={"lang": lang})
+        assert page.status_code == 200, (path, page.text[:500])
+        assert page.headers["content-language"] == lang.replace("_", "-")
+        assert texts[index] in page.text, path
+        if lang == "zh_CN":
+            assert untranslated(page.text) == [], path
+    queue = browser.get("/admin/refunds", params={"lang": lang}).text
+    assert refund["id"] in queue
+    assert ("Approve", "批准")[index] in queue
+
+
+def test_support_reads_the_queue_but_cannot_approve(
+    app: FastAPI, build: Builders, shop: Shop, clock: FrozenClock
+) -> None:
+    refund = pending_refund(shop, clock)
+    browser, _ = staff_browser(app, build, Role.SUPPORT)
+    queue = browser.get("/admin/refunds", params={"lang": "en"})
+    assert queue.status_code == 200
+    assert refund["id"] in queue.text
+    assert f"/admin/refunds/{refund['id']}/approve" not in queue.text
+    assert "Only finance and admin staff can approve" in queue.text
+    tried = browser.post(
+        f"/admin/refunds/{refund['id']}/approve", data={"csrf_token": csrf_of(queue.text)}
+    )
+    assert tried.status_code == 403
+    assert tried.headers["content-type"].startswith("text/html")
+    assert shop.get(f"/v1/refunds/{refund['id']}")["status"] == "pending_approval"
+    # Revenue reports follow the API: finance and admin only.
+    assert browser.get("/admin/reports/revenue").status_code == 403
+    assert browser.get("/admin/reports/success-rate").status_code == 200
+
+
+def test_buyers_apps_and_strangers_are_refused(app: FastAPI, shop: Shop) -> None:
+    stranger = web_client(app)
+    answer = stranger.get("/admin/refunds")
+    assert answer.status_code == 303
+    assert answer.headers["location"].startswith("/login?next=")
+    as_app = stranger.get("/admin", headers=shop.app.headers)  # an API key opens no page
+    assert as_app.status_code == 303
+    buyer = web_client(app)
+    web_login(buyer, shop.buyer)
+    for path in ("/admin", "/admin/refunds", "/admin/reports/channel-mix"):
+        refused = buyer.get(path)
+        assert refused.status_code == 403, path
+        assert "Ledger" not in refused.text
+
+
+def test_finance_approves_a_pending_refund_in_the_console(
+    app: FastAPI, build: Builders, shop: Shop, clock: FrozenClock
+) -> None:
+    refund = pending_refund(shop, clock)
+    browser, finance = staff_browser(app, build, Role.FINANCE)
+    queue = browser.get("/admin/refunds")
+    assert refund["id"] in queue.text
+    approved = browser.post(
+        f"/admin/refunds/{refund['id']}/approve",
+        data={"csrf_token": csrf_of(queue.text), "note": "录音确有问题"},
+    )
+    assert approved.status_code == 303, approved.text
+    assert approved.headers["location"].startswith("/admin/refunds?done=refund_approved")
+    after = browser.get(approved.headers["location"] + "&lang=en")
+    assert "The refund was approved." in after.text
+    assert f'id="refund-{refund["id"]}"' not in after.text  # the queue moved on
+    moved = shop.get(f"/v1/refunds/{refund['id']}")
+    assert moved["status"] == "succeeded"
+    step = next(s for s in moved["timeline"] if s["step"] == "approved")
+    assert (step["actor"], step["note"]) == (f"finance:{finance.id}", "录音确有问题")
+    audit = shop.client.get(
+        "/v1/admin/audit",
+        params={"action": "refund.approved", "object_id": refund["id"]},
+        headers=build.relogin(finance).headers,
+    ).json()["data"]
+    assert [record["actor"] for record in audit] == [f"staff:{finance.id}"]
+
+
+def test_rejecting_needs_a_reason_and_a_decided_refund_shows_an_error(
+    app: FastAPI, build: Builders, shop: Shop, clock: FrozenClock
+) -> None:
+    refund = pending_refund(shop, clock)
+    browser, _ = staff_browser(app, build, Role.ADMIN)
+    token = csrf_of(browser.get("/admin/refunds").text)
+    empty = browser.post(
+        f"/admin/refunds/{refund['id']}/reject", data={"csrf_token": token, "reason": " "}
+    )
+    assert empty.status_code == 422
+    assert "请填写买家将看到的原因。" in empty.text  # staff accounts default to zh_CN
+    rejected = browser.post(
+        f"/admin/refunds/{refund['id']}/reject", data={"csrf_token": token, "reason": "已使用"}
+    )
+    assert rejected.status_code == 303
+    assert shop.get(f"/v1/refunds/{refund['id']}")["status"] == "rejected"
+    again = browser.post(f"/admin/refunds/{refund['id']}/approve", data={"csrf_token": token})
+    assert again.status_code == 409
+    assert make_gettext("zh_CN")(MESSAGES["refund_not_pending"]) in again.text
+
+
+def test_the_risk_release_form_releases_a_held_payment(
+    app: FastAPI, build: Builders, shop: Shop, client: TestClient
+) -> None:
+    finance = build.staff(Role.FINANCE)
+    payment = held_payment(shop, client, finance)
+    browser, support = staff_browser(app, build, Role.SUPPORT)  # support may decide reviews
+    queue = browser.get("/admin/risk", params={"lang": "en"})
+    assert payment["id"] in queue.text
+    decision_id = re.search(r'action="/admin/risk/([^/"]+)/release"', queue.text)
+    assert decision_id
+    released = browser.post(
+        f"/admin/risk/{decision_id.group(1)}/release", data={"csrf_token": csrf_of(queue.text)}
+    )
+    assert released.status_code == 303, released.text
+    after = shop.get(f"/v1/payments/{payment['id']}")
+    assert (after["held_for_review"], after["action"]) == (False, {"type": "none"})
+    review = client.get(
+        f"/v1/admin/risk/reviews/{decision_id.group(1)}", headers=build.relogin(finance).headers
+    ).json()
+    assert (review["review_status"], review["reviewed_by"]) == ("released", support.id)
+    twice = browser.post(
+        f"/admin/risk/{decision_id.group(1)}/release", data={"csrf_token": csrf_of(queue.text)}
+    )
+    assert twice.status_code == 409
+    assert "这条审核已经处理过了。" in twice.text
+
+
+def test_every_console_form_refuses_a_post_without_csrf_token(
+    app: FastAPI, build: Builders
+) -> None:
+    browser, _ = staff_browser(app, build, Role.ADMIN)
+    page = browser.get("/admin/limits").text
+    forms = set(re.findall(r'<form[^>]*method="post"[^>]*action="(/admin[^"]*)"', page))
+    assert "/admin/limits" in forms
+    for path in (
+        "/admin/refunds/rf_x/approve",
+        "/admin/refunds/rf_x/reject",
+        "/admin/risk/rd_x/release",
+        "/admin/risk/rd_x/reject",
+        "/admin/limits",
+        "/admin/limits/lim_x",
+        *forms,
+    ):
+        answer = browser.post(path, data={"note": "x", "reason": "x", "amount": "1"})
+        assert answer.status_code == 403, path
+        assert answer.json()["code"] == "csrf_failed", path
+
+
+def test_limits_are_added_and_changed_in_the_console(
+    app: FastAPI, build: Builders, client: TestClient
+) -> None:
+    browser, finance = staff_browser(app, build, Role.FINANCE)
+    token = csrf_of(browser.get("/admin/limits").text)
+    bad = browser.post(
+        "/admin/limits",
+        data={"csrf_token": token, "scope": "buyer", "period": "day", "amount": "abc"},
+    )
+    assert bad.status_code == 422
+    added = browser.post(
+        "/admin/limits",
+        data={
+            "csrf_token": token,
+            "scope": "buyer",
+            "period": "day",
+            "amount": "500.00",
+            "currency": "CNY",
+            "buyer_level": "unverified",
+        },
+    )
+    assert added.status_code == 303, added.text
+    [limit] = client.get("/v1/admin/limits", headers=finance.headers).json()["data"]
+    assert (limit["amount"], limit["buyer_level"], limit["enabled"]) == (50000, "unverified", True)
+    changed = browser.post(
+        f"/admin/limits/{limit['id']}", data={"csrf_token": token, "amount": "800"}
+    )
+    assert changed.status_code == 303
+    [limit] = client.get("/v1/admin/limits", headers=finance.headers).json()["data"]
+    assert (limit["amount"], limit["enabled"]) == (80000, False)  # the box was not ticked
+    support, _ = staff_browser(app, build, Role.SUPPORT)
+    page = support.get("/admin/limits")
+    assert f'action="/admin/limits/{limit["id"]}"' not in page.text
+    refused = support.post("/admin/limits", data={"csrf_token": csrf_of(page.text)})
+    assert refused.status_code == 403
+
+
+def test_channel_mix_exports_csv_for_excel(app: FastAPI, build: Builders, shop: Shop) -> None:
+    paid_order(shop)
+    browser, _ = staff_browser(app, build, Role.ADMIN)
+    page = browser.get("/admin/reports/channel-mix", params={"lang": "en"})
+    assert "<svg" in page.text
+    assert "test (CNY)" in page.text
+    answer = browser.get("/admin/reports/channel-mix", params={"format": "csv"})
+    assert answer.status_code == 200
+    assert answer.headers["content-type"].startswith("text/csv")
+    disposition = answer.headers["content-disposition"]
+    assert disposition.startswith('attachment; filename="knowpay-channel-mix-')
+    assert disposition.endswith('.csv"')
+    assert answer.content.startswith(b"\xef\xbb\xbf")
+    rows = list(csv.reader(io.StringIO(answer.content.decode("utf-8-sig"))))
+    assert rows == [
+        ["channel", "currency", "payments", "amount", "share_percent"],
+        ["test", "CNY", "1", "99.00", "100.0"],
+    ]
+
+
+def test_the_order_story_shows_the_notification_and_the_ledger(
+    app: FastAPI, build: Builders, shop: Shop, database: Database
+) -> None:
+    order = shop.order()
+    payment = shop.pay(order)
+    shop.confirm(payment)
+    browser, _ = staff_browser(app, build, Role.SUPPORT)
+    story = browser.get(f"/admin/orders/{order['id']}", params={"lang": "en"})
+    assert story.status_code == 200
+    text = story.text
+    assert payment["id"] in text
+    assert "Notifications received" in text
+    assert "<details><summary>Show</summary><pre>" in text
+    assert "processed" in text
+    assert "Ledger entries" in text
+    assert "platform" in text  # a posting to a platform account
+    assert "¥99.00" in text
+    assert "payment.succeeded" in text or "order.paid" in text  # an outbox event
+    assert "Audit records" in text
+    found = browser.get("/admin", params={"q": shop.buyer.email, "lang": "en"})
+    assert order["id"] in found.text
+    by_out_trade_no = browser.get("/admin", params={"q": order["out_trade_no"]})
+    assert order["id"] in by_out_trade_no.text
+    assert browser.get("/admin/orders/ord_missing").status_code == 404

@@ -1,0 +1,480 @@
+"""The buyer-side pages over HTTP: languages, sessions, CSRF on every form, the cashier
+(with the test channel), signed cashier links, and the buyer center with refunds."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from knowpay.auth.principals import Role
+from knowpay.kit.clock import FrozenClock
+from knowpay.kit.csrf import CSRF_COOKIE, SESSION_COOKIE
+from knowpay.web import i18n
+from tests.builders import Builders, Shop
+from tests.web.helpers import csrf_of, login, untranslated
+
+EN = {"Accept-Language": "en-US,en;q=0.9"}
+ZH = {"Accept-Language": "zh-CN,zh;q=0.9"}
+
+
+@pytest.fixture
+def browser(app: FastAPI) -> Iterator[TestClient]:
+    """A browser of its own: its cookies never ride along on the builders' API calls."""
+    with TestClient(app, raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def shop(build: Builders) -> Shop:
+    shop = Shop(build)
+    # A title that is no msgid of the catalog, so the "untranslated" check reads only ours.
+    shop.course = build.product(
+        shop.app, title="数据分析 30 讲", prices=[{"amount": 9900, "currency": "CNY"}]
+    )
+    return shop
+
+
+def logged_in_buyer(browser: TestClient, shop: Shop) -> None:
+    response = login(browser, shop.buyer.email, shop.buyer.password)
+    assert response.status_code == 303, response.text
+    assert response.headers["location"] == "/me"
+
+
+# ---------------------------------------------------------------------------------------
+# Languages
+
+
+def test_login_page_in_both_languages(browser: TestClient) -> None:
+    zh = browser.get("/login", headers=ZH)
+    en = browser.get("/login", headers=EN)
+    assert zh.status_code == en.status_code == 200
+    for text in ("登录", "邮箱", "密码", "简体中文", "English"):
+        assert text in zh.text
+    assert '<html lang="zh-CN">' in zh.text
+    for text in ("Log in", "Email", "Password"):
+        assert text in en.text
+    assert '<html lang="en">' in en.text
+    assert untranslated(zh.text) == []
+    # Nothing in Accept-Language that knowpay speaks: Chinese, the default.
+    assert "邮箱" in browser.get("/login", headers={"Accept-Language": "fr-FR"}).text
+    # ?lang= wins over the header for this page.
+    assert "Password" in browser.get("/login?lang=en", headers=ZH).text
+
+
+def test_every_message_of_the_pages_has_a_chinese_translation() -> None:
+    from babel.messages.extract import extract_from_dir
+
+    web = i18n.TRANSLATIONS_DIR.parent
+    catalog = i18n.read_catalog("zh_CN")
+    missing = []
+    for _file, _line, message, _comments, _context in extract_from_dir(
+        str(web),
+        method_map=[
+            ("console/**", "ignore"),
+            ("templates/console/**", "ignore"),
+            ("**.py", "python"),
+            ("templates/**.html", "jinja2"),
+        ],
+        options_map={"templates/**.html": {"extensions": "jinja2.ext.i18n"}},
+        keywords={"_": None, "N_": None, "gettext": None},
+    ):
+        for msgid in message if isinstance(message, tuple) else (message,):
+            entry = catalog.get(msgid)
+            if msgid and (entry is None or not entry.string):
+                missing.append(msgid)
+    assert missing == []
+
+
+def test_the_switcher_remembers_the_language_and_the_account_locale(
+    browser: TestClient, shop: Shop
+) -> None:
+    logged_in_buyer(browser, shop)
+    me = browser.get("/me", headers=ZH)
+    assert "我的订单" in me.text
+    switched = browser.post(
+        "/lang",
+        data={"lang": "en", "next": "/me", "csrf_token": csrf_of(me.text)},
+        follow_redirects=False,
+    )
+    assert switched.status_code == 303
+    assert switched.headers["location"] == "/me"
+    # The account's locale now says English, whatever the browser asks for.
+    assert "My orders" in browser.get("/me", headers=ZH).text
+
+
+# ---------------------------------------------------------------------------------------
+# Sessions
+
+
+def test_login_rotates_the_session_and_logout_ends_it(browser: TestClient, shop: Shop) -> None:
+    browser.get("/login")
+    anonymous = browser.cookies.get(SESSION_COOKIE)
+    assert anonymous
+    logged_in_buyer(browser, shop)
+    after_login = browser.cookies.get(SESSION_COOKIE)
+    assert after_login
+    assert after_login != anonymous
+    me = browser.get("/me")
+    assert me.status_code == 200
+    assert me.headers["cache-control"] == "no-store"
+    out = browser.post("/logout", data={"csrf_token": csrf_of(me.text)}, follow_redirects=False)
+    assert out.status_code == 303
+    assert browser.cookies.get(SESSION_COOKIE) not in (None, after_login)
+    again = browser.get("/me", follow_redirects=False)
+    assert again.status_code == 303
+    assert again.headers["location"] == "/login?next=%2Fme"
+
+
+def test_session_cookie_flags(browser: TestClient) -> None:
+    response = browser.get("/login")
+    cookie = next(
+        h for h in response.headers.get_list("set-cookie") if h.startswith(SESSION_COOKIE)
+    )
+    assert "HttpOnly" in cookie
+    assert "SameSite=lax" in cookie or "samesite=lax" in cookie.lower()
+
+
+def test_wrong_password_says_so_in_the_page_language(browser: TestClient, shop: Shop) -> None:
+    response = login(browser, shop.buyer.email, "not-the-password")
+    assert response.status_code == 401
+    assert "邮箱或密码错误" in response.text
+    assert browser.get("/me", follow_redirects=False).status_code == 303
+
+
+def test_a_forged_session_cookie_is_not_a_login(browser: TestClient, shop: Shop) -> None:
+    logged_in_buyer(browser, shop)
+    value = browser.cookies.get(SESSION_COOKIE) or ""
+    payload, _, mac = value.partition(".")
+    browser.cookies.set(SESSION_COOKIE, payload + "." + mac[:-2] + "AA")
+    assert browser.get("/me", follow_redirects=False).status_code == 303
+
+
+def test_staff_land_in_the_console_and_may_not_use_the_buyer_center(
+    browser: TestClient, build: Builders
+) -> None:
+    finance = build.staff(Role.FINANCE)
+    response = login(browser, finance.email, finance.password)
+    assert response.status_code == 303
+    assert response.headers["location"] == "/admin"
+    page = browser.get("/me")
+    assert page.status_code == 403
+    assert "您的账号无权访问此页面" in page.text
+
+
+def test_login_sends_back_to_next_but_never_off_site(browser: TestClient, shop: Shop) -> None:
+    order = shop.order()
+    response = login(browser, shop.buyer.email, shop.buyer.password, f"/pay/{order['id']}")
+    assert response.headers["location"] == f"/pay/{order['id']}"
+    browser.post("/logout", data={"csrf_token": csrf_of(browser.get("/me").text)})
+    response = login(browser, shop.buyer.email, shop.buyer.password, "//evil.example/x")
+    assert response.headers["location"] == "/me"
+
+
+# ---------------------------------------------------------------------------------------
+# CSRF: every form refuses a missing token
+
+
+def test_every_form_refuses_a_missing_csrf_token(browser: TestClient, shop: Shop) -> None:
+    order = shop.order()
+    browser.get("/login")  # the anonymous pre-session: the login form is checked too
+    refused = browser.post("/login", data={"email": shop.buyer.email, "password": "x"})
+    assert refused.status_code == 403
+    assert refused.json()["code"] == "csrf_failed"
+    logged_in_buyer(browser, shop)
+    forms: list[tuple[str, dict[str, Any]]] = [
+        ("/logout", {}),
+        ("/lang", {"lang": "en"}),
+        (f"/pay/{order['id']}/payments", {"channel": "test"}),
+        (f"/pay/{order['id']}/again", {}),
+        ("/me/refunds", {"order_id": order["id"], "reason": "other"}),
+        ("/login", {"email": shop.buyer.email, "password": shop.buyer.password}),
+    ]
+    for path, data in forms:
+        response = browser.post(path, data=data, follow_redirects=False)
+        assert response.status_code == 403, path
+        assert response.json()["code"] == "csrf_failed", path
+        # A token from another session does not do either.
+        response = browser.post(
+            path, data={**data, "csrf_token": "forged.token"}, follow_redirects=False
+        )
+        assert response.status_code == 403, path
+    assert browser.get("/me").status_code == 200  # still logged in: no form did anything
+
+
+# ---------------------------------------------------------------------------------------
+# The cashier
+
+
+def test_the_cashier_shows_the_order_and_its_channels(browser: TestClient, shop: Shop) -> None:
+    order = shop.order()
+    logged_in_buyer(browser, shop)
+    zh = browser.get(f"/pay/{order['id']}", headers=ZH)
+    assert zh.status_code == 200
+    for text in (
+        "收银台",
+        "数据分析 30 讲",
+        "课程",
+        "¥99.00",
+        "选择支付方式",
+        "测试支付",
+        "安全提示",
+        "请在",
+    ):
+        assert text in zh.text, text
+    assert "/static/cashier.js" in zh.text
+    assert "<script>" not in zh.text  # strict CSP: no inline script at all
+    assert untranslated(zh.text) == []
+    en = browser.get(f"/pay/{order['id']}?lang=en")
+    for text in ("Checkout", "CN¥99.00", "Choose how to pay", "Test payment", "Pay safely"):
+        assert text in en.text, text
+    # No secret in the page.
+    assert "kp_" not in zh.text
+    assert "secret" not in zh.text.lower()
+
+
+def test_paying_from_the_cashier_flips_to_success(browser: TestClient, shop: Shop) -> None:
+    order = shop.order()
+    logged_in_buyer(browser, shop)
+    page = browser.get(f"/pay/{order['id']}")
+    chosen = browser.post(
+        f"/pay/{order['id']}/payments",
+        data={"channel": "test", "csrf_token": csrf_of(page.text)},
+        follow_redirects=False,
+    )
+    assert chosen.status_code == 303
+    assert chosen.headers["location"] == f"/pay/{order['id']}"
+    waiting = browser.get(f"/pay/{order['id']}")
+    assert "等待支付" in waiting.text
+    assert browser.get(f"/pay/{order['id']}/status").json()["state"] == "pending"
+    [payment] = shop.get(f"/v1/orders/{order['id']}/payments")["data"]
+    assert payment["channel"] == "test"
+    shop.confirm(payment)
+    status = browser.get(f"/pay/{order['id']}/status").json()
+    assert status["state"] == "paid"
+    done = browser.get(f"/pay/{order['id']}")
+    assert "支付成功" in done.text
+    assert 'href="/me#content"' in done.text
+
+
+def test_a_failed_payment_says_why_and_offers_a_retry(browser: TestClient, shop: Shop) -> None:
+    order = shop.order()
+    shop.pay(order, test_outcome="failed")
+    logged_in_buyer(browser, shop)
+    page = browser.get(f"/pay/{order['id']}", headers=ZH)
+    assert "支付失败" in page.text
+    assert "支付被拒绝" in page.text  # test_declined, in plain words
+    assert "重新支付" in page.text
+    assert 'name="channel" value="test"' in page.text
+
+
+def test_an_expired_order_says_so_and_starts_again(
+    browser: TestClient, shop: Shop, clock: FrozenClock
+) -> None:
+    order = shop.order(expires_in=60)
+    logged_in_buyer(browser, shop)
+    clock.advance(timedelta(minutes=2))
+    shop.buyer = shop.build.relogin(shop.buyer)
+    page = browser.get(f"/pay/{order['id']}")
+    assert "订单已过期" in page.text
+    again = browser.post(
+        f"/pay/{order['id']}/again",
+        data={"csrf_token": csrf_of(page.text)},
+        follow_redirects=False,
+    )
+    assert again.status_code == 303
+    new_id = again.headers["location"].removeprefix("/pay/")
+    assert new_id != order["id"]
+    fresh = browser.get(again.headers["location"])
+    assert "选择支付方式" in fresh.text
+    assert "¥99.00" in fresh.text
+
+
+def test_another_buyers_order_is_not_found(
+    browser: TestClient, shop: Shop, build: Builders
+) -> None:
+    order = shop.order()
+    other = build.buyer(shop.app)
+    login(browser, other.email, other.password)
+    page = browser.get(f"/pay/{order['id']}")
+    assert page.status_code == 404
+    assert "找不到该订单" in page.text
+    assert browser.get(f"/pay/{order['id']}/status").status_code == 403
+    page_text = browser.get("/me").text
+    assert order["id"] not in page_text
+
+
+def test_the_cashier_needs_a_login_or_a_link(browser: TestClient, shop: Shop) -> None:
+    order = shop.order()
+    response = browser.get(f"/pay/{order['id']}", follow_redirects=False)
+    assert response.status_code == 303
+    assert response.headers["location"] == f"/login?next=%2Fpay%2F{order['id']}"
+
+
+# ---------------------------------------------------------------------------------------
+# Signed cashier links
+
+
+def cashier_link(browser: TestClient, shop: Shop, order_id: str) -> dict[str, Any]:
+    response = browser.post(f"/v1/orders/{order_id}/cashier-link", headers=shop.app.headers)
+    assert response.status_code == 200, response.text
+    result: dict[str, Any] = response.json()
+    return result
+
+
+def test_a_cashier_link_opens_that_order_only(
+    browser: TestClient, shop: Shop, clock: FrozenClock
+) -> None:
+    order, other = shop.order(), shop.order()
+    link = cashier_link(browser, shop, order["id"])
+    assert link["url"].startswith(f"http://testserver/pay/{order['id']}?t=")
+    assert link["expires_at"]
+    path = link["url"].removeprefix("http://testserver")
+    page = browser.get(path)
+    assert page.status_code == 200
+    assert "选择支付方式" in page.text
+    # The link is remembered for this order's cashier (the gateway sends the buyer back
+    # without it), and pays through the same code path.
+    assert browser.get(f"/pay/{order['id']}").status_code == 200
+    paid = browser.post(
+        f"/pay/{order['id']}/payments",
+        data={"channel": "test", "csrf_token": csrf_of(page.text)},
+        follow_redirects=False,
+    )
+    assert paid.status_code == 303
+    assert browser.get(f"/pay/{order['id']}/status").json()["state"] == "pending"
+    # Not another order, and not the buyer center.
+    token = path.split("?t=")[1]
+    assert browser.get(f"/pay/{other['id']}?t={token}").status_code == 403
+    assert browser.get(f"/pay/{other['id']}", follow_redirects=False).status_code == 303
+    assert browser.get("/me", follow_redirects=False).status_code == 303
+
+
+def test_a_tampered_or_expired_link_is_refused(
+    browser: TestClient, shop: Shop, clock: FrozenClock
+) -> None:
+    order = shop.order()
+    link = cashier_link(browser, shop, order["id"])
+    path = link["url"].removeprefix("http://testserver")
+    expires, mac = path.split("?t=")[1].split(".")
+    tampered = browser.get(f"/pay/{order['id']}?t={int(expires) + 3600}.{mac}")
+    assert tampered.status_code == 403
+    assert "支付链接无效或已过期" in tampered.text
+    assert browser.get(f"/pay/{order['id']}?t={expires}.{mac[:-1]}x").status_code == 403
+    clock.advance(timedelta(minutes=16))
+    assert browser.get(path).status_code == 403
+
+
+def test_only_the_orders_app_may_make_a_link(
+    browser: TestClient, shop: Shop, build: Builders
+) -> None:
+    order = shop.order()
+    stranger = build.app("other")
+    response = browser.post(f"/v1/orders/{order['id']}/cashier-link", headers=stranger.headers)
+    assert response.status_code == 404
+    response = browser.post(f"/v1/orders/{order['id']}/cashier-link", headers=shop.buyer.headers)
+    assert response.status_code == 403
+    schema = browser.get("/openapi.json").json()
+    operation = schema["paths"]["/v1/orders/{order_id}/cashier-link"]["post"]
+    assert "CashierLinkOut" in str(operation["responses"]["200"])
+
+
+# ---------------------------------------------------------------------------------------
+# The buyer center
+
+
+def paid_order(shop: Shop) -> dict[str, Any]:
+    order = shop.order()
+    shop.pay(order, test_outcome="succeeded")
+    return order
+
+
+def test_the_buyer_center_lists_orders_and_content(browser: TestClient, shop: Shop) -> None:
+    order = paid_order(shop)
+    unpaid = shop.order()
+    logged_in_buyer(browser, shop)
+    zh = browser.get("/me", headers=ZH)
+    for text in ("我的内容", "我的订单", "已支付", "待支付", "去支付", "永久有效", "申请退款"):
+        assert text in zh.text, text
+    assert f'href="/pay/{unpaid["id"]}"' in zh.text
+    assert untranslated(zh.text) == []
+    en = browser.get("/me?lang=en")
+    for text in ("My content", "My orders", "Paid", "Waiting for payment", "Ask for a refund"):
+        assert text in en.text, text
+    [entitlement] = shop.get(f"/v1/entitlements?user_id={shop.buyer.id}")["data"]
+    content = browser.get(f"/me/content/{entitlement['id']}")
+    assert content.status_code == 200
+    assert "您已开通此内容" in content.text
+    assert order["id"] in zh.text
+
+
+def test_a_refund_request_from_the_buyer_center(browser: TestClient, shop: Shop) -> None:
+    order = paid_order(shop)
+    logged_in_buyer(browser, shop)
+    page = browser.get("/me")
+    response = browser.post(
+        "/me/refunds",
+        data={
+            "order_id": order["id"],
+            "reason": "no_longer_needed",
+            "reason_text": "",
+            "csrf_token": csrf_of(page.text),
+        },
+        follow_redirects=False,
+    )
+    assert response.status_code == 303
+    assert "refunded=1" in response.headers["location"]
+    [refund] = shop.get(f"/v1/refunds?order_id={order['id']}")["data"]
+    assert refund["reason"] == "no_longer_needed"
+    zh = browser.get("/me", headers=ZH)
+    assert "已提交退款申请" in zh.text
+    # Small and unused: approved at once, and the test gateway pays back.
+    steps = [entry["step"] for entry in refund["timeline"]]
+    if "money_returned" in steps:
+        assert "退款已到账" in zh.text
+    en = browser.get("/me?lang=en")
+    assert "Requested" in en.text
+    assert untranslated(zh.text) == []
+    # A second request for the same order: no second form, and the service says no.
+    again = browser.post(
+        "/me/refunds",
+        data={"order_id": order["id"], "reason": "other", "csrf_token": csrf_of(zh.text)},
+        follow_redirects=False,
+    )
+    assert again.status_code == 303
+    assert "error=" in again.headers["location"]
+
+
+def test_a_buyer_cannot_refund_another_buyers_order(
+    browser: TestClient, shop: Shop, build: Builders
+) -> None:
+    order = paid_order(shop)
+    other = build.buyer(shop.app)
+    login(browser, other.email, other.password)
+    page = browser.get("/me")
+    response = browser.post(
+        "/me/refunds",
+        data={"order_id": order["id"], "reason": "other", "csrf_token": csrf_of(page.text)},
+        follow_redirects=False,
+    )
+    assert response.headers["location"].startswith("/me?error=order_not_found")
+    assert shop.get(f"/v1/refunds?order_id={order['id']}")["data"] == []
+
+
+def test_static_files_are_served_locally(browser: TestClient) -> None:
+    assert browser.get("/static/knowpay.css").headers["content-type"].startswith("text/css")
+    assert browser.get("/static/cashier.js").status_code == 200
+    assert browser.get("/static/icons/alipay.svg").status_code == 200
+    assert browser.get("/static/../session.py").status_code == 404
+    assert browser.get("/static/%2e%2e/session.py").status_code == 404
+
+
+def test_csrf_cookie_is_reused_across_pages(browser: TestClient, shop: Shop) -> None:
+    logged_in_buyer(browser, shop)
+    first = browser.get("/me")
+    second = browser.get("/me")
+    assert csrf_of(first.text) == csrf_of(second.text) == browser.cookies.get(CSRF_COOKIE)
