@@ -12,8 +12,8 @@ asks PayPal). Three kinds of input:
 - content like the genuine one, fuzzed and then signed again with the test keys, so that it
   reaches the parser behind the signature: refused or parsed, never anything else.
 
-Every example that once found a bug is kept as an `@example`. KNOWPAY_FUZZ_EXAMPLES sets the
-examples per test and gateway (default 25)."""
+Every example that once found a bug is kept as an `@example`. Size: 25 examples per test and
+adapter, scaled by KNOWPAY_FUZZ_EXAMPLES (tests/fuzz/support.py)."""
 
 from __future__ import annotations
 

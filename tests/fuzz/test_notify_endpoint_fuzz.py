@@ -7,7 +7,7 @@ own accept or refuse answer (its adapter's `notification_ack`), or PayPal's 503 
 later"; never another 5xx. The test gateway's notifications name a real pending payment, so
 fuzzed amounts and statuses reach the payment and ledger code behind the door.
 
-KNOWPAY_FUZZ_EXAMPLES sets the examples per test and gateway (default 10)."""
+Size: 10 examples per test and gateway, scaled by KNOWPAY_FUZZ_EXAMPLES (tests/fuzz/support.py)."""
 
 from __future__ import annotations
 

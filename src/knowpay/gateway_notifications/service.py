@@ -78,9 +78,6 @@ def _headers_json(headers: Mapping[str, str]) -> str:
     return json.dumps(kept, sort_keys=True)
 
 
-_PAYMENT_ID_MAX = 40
-
-
 def _store(
     session: Session,
     gateway: str,
@@ -105,7 +102,7 @@ def _store(
         outcome=outcome,
         reason=reason,
         # An id longer than ours cannot name one of our payments (PostgreSQL would refuse it).
-        payment_id=payment_id if payment_id and len(payment_id) <= _PAYMENT_ID_MAX else None,
+        payment_id=payment_id if payment_id and len(payment_id) <= _PAYMENT_ID_CHARS else None,
         received_at=now,
     )
     try:
@@ -227,8 +224,7 @@ def receive(
         verified=True,
         outcome="received",
         reason=None,
-        # Longer than any payment id: not one of ours (and too long for the column).
-        payment_id=note.out_trade_no if len(note.out_trade_no) <= _PAYMENT_ID_CHARS else None,
+        payment_id=note.out_trade_no,
         now=now,
     )
     if row is None:

@@ -193,6 +193,22 @@ async def _on_database_unavailable(request: Request, exc: Exception) -> JSONResp
     )
 
 
+async def _on_unstorable_value(request: Request, exc: Exception) -> JSONResponse:
+    # Input that passed validation but that the database refuses as data: above all a NUL
+    # character, which PostgreSQL's text columns and parameters cannot hold (SQLite can).
+    logger.warning(
+        "value refused by the database: %s", exc, extra={"request_id": request_id_of(request)}
+    )
+    return problem_response(
+        request,
+        status=422,
+        code="unstorable_value",
+        title="A value cannot be stored",
+        detail="A value contains a NUL character, or is out of range for its field; "
+        "nothing was changed.",
+    )
+
+
 async def _on_unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     logger.exception("unhandled error", extra={"request_id": request_id_of(request)})
     return problem_response(
@@ -213,4 +229,5 @@ def install_error_handlers(app: FastAPI) -> None:
     # transaction was rolled back.
     app.add_exception_handler(sqlalchemy_exc.TimeoutError, _on_database_unavailable)
     app.add_exception_handler(sqlalchemy_exc.OperationalError, _on_database_unavailable)
+    app.add_exception_handler(sqlalchemy_exc.DataError, _on_unstorable_value)
     app.add_exception_handler(Exception, _on_unexpected_error)
