@@ -42,10 +42,12 @@ def _out(session: DbSession, refund: Refund) -> RefundOut:
     return RefundOut.of(refund, service.timeline(session, refund.id))
 
 
-def _send_now(
+def send_now(
     session: DbSession, ctx: service.RefundsContext, refund: Refund, clock: AppClock
 ) -> Refund:
-    """Send an approved refund to its gateway right away; the worker retries if this fails."""
+    """Send an approved refund to its gateway right away (the approval commits first); the
+    worker's send job retries with the same refund number if the gateway cannot be reached.
+    The staff console's approve form calls this too."""
     if refund.status != RefundStatus.PROCESSING or not refund.needs_gateway_call:
         return refund
     request, channel = service.refund_request(ctx, session, refund), refund.channel
@@ -76,7 +78,7 @@ def create_refund(
 ) -> RefundOut:
     """Ask for money back; small early requests go through at once, others wait for finance."""
     refund = service.request_refund(session, ctx, caller, body, clock.now())
-    return _out(session, _send_now(session, ctx, refund, clock))
+    return _out(session, send_now(session, ctx, refund, clock))
 
 
 @router.get("", response_model=Page[RefundOut])
@@ -118,7 +120,7 @@ def approve_refund(
     service.approve(
         session, refund, service.actor_of(caller), clock.now(), note=(body or RefundDecision()).note
     )
-    return _out(session, _send_now(session, ctx, refund, clock))
+    return _out(session, send_now(session, ctx, refund, clock))
 
 
 @router.post("/{refund_id}/reject", response_model=RefundOut)
@@ -144,7 +146,7 @@ def retry_refund(
     refund = service.retry(
         session, service.lock_with_order(session, refund_id), service.actor_of(caller), clock.now()
     )
-    return _out(session, _send_now(session, ctx, refund, clock))
+    return _out(session, send_now(session, ctx, refund, clock))
 
 
 @router.post("/{refund_id}/resolve", response_model=RefundOut)

@@ -202,8 +202,8 @@ def release_review(
         ReviewOutcome.RELEASE,
         body.note if body else None,
         clock.now(),
+        releaser,
     )
-    releaser.release(session, decision)
     return RiskDecisionOut.of(decision)
 
 
@@ -224,6 +224,6 @@ def reject_review(
         ReviewOutcome.REJECT,
         body.note if body else None,
         clock.now(),
+        releaser,
     )
-    releaser.reject(session, decision)
     return RiskDecisionOut.of(decision)

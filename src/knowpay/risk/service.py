@@ -233,9 +233,11 @@ def decide_review(
     outcome: Literal["release", "reject"] | ReviewOutcome,
     note: str | None,
     now: datetime,
+    releaser: ReviewReleaser | None = None,
 ) -> RiskDecision:
     """Staff release or reject a held attempt (409 when it was already decided). A rejected
-    attempt is logged as stopped by risk control. The caller then runs the ReviewReleaser."""
+    attempt is logged as stopped by risk control. With a `releaser` (the payments domain),
+    the held attempt is then opened at its gateway or failed, in the same transaction."""
     decision = repository.get_decision(session, decision_id, for_update=True)
     if decision is None or decision.review_status is None:
         raise ReviewNotFound(f"No risk review {decision_id}.")
@@ -259,6 +261,11 @@ def decide_review(
         after={"review_status": after.value, "payment_id": decision.payment_id},
         now=now,
     )
+    if releaser is not None:
+        if after is ReviewStatus.REJECTED:
+            releaser.reject(session, decision)
+        else:
+            releaser.release(session, decision)
     return decision
 
 

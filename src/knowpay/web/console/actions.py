@@ -11,15 +11,13 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from pydantic import ValidationError
 
-from knowpay.channels.errors import ChannelError
 from knowpay.kit.errors import KnowpayError
 from knowpay.kit.money import MoneyError, currency_exponent
 from knowpay.kit.web import AppClock, DbSession
 from knowpay.limits import service as limits
 from knowpay.limits.schemas import LimitCreate, LimitUpdate
 from knowpay.refunds import service as refunds
-from knowpay.refunds.models import Refund
-from knowpay.refunds.states import RefundStatus
+from knowpay.refunds.endpoints import send_now
 from knowpay.risk import service as risk
 from knowpay.risk.states import ReviewOutcome
 from knowpay.web.console.common import LimitEditor, RefundDecider, Reviewer, console_page
@@ -37,30 +35,6 @@ def _back(path: str, done: str, ref: str) -> RedirectResponse:
 
 
 # Refunds ------------------------------------------------------------------------------------
-
-
-def _send_now(
-    session: DbSession, ctx: refunds.RefundsContext, refund: Refund, clock: AppClock
-) -> Refund:
-    """As the API's approve route: the approval commits, then the gateway hears of it at once;
-    when it cannot be reached the send job retries with the same refund number."""
-    if refund.status != RefundStatus.PROCESSING or not refund.needs_gateway_call:
-        return refund
-    request, channel = refunds.refund_request(ctx, session, refund), refund.channel
-    session.commit()
-    try:
-        result = refunds.call_gateway(ctx, request, channel)
-    except (KnowpayError, ChannelError):
-        return refunds.get(session, refund.id)
-    return refunds.apply_result(
-        session,
-        refund.id,
-        result,
-        clock.now(),
-        "system",
-        ctx.policy,
-        out_refund_no=request.out_refund_no,
-    )
 
 
 @router.post("/refunds/{refund_id}/approve", response_model=None)
@@ -82,7 +56,7 @@ def approve_refund(
     except KnowpayError as exc:
         session.rollback()
         return refund_queue_with_error(request, staff, session, exc.code, exc.status)
-    _send_now(session, ctx, refund, clock)
+    send_now(session, ctx, refund, clock)  # exactly as the API's approve route
     return _back("/admin/refunds", "refund_approved", refund_id)
 
 
@@ -130,13 +104,9 @@ def _decide(
     if releaser is None:
         return risk_queue_with_error(request, staff, session, "risk_review_releaser_missing", 503)
     try:
-        decision = risk.decide_review(
-            session, decision_id, staff.id, outcome, note.strip() or None, clock.now()
+        risk.decide_review(
+            session, decision_id, staff.id, outcome, note.strip() or None, clock.now(), releaser
         )
-        if outcome is ReviewOutcome.RELEASE:
-            releaser.release(session, decision)
-        else:
-            releaser.reject(session, decision)
     except KnowpayError as exc:
         session.rollback()
         return risk_queue_with_error(request, staff, session, exc.code, exc.status)
