@@ -49,7 +49,7 @@ def _main(ctx: typer.Context) -> None:
     """knowpay: the payment center of a paid-knowledge platform."""
     # What an admin command changes is audited as done by `cli:<operating-system user>`; the
     # long-running processes act as `system` (or as each request's caller).
-    if ctx.invoked_subcommand not in {"serve", "worker", "demo", "sandbox"}:
+    if ctx.invoked_subcommand not in {"serve", "worker", "demo", "sandbox", "bench"}:
         ctx.with_resource(context.acting_as(f"cli:{_os_user()}"))
 
 
@@ -173,12 +173,67 @@ def worker(
 def sandbox(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8100,
+    time_scale: Annotated[
+        float,
+        typer.Option(
+            min=0.0, help="Multiply every notification retry wait by this (tests: e.g. 0.001)."
+        ),
+    ] = 1.0,
 ) -> None:
     """The gateway simulators on their own (Alipay, WeChat Pay …), like stripe-mock."""
     from knowpay.sandbox.app import SandboxConfig, create_sandbox_app
 
-    config = SandboxConfig(public_url=f"http://{host}:{port}")
+    config = SandboxConfig(public_url=f"http://{host}:{port}", time_scale=time_scale)
     uvicorn.run(create_sandbox_app(config), host=host, port=port, log_level="info")
+
+
+@app.command()
+def bench(
+    server_url: Annotated[
+        str,
+        typer.Option(help="A PostgreSQL database; the run makes (and drops) its own beside it."),
+    ] = "postgresql://postgres@127.0.0.1:5432/postgres",
+    concurrency: Annotated[int, typer.Option(min=1, help="Concurrent paid flows.")] = 64,
+    warmup: Annotated[float, typer.Option(min=0, help="Seconds before measuring.")] = 10.0,
+    duration: Annotated[float, typer.Option(min=1, help="Seconds measured per channel.")] = 30.0,
+    storm: Annotated[int, typer.Option(min=1, help="Payments in the duplicate storm.")] = 1000,
+    copies: Annotated[int, typer.Option(min=2, max=50, help="Copies of each.")] = 10,
+    pgbench_seconds: Annotated[int, typer.Option(min=1, help="pgbench's -T.")] = 20,
+    out: Annotated[str, typer.Option(help="Where the raw JSON goes.")] = "docs/benchmarks.json",
+    markdown: Annotated[
+        str, typer.Option(help="The page whose results section is rewritten.")
+    ] = "docs/benchmarks.md",
+    as_json: JsonFlag = False,
+) -> None:
+    """Paid flows per second, latency per endpoint, a duplicate storm and pgbench's TPC-B on
+    the same PostgreSQL (knowpay --workers 2, a worker and the simulators, all local)."""
+    from pathlib import Path
+
+    from knowpay.bench import report
+    from knowpay.bench.run import BenchOptions, run_bench
+
+    options = BenchOptions(
+        server_url=server_url,
+        concurrency=concurrency,
+        warmup_s=warmup,
+        duration_s=duration,
+        storm_payments=storm,
+        storm_copies=copies,
+        pgbench_seconds=pgbench_seconds,
+    )
+    result = run_bench(options, say=lambda line: console.print(line) if not as_json else None)
+    report.write(result, Path(out), Path(markdown))
+    if as_json:
+        emit(result, as_json=True)
+    else:
+        console.print(report.render(result))
+    failed = any(p["errors"] for p in result["flows"]) or not (
+        result["after_run"]["ledger_check_ok"]
+        and result["after_run"]["paid_orders_match_flows"]
+        and result["duplicate_storm"]["exactly_one_entry_each"]
+    )
+    if failed:
+        raise typer.Exit(1)
 
 
 @apps_app.command("create")

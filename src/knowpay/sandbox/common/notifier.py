@@ -149,12 +149,19 @@ class Notifier(Generic[D]):
         if delivery.cancelled:
             return
         post = self._prepare(delivery)
-        answers = self._post_copies(post, delivery.copies)
+        timed = self._post_copies(post, delivery.copies)
+        answers = [answer for answer, _ in timed]
         with self._cv:
             if delivery.cancelled:
                 return
             delivery.attempts.append(
-                {"at": datetime.now(UTC).isoformat(), **post.record, "answers": answers}
+                {
+                    "at": datetime.now(UTC).isoformat(),
+                    **post.record,
+                    "answers": answers,
+                    # How long the merchant took to answer each copy (the benchmark reads it).
+                    "answer_ms": [elapsed_ms for _, elapsed_ms in timed],
+                }
             )
             self._attempted(delivery)
             delays = delivery.retry_delays_s
@@ -163,10 +170,10 @@ class Notifier(Generic[D]):
             elif len(delivery.attempts) <= len(delays):
                 self._push(delivery, delays[len(delivery.attempts) - 1] * self._scale)
 
-    def _post_copies(self, post: Post, copies: int) -> list[Answer]:
+    def _post_copies(self, post: Post, copies: int) -> list[tuple[Answer, float]]:
         if copies == 1:
             return [self._post(post)]
-        answers: list[Answer] = []
+        answers: list[tuple[Answer, float]] = []
         barrier = threading.Barrier(copies)
         lock = threading.Lock()
 
@@ -183,10 +190,13 @@ class Notifier(Generic[D]):
             thread.join()
         return answers
 
-    def _post(self, post: Post) -> Answer:
+    def _post(self, post: Post) -> tuple[Answer, float]:
+        """The merchant's answer and how many milliseconds it took."""
         assert self._http is not None
+        started = time.perf_counter()
         try:
             response = self._http.post(post.url, content=post.content, headers=post.headers)
+            answer: Answer = {"status_code": response.status_code, "body": response.text}
         except httpx.HTTPError as exc:
-            return {"status_code": None, "body": f"{type(exc).__name__}: {exc}"}
-        return {"status_code": response.status_code, "body": response.text}
+            answer = {"status_code": None, "body": f"{type(exc).__name__}: {exc}"}
+        return answer, round((time.perf_counter() - started) * 1000, 3)

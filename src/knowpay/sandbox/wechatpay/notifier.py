@@ -64,6 +64,7 @@ class Delivery:
     def summary(self) -> dict[str, Any]:
         return {
             "id": self.notification_id,
+            "out_trade_no": self.out_trade_no,
             "event_type": self.event_type,
             "notify_url": self.notify_url,
             "delivered": self.delivered,
@@ -147,6 +148,10 @@ class Notifier:
                 return
             self._attempt(delivery)
 
+    def every(self) -> list[Delivery]:
+        with self._wakeup:
+            return list(self.deliveries)
+
     def for_trade(self, out_trade_no: str) -> list[Delivery]:
         with self._wakeup:
             return [d for d in self.deliveries if d.out_trade_no == out_trade_no]
@@ -193,10 +198,14 @@ class Notifier:
         replies: list[dict[str, Any]] = [{} for _ in range(copies)]
         barrier = threading.Barrier(copies)
 
+        answer_ms: list[float] = [0.0] * copies
+
         def send(index: int) -> None:
             with contextlib.suppress(threading.BrokenBarrierError):
                 barrier.wait(timeout=5)  # the copies leave together, as concurrent duplicates
+            started = time.perf_counter()
             replies[index] = self._send(delivery)
+            answer_ms[index] = round((time.perf_counter() - started) * 1000, 3)
 
         senders = [threading.Thread(target=send, args=(i,), daemon=True) for i in range(copies)]
         for sender in senders:
@@ -206,7 +215,13 @@ class Notifier:
         ok = any(200 <= int(reply.get("status") or 0) < 300 for reply in replies)
         with self._wakeup:
             delivery.attempts.append(
-                {"at": beijing(now_utc()), "send_no": send_no, "replies": replies}
+                {
+                    "at": beijing(now_utc()),
+                    "send_no": send_no,
+                    "replies": replies,
+                    # How long the merchant took to answer each copy (the benchmark reads it).
+                    "answer_ms": answer_ms,
+                }
             )
             if ok:
                 delivery.delivered = True

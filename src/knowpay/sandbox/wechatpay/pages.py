@@ -152,6 +152,12 @@ def build_router(sim: Simulator) -> APIRouter:
         sim.release_held()  # lifting out_of_order sends what it held, newest first
         return JSONResponse({"out_trade_no": out_trade_no, **faults.as_json()})
 
+    @router.get("/_notifications")
+    def notifications(out_trade_no: str | None = None) -> list[dict[str, Any]]:
+        """Every callback (or one trade's) and each try to deliver it, with the answers."""
+        found = sim.notifier.for_trade(out_trade_no) if out_trade_no else sim.notifier.every()
+        return [d.summary() for d in found]
+
     @router.post("/_reset", status_code=204)
     def reset() -> Response:
         """Clear every fault and drop scheduled callbacks."""

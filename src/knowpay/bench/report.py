@@ -1,0 +1,85 @@
+"""The benchmark's figures as JSON (raw) and as the Markdown section of docs/benchmarks.md
+that sits between the `bench:results` markers (the rest of that page is written by hand)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+START = "<!-- bench:results:start -->"
+END = "<!-- bench:results:end -->"
+
+
+def render(result: dict[str, Any]) -> str:
+    machine, versions = result["machine"], result["versions"]
+    lines = [
+        f"Run on {result['date']} by `{result['command']}`: {machine['cores']} cores "
+        f"({machine['cpu']}), {machine['memory_gib']} GiB, {machine['os']}; "
+        + ", ".join(f"{name} {version}" for name, version in versions.items())
+        + ".",
+        "",
+        "| channel | paid flows/s | flow efficiency | errors | p99 < 100 ms everywhere |",
+        "|---|---:|---:|---:|---|",
+    ]
+    for phase in result["flows"]:
+        lines.append(
+            f"| `{phase['channel']}` | {phase['paid_flows_per_s']} | "
+            f"{phase['flow_efficiency']} | {phase['errors']} | "
+            f"{'yes' if phase['p99_under_100ms'] else 'no'} |"
+        )
+    baseline = result["pgbench"]
+    lines += [
+        "",
+        f"pgbench baseline: {baseline['tps']} tps ({baseline['workload']}, scale "
+        f"{baseline['scale']}, {baseline['clients']} clients, {baseline['seconds']} s: "
+        f"`{baseline['command']}`). Flow efficiency = paid flows/s × 3 / pgbench tps.",
+        "",
+    ]
+    for phase in result["flows"]:
+        lines += [
+            f"Latency per endpoint, `{phase['channel']}`, {phase['concurrency']} concurrent "
+            f"flows, {phase['duration_s']:g} s after {phase['warmup_s']:g} s warm-up:",
+            "",
+            "| endpoint | requests | p50 ms | p95 ms | p99 ms | max ms |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
+        for name, figures in phase["endpoints"].items():
+            lines.append(
+                f"| `{name}` | {figures['count']} | {figures.get('p50_ms', '-')} | "
+                f"{figures.get('p95_ms', '-')} | {figures.get('p99_ms', '-')} | "
+                f"{figures.get('max_ms', '-')} |"
+            )
+        lines.append("")
+    storm, after = result["duplicate_storm"], result["after_run"]
+    lines += [
+        f"Duplicate storm: {storm['payments']} pending Alipay payments, each notification sent "
+        f"{storm['copies_each']} times at once: {storm['notifications_sent']} notifications "
+        f"({storm['answered_success']} answered `success`) in {storm['seconds']} s = "
+        f"**{storm['notifications_per_s']} notifications/s**; journal entries "
+        f"`payment_captured` {storm['payment_captured_entries']}, `duplicate_captured` "
+        f"{storm['duplicate_captured_entries']} (exactly one each: "
+        f"{'yes' if storm['exactly_one_entry_each'] else 'NO'}).",
+        "",
+        f"After the run: `knowpay ledger check` "
+        f"{'passed' if after['ledger_check_ok'] else 'FAILED'}; paid orders {after['paid_orders']}"
+        f" = flows completed {after['flows_completed']} + storm payments "
+        f"{after['storm_payments']}: {'yes' if after['paid_orders_match_flows'] else 'NO'}.",
+    ]
+    return "\n".join(lines)
+
+
+def write(result: dict[str, Any], json_path: Path, markdown_path: Path) -> None:
+    """The raw JSON beside the page, and the page's results section replaced."""
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    section = f"{START}\n{render(result)}\n{END}"
+    page = markdown_path.read_text(encoding="utf-8") if markdown_path.is_file() else ""
+    if START in page and END in page:
+        page = re.sub(
+            re.escape(START) + ".*?" + re.escape(END), lambda _m: section, page, flags=re.S
+        )
+    else:
+        page = (page.rstrip() + "\n\n" if page else "# Benchmarks\n\n") + section + "\n"
+    markdown_path.write_text(page, encoding="utf-8")

@@ -1,0 +1,383 @@
+"""`knowpay bench`: paid flows per second at a fixed concurrency, per-endpoint latency, a
+duplicate-notification storm, and PostgreSQL's own pgbench TPC-B on the same server as the
+yardstick (see docs/benchmarks.md)."""
+
+from __future__ import annotations
+
+import asyncio
+import platform
+import re
+import statistics
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from knowpay.bench.flows import CHANNEL_GATEWAY, FlowError, Platform, make_catalog
+from knowpay.bench.stack import DEFAULT_SERVER_URL, Stack, StackOptions
+
+
+@dataclass
+class BenchOptions:
+    server_url: str = DEFAULT_SERVER_URL
+    concurrency: int = 64
+    warmup_s: float = 10.0
+    duration_s: float = 30.0
+    channels: tuple[str, ...] = ("alipay_qr", "wechat_native")
+    buyers: int = 256
+    products: int = 32
+    storm_payments: int = 1000
+    storm_copies: int = 10
+    pgbench_scale: int = 10
+    pgbench_clients: int = 16
+    pgbench_seconds: int = 20
+    api_workers: int = 2
+    log_dir: Path = field(default_factory=lambda: Path("var/bench"))
+
+
+# The benchmark drives one platform key flat out; the default 100/s per key would turn it into
+# a test of the rate limiter. Everything else is knowpay's production default.
+BENCH_ENV = {"KNOWPAY_RATE_LIMITS__API_PER_KEY": "1000000/second"}
+
+
+def percentiles(samples: list[float]) -> dict[str, float]:
+    if not samples:
+        return {"count": 0}
+    cuts = statistics.quantiles(samples, n=100, method="inclusive") if len(samples) > 1 else []
+    pick = (lambda p: cuts[p - 1]) if cuts else (lambda _p: samples[0])
+    return {
+        "count": len(samples),
+        "p50_ms": round(pick(50), 2),
+        "p95_ms": round(pick(95), 2),
+        "p99_ms": round(pick(99), 2),
+        "max_ms": round(max(samples), 2),
+    }
+
+
+# -- the paid-flow load -------------------------------------------------------------------
+
+
+async def load_phase(
+    platform_: Platform, channel: str, options: BenchOptions
+) -> tuple[dict[str, Any], int]:
+    """`concurrency` flows back to back for warm-up + duration; counts those that finish
+    inside the measured window. Returns the phase's figures and every flow completed."""
+    start = time.monotonic()
+    window_start = start + options.warmup_s
+    window_end = window_start + options.duration_s
+    completed_total = 0
+    completed_in_window = 0
+    window_payments: set[str] = set()
+    errors: list[str] = []
+
+    async def flows() -> None:
+        nonlocal completed_total, completed_in_window
+        while time.monotonic() < window_end:
+            began = time.monotonic()
+            try:
+                result = await platform_.paid_flow(channel)
+            except FlowError as error:
+                errors.append(str(error))
+                continue
+            completed_total += 1
+            finished = time.monotonic()
+            if window_start <= finished <= window_end:
+                completed_in_window += 1
+            if began >= window_start:
+                window_payments.add(result.payment_id)
+
+    async def window() -> None:
+        await asyncio.sleep(options.warmup_s)
+        platform_.latencies.recording = True
+        await asyncio.sleep(options.duration_s)
+        platform_.latencies.recording = False
+
+    platform_.latencies.samples.clear()
+    await asyncio.gather(window(), *(flows() for _ in range(options.concurrency)))
+    notify_ms = await _notify_latencies(platform_, CHANNEL_GATEWAY[channel], window_payments)
+    endpoints = {
+        name: percentiles(samples) for name, samples in sorted(platform_.latencies.samples.items())
+    }
+    endpoints[f"POST /notify/{CHANNEL_GATEWAY[channel]}"] = percentiles(notify_ms)
+    return (
+        {
+            "channel": channel,
+            "concurrency": options.concurrency,
+            "warmup_s": options.warmup_s,
+            "duration_s": options.duration_s,
+            "flows_completed_in_window": completed_in_window,
+            "paid_flows_per_s": round(completed_in_window / options.duration_s, 2),
+            "flows_completed_total": completed_total,
+            "errors": len(errors),
+            "error_samples": errors[:10],
+            "endpoints": endpoints,
+        },
+        completed_total,
+    )
+
+
+async def _notify_latencies(platform_: Platform, gateway: str, payments: set[str]) -> list[float]:
+    """How long knowpay took to answer each notification of a flow begun in the window, as
+    the simulator timed it."""
+    response = await platform_.gateways.get(f"/{gateway}/_notifications")
+    response.raise_for_status()
+    return [
+        ms
+        for delivery in response.json()
+        if delivery.get("out_trade_no") in payments
+        for attempt in delivery["attempts"]
+        for ms in attempt.get("answer_ms", [])
+    ]
+
+
+# -- the duplicate storm ----------------------------------------------------------------
+
+
+async def storm_phase(stack: Stack, platform_: Platform, options: BenchOptions) -> dict[str, Any]:
+    """`storm_payments` pending Alipay payments, each paid once at the gateway, whose
+    notification the simulator sends `storm_copies` times at once (its `duplicate` fault)."""
+    gate = asyncio.Semaphore(options.concurrency)
+
+    async def pending() -> str:
+        async with gate:
+            return (await platform_.paid_flow("alipay_qr", pay=False)).payment_id
+
+    payment_ids = list(await asyncio.gather(*(pending() for _ in range(options.storm_payments))))
+    sandbox = platform_.gateways
+    (await sandbox.post("/alipay/_reset")).raise_for_status()
+    fault = {"kind": "duplicate", "count": options.storm_copies}
+    (await sandbox.post("/alipay/_faults", json=fault)).raise_for_status()
+
+    async def pay(payment_id: str) -> None:
+        async with gate:
+            await platform_.pay_at_gateway("alipay_qr", payment_id)
+
+    began_at = datetime.now(UTC)
+    began = time.monotonic()
+    await asyncio.gather(*(pay(p) for p in payment_ids))
+    deliveries = await _storm_finished(sandbox, len(payment_ids), options.storm_copies)
+    waited_s = time.monotonic() - began
+    (await sandbox.post("/alipay/_reset")).raise_for_status()
+
+    answers = [a for d in deliveries for t in d["attempts"] for a in t["answers"]]
+    last_answer = max(datetime.fromisoformat(t["at"]) for d in deliveries for t in d["attempts"])
+    elapsed_s = max((last_answer - began_at).total_seconds(), 1e-6)
+    captured = stack.scalar(
+        "SELECT count(*) FROM journal_entries WHERE kind = 'payment_captured'"
+        " AND payment_id = ANY(:ids)",
+        ids=payment_ids,
+    )
+    duplicates = stack.scalar(
+        "SELECT count(*) FROM journal_entries WHERE kind = 'duplicate_captured'"
+        " AND payment_id = ANY(:ids)",
+        ids=payment_ids,
+    )
+    return {
+        "payments": len(payment_ids),
+        "copies_each": options.storm_copies,
+        "notifications_sent": len(answers),
+        "answered_success": sum(
+            1 for a in answers if a["status_code"] == 200 and a["body"] == "success"
+        ),
+        "seconds": round(elapsed_s, 2),
+        "seconds_until_observed": round(waited_s, 2),
+        "notifications_per_s": round(len(answers) / elapsed_s, 1),
+        "notify_latency": percentiles(
+            [ms for d in deliveries for t in d["attempts"] for ms in t.get("answer_ms", [])]
+        ),
+        "payment_captured_entries": int(captured),
+        "duplicate_captured_entries": int(duplicates),
+        "exactly_one_entry_each": int(captured) == len(payment_ids) and int(duplicates) == 0,
+    }
+
+
+async def _storm_finished(
+    sandbox: httpx.AsyncClient, payments: int, copies: int
+) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + 600
+    while True:
+        found: list[dict[str, Any]] = (await sandbox.get("/alipay/_notifications")).json()
+        done = [d for d in found if d["delivered"] or d["finished"]]
+        if len(found) >= payments and len(done) == len(found):
+            return found
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"storm: {len(done)} of {payments} deliveries finished")
+        await asyncio.sleep(0.25)
+
+
+# -- pgbench ------------------------------------------------------------------------------
+
+
+def pgbench_baseline(options: BenchOptions) -> dict[str, Any]:
+    """TPC-B (pgbench's default script) on a database of its own on the same server."""
+    url = make_url(options.server_url)
+    name = f"knowpay_pgbench_{int(time.time())}"
+    admin = create_engine(options.server_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    connect = ["-h", url.host or "127.0.0.1", "-p", str(url.port or 5432)]
+    connect += ["-U", url.username or "postgres"]
+    try:
+        init = ["pgbench", "-i", "-q", "-s", str(options.pgbench_scale), *connect, name]
+        subprocess.run(init, check=True, capture_output=True)
+        run = [
+            "pgbench",
+            "-c",
+            str(options.pgbench_clients),
+            "-j",
+            "2",
+            "-T",
+            str(options.pgbench_seconds),
+            *connect,
+            name,
+        ]
+        output = subprocess.run(run, check=True, capture_output=True, text=True).stdout
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+    tps = re.search(r"tps = ([\d.]+) \(without initial connection time\)", output)
+    latency = re.search(r"latency average = ([\d.]+) ms", output)
+    if tps is None:
+        raise RuntimeError(f"pgbench printed no tps:\n{output}")
+    return {
+        "workload": "TPC-B (pgbench built-in)",
+        "scale": options.pgbench_scale,
+        "clients": options.pgbench_clients,
+        "threads": 2,
+        "seconds": options.pgbench_seconds,
+        "tps": float(tps.group(1)),
+        "latency_avg_ms": float(latency.group(1)) if latency else None,
+        "command": " ".join([*run[:-1], "<db>"]),
+    }
+
+
+# -- the whole run --------------------------------------------------------------------------
+
+
+def run_bench(options: BenchOptions, say: Callable[[str], None] = print) -> dict[str, Any]:
+    stack_options = StackOptions(
+        server_url=options.server_url,
+        api_workers=options.api_workers,
+        log_dir=options.log_dir,
+        env=BENCH_ENV,
+    )
+    started = datetime.now(UTC)
+    with Stack(stack_options) as stack:
+        say(f"knowpay at {stack.api_url} (--workers {options.api_workers}) + worker + sandbox")
+        created = stack.cli("apps", "create", "--name", "bench platform")
+        phases, storm, completed = asyncio.run(_drive(stack, created["api_key"], options, say))
+        ledger = stack.cli("ledger", "check")
+        paid_orders = int(stack.scalar("SELECT count(*) FROM orders WHERE status = 'paid'"))
+        server_version = str(stack.scalar("SHOW server_version"))
+        say("pgbench TPC-B baseline …")
+        baseline = pgbench_baseline(options)
+    return _report(
+        options, started, phases, storm, baseline, ledger, paid_orders, completed, server_version
+    )
+
+
+async def _drive(
+    stack: Stack, api_key: str, options: BenchOptions, say: Callable[[str], None]
+) -> tuple[list[dict[str, Any]], dict[str, Any], int]:
+    catalog = await make_catalog(
+        stack.api_url, api_key, buyers=options.buyers, products=options.products
+    )
+    platform_ = Platform(stack.api_url, stack.sandbox_url, catalog, concurrency=options.concurrency)
+    try:
+        phases = []
+        completed = 0
+        for channel in options.channels:
+            say(
+                f"{channel}: {options.concurrency} concurrent flows, {options.warmup_s:g} s "
+                f"warm-up + {options.duration_s:g} s measured …"
+            )
+            phase, done = await load_phase(platform_, channel, options)
+            phases.append(phase)
+            completed += done
+            say(f"  {phase['paid_flows_per_s']} paid flows/s, {phase['errors']} errors")
+        say(f"duplicate storm: {options.storm_payments} payments × {options.storm_copies} …")
+        storm = await storm_phase(stack, platform_, options)
+        say(f"  {storm['notifications_per_s']} notifications/s")
+    finally:
+        await platform_.aclose()
+    return phases, storm, completed
+
+
+def _report(
+    options: BenchOptions,
+    started: datetime,
+    phases: list[dict[str, Any]],
+    storm: dict[str, Any],
+    baseline: dict[str, Any],
+    ledger: dict[str, Any],
+    paid_orders: int,
+    completed: int,
+    server_version: str,
+) -> dict[str, Any]:
+    for phase in phases:
+        phase["flow_efficiency"] = round(phase["paid_flows_per_s"] * 3 / baseline["tps"], 3)
+        phase["p99_under_100ms"] = all(
+            e.get("p99_ms", 0) < 100 for e in phase["endpoints"].values()
+        )
+    return {
+        "date": started.isoformat(timespec="seconds"),
+        "machine": _machine(),
+        "versions": {**_versions(), "postgresql": server_version},
+        "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(options).items()},
+        "environment_overrides": BENCH_ENV,
+        "command": "knowpay bench",
+        "flows": phases,
+        "duplicate_storm": storm,
+        "pgbench": baseline,
+        "after_run": {
+            "ledger_check_ok": bool(ledger["ok"]),
+            "ledger_violations": ledger["violations"][:10],
+            # The storm's orders are paid too: the count covers both.
+            "paid_orders": paid_orders,
+            "flows_completed": completed,
+            "storm_payments": storm["payments"],
+            "paid_orders_match_flows": paid_orders == completed + storm["payments"],
+        },
+    }
+
+
+def _machine() -> dict[str, Any]:
+    cpu = "unknown"
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    memory_kib = 0
+    meminfo = Path("/proc/meminfo")
+    if meminfo.is_file():
+        first = meminfo.read_text().splitlines()[0]
+        memory_kib = int(first.split()[1])
+    import os
+
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gib": round(memory_kib / 1024 / 1024, 1),
+        "os": platform.platform(),
+    }
+
+
+def _versions() -> dict[str, str]:
+    found = {"python": platform.python_version()}
+    for package in ("knowpay", "fastapi", "uvicorn", "sqlalchemy", "psycopg", "httpx"):
+        try:
+            found[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            found[package] = "unknown"
+    return found
