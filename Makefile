@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint typecheck fmt migrate install clean
+.PHONY: run test bench lint typecheck fmt migrate install clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,11 @@ run: $(STAMP)
 ## The whole suite on SQLite, the database tests again on PostgreSQL if reachable, then linters.
 test: $(STAMP)
 	BIN=$(BIN) bash scripts/test
+
+## The benchmark (docs/benchmarks.md): knowpay, its worker and the simulators on a fresh
+## PostgreSQL database, 64 concurrent paid flows, a duplicate storm and pgbench's TPC-B.
+bench: $(STAMP)
+	$(BIN)/knowpay bench
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests migrations

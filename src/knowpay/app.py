@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from fastapi.security.utils import get_authorization_scheme_param
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
+from sqlalchemy.orm import Session
 
 from knowpay import __version__
 from knowpay.accounts import service as accounts_service
@@ -19,7 +20,7 @@ from knowpay.accounts.endpoints import router as accounts_router
 from knowpay.alerts import service as alerts_service
 from knowpay.alerts.endpoints import router as alerts_router
 from knowpay.audit.endpoints import router as audit_router
-from knowpay.auth.dependencies import API_KEY_PREFIX, ApiKeyResolver
+from knowpay.auth.dependencies import API_KEY_PREFIX, ApiKeyResolver, remember_api_key_principal
 from knowpay.auth.principals import Principal
 from knowpay.auth.tokens import TokenService
 from knowpay.catalog.endpoints import router as catalog_router
@@ -225,9 +226,10 @@ def _add_edge_middleware(app: FastAPI, settings: Settings) -> None:
     )
 
 
-def _idempotency_scope(request: Request) -> str | None:
+def _idempotency_scope(request: Request, session: Session) -> str | None:
     """Whose Idempotency-Key this is: the caller found as `current_principal` finds it, or
-    None when they cannot be authenticated (the endpoint then answers 401 itself)."""
+    None when they cannot be authenticated (the endpoint then answers 401 itself). An API
+    key found here is remembered for the request, so the endpoint does not look it up again."""
     scheme, secret = get_authorization_scheme_param(request.headers.get("Authorization"))
     if scheme.lower() != "bearer" or not secret:
         return None
@@ -236,9 +238,8 @@ def _idempotency_scope(request: Request) -> str | None:
     try:
         if secret.startswith(API_KEY_PREFIX):
             resolver: ApiKeyResolver = state.api_key_resolver
-            database: Database = state.database
-            with database.session_scope(read_only=True) as session:
-                principal = resolver(session, secret)
+            principal = resolver(session, secret)
+            remember_api_key_principal(request, secret, principal)
         else:
             token_service: TokenService = state.token_service
             clock: Clock = state.clock

@@ -15,6 +15,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from fastapi.testclient import TestClient
+from sqlalchemy import event as db_event
 from sqlalchemy import func, select
 
 from knowpay.catalog.models import Product
@@ -436,3 +437,25 @@ def test_purge_expired_deletes_only_expired_records(
         assert purge_expired(session, clock.now()) == 1
 
     assert [r.key for r in _records(database)] == ["new"]
+
+
+def test_an_idempotent_post_looks_its_api_key_up_once(
+    client: TestClient, app_caller: Caller, app: FastAPI
+) -> None:
+    """The key's claim names the caller; the endpoint reuses that instead of a second query."""
+    statements: list[str] = []
+    engine = app.state.database.engine
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
+        statements.append(statement)
+
+    db_event.listen(engine, "before_cursor_execute", record)
+    try:
+        created = client.post("/v1/products", json=PRODUCT, headers=_with_key(app_caller, "k1"))
+        plain = client.post("/v1/products", json=PRODUCT, headers=app_caller.headers)
+    finally:
+        db_event.remove(engine, "before_cursor_execute", record)
+
+    assert (created.status_code, plain.status_code) == (201, 201)
+    api_key_lookups = [s for s in statements if "FROM api_keys" in s]
+    assert len(api_key_lookups) == 2  # one per request, with or without an Idempotency-Key

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from collections.abc import Callable
 from typing import Annotated, Protocol
 
@@ -49,14 +51,35 @@ def current_principal(
         )
     secret = credentials.credentials
     if secret.startswith(API_KEY_PREFIX):
-        resolver: ApiKeyResolver = request.app.state.api_key_resolver
-        principal = resolver(session, secret)
+        principal = _remembered_api_key_principal(request, secret)
+        if principal is None:
+            resolver: ApiKeyResolver = request.app.state.api_key_resolver
+            principal = resolver(session, secret)
         if principal is None:
             raise InvalidApiKey("The API key is unknown or revoked.")
     else:
         principal = _token_service(request).verify(secret, get_clock(request).now())
     request.state.principal = principal
     context.set_actor(actor_name(principal))
+    return principal
+
+
+def remember_api_key_principal(request: Request, secret: str, principal: Principal | None) -> None:
+    """Keep what an API key resolved to for the rest of this request (the idempotency layer
+    looks the key up before the endpoint runs; one lookup per request is enough)."""
+    if principal is not None:
+        request.state.api_key_principal = (hashlib.sha256(secret.encode()).digest(), principal)
+
+
+def _remembered_api_key_principal(request: Request, secret: str) -> Principal | None:
+    remembered = getattr(request.state, "api_key_principal", None)
+    if remembered is None:
+        return None
+    digest, principal = remembered
+    # Only for the very key it was resolved from (compare digests in constant time).
+    if not hmac.compare_digest(digest, hashlib.sha256(secret.encode()).digest()):
+        return None
+    assert isinstance(principal, Principal)
     return principal
 
 

@@ -63,11 +63,15 @@ class Platform:
         *,
         concurrency: int,
         patient: bool = False,
-        poll_s: float = 0.02,
+        poll_s: float = 0.1,
         paid_within_s: float = 60.0,
     ) -> None:
+        # Idle connections are dropped after 2 s: uvicorn closes one idle for 5 s, and a request
+        # sent on it at that moment is lost (httpx's own default expiry is 5 s too).
         limits = httpx.Limits(
-            max_connections=concurrency * 2, max_keepalive_connections=concurrency
+            max_connections=concurrency * 2,
+            max_keepalive_connections=concurrency,
+            keepalive_expiry=2.0,
         )
         self.api = httpx.AsyncClient(
             base_url=api_url,
@@ -86,6 +90,7 @@ class Platform:
         self.poll_s = poll_s
         self.paid_within_s = paid_within_s
         self.retries = 0
+        self.connection_resends = 0
 
     async def aclose(self) -> None:
         await self.api.aclose()
@@ -183,6 +188,12 @@ class Platform:
             except httpx.HTTPError as error:
                 if self.patient:
                     continue
+                if attempt == 0 and _stale_connection(error) and (idempotent or method == "GET"):
+                    # The server closed an idle kept-alive connection as this request left on
+                    # it: resending is safe (a GET, or the same Idempotency-Key), as any HTTP
+                    # client does; counted apart, never as a success of the first try.
+                    self.connection_resends += 1
+                    return await self._resend(endpoint, method, path, json, params, headers, expect)
                 raise FlowError(f"{endpoint}: {type(error).__name__}: {error}") from error
             self.latencies.add(endpoint, (time.perf_counter() - started) * 1000)
             if response.status_code == expect:
@@ -191,6 +202,33 @@ class Platform:
                 continue
             raise FlowError(f"{endpoint} answered {response.status_code}: {response.text[:300]}")
         raise FlowError(f"{endpoint}: gave up after retries")
+
+    async def _resend(
+        self,
+        endpoint: str,
+        method: str,
+        path: str,
+        json: Any,
+        params: dict[str, str] | None,
+        headers: dict[str, str],
+        expect: int,
+    ) -> Any:
+        started = time.perf_counter()
+        try:
+            response = await self.api.request(
+                method, path, json=json, params=params, headers=headers
+            )
+        except httpx.HTTPError as error:
+            raise FlowError(f"{endpoint}: {type(error).__name__}: {error}") from error
+        self.latencies.add(endpoint, (time.perf_counter() - started) * 1000)
+        if response.status_code != expect:
+            raise FlowError(f"{endpoint} answered {response.status_code}: {response.text[:300]}")
+        return response.json()
+
+
+def _stale_connection(error: httpx.HTTPError) -> bool:
+    """The peer closed the connection before answering (uvicorn's keep-alive timeout race)."""
+    return isinstance(error, httpx.ReadError | httpx.RemoteProtocolError | httpx.WriteError)
 
 
 def _worth_retrying(response: httpx.Response) -> bool:

@@ -51,7 +51,7 @@ def render(result: dict[str, Any]) -> str:
                 f"{figures.get('p95_ms', '-')} | {figures.get('p99_ms', '-')} | "
                 f"{figures.get('max_ms', '-')} |"
             )
-        lines.append("")
+        lines += ["", *_phase_notes(phase), ""]
     storm, after = result["duplicate_storm"], result["after_run"]
     lines += [
         f"Duplicate storm: {storm['payments']} pending Alipay payments, each notification sent "
@@ -68,6 +68,20 @@ def render(result: dict[str, Any]) -> str:
         f"{after['storm_payments']}: {'yes' if after['paid_orders_match_flows'] else 'NO'}.",
     ]
     return "\n".join(lines)
+
+
+def _phase_notes(phase: dict[str, Any]) -> list[str]:
+    notes = []
+    cpu = phase.get("cpu_seconds")
+    if cpu:
+        spent = ", ".join(f"{part.replace('_', ' ')} {seconds}" for part, seconds in cpu.items())
+        notes.append(f"CPU seconds over the phase (warm-up included): {spent}.")
+    if "commits_per_flow" in phase:
+        notes.append(
+            f"{phase['commits_per_flow']} PostgreSQL commits per flow; "
+            f"{phase.get('connection_resends', 0)} requests resent on a closed idle connection."
+        )
+    return notes
 
 
 def write(result: dict[str, Any], json_path: Path, markdown_path: Path) -> None:

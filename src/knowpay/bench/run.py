@@ -5,6 +5,7 @@ yardstick (see docs/benchmarks.md)."""
 from __future__ import annotations
 
 import asyncio
+import os
 import platform
 import re
 import statistics
@@ -22,7 +23,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from knowpay.bench.flows import CHANNEL_GATEWAY, FlowError, Platform, make_catalog
-from knowpay.bench.stack import DEFAULT_SERVER_URL, Stack, StackOptions
+from knowpay.bench.stack import DEFAULT_SERVER_URL, Stack, StackOptions, group_cpu_seconds
 
 
 @dataclass
@@ -32,7 +33,7 @@ class BenchOptions:
     warmup_s: float = 10.0
     duration_s: float = 30.0
     channels: tuple[str, ...] = ("alipay_qr", "wechat_native")
-    buyers: int = 256
+    buyers: int = 64
     products: int = 32
     storm_payments: int = 1000
     storm_copies: int = 10
@@ -66,7 +67,7 @@ def percentiles(samples: list[float]) -> dict[str, float]:
 
 
 async def load_phase(
-    platform_: Platform, channel: str, options: BenchOptions
+    stack: Stack, platform_: Platform, channel: str, options: BenchOptions
 ) -> tuple[dict[str, Any], int]:
     """`concurrency` flows back to back for warm-up + duration; counts those that finish
     inside the measured window. Returns the phase's figures and every flow completed."""
@@ -101,7 +102,11 @@ async def load_phase(
         platform_.latencies.recording = False
 
     platform_.latencies.samples.clear()
+    platform_.connection_resends = 0
+    cpu_before, commits_before = cpu_by_part(stack), _commits(stack)
     await asyncio.gather(window(), *(flows() for _ in range(options.concurrency)))
+    cpu_spent = {k: round(v - cpu_before[k], 1) for k, v in cpu_by_part(stack).items()}
+    commits = _commits(stack) - commits_before
     notify_ms = await _notify_latencies(platform_, CHANNEL_GATEWAY[channel], window_payments)
     endpoints = {
         name: percentiles(samples) for name, samples in sorted(platform_.latencies.samples.items())
@@ -117,10 +122,34 @@ async def load_phase(
             "paid_flows_per_s": round(completed_in_window / options.duration_s, 2),
             "flows_completed_total": completed_total,
             "errors": len(errors),
+            "connection_resends": platform_.connection_resends,
             "error_samples": errors[:10],
             "endpoints": endpoints,
+            # Where the machine's CPU went during the whole phase (warm-up included), in CPU
+            # seconds: everything shares the same two cores.
+            "cpu_seconds": cpu_spent,
+            # Transactions committed in knowpay's database per flow (API and worker together;
+            # PostgreSQL's statistics, which lag by up to a second).
+            "commits_per_flow": round(commits / max(completed_total, 1), 1),
         },
         completed_total,
+    )
+
+
+def cpu_by_part(stack: Stack) -> dict[str, float]:
+    assert stack.api is not None
+    assert stack.worker is not None
+    return {
+        "api": stack.api.cpu_seconds(),
+        "worker": stack.worker.cpu_seconds(),
+        "simulators": stack.sandbox.cpu_seconds(),
+        "load_generator": group_cpu_seconds(lambda pid, _pgid, _comm: pid == os.getpid()),
+    }
+
+
+def _commits(stack: Stack) -> int:
+    return int(
+        stack.scalar("SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()")
     )
 
 
@@ -184,9 +213,10 @@ async def storm_phase(stack: Stack, platform_: Platform, options: BenchOptions) 
         "payments": len(payment_ids),
         "copies_each": options.storm_copies,
         "notifications_sent": len(answers),
-        "answered_success": sum(
-            1 for a in answers if a["status_code"] == 200 and a["body"] == "success"
-        ),
+        "answered_success": sum(1 for a in answers if _alipay_success(a)),
+        # Any copy not answered `success` (e.g. the connection dropped before knowpay saw it):
+        # shown, not hidden; the gateway would send such a notification again.
+        "other_answers": [a for a in answers if not _alipay_success(a)][:10],
         "seconds": round(elapsed_s, 2),
         "seconds_until_observed": round(waited_s, 2),
         "notifications_per_s": round(len(answers) / elapsed_s, 1),
@@ -197,6 +227,10 @@ async def storm_phase(stack: Stack, platform_: Platform, options: BenchOptions) 
         "duplicate_captured_entries": int(duplicates),
         "exactly_one_entry_each": int(captured) == len(payment_ids) and int(duplicates) == 0,
     }
+
+
+def _alipay_success(answer: dict[str, Any]) -> bool:
+    return bool(answer["status_code"] == 200 and answer["body"] == "success")
 
 
 async def _storm_finished(
@@ -300,10 +334,12 @@ async def _drive(
                 f"{channel}: {options.concurrency} concurrent flows, {options.warmup_s:g} s "
                 f"warm-up + {options.duration_s:g} s measured …"
             )
-            phase, done = await load_phase(platform_, channel, options)
+            phase, done = await load_phase(stack, platform_, channel, options)
             phases.append(phase)
             completed += done
             say(f"  {phase['paid_flows_per_s']} paid flows/s, {phase['errors']} errors")
+            for sample in phase["error_samples"]:
+                say(f"  error: {sample}")
         say(f"duplicate storm: {options.storm_payments} payments × {options.storm_copies} …")
         storm = await storm_phase(stack, platform_, options)
         say(f"  {storm['notifications_per_s']} notifications/s")
@@ -363,8 +399,6 @@ def _machine() -> dict[str, Any]:
     if meminfo.is_file():
         first = meminfo.read_text().splitlines()[0]
         memory_kib = int(first.split()[1])
-    import os
-
     return {
         "cpu": cpu,
         "cores": os.cpu_count(),

@@ -56,6 +56,24 @@ def answers_ok(url: str) -> Callable[[], bool]:
     return probe
 
 
+def group_cpu_seconds(member: Callable[[int, int, str], bool]) -> float:
+    """Sum of user + system CPU seconds of the processes `member(pid, pgid, command)` picks,
+    read from /proc (Linux); 0.0 where /proc is missing."""
+    ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            raw = stat.read_text()
+        except OSError:
+            continue
+        comm = raw[raw.index("(") + 1 : raw.rindex(")")]
+        fields = raw[raw.rindex(")") + 2 :].split()
+        # After the command: state ppid pgrp … utime (field 14 of stat) stime (15).
+        if member(int(stat.parent.name), int(fields[2]), comm):
+            total += int(fields[11]) + int(fields[12])
+    return total / ticks
+
+
 @dataclass
 class StackOptions:
     server_url: str = DEFAULT_SERVER_URL
@@ -107,6 +125,13 @@ class Process:
         except subprocess.TimeoutExpired:
             self._signal(signal.SIGKILL)
         self._popen = None
+
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) used so far by the process group's live members."""
+        if self._popen is None:
+            return 0.0
+        leader = self._popen.pid
+        return group_cpu_seconds(lambda _pid, pgid, _comm: pgid == leader)
 
     def _signal(self, signum: int) -> None:
         if self._popen is None:

@@ -6,10 +6,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from knowpay.entitlements.models import Entitlement, EntitlementGrant
+from knowpay.kit.db import insert_unless_present
 from knowpay.kit.ids import new_id
 from knowpay.kit.pagination import PageParams, paginate_query, split_page
 
@@ -90,29 +90,26 @@ def _insert_or_lock(session: Session, request: GrantRequest, now: datetime) -> E
         if request.period_days is None
         else now + timedelta(days=request.period_days * request.quantity)
     )
-    entitlement = Entitlement(
-        id=new_id("ent"),
-        user_id=request.user_id,
-        app_id=request.app_id,
-        product_id=request.product_id,
-        payment_id=request.payment_id,
-        valid_from=now,
-        valid_until=until,
-        created_at=now,
-        updated_at=now,
-    )
-    try:
-        with session.begin_nested():
-            session.add(entitlement)
-            session.flush()
-    except IntegrityError:
-        # Another transaction granted the same product at the same moment: extend that one.
-        existing = _locked(session, request.user_id, request.product_id)
-        if existing is None:
-            raise
-        _extend(existing, request, now)
-        return existing
-    return entitlement
+    values = {
+        "id": new_id("ent"),
+        "user_id": request.user_id,
+        "app_id": request.app_id,
+        "product_id": request.product_id,
+        "payment_id": request.payment_id,
+        "valid_from": now,
+        "valid_until": until,
+        "created_at": now,
+        "updated_at": now,
+    }
+    inserted = insert_unless_present(session, Entitlement, values, unique=("user_id", "product_id"))
+    if inserted is not None:
+        return inserted
+    # Another transaction granted the same product at the same moment: extend that one.
+    existing = _locked(session, request.user_id, request.product_id)
+    if existing is None:  # pragma: no cover - the conflicting row cannot vanish (never deleted)
+        raise RuntimeError(f"entitlement of {request.user_id} to {request.product_id} vanished")
+    _extend(existing, request, now)
+    return existing
 
 
 def list_for_user(

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from knowpay.alerts.service import raise_alert
@@ -20,6 +19,7 @@ from knowpay.channels.errors import ChannelUnavailable, ProtocolError, Signature
 from knowpay.channels.types import ChannelStatus, Notification, NotificationAck, RefundResult
 from knowpay.gateway_notifications.models import InboundNotification
 from knowpay.kit.config import RefundSettings
+from knowpay.kit.db import insert_unless_present
 from knowpay.kit.errors import KnowpayError
 from knowpay.kit.ids import new_id
 from knowpay.kit.masking import mask_account
@@ -92,26 +92,22 @@ def _store(
     now: datetime,
 ) -> InboundNotification | None:
     """Insert the inbox row; None when this (gateway, external id) is already there."""
-    row = InboundNotification(
-        id=new_id("ntf"),
-        gateway=gateway,
-        external_id=external_id[:160],
-        headers_json=_headers_json(headers),
-        body=body,
-        verified=verified,
-        outcome=outcome,
-        reason=reason,
+    values = {
+        "id": new_id("ntf"),
+        "gateway": gateway,
+        "external_id": external_id[:160],
+        "headers_json": _headers_json(headers),
+        "body": body,
+        "verified": verified,
+        "outcome": outcome,
+        "reason": reason,
         # An id longer than ours cannot name one of our payments (PostgreSQL would refuse it).
-        payment_id=payment_id if payment_id and len(payment_id) <= _PAYMENT_ID_CHARS else None,
-        received_at=now,
+        "payment_id": payment_id if payment_id and len(payment_id) <= _PAYMENT_ID_CHARS else None,
+        "received_at": now,
+    }
+    return insert_unless_present(
+        session, InboundNotification, values, unique=("gateway", "external_id")
     )
-    try:
-        with session.begin_nested():
-            session.add(row)
-            session.flush()
-    except IntegrityError:
-        return None
-    return row
 
 
 def _reject_unverified(

@@ -7,13 +7,15 @@ two writers queue on the busy timeout instead of failing when one upgrades a rea
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from sqlalchemy import BigInteger, DateTime, Engine, MetaData, create_engine, event
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -150,4 +152,30 @@ class Database:
         self.engine.dispose()
 
 
-__all__ = ["Base", "BigInteger", "Database", "UTCDateTime", "sqlalchemy_url"]
+Row = TypeVar("Row", bound="Base")
+
+
+def insert_unless_present(
+    session: Session, model: type[Row], values: dict[str, Any], *, unique: Sequence[str]
+) -> Row | None:
+    """INSERT … ON CONFLICT (unique) DO NOTHING RETURNING the row, as an object the session
+    tracks; None when a row with those unique values already exists (or was just inserted by
+    a concurrent transaction). One round trip, and no savepoint to recover from an error."""
+    insert = postgresql_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    statement = (
+        insert(model)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=list(unique))
+        .returning(model)
+    )
+    return session.scalars(statement).first()
+
+
+__all__ = [
+    "Base",
+    "BigInteger",
+    "Database",
+    "UTCDateTime",
+    "insert_unless_present",
+    "sqlalchemy_url",
+]

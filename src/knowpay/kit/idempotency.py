@@ -23,7 +23,6 @@ from datetime import datetime, timedelta
 import anyio
 import anyio.to_thread
 from sqlalchemy import ColumnElement, and_, delete, select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from starlette.requests import Request
 from starlette.responses import Response
@@ -31,7 +30,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from knowpay.kit.clock import Clock
 from knowpay.kit.crypto import SecretBox
-from knowpay.kit.db import Database
+from knowpay.kit.db import Database, insert_unless_present
 from knowpay.kit.errors import problem_response
 from knowpay.kit.idempotency_models import IdempotencyRecord
 
@@ -51,10 +50,11 @@ _REPLAYED_HEADERS = (b"content-type", b"location")
 _MAX_SCOPE_LENGTH = 80  # the width of idempotency_keys.scope
 _CLAIM_ATTEMPTS = 5
 
-ScopeResolver = Callable[[Request], str | None]
+ScopeResolver = Callable[[Request, Session], str | None]
 """Who is calling: the scope their keys live in, or None when they cannot be authenticated.
 
-Called in a worker thread, so it may block (e.g. look an API key up in the database)."""
+Called in a worker thread with the claim's own session (an API key is looked up in the same
+transaction that claims the key: one round of connection, BEGIN and COMMIT, not two)."""
 
 
 def request_fingerprint(method: str, path: str, query_string: bytes, body: bytes) -> str:
@@ -176,22 +176,23 @@ def _claim_once(
     session: Session, scope: str, key: str, fingerprint: str, now: datetime
 ) -> _Decision | None:
     """One claim attempt in one transaction; None when the row vanished under us."""
-    try:
-        with session.begin_nested():
-            session.add(
-                IdempotencyRecord(
-                    scope=scope,
-                    key=key,
-                    request_fingerprint=fingerprint,
-                    state=IN_PROGRESS,
-                    locked_until=now + LOCK_FOR,
-                    created_at=now,
-                    expires_at=now + KEEP_FOR,
-                )
-            )
+    # A key seen before (or claimed concurrently) is no error: then the row is looked at.
+    claimed = insert_unless_present(
+        session,
+        IdempotencyRecord,
+        {
+            "scope": scope,
+            "key": key,
+            "request_fingerprint": fingerprint,
+            "state": IN_PROGRESS,
+            "locked_until": now + LOCK_FOR,
+            "created_at": now,
+            "expires_at": now + KEEP_FOR,
+        },
+        unique=("scope", "key"),
+    )
+    if claimed is not None:
         return _Proceed(scope, key, now + LOCK_FOR)
-    except IntegrityError:
-        pass  # the key exists (or a concurrent claim just created it): look at it
     record = session.scalars(
         select(IdempotencyRecord)
         .where(IdempotencyRecord.scope == scope, IdempotencyRecord.key == key)
@@ -216,12 +217,24 @@ def _claim_once(
     return _Proceed(scope, key, now + LOCK_FOR)
 
 
-def _claim(database: Database, scope: str, key: str, fingerprint: str, now: datetime) -> _Decision:
+def _claim(
+    database: Database,
+    resolve: Callable[[Session], str | None],
+    key: str,
+    fingerprint: str,
+    clock: Clock,
+) -> tuple[str, _Decision] | None:
+    """Name the caller and claim the key in one transaction (retried when the row vanished
+    under us); None when the caller cannot be authenticated."""
     for _ in range(_CLAIM_ATTEMPTS):
         with database.session_scope() as session:
-            decision = _claim_once(session, scope, key, fingerprint, now)
+            caller = resolve(session)
+            if caller is None:
+                return None
+            owner = _scope_column(caller)
+            decision = _claim_once(session, owner, key, fingerprint, clock.now())
         if decision is not None:
-            return decision
+            return owner, decision
     raise RuntimeError("the idempotency key kept changing under concurrent requests")
 
 
@@ -337,11 +350,16 @@ class IdempotencyMiddleware:
         request = Request(scope)
 
         def begin() -> _Decision:
-            caller = self.resolve_scope(request)
-            if caller is None:
+            claim = _claim(
+                database,
+                lambda session: self.resolve_scope(request, session),
+                key,
+                fingerprint,
+                clock,
+            )
+            if claim is None:
                 return _PassThrough()
-            owner = _scope_column(caller)
-            decision = _claim(database, owner, key, fingerprint, clock.now())
+            owner, decision = claim
             if isinstance(decision, _Replay):
                 body = _open_body(box, owner, key, decision.body)
                 return _Replay(decision.status, decision.headers, body)

@@ -313,7 +313,9 @@ def record_failure(
 
 
 def _require(session: Session, payment_id: str) -> Payment:
-    payment = repository.get(session, payment_id)
+    # The session's copy is enough to learn the order and the amount (neither ever changes);
+    # whatever may change is re-read under the lock.
+    payment = session.get(Payment, payment_id)
     if payment is None:
         raise PaymentNotFound(f"No such payment: {payment_id}")
     return payment

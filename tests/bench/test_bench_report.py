@@ -1,0 +1,97 @@
+"""The benchmark's arithmetic and its report: percentiles, flow efficiency, the page's
+results section replaced in place and the raw JSON beside it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from knowpay.bench import report
+from knowpay.bench.run import percentiles
+
+
+def _result(paid_flows_per_s: float = 50.0, tps: float = 600.0) -> dict[str, Any]:
+    endpoint = {"count": 3, "p50_ms": 10.0, "p95_ms": 20.0, "p99_ms": 30.0, "max_ms": 31.0}
+    return {
+        "date": "2026-11-26T03:00:00+00:00",
+        "command": "knowpay bench",
+        "machine": {"cores": 2, "cpu": "test cpu", "memory_gib": 24.0, "os": "Linux"},
+        "versions": {"python": "3.11.7", "postgresql": "15"},
+        "flows": [
+            {
+                "channel": "alipay_qr",
+                "paid_flows_per_s": paid_flows_per_s,
+                "flow_efficiency": round(paid_flows_per_s * 3 / tps, 3),
+                "errors": 0,
+                "p99_under_100ms": True,
+                "concurrency": 64,
+                "duration_s": 30.0,
+                "warmup_s": 10.0,
+                "endpoints": {"POST /v1/orders": endpoint},
+            }
+        ],
+        "pgbench": {
+            "tps": tps,
+            "workload": "TPC-B",
+            "scale": 10,
+            "clients": 16,
+            "seconds": 20,
+            "command": "pgbench -c 16",
+        },
+        "duplicate_storm": {
+            "payments": 1000,
+            "copies_each": 10,
+            "notifications_sent": 10000,
+            "answered_success": 10000,
+            "seconds": 20.0,
+            "notifications_per_s": 500.0,
+            "payment_captured_entries": 1000,
+            "duplicate_captured_entries": 0,
+            "exactly_one_entry_each": True,
+        },
+        "after_run": {
+            "ledger_check_ok": True,
+            "paid_orders": 2500,
+            "flows_completed": 1500,
+            "storm_payments": 1000,
+            "paid_orders_match_flows": True,
+        },
+    }
+
+
+def test_percentiles_are_the_inclusive_nearest_ranks_of_the_samples() -> None:
+    figures = percentiles([float(n) for n in range(1, 101)])
+    assert figures["count"] == 100
+    assert (figures["p50_ms"], figures["p95_ms"], figures["p99_ms"]) == (50.5, 95.05, 99.01)
+    assert figures["max_ms"] == 100.0
+    assert percentiles([]) == {"count": 0}
+    assert percentiles([7.0])["p99_ms"] == 7.0
+
+
+def test_the_report_states_the_ratio_the_storm_and_the_checks() -> None:
+    text = report.render(_result())
+    assert "| `alipay_qr` | 50.0 | 0.25 | 0 | yes |" in text
+    assert "pgbench baseline: 600.0 tps" in text
+    assert "| `POST /v1/orders` | 3 | 10.0 | 20.0 | 30.0 | 31.0 |" in text
+    assert "**500.0 notifications/s**" in text
+    assert "`payment_captured` 1000, `duplicate_captured` 0" in text
+    assert "`knowpay ledger check` passed; paid orders 2500" in text
+
+
+def test_writing_replaces_only_the_results_section(tmp_path: Path) -> None:
+    page = tmp_path / "benchmarks.md"
+    page.write_text(
+        f"# Benchmarks\n\nHow to run it.\n\n{report.START}\nold figures\n{report.END}\n\nNotes.\n",
+        encoding="utf-8",
+    )
+    raw = tmp_path / "benchmarks.json"
+
+    report.write(_result(paid_flows_per_s=12.5), raw, page)
+
+    written = page.read_text(encoding="utf-8")
+    assert written.startswith("# Benchmarks\n\nHow to run it.\n\n")
+    assert written.endswith(f"{report.END}\n\nNotes.\n")
+    assert "old figures" not in written
+    assert "| `alipay_qr` | 12.5 |" in written
+    assert json.loads(raw.read_text(encoding="utf-8"))["flows"][0]["paid_flows_per_s"] == 12.5
