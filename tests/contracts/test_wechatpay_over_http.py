@@ -134,6 +134,14 @@ def test_ten_concurrent_duplicates_record_one_capture(wired: Wired, database: Da
     replies = wait_for(lambda: wired.replies(payment["id"]), "ten answers")
     assert len(replies) == 10
     assert {reply["status"] for reply in replies} == {204}  # duplicates are acknowledged
+    # The simulator's own log of the callback: every copy, each answer timed.
+    [logged] = wired.sandbox.get(
+        "/wechatpay/_notifications", params={"out_trade_no": payment["id"]}
+    ).json()
+    assert logged["out_trade_no"] == payment["id"]
+    [attempt] = logged["attempts"]
+    assert len(attempt["answer_ms"]) == 10
+    assert all(ms > 0 for ms in attempt["answer_ms"])
     paid_once(wired, database, order, payment["id"])
     assert len(books.events(database, "order.paid")) == 1
     assert len(books.notifications(database)) == 1
