@@ -202,9 +202,13 @@ def test_verify_names_a_record_whose_predecessor_was_rewritten_with_a_new_hash(
     _write(database, 4)
     tasks.seal_pending(database, clock)
     records = _sealed(database)
-    # Renumber after deleting the first record, as if it never existed.
+    # Renumber after deleting the first record, as if it never existed. In two shifts: the
+    # unique index on seq is checked row by row, and the rows' scan order need not be seq
+    # order (ids made in the same millisecond sort at random), so `seq - 1` at once can
+    # collide.
     _tamper(database, "DELETE FROM audit_records WHERE id = :id", id=records[0].id)
-    _tamper(database, "UPDATE audit_records SET seq = seq - 1")
+    _tamper(database, "UPDATE audit_records SET seq = seq + 1000")
+    _tamper(database, "UPDATE audit_records SET seq = seq - 1001")
     code, output = _verify(settings, monkeypatch)
     report = json.loads(output)
     assert code == 1
