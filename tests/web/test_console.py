@@ -406,6 +406,23 @@ def test_channel_mix_exports_csv_for_excel(app: FastAPI, build: Builders, shop: 
     ]
 
 
+def test_every_report_takes_its_period_and_csv_from_the_query(
+    app: FastAPI, build: Builders
+) -> None:
+    browser, _ = staff_browser(app, build, Role.ADMIN)
+    for name in ("success-rate", "refund-rate", "channel-mix", "revenue", "creators"):
+        answer = browser.get(
+            f"/admin/reports/{name}",
+            params={"start": "2026-01-01", "end": "2026-01-31", "format": "csv"},
+        )
+        assert answer.status_code == 200, (name, answer.text)
+        assert answer.headers["content-disposition"] == (
+            f'attachment; filename="knowpay-{name}-2026-01-01-2026-01-31.csv"'
+        )
+        page = browser.get(f"/admin/reports/{name}", params={"start": "2026-01-01"})
+        assert page.headers["content-type"].startswith("text/html"), name
+
+
 def test_the_order_story_shows_the_notification_and_the_ledger(
     app: FastAPI, build: Builders, shop: Shop, database: Database
 ) -> None:

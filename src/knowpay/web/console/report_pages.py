@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import date
 from typing import Annotated
 
@@ -26,27 +27,36 @@ router = APIRouter(
 Text = Annotated[str, Query(max_length=40)]
 
 
-def _period(request: Request, start: str, end: str) -> reports.Period:
-    return reports.Period.of(_date(start), _date(end), today(request))
-
-
 def _major(amount_minor: int, currency: str) -> str:
     """Minor units as a plain decimal for CSV (9900 CNY → 99.00)."""
     return Money(amount_minor, currency).to_decimal_string()
 
 
-def _csv(
-    name: str, period: reports.Period, header: Sequence[str], rows: Iterable[Sequence[object]]
-) -> Response:
-    filename = f"knowpay-{name}-{period.start.isoformat()}-{period.end.isoformat()}.csv"
-    return Response(
-        reports.csv_bytes(header, rows),
-        media_type="text/csv; charset=utf-8",
-        headers={
-            "Content-Disposition": f'attachment; filename="{filename}"',
-            "Cache-Control": "no-store",
-        },
-    )
+@dataclass(frozen=True)
+class Asked:
+    """What every report page is asked: the period, and whether as CSV."""
+
+    period: reports.Period
+    as_csv: bool
+
+    def csv(self, name: str, header: Sequence[str], rows: Iterable[Sequence[object]]) -> Response:
+        start, end = self.period.start.isoformat(), self.period.end.isoformat()
+        return Response(
+            reports.csv_bytes(header, rows),
+            media_type="text/csv; charset=utf-8",
+            headers={
+                "Content-Disposition": f'attachment; filename="knowpay-{name}-{start}-{end}.csv"',
+                "Cache-Control": "no-store",
+            },
+        )
+
+
+def _asked(request: Request, start: Text = "", end: Text = "", format: Text = "html") -> Asked:
+    period = reports.Period.of(_date(start), _date(end), today(request))
+    return Asked(period, as_csv=format == "csv")
+
+
+ReportQuery = Annotated[Asked, Depends(_asked)]
 
 
 def _short(day: date) -> str:
@@ -64,17 +74,14 @@ def success_rate(
     request: Request,
     staff: Staff,
     session: DbSession,
-    start: Text = "",
-    end: Text = "",
-    format: Text = "html",
+    asked: ReportQuery,
 ) -> Response:
     """Payment attempts per day and the share that succeeded."""
-    period = _period(request, start, end)
+    period = asked.period
     rows = reports.success_rate(session, period)
-    if format == "csv":
-        return _csv(
+    if asked.as_csv:
+        return asked.csv(
             "success-rate",
-            period,
             ["day", "attempts", "succeeded", "failed", "pending", "success_rate_percent"],
             [
                 (r.day.isoformat(), r.attempts, r.succeeded, r.failed, r.pending, r.rate)
@@ -106,17 +113,14 @@ def refund_rate(
     request: Request,
     staff: Staff,
     session: DbSession,
-    start: Text = "",
-    end: Text = "",
-    format: Text = "html",
+    asked: ReportQuery,
 ) -> Response:
     """Money refunded as a share of money captured, per day and currency."""
-    period = _period(request, start, end)
+    period = asked.period
     rows = reports.refund_rate(session, period)
-    if format == "csv":
-        return _csv(
+    if asked.as_csv:
+        return asked.csv(
             "refund-rate",
-            period,
             [
                 "day",
                 "currency",
@@ -170,17 +174,14 @@ def channel_mix(
     request: Request,
     staff: Staff,
     session: DbSession,
-    start: Text = "",
-    end: Text = "",
-    format: Text = "html",
+    asked: ReportQuery,
 ) -> Response:
     """Captured payments per channel."""
-    period = _period(request, start, end)
+    period = asked.period
     rows = reports.channel_mix(session, period)
-    if format == "csv":
-        return _csv(
+    if asked.as_csv:
+        return asked.csv(
             "channel-mix",
-            period,
             ["channel", "currency", "payments", "amount", "share_percent"],
             [
                 (r.channel, r.currency, r.payments, _major(r.amount, r.currency), r.share)
@@ -210,22 +211,19 @@ def revenue(
     request: Request,
     staff: RevenueReader,
     session: DbSession,
-    start: Text = "",
-    end: Text = "",
+    asked: ReportQuery,
     base_currency: Text = "CNY",
-    format: Text = "html",
 ) -> Response:
     """Net revenue per day from the ledger, in each currency and in a base currency."""
-    period = _period(request, start, end)
+    period = asked.period
     try:
         base = parse_currency(base_currency)
     except ValueError:
         base = "CNY"
     report = reports.revenue_per_day(session, period, base)
-    if format == "csv":
-        return _csv(
+    if asked.as_csv:
+        return asked.csv(
             "revenue",
-            period,
             ["day", "currency", "amount", "rate", f"amount_{base}"],
             [
                 (
@@ -266,17 +264,14 @@ def creators(
     request: Request,
     staff: RevenueReader,
     session: DbSession,
-    start: Text = "",
-    end: Text = "",
-    format: Text = "html",
+    asked: ReportQuery,
 ) -> Response:
     """Sales per creator (products without a creator are the platform's own)."""
-    period = _period(request, start, end)
+    period = asked.period
     rows = reports.revenue_per_creator(session, period)
-    if format == "csv":
-        return _csv(
+    if asked.as_csv:
+        return asked.csv(
             "creators",
-            period,
             ["creator_id", "creator_email", "currency", "orders", "gross", "refunded", "net"],
             [
                 (
