@@ -10,6 +10,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from fastapi.security.utils import get_authorization_scheme_param
+from fastapi.telemetry import TelemetryConfig
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 from sqlalchemy.orm import Session
@@ -60,6 +61,14 @@ from knowpay.webhooks.endpoints import router as webhooks_router
 from knowpay.worker.runner import Worker
 
 logger = logging.getLogger("knowpay")
+
+TELEMETRY_OFF: TelemetryConfig = {
+    "tracing": False,
+    "metrics": False,
+    "logs": False,
+    "operation_spans": False,
+}
+"""FastAPI's OpenTelemetry hooks when `KNOWPAY_OPENTELEMETRY` is not set."""
 
 DESCRIPTION = """
 knowpay is the payment center of a paid-knowledge platform.
@@ -112,6 +121,7 @@ def create_app(
         openapi_url="/openapi.json",
         docs_url="/docs",
         redoc_url=None,
+        telemetry=None if settings.opentelemetry else TELEMETRY_OFF,
     )
     app.state.settings = settings
     app.state.clock = clock = clock or SystemClock()

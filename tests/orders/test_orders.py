@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from sqlalchemy import event as db_event
 from sqlalchemy import func, select
 
 from knowpay.kit.clock import FrozenClock
@@ -222,3 +225,25 @@ def test_the_transition_table_refuses_illegal_moves() -> None:
 def test_metadata_values_are_kept_as_strings(shop: Shop) -> None:
     order = shop.order(metadata={"source": "ios", "campaign": 42, "vip": True})
     assert order["metadata"] == {"source": "ios", "campaign": "42", "vip": "true"}
+
+
+def test_reading_an_order_takes_one_statement_for_the_order_and_its_items(
+    shop: Shop, build: Builders, app: FastAPI
+) -> None:
+    second = build.product(shop.app, title="Second", prices=[{"amount": 100, "currency": "CNY"}])
+    order = shop.order(shop.course, second)
+    statements: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
+        statements.append(statement)
+
+    engine = app.state.database.engine
+    db_event.listen(engine, "before_cursor_execute", record)
+    try:
+        read = shop.get(f"/v1/orders/{order['id']}")
+    finally:
+        db_event.remove(engine, "before_cursor_execute", record)
+
+    assert [item["product_id"] for item in read["items"]] == [shop.course["id"], second["id"]]
+    order_reads = [s for s in statements if "order_items" in s or "FROM orders" in s]
+    assert len(order_reads) == 1, order_reads

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Protocol
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from knowpay.auth.principals import Principal, Role
 from knowpay.auth.tokens import TokenService
@@ -38,12 +39,14 @@ def _token_service(request: Request) -> TokenService:
     return service
 
 
-def current_principal(
+async def current_principal(
     request: Request,
     session: DbSession,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
-    """The authenticated caller; 401 problem+json when there is none or it is not valid."""
+    """The authenticated caller; 401 problem+json when there is none or it is not valid.
+    Runs on the event loop: only an API key not yet resolved in this request needs the
+    database (a worker thread); an access token is checked in memory."""
     if credentials is None or not credentials.credentials:
         raise Unauthorized(
             "Send `Authorization: Bearer <api key or access token>`.",
@@ -54,7 +57,7 @@ def current_principal(
         principal = _remembered_api_key_principal(request, secret)
         if principal is None:
             resolver: ApiKeyResolver = request.app.state.api_key_resolver
-            principal = resolver(session, secret)
+            principal = await run_in_threadpool(resolver, session, secret)
         if principal is None:
             raise InvalidApiKey("The API key is unknown or revoked.")
     else:
@@ -92,11 +95,11 @@ def actor_name(principal: Principal) -> str:
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
 
 
-def require_roles(*roles: Role) -> Callable[[Principal], Principal]:
+def require_roles(*roles: Role) -> Callable[[Principal], Awaitable[Principal]]:
     """A dependency that lets only the given roles through (403 for others)."""
     allowed = frozenset(roles)
 
-    def _check(principal: CurrentPrincipal) -> Principal:
+    async def _check(principal: CurrentPrincipal) -> Principal:
         if principal.role not in allowed:
             names = ", ".join(sorted(r.value for r in allowed))
             raise Forbidden(f"This needs one of the roles: {names}.")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy import or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from knowpay.catalog.models import Product
 from knowpay.kit.pagination import PageParams, paginate_query, split_page
@@ -15,10 +15,12 @@ def add(session: Session, product: Product) -> None:
 
 
 def get(session: Session, product_id: str, *, for_update: bool = False) -> Product | None:
-    statement = select(Product).where(Product.id == product_id)
+    """The product with its prices in one statement (every order line prices one);
+    `for_update` locks the product row only."""
+    statement = select(Product).where(Product.id == product_id).options(joinedload(Product.prices))
     if for_update:
-        statement = statement.with_for_update()
-    return session.scalars(statement).first()
+        statement = statement.with_for_update(of=Product)
+    return session.scalars(statement).unique().one_or_none()
 
 
 def list_products(

@@ -20,7 +20,7 @@ router = APIRouter(prefix="/v1/admin/gateways", tags=["admin"])
 Admin = Annotated[Principal, Depends(require_roles(Role.ADMIN))]
 
 
-def _box(request: Request) -> SecretBox:
+async def _box(request: Request) -> SecretBox:
     box: SecretBox = request.app.state.secret_box
     return box
 

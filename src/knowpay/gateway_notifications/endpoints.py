@@ -43,7 +43,7 @@ async def _raw_body(request: Request) -> bytes:
 RawBody = Annotated[bytes, Depends(_raw_body)]
 
 
-def _registry(request: Request) -> ChannelRegistry:
+async def _registry(request: Request) -> ChannelRegistry:
     registry: ChannelRegistry = request.app.state.channel_registry
     return registry
 

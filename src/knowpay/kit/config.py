@@ -326,6 +326,11 @@ class Settings(BaseSettings):
     db_statement_timeout_ms: int = Field(default=15000, ge=0)
     sqlite_busy_timeout_ms: int = Field(default=15000, ge=0)
 
+    # FastAPI's own OpenTelemetry spans and HTTP metrics, for a process with a configured
+    # provider. Off by default: knowpay's metrics are on /metrics, and the hooks cost CPU on
+    # every request even with no provider to send to.
+    opentelemetry: bool = False
+
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     access_token_ttl_s: int = Field(default=3600, ge=60)
     payment_password_max_tries: int = Field(default=5, ge=1)

@@ -7,6 +7,7 @@ two writers queue on the busy timeout instead of failing when one upgrades a rea
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -17,6 +18,7 @@ from sqlalchemy import BigInteger, DateTime, Engine, MetaData, create_engine, ev
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -106,15 +108,42 @@ def make_engine(settings: Settings) -> Engine:
         _configure_sqlite(engine, settings.sqlite_busy_timeout_ms)
         return engine
     options = f"-c statement_timeout={settings.db_statement_timeout_ms}"
-    return create_engine(
+    engine = create_engine(
         url,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         pool_timeout=settings.db_pool_timeout_s,
-        pool_pre_ping=True,
         pool_recycle=1800,
         connect_args={"connect_timeout": 5, "options": options, "application_name": "knowpay"},
     )
+    _ping_connections_idle_since(engine, IDLE_BEFORE_PING_S)
+    return engine
+
+
+IDLE_BEFORE_PING_S = 5.0
+"""A pooled connection idle this long is pinged before it is handed out."""
+
+
+def _ping_connections_idle_since(engine: Engine, idle_s: float) -> None:
+    """Pessimistic disconnect handling for connections that sat idle: SQLAlchemy's
+    `pool_pre_ping` pings on every checkout, a round trip per transaction, while a connection
+    back in the pool a few milliseconds ago is as good as its last statement. A dead one found
+    here is replaced before the request sees it; one that dies in use fails that transaction
+    and makes SQLAlchemy invalidate the pool, as with `pool_pre_ping`."""
+
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_connection: Any, record: Any) -> None:
+        record.info["checked_in_at"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        checked_in_at = record.info.get("checked_in_at")
+        if checked_in_at is None or time.monotonic() - checked_in_at < idle_s:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except engine.dialect.loaded_dbapi.Error as error:
+            raise DisconnectionError(f"a pooled connection was dead: {error}") from error
 
 
 class Database:

@@ -27,7 +27,7 @@ class PageParams(BaseModel):
     starting_after: str | None = Field(default=None, max_length=64)
 
 
-def page_params(
+async def page_params(
     limit: Annotated[int, Query(ge=1, le=100, description="How many objects, 1 to 100")] = 10,
     starting_after: Annotated[
         str | None, Query(max_length=64, description="The id after which the page starts")

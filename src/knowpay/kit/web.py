@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from knowpay.kit.clock import Clock
 from knowpay.kit.config import Settings
@@ -21,7 +22,7 @@ def get_database(request: Request) -> Database:
     return database
 
 
-def get_settings_dep(request: Request) -> Settings:
+async def get_settings_dep(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
@@ -31,13 +32,28 @@ def get_clock(request: Request) -> Clock:
     return clock
 
 
-def request_session(request: Request) -> Iterator[Session]:
+async def _clock_dependency(request: Request) -> Clock:
+    return get_clock(request)
+
+
+async def request_session(request: Request) -> AsyncIterator[Session]:
     """One session per request, committed when the endpoint returns and before the response
-    is sent (a failed commit is an error, never a false 201), rolled back on any error."""
+    is sent (a failed commit is an error, never a false 201), rolled back on any error.
+
+    Opening a session touches no database, so it happens on the event loop; only the commit
+    (or rollback) and the connection's return go to a worker thread: one hop, not two."""
     database = get_database(request)
     session = database.new_session(read_only=request.method in _READ_METHODS)
     try:
         yield session
+    except BaseException:
+        await run_in_threadpool(_roll_back_and_close, session)
+        raise
+    await run_in_threadpool(_commit_and_close, session)
+
+
+def _commit_and_close(session: Session) -> None:
+    try:
         session.commit()
     except BaseException:
         session.rollback()
@@ -46,12 +62,19 @@ def request_session(request: Request) -> Iterator[Session]:
         session.close()
 
 
+def _roll_back_and_close(session: Session) -> None:
+    try:
+        session.rollback()
+    finally:
+        session.close()
+
+
 DbSession = Annotated[Session, Depends(request_session, scope="function")]
 AppSettings = Annotated[Settings, Depends(get_settings_dep)]
-AppClock = Annotated[Clock, Depends(get_clock)]
+AppClock = Annotated[Clock, Depends(_clock_dependency)]
 
 
-def get_secret_hasher(request: Request) -> SecretHasher:
+async def get_secret_hasher(request: Request) -> SecretHasher:
     hasher: SecretHasher = request.app.state.secret_hasher
     return hasher
 

@@ -5,18 +5,20 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from knowpay.kit.pagination import PageParams, paginate_query, split_page
 from knowpay.orders.models import Order
 
 
 def get(session: Session, order_id: str, *, for_update: bool = False) -> Order | None:
-    statement = select(Order).where(Order.id == order_id)
+    """The order with its items in one statement (a join, not a second SELECT: orders are
+    read on every payment step); `for_update` locks the order row only."""
+    statement = select(Order).where(Order.id == order_id).options(joinedload(Order.items))
     if for_update:
         # Re-read under the lock: what the session held before may be stale.
-        statement = statement.with_for_update().execution_options(populate_existing=True)
-    return session.scalars(statement).first()
+        statement = statement.with_for_update(of=Order).execution_options(populate_existing=True)
+    return session.scalars(statement).unique().one_or_none()
 
 
 def by_out_trade_no(session: Session, app_id: str, out_trade_no: str) -> Order | None:

@@ -97,13 +97,17 @@ def create_order(
         updated_at=now,
     )
     order.items = items
+    if body.out_trade_no is None:  # knowpay's own id: nothing else can hold it, no savepoint
+        session.add(order)
+        session.flush()
+        return order, True
     try:
         with session.begin_nested():
             session.add(order)
             session.flush()
     except IntegrityError:
         # Another request inserted the same out_trade_no first.
-        existing = repository.by_out_trade_no(session, caller.id, body.out_trade_no or "")
+        existing = repository.by_out_trade_no(session, caller.id, body.out_trade_no)
         if existing is None:
             raise
         return _same_or_conflict(existing, body), False

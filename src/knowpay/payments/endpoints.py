@@ -47,7 +47,7 @@ AppOrStaff = Annotated[
 ]
 
 
-def _context(request: Request) -> service.PaymentsContext:
+async def _context(request: Request) -> service.PaymentsContext:
     context: service.PaymentsContext = request.app.state.payments_context
     return context
 

@@ -30,7 +30,7 @@ Requester = Annotated[Principal, Depends(require_roles(Role.APP, Role.BUYER, Rol
 Finance = Annotated[Principal, Depends(require_roles(Role.FINANCE, Role.ADMIN))]
 
 
-def _context(request: Request) -> service.RefundsContext:
+async def _context(request: Request) -> service.RefundsContext:
     context: service.RefundsContext = request.app.state.refunds_context
     return context
 

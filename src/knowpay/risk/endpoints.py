@@ -36,7 +36,7 @@ Reviewer = Annotated[Principal, Depends(require_roles(Role.ADMIN, Role.FINANCE, 
 Paging = Annotated[PageParams, Depends(page_params)]
 
 
-def _releaser(request: Request) -> service.ReviewReleaser:
+async def _releaser(request: Request) -> service.ReviewReleaser:
     releaser: service.ReviewReleaser | None = getattr(request.app.state, "risk_releaser", None)
     if releaser is None:
         raise ReviewReleaserMissing("No review releaser is configured; nothing was changed.")
