@@ -28,6 +28,7 @@ from knowpay.bench.flows import Platform, make_catalog
 from knowpay.bench.run import BENCH_ENV
 from knowpay.bench.stack import Stack, StackOptions
 from tests.chaos.controller import (
+    IDLE_CONNECTION_S,
     FaultInjector,
     FlowLog,
     Killer,
@@ -138,13 +139,16 @@ async def _drive(
     catalog = await make_catalog(stack.api_url, api_key, buyers=32, products=16)
     await _subscribe(stack.api_url, api_key, receiver)
     laps.lap("catalog")
-    platform = Platform(
-        stack.api_url, stack.sandbox_url, catalog, concurrency=CONCURRENCY, patient=True
-    )
     # The buyers pay at the gateway on a connection that never outlives the server's idea of
     # idle (paying is the one call of a flow the patient client does not retry).
-    await platform.gateways.aclose()
-    platform.gateways = simulator_client(stack.sandbox_url, connections=CONCURRENCY * 2)
+    platform = Platform(
+        stack.api_url,
+        stack.sandbox_url,
+        catalog,
+        concurrency=CONCURRENCY,
+        patient=True,
+        payer_idle_s=IDLE_CONNECTION_S,
+    )
     log = FlowLog(FLOWS)
     async with simulator_client(stack.sandbox_url) as sim:
         run = Run(

@@ -127,7 +127,9 @@ class Notifier(Generic[D]):
     def _start(self) -> None:
         if self._thread is None:
             self._http = httpx.Client(timeout=self._timeout_s, trust_env=False)
-            self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix=self._name)
+            # A gateway's callbacks are not queued eight at a time behind a slow merchant:
+            # enough senders that the simulator is never what holds notifications back.
+            self._pool = ThreadPoolExecutor(max_workers=64, thread_name_prefix=self._name)
             self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
             self._thread.start()
 
