@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated
 
+import anyio
+import anyio.to_thread
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
-from starlette.concurrency import run_in_threadpool
 
 from knowpay.kit.clock import Clock
 from knowpay.kit.config import Settings
@@ -47,9 +48,16 @@ async def request_session(request: Request) -> AsyncIterator[Session]:
     try:
         yield session
     except BaseException:
-        await run_in_threadpool(_roll_back_and_close, session)
+        await _give_back(_roll_back_and_close, session)
         raise
-    await run_in_threadpool(_commit_and_close, session)
+    await _give_back(_commit_and_close, session)
+
+
+async def _give_back(finish: Callable[[Session], None], session: Session) -> None:
+    """Finish the session in a worker thread outside the shared thread limit (as FastAPI
+    runs the exit of a sync yield-dependency): under load every limited thread can be
+    waiting for a pooled connection that only this commit returns."""
+    await anyio.to_thread.run_sync(finish, session, limiter=anyio.CapacityLimiter(1))
 
 
 def _commit_and_close(session: Session) -> None:

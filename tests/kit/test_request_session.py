@@ -1,0 +1,66 @@
+"""The request's session is committed even when every worker thread is taken.
+
+Under load the shared worker threads can all be waiting for a pooled connection that only
+a finishing request gives back; its commit must not queue behind them."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+from typing import cast
+
+import anyio
+import anyio.to_thread
+from fastapi import Request
+from sqlalchemy import func, select
+
+from knowpay.kit.db import Database
+from knowpay.kit.idempotency_models import IdempotencyRecord
+from knowpay.kit.web import request_session
+
+
+def _request(database: Database, method: str) -> Request:
+    """What `request_session` reads of a request: the app's database and the method."""
+    app = SimpleNamespace(state=SimpleNamespace(database=database))
+    return cast(Request, SimpleNamespace(app=app, method=method))
+
+
+def _record() -> IdempotencyRecord:
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    return IdempotencyRecord(
+        scope="app:test",
+        key="k",
+        request_fingerprint="0" * 64,
+        state="completed",
+        created_at=now,
+        expires_at=now + timedelta(days=1),
+    )
+
+
+def _records(database: Database) -> int:
+    with database.session_scope(read_only=True) as session:
+        return int(session.scalar(select(func.count()).select_from(IdempotencyRecord)) or 0)
+
+
+def test_the_session_commits_while_every_shared_worker_thread_is_busy(database: Database) -> None:
+    async def scenario() -> None:
+        anyio.to_thread.current_default_thread_limiter().total_tokens = 1
+        released = threading.Event()
+        async with anyio.create_task_group() as tasks:
+            # The only shared worker thread waits for something that comes after the commit.
+            tasks.start_soon(anyio.to_thread.run_sync, released.wait)
+            await anyio.sleep(0.05)
+            dependency = request_session(_request(database, "POST"))
+            session = await anext(dependency)
+            session.add(_record())
+            try:
+                with anyio.fail_after(5), contextlib.suppress(StopAsyncIteration):
+                    await anext(dependency)  # the end of the dependency: the commit
+            finally:
+                released.set()
+
+    anyio.run(scenario)
+
+    assert _records(database) == 1
