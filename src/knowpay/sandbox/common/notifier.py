@@ -93,7 +93,8 @@ class Notifier(Generic[D]):
         self._log: list[D] = []
         self._thread: threading.Thread | None = None
         self._pool: ThreadPoolExecutor | None = None
-        self._http: httpx.Client | None = None
+        self._clients: list[httpx.Client] = []
+        self._clients_lock = threading.Lock()
 
     def next_id(self) -> str:
         return f"dlv_{next(self._seq)}"
@@ -126,10 +127,9 @@ class Notifier(Generic[D]):
 
     def _start(self) -> None:
         if self._thread is None:
-            self._http = httpx.Client(timeout=self._timeout_s, trust_env=False)
-            # A gateway's callbacks are not queued eight at a time behind a slow merchant:
-            # enough senders that the simulator is never what holds notifications back.
-            self._pool = ThreadPoolExecutor(max_workers=64, thread_name_prefix=self._name)
+            # A gateway does not queue its callbacks a few at a time behind a slow merchant:
+            # enough senders that the simulator is not what holds notifications back.
+            self._pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix=self._name)
             self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
             self._thread.start()
 
@@ -179,25 +179,33 @@ class Notifier(Generic[D]):
         barrier = threading.Barrier(copies)
         lock = threading.Lock()
 
-        def send() -> None:
+        def send(copy: int) -> None:
             barrier.wait()
-            answer = self._post(post)
+            answer = self._post(post, copy)
             with lock:
                 answers.append(answer)
 
-        threads = [threading.Thread(target=send) for _ in range(copies)]
+        threads = [threading.Thread(target=send, args=(copy,)) for copy in range(copies)]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join()
         return answers
 
-    def _post(self, post: Post) -> tuple[Answer, float]:
+    def _client(self, copy: int) -> httpx.Client:
+        """The client copy number `copy` of a notification goes out on: each copy of a
+        duplicated one on a connection of its own, as separate callbacks arrive."""
+        with self._clients_lock:
+            while len(self._clients) <= copy:
+                self._clients.append(httpx.Client(timeout=self._timeout_s, trust_env=False))
+            return self._clients[copy]
+
+    def _post(self, post: Post, copy: int = 0) -> tuple[Answer, float]:
         """The merchant's answer and how many milliseconds it took."""
-        assert self._http is not None
+        http = self._client(copy)
         started = time.perf_counter()
         try:
-            response = self._http.post(post.url, content=post.content, headers=post.headers)
+            response = http.post(post.url, content=post.content, headers=post.headers)
             answer: Answer = {"status_code": response.status_code, "body": response.text}
         except httpx.HTTPError as exc:
             answer = {"status_code": None, "body": f"{type(exc).__name__}: {exc}"}
