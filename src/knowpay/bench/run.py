@@ -409,7 +409,7 @@ def _machine() -> dict[str, Any]:
 
 def _versions() -> dict[str, str]:
     found = {"python": platform.python_version()}
-    for package in ("knowpay", "fastapi", "uvicorn", "sqlalchemy", "psycopg", "httpx"):
+    for package in ("knowpay", "fastapi", "uvicorn", "sqlalchemy", "psycopg", "httpx", "aiohttp"):
         try:
             found[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
