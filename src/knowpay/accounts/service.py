@@ -182,11 +182,10 @@ def list_apps(session: Session) -> list[App]:
 
 def resolve_api_key(session: Session, api_key: str) -> Principal | None:
     """The app an API key belongs to, or None for an unknown, revoked or disabled one."""
-    found = repository.find_active_key(session, sha256_hex(api_key))
-    if found is None:
+    app_id = repository.active_key_app_id(session, sha256_hex(api_key))
+    if app_id is None:
         return None
-    _key, app = found
-    return Principal(id=app.id, role=Role.APP, app_id=app.id)
+    return Principal(id=app_id, role=Role.APP, app_id=app_id)
 
 
 # Payment password ------------------------------------------------------------------
