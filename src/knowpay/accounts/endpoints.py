@@ -34,9 +34,9 @@ from knowpay.kit.errors import Forbidden
 from knowpay.kit.openapi import problem_responses
 from knowpay.kit.pagination import Page, PageParams, page_params
 from knowpay.kit.ratelimit import client_ip, enforce, limiter_of
-from knowpay.kit.web import AppClock, AppSettings, DbSession, Hasher
+from knowpay.kit.web import AppClock, AppSettings, DbSession, Hasher, SessionRoute
 
-router = APIRouter(prefix="/v1", tags=["accounts"])
+router = APIRouter(route_class=SessionRoute, prefix="/v1", tags=["accounts"])
 
 AppCaller = Annotated[Principal, Depends(require_roles(Role.APP))]
 AdminCaller = Annotated[Principal, Depends(require_roles(Role.ADMIN))]

@@ -13,9 +13,9 @@ from knowpay.alerts.models import Alert
 from knowpay.auth.dependencies import require_roles
 from knowpay.auth.principals import STAFF_ROLES, Principal
 from knowpay.kit.pagination import Page, PageParams, page_params
-from knowpay.kit.web import DbSession
+from knowpay.kit.web import DbSession, SessionRoute
 
-router = APIRouter(prefix="/v1/admin/alerts", tags=["admin"])
+router = APIRouter(route_class=SessionRoute, prefix="/v1/admin/alerts", tags=["admin"])
 
 Staff = Annotated[Principal, Depends(require_roles(*STAFF_ROLES))]
 

@@ -12,9 +12,9 @@ from knowpay.audit.schemas import AuditRecordOut
 from knowpay.auth.dependencies import require_roles
 from knowpay.auth.principals import STAFF_ROLES, Principal
 from knowpay.kit.pagination import Page, PageParams, page_params
-from knowpay.kit.web import DbSession
+from knowpay.kit.web import DbSession, SessionRoute
 
-router = APIRouter(prefix="/v1/admin/audit", tags=["admin"])
+router = APIRouter(route_class=SessionRoute, prefix="/v1/admin/audit", tags=["admin"])
 
 Staff = Annotated[Principal, Depends(require_roles(*STAFF_ROLES))]
 

@@ -57,7 +57,7 @@ async def current_principal(
         principal = _remembered_api_key_principal(request, secret)
         if principal is None:
             resolver: ApiKeyResolver = request.app.state.api_key_resolver
-            principal = await run_in_threadpool(resolver, session, secret)
+            principal = await run_in_threadpool(_look_up_and_let_go, resolver, session, secret)
         if principal is None:
             raise InvalidApiKey("The API key is unknown or revoked.")
     else:
@@ -65,6 +65,18 @@ async def current_principal(
     request.state.principal = principal
     context.set_actor(actor_name(principal))
     return principal
+
+
+def _look_up_and_let_go(
+    resolver: ApiKeyResolver, session: Session, secret: str
+) -> Principal | None:
+    """Look the API key up, then end that transaction so its connection goes back to the pool.
+    Held while the endpoint waits for a worker thread, it could be the one the busy threads
+    wait for: under a burst every thread would sit on the pool until its timeout."""
+    try:
+        return resolver(session, secret)
+    finally:
+        session.commit()
 
 
 def remember_api_key_principal(request: Request, secret: str, principal: Principal | None) -> None:

@@ -12,9 +12,9 @@ from knowpay.catalog import service
 from knowpay.catalog.schemas import ProductCreate, ProductOut, ProductUpdate
 from knowpay.catalog.states import ProductKind, ProductStatus
 from knowpay.kit.pagination import Page, PageParams, page_params
-from knowpay.kit.web import AppClock, DbSession
+from knowpay.kit.web import AppClock, DbSession, SessionRoute
 
-router = APIRouter(prefix="/v1/products", tags=["catalog"])
+router = APIRouter(route_class=SessionRoute, prefix="/v1/products", tags=["catalog"])
 
 CatalogEditor = Annotated[Principal, Depends(require_roles(Role.APP, Role.ADMIN))]
 

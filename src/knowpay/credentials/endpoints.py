@@ -13,9 +13,9 @@ from knowpay.credentials import service
 from knowpay.credentials.schemas import CredentialsUpdate, GatewayCredentialsOut
 from knowpay.kit.crypto import SecretBox
 from knowpay.kit.pagination import Page
-from knowpay.kit.web import AppClock, AppSettings, DbSession
+from knowpay.kit.web import AppClock, AppSettings, DbSession, SessionRoute
 
-router = APIRouter(prefix="/v1/admin/gateways", tags=["admin"])
+router = APIRouter(route_class=SessionRoute, prefix="/v1/admin/gateways", tags=["admin"])
 
 Admin = Annotated[Principal, Depends(require_roles(Role.ADMIN))]
 

@@ -13,9 +13,9 @@ from knowpay.entitlements.schemas import EntitlementOut
 from knowpay.kit.errors import InvalidRequest, NotFound
 from knowpay.kit.openapi import problem_responses
 from knowpay.kit.pagination import Page, PageParams, page_params
-from knowpay.kit.web import AppClock, DbSession
+from knowpay.kit.web import AppClock, DbSession, SessionRoute
 
-router = APIRouter(prefix="/v1/entitlements", tags=["entitlements"])
+router = APIRouter(route_class=SessionRoute, prefix="/v1/entitlements", tags=["entitlements"])
 
 
 @router.get(

@@ -15,9 +15,9 @@ from knowpay.gateway_notifications import service
 from knowpay.kit import context
 from knowpay.kit.errors import PROBLEM_CONTENT_TYPE, Conflict, NotFound
 from knowpay.kit.openapi import PROBLEM_REF, problem_responses
-from knowpay.kit.web import AppClock, DbSession
+from knowpay.kit.web import AppClock, DbSession, SessionRoute
 
-router = APIRouter(tags=["notifications"])
+router = APIRouter(route_class=SessionRoute, tags=["notifications"])
 
 
 class UnknownGateway(NotFound):

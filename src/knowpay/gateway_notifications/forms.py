@@ -17,9 +17,9 @@ from fastapi.responses import HTMLResponse
 from knowpay.channels.unionpay.transformers import decode_form
 from knowpay.kit.errors import InvalidRequest
 from knowpay.kit.openapi import problem_responses
-from knowpay.kit.web import AppSettings
+from knowpay.kit.web import AppSettings, SessionRoute
 
-router = APIRouter(tags=["payer pages"])
+router = APIRouter(route_class=SessionRoute, tags=["payer pages"])
 
 
 class BadForm(InvalidRequest):

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections.abc import AsyncIterator, Callable
-from typing import Annotated
+from typing import Annotated, Any
 
 import anyio
 import anyio.to_thread
 from fastapi import Depends, Request
+from fastapi.routing import APIRoute
 from sqlalchemy.orm import Session
 
 from knowpay.kit.clock import Clock
@@ -41,8 +44,9 @@ async def request_session(request: Request) -> AsyncIterator[Session]:
     """One session per request, committed when the endpoint returns and before the response
     is sent (a failed commit is an error, never a false 201), rolled back on any error.
 
-    Opening a session touches no database, so it happens on the event loop; only the commit
-    (or rollback) and the connection's return go to a worker thread: one hop, not two."""
+    Opening a session touches no database, so it happens on the event loop. A sync endpoint
+    of a `SessionRoute` commits in its own worker thread as it returns; what is left here
+    (an async endpoint's commit, a rollback after an error) goes to a worker thread."""
     database = get_database(request)
     session = database.new_session(read_only=request.method in _READ_METHODS)
     try:
@@ -50,7 +54,10 @@ async def request_session(request: Request) -> AsyncIterator[Session]:
     except BaseException:
         await _give_back(_roll_back_and_close, session)
         raise
-    await _give_back(_commit_and_close, session)
+    if session.in_transaction():
+        await _give_back(_commit_and_close, session)
+    else:  # a `SessionRoute` endpoint committed in its own thread: no I/O left to do
+        session.close()
 
 
 async def _give_back(finish: Callable[[Session], None], session: Session) -> None:
@@ -88,3 +95,28 @@ async def get_secret_hasher(request: Request) -> SecretHasher:
 
 
 Hasher = Annotated[SecretHasher, Depends(get_secret_hasher)]
+
+
+class SessionRoute(APIRoute):
+    """A route whose sync endpoint commits the request's session in its own worker thread,
+    as it returns. The connection is back in the pool before FastAPI validates the response
+    (another worker thread): held through that wait, it could be the one every busy thread
+    is waiting for, and a burst would stall until the pool timeout. A failed commit is the
+    endpoint's error, so a response is never sent for work that was not kept."""
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        if not inspect.iscoroutinefunction(endpoint):
+            endpoint = _committing(endpoint)
+        super().__init__(path, endpoint, **kwargs)
+
+
+def _committing(endpoint: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(endpoint)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        result = endpoint(*args, **kwargs)
+        for value in kwargs.values():
+            if isinstance(value, Session):
+                value.commit()
+        return result
+
+    return run

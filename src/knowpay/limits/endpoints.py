@@ -9,11 +9,11 @@ from fastapi import APIRouter, Depends, status
 from knowpay.auth.dependencies import require_roles
 from knowpay.auth.principals import STAFF_ROLES, Principal, Role
 from knowpay.kit.pagination import Page
-from knowpay.kit.web import AppClock, DbSession
+from knowpay.kit.web import AppClock, DbSession, SessionRoute
 from knowpay.limits import service
 from knowpay.limits.schemas import LevelUpdate, LimitCreate, LimitOut, LimitUpdate, UsageOut
 
-router = APIRouter(prefix="/v1/admin", tags=["admin"])
+router = APIRouter(route_class=SessionRoute, prefix="/v1/admin", tags=["admin"])
 
 Staff = Annotated[Principal, Depends(require_roles(*STAFF_ROLES))]
 Finance = Annotated[Principal, Depends(require_roles(Role.ADMIN, Role.FINANCE))]

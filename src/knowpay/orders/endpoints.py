@@ -9,12 +9,12 @@ from fastapi import APIRouter, Depends, Query, Response, status
 from knowpay.auth.dependencies import CurrentPrincipal, require_roles
 from knowpay.auth.principals import Principal, Role
 from knowpay.kit.pagination import Page, PageParams, page_params
-from knowpay.kit.web import AppClock, DbSession
+from knowpay.kit.web import AppClock, DbSession, SessionRoute
 from knowpay.orders import service
 from knowpay.orders.schemas import OrderCreate, OrderOut
 from knowpay.orders.states import OrderStatus
 
-router = APIRouter(prefix="/v1/orders", tags=["orders"])
+router = APIRouter(route_class=SessionRoute, prefix="/v1/orders", tags=["orders"])
 
 AppCaller = Annotated[Principal, Depends(require_roles(Role.APP))]
 

@@ -15,7 +15,7 @@ from knowpay.channels.types import Device
 from knowpay.kit.db import Database
 from knowpay.kit.errors import KnowpayError
 from knowpay.kit.pagination import Page, PageParams, page_params
-from knowpay.kit.web import AppClock, DbSession
+from knowpay.kit.web import AppClock, DbSession, SessionRoute
 from knowpay.orders import service as orders
 from knowpay.orders.errors import OrderAlreadyPaid
 from knowpay.orders.schemas import OrderOut
@@ -38,7 +38,7 @@ from knowpay.payments.schemas import (
 from knowpay.payments.states import PaymentStatus
 
 logger = logging.getLogger(__name__)
-router = APIRouter(prefix="/v1", tags=["payments"])
+router = APIRouter(route_class=SessionRoute, prefix="/v1", tags=["payments"])
 
 AppCaller = Annotated[Principal, Depends(require_roles(Role.APP))]
 Payer = Annotated[Principal, Depends(require_roles(Role.APP, Role.BUYER, Role.CREATOR))]
@@ -225,7 +225,7 @@ def list_channels_health(caller: Staff, ctx: Context) -> Page[AdminChannelOut]:
     return Page[AdminChannelOut](data=data, has_more=False)
 
 
-browser_router = APIRouter(tags=["browser"])
+browser_router = APIRouter(route_class=SessionRoute, tags=["browser"])
 
 
 @browser_router.get("/return/{payment_id}", response_model=None, operation_id="payer_returns")

@@ -12,7 +12,7 @@ from knowpay.channels.errors import ChannelError
 from knowpay.kit.errors import KnowpayError
 from knowpay.kit.openapi import problem_responses
 from knowpay.kit.pagination import Page, PageParams, page_params
-from knowpay.kit.web import AppClock, DbSession
+from knowpay.kit.web import AppClock, DbSession, SessionRoute
 from knowpay.refunds import service
 from knowpay.refunds.models import Refund
 from knowpay.refunds.schemas import (
@@ -24,7 +24,7 @@ from knowpay.refunds.schemas import (
 )
 from knowpay.refunds.states import RefundStatus
 
-router = APIRouter(prefix="/v1/refunds", tags=["refunds"])
+router = APIRouter(route_class=SessionRoute, prefix="/v1/refunds", tags=["refunds"])
 
 Requester = Annotated[Principal, Depends(require_roles(Role.APP, Role.BUYER, Role.CREATOR))]
 Finance = Annotated[Principal, Depends(require_roles(Role.FINANCE, Role.ADMIN))]

@@ -11,11 +11,11 @@ from knowpay.auth.dependencies import require_roles
 from knowpay.auth.principals import STAFF_ROLES, Principal, Role
 from knowpay.kit.errors import Unprocessable
 from knowpay.kit.pagination import Page
-from knowpay.kit.web import AppClock, DbSession
+from knowpay.kit.web import AppClock, DbSession, SessionRoute
 from knowpay.reports import service
 from knowpay.reports.schemas import RateOut, RatesIn, RevenueReport, parse_currency
 
-router = APIRouter(prefix="/v1/admin", tags=["admin"])
+router = APIRouter(route_class=SessionRoute, prefix="/v1/admin", tags=["admin"])
 
 Staff = Annotated[Principal, Depends(require_roles(*STAFF_ROLES))]
 Finance = Annotated[Principal, Depends(require_roles(Role.ADMIN, Role.FINANCE))]

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Body, Depends, Query, Request, Response, status
 from knowpay.auth.dependencies import require_roles
 from knowpay.auth.principals import STAFF_ROLES, Principal, Role
 from knowpay.kit.pagination import Page, PageParams, page_params
-from knowpay.kit.web import AppClock, DbSession
+from knowpay.kit.web import AppClock, DbSession, SessionRoute
 from knowpay.risk import service
 from knowpay.risk.errors import ReviewReleaserMissing
 from knowpay.risk.schemas import (
@@ -28,7 +28,7 @@ from knowpay.risk.schemas import (
 )
 from knowpay.risk.states import Decision, ReviewOutcome, ReviewStatus
 
-router = APIRouter(prefix="/v1/admin/risk", tags=["admin", "risk"])
+router = APIRouter(route_class=SessionRoute, prefix="/v1/admin/risk", tags=["admin", "risk"])
 
 Staff = Annotated[Principal, Depends(require_roles(*STAFF_ROLES))]
 RuleManager = Annotated[Principal, Depends(require_roles(Role.ADMIN, Role.FINANCE))]

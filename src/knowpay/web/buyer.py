@@ -17,7 +17,7 @@ from knowpay.entitlements.models import Entitlement
 from knowpay.kit.db import Database
 from knowpay.kit.errors import KnowpayError
 from knowpay.kit.pagination import PageParams
-from knowpay.kit.web import AppClock, DbSession
+from knowpay.kit.web import AppClock, DbSession, SessionRoute
 from knowpay.orders import service as orders
 from knowpay.orders.states import OrderStatus
 from knowpay.refunds import endpoints as refunds_api
@@ -100,7 +100,9 @@ def _content(session: Session, entitlement: Entitlement, now: datetime) -> dict[
     }
 
 
-buyer_router = APIRouter(include_in_schema=False, dependencies=[Depends(mark_page)])
+buyer_router = APIRouter(
+    route_class=SessionRoute, include_in_schema=False, dependencies=[Depends(mark_page)]
+)
 
 
 @buyer_router.get("/me")

@@ -36,7 +36,7 @@ from knowpay.kit.crypto import derive_key
 from knowpay.kit.errors import KnowpayError
 from knowpay.kit.masking import mask_email
 from knowpay.kit.ratelimit import client_ip
-from knowpay.kit.web import AppClock, DbSession
+from knowpay.kit.web import AppClock, DbSession, SessionRoute
 from knowpay.orders import service as orders
 from knowpay.orders.models import Order
 from knowpay.orders.schemas import OrderCreate, OrderItemIn
@@ -165,7 +165,7 @@ class CashierLinkOut(BaseModel):
     expires_at: datetime
 
 
-api_router = APIRouter(prefix="/v1", tags=["orders"])
+api_router = APIRouter(route_class=SessionRoute, prefix="/v1", tags=["orders"])
 AppCaller = Annotated[Principal, Depends(require_roles(Role.APP))]
 
 
@@ -350,7 +350,9 @@ def _page(request: Request, session: Session, access: CashierAccess) -> Response
     return response
 
 
-cashier_router = APIRouter(include_in_schema=False, dependencies=[Depends(mark_page)])
+cashier_router = APIRouter(
+    route_class=SessionRoute, include_in_schema=False, dependencies=[Depends(mark_page)]
+)
 
 
 @cashier_router.get("/pay/{order_id}")

@@ -18,7 +18,7 @@ from knowpay.accounts import service as accounts
 from knowpay.accounts.errors import InvalidCredentials
 from knowpay.kit.errors import KnowpayError
 from knowpay.kit.ratelimit import RateLimited, client_ip, enforce, limiter_of
-from knowpay.kit.web import DbSession, Hasher
+from knowpay.kit.web import DbSession, Hasher, SessionRoute
 from knowpay.web import i18n
 from knowpay.web.buyer import buyer_router
 from knowpay.web.cashier import api_router as cashier_api_router
@@ -35,7 +35,9 @@ from knowpay.web.session import (
 )
 from knowpay.web.templating import STATIC_DIR, render
 
-pages = APIRouter(include_in_schema=False, dependencies=[Depends(mark_page)])
+pages = APIRouter(
+    route_class=SessionRoute, include_in_schema=False, dependencies=[Depends(mark_page)]
+)
 
 
 def safe_next(target: str | None, fallback: str) -> str:
@@ -158,7 +160,9 @@ def static_file(path: str) -> Response:
     return FileResponse(target, media_type=media_type, headers={"Cache-Control": "max-age=3600"})
 
 
-web_router = APIRouter()
+web_router = APIRouter(
+    route_class=SessionRoute,
+)
 web_router.include_router(pages)
 web_router.include_router(cashier_router)
 web_router.include_router(buyer_router)

@@ -11,11 +11,11 @@ from knowpay.auth.dependencies import require_roles
 from knowpay.auth.principals import Principal, Role
 from knowpay.kit.crypto import SecretBox
 from knowpay.kit.pagination import Page, PageParams, page_params
-from knowpay.kit.web import AppClock, DbSession
+from knowpay.kit.web import AppClock, DbSession, SessionRoute
 from knowpay.webhooks import service
 from knowpay.webhooks.schemas import DeliveryOut, EndpointCreate, EndpointOut, SecretRotation
 
-router = APIRouter(prefix="/v1/webhook-endpoints", tags=["webhooks"])
+router = APIRouter(route_class=SessionRoute, prefix="/v1/webhook-endpoints", tags=["webhooks"])
 
 AppCaller = Annotated[Principal, Depends(require_roles(Role.APP))]
 

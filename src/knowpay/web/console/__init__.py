@@ -6,9 +6,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from knowpay.kit.web import SessionRoute
 from knowpay.web.console import actions, pages, report_pages
 
-console_router = APIRouter()
+console_router = APIRouter(
+    route_class=SessionRoute,
+)
 console_router.include_router(pages.router)
 console_router.include_router(actions.router)
 console_router.include_router(report_pages.router)

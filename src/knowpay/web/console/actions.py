@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from knowpay.kit.errors import KnowpayError
 from knowpay.kit.money import MoneyError, currency_exponent
-from knowpay.kit.web import AppClock, DbSession
+from knowpay.kit.web import AppClock, DbSession, SessionRoute
 from knowpay.limits import service as limits
 from knowpay.limits.schemas import LimitCreate, LimitUpdate
 from knowpay.refunds import service as refunds
@@ -24,7 +24,12 @@ from knowpay.web.console.common import LimitEditor, RefundDecider, Reviewer, con
 from knowpay.web.console.pages import limits_context, refund_queue_with_error, risk_queue_with_error
 from knowpay.web.session import mark_page
 
-router = APIRouter(prefix="/admin", dependencies=[Depends(mark_page)], include_in_schema=False)
+router = APIRouter(
+    route_class=SessionRoute,
+    prefix="/admin",
+    dependencies=[Depends(mark_page)],
+    include_in_schema=False,
+)
 
 Note = Annotated[str, Form(max_length=500)]
 SEE_OTHER = 303

@@ -14,7 +14,7 @@ from knowpay.alerts import service as alerts
 from knowpay.audit import service as audit
 from knowpay.channels.registry import ChannelRegistry
 from knowpay.kit.pagination import PageParams
-from knowpay.kit.web import DbSession
+from knowpay.kit.web import DbSession, SessionRoute
 from knowpay.limits import service as limits
 from knowpay.payments import service as payments
 from knowpay.risk import service as risk
@@ -24,7 +24,12 @@ from knowpay.web.console.queries import compact_json, day_start
 from knowpay.web.session import PageError, mark_page
 
 STATIC = Path(__file__).parent / "static"
-router = APIRouter(prefix="/admin", dependencies=[Depends(mark_page)], include_in_schema=False)
+router = APIRouter(
+    route_class=SessionRoute,
+    prefix="/admin",
+    dependencies=[Depends(mark_page)],
+    include_in_schema=False,
+)
 
 Text = Annotated[str, Query(max_length=200)]
 

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
 from knowpay.kit.money import Money, currency_exponent
-from knowpay.kit.web import DbSession
+from knowpay.kit.web import DbSession, SessionRoute
 from knowpay.reports.schemas import parse_currency
 from knowpay.web import i18n
 from knowpay.web.console import charts, reports
@@ -21,7 +21,10 @@ from knowpay.web.console.pages import _date
 from knowpay.web.session import mark_page
 
 router = APIRouter(
-    prefix="/admin/reports", dependencies=[Depends(mark_page)], include_in_schema=False
+    route_class=SessionRoute,
+    prefix="/admin/reports",
+    dependencies=[Depends(mark_page)],
+    include_in_schema=False,
 )
 
 Text = Annotated[str, Query(max_length=40)]
