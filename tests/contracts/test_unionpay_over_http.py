@@ -260,6 +260,26 @@ def test_a_payment_in_the_browser_pays_the_order_through_the_signed_back_notific
     assert [d["delivered"] for d in world.sandbox.deliveries(payment["id"])] == [True]
 
 
+def test_a_browser_back_before_the_notification_is_answered_at_once_from_the_query(
+    world: World,
+) -> None:
+    """The back notification is lost, so the payment is still pending when the browser
+    returns: knowpay asks UnionPay and records the answer in a session of its own, while the
+    request's own read is already over (on SQLite it used to hold the write lock, and the
+    answer waited for it until the busy timeout)."""
+    order, payment = world.start()
+    world.sandbox.fault("lost", payment["id"])
+    began = time.monotonic()
+
+    back = world.pay_in_browser(payment)
+
+    assert (back.status_code, back.headers["location"]) == (303, SHOP_RETURN)
+    assert time.monotonic() - began < 5.0
+    assert world.order_status(order) == "paid"  # from UnionPay's answer to the query
+    assert world.sandbox.deliveries(payment["id"])[0]["lost"] is True
+    assert books.violations(world.database) == []
+
+
 def test_the_front_form_cannot_be_changed_on_the_way(world: World) -> None:
     _, payment = world.start()
     form_page = httpx.get(payment["action"]["url"])

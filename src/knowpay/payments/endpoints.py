@@ -240,7 +240,11 @@ def payer_returns(
     that captures the approved order — then sends the browser on to the app's `return_url`.
     The browser's word is never taken as proof of payment; only the gateway's answer is."""
     payment = service.get_for_return(session, payment_id)
-    session.rollback()  # a GET's session only reads; the answer is written in one of its own
+    # End the read before asking the gateway: the answer is written in a session of its own.
+    # A commit keeps what was read; a rollback would expire it, and reading it again would
+    # open a new transaction (on SQLite a write lock, which that other session then waits
+    # for until the busy timeout) held through the gateway call.
+    session.commit()
     if payment.status == PaymentStatus.PENDING:
         try:
             result = service.query_gateway(ctx, payment)
