@@ -44,13 +44,17 @@ def _records(database: Database) -> int:
         return int(session.scalar(select(func.count()).select_from(IdempotencyRecord)) or 0)
 
 
+async def _wait_in_a_thread(event: threading.Event) -> None:
+    await anyio.to_thread.run_sync(event.wait)
+
+
 def test_the_session_commits_while_every_shared_worker_thread_is_busy(database: Database) -> None:
     async def scenario() -> None:
         anyio.to_thread.current_default_thread_limiter().total_tokens = 1
         released = threading.Event()
         async with anyio.create_task_group() as tasks:
             # The only shared worker thread waits for something that comes after the commit.
-            tasks.start_soon(anyio.to_thread.run_sync, released.wait)
+            tasks.start_soon(_wait_in_a_thread, released)
             await anyio.sleep(0.05)
             dependency = request_session(_request(database, "POST"))
             session = await anext(dependency)
@@ -64,3 +68,23 @@ def test_the_session_commits_while_every_shared_worker_thread_is_busy(database: 
     anyio.run(scenario)
 
     assert _records(database) == 1
+
+
+def test_a_cancelled_request_rolls_back_and_gives_its_connection_back(
+    database: Database,
+) -> None:
+    async def scenario() -> None:
+        dependency = request_session(_request(database, "POST"))
+        session = await anext(dependency)
+        session.add(_record())
+        session.flush()  # the transaction is open and holds a connection
+        with anyio.CancelScope() as scope:
+            scope.cancel()
+            with contextlib.suppress(anyio.get_cancelled_exc_class()):
+                await dependency.athrow(anyio.get_cancelled_exc_class()())
+        assert not session.in_transaction()
+
+    anyio.run(scenario)
+
+    assert _records(database) == 0
+    assert database.engine.pool.checkedout() == 0  # type: ignore[attr-defined]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from typing import Annotated, Any
 
 import anyio
@@ -40,7 +40,7 @@ async def _clock_dependency(request: Request) -> Clock:
     return get_clock(request)
 
 
-async def request_session(request: Request) -> AsyncIterator[Session]:
+async def request_session(request: Request) -> AsyncGenerator[Session, None]:
     """One session per request, committed when the endpoint returns and before the response
     is sent (a failed commit is an error, never a false 201), rolled back on any error.
 
@@ -52,7 +52,10 @@ async def request_session(request: Request) -> AsyncIterator[Session]:
     try:
         yield session
     except BaseException:
-        await _give_back(_roll_back_and_close, session)
+        # Shielded: a cancelled request still gives its connection (and, on SQLite, its
+        # write lock) back instead of leaving them to the garbage collector.
+        with anyio.CancelScope(shield=True):
+            await _give_back(_roll_back_and_close, session)
         raise
     if session.in_transaction():
         await _give_back(_commit_and_close, session)
