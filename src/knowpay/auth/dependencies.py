@@ -73,10 +73,9 @@ def _look_up_and_let_go(
     """Look the API key up, then end that transaction so its connection goes back to the pool.
     Held while the endpoint waits for a worker thread, it could be the one the busy threads
     wait for: under a burst every thread would sit on the pool until its timeout."""
-    try:
-        return resolver(session, secret)
-    finally:
-        session.commit()
+    principal = resolver(session, secret)
+    session.commit()  # after an error the request's own rollback ends it instead
+    return principal
 
 
 def remember_api_key_principal(request: Request, secret: str, principal: Principal | None) -> None:

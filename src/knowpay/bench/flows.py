@@ -81,7 +81,7 @@ class Platform:
         self.gateways = httpx.AsyncClient(
             base_url=sandbox_url,
             timeout=30,
-            limits=httpx.Limits(max_connections=8),
+            limits=httpx.Limits(max_connections=8, keepalive_expiry=2.0),  # under uvicorn's 5 s
             trust_env=False,
         )
         self.catalog = catalog
