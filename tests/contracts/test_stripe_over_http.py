@@ -469,6 +469,12 @@ def test_partial_then_full_refund_complete_through_refund_webhooks(world: World)
         (999, "succeeded"),
     ]
     assert {r["metadata"]["out_trade_no"] for r in refunds} == {payment["id"]}
+    # knowpay commits before it answers: the simulator logs the answer a moment later.
+    wait_for(
+        lambda: all(
+            d["delivered"] for d in world.sandbox.deliveries(payment["id"], "refund.updated")
+        )
+    )
     updates = world.sandbox.deliveries(payment["id"], "refund.updated")
     assert [d["attempts"][0]["answers"] for d in updates] == [
         [{"status_code": 200, "body": RECEIVED}]
