@@ -6,19 +6,24 @@ a finishing request gives back; its commit must not queue behind them."""
 from __future__ import annotations
 
 import contextlib
+import inspect
 import threading
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import cast
 
 import anyio
 import anyio.to_thread
-from fastapi import Request
+from fastapi import FastAPI, Request
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
 from sqlalchemy import func, select
+from starlette.routing import BaseRoute
 
 from knowpay.kit.db import Database
 from knowpay.kit.idempotency_models import IdempotencyRecord
-from knowpay.kit.web import request_session
+from knowpay.kit.web import SessionRoute, request_session
 
 
 def _request(database: Database, method: str) -> Request:
@@ -88,3 +93,32 @@ def test_a_cancelled_request_rolls_back_and_gives_its_connection_back(
 
     assert _records(database) == 0
     assert database.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+
+
+def _uses_request_session(dependant: Dependant) -> bool:
+    return any(
+        sub.call is request_session or _uses_request_session(sub) for sub in dependant.dependencies
+    )
+
+
+def _api_routes(routes: Sequence[BaseRoute]) -> Iterator[APIRoute]:
+    """Every API route, also inside included routers (which FastAPI keeps as routers)."""
+    for route in routes:
+        included = getattr(route, "original_router", None)
+        if included is not None:
+            yield from _api_routes(included.routes)
+        elif isinstance(route, APIRoute):
+            yield route
+
+
+def test_every_sync_route_with_a_session_commits_in_its_own_thread(app: FastAPI) -> None:
+    """A router made without `route_class=SessionRoute` would hold its connection through
+    FastAPI's response validation again (see the module docstring)."""
+    routes = list(_api_routes(app.routes))
+    with_session = [
+        r
+        for r in routes
+        if _uses_request_session(r.dependant) and not inspect.iscoroutinefunction(r.endpoint)
+    ]
+    assert len(with_session) > 50  # the API, the pages and the console
+    assert [r.path for r in with_session if not isinstance(r, SessionRoute)] == []

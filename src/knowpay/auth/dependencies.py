@@ -16,7 +16,7 @@ from knowpay.auth.principals import Principal, Role
 from knowpay.auth.tokens import TokenService
 from knowpay.kit import context
 from knowpay.kit.errors import Forbidden, Unauthorized
-from knowpay.kit.web import DbSession, get_clock
+from knowpay.kit.web import AppClock, DbSession
 
 API_KEY_PREFIX = "kp_"
 
@@ -42,6 +42,7 @@ def _token_service(request: Request) -> TokenService:
 async def current_principal(
     request: Request,
     session: DbSession,
+    clock: AppClock,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
     """The authenticated caller; 401 problem+json when there is none or it is not valid.
@@ -61,7 +62,7 @@ async def current_principal(
         if principal is None:
             raise InvalidApiKey("The API key is unknown or revoked.")
     else:
-        principal = _token_service(request).verify(secret, get_clock(request).now())
+        principal = _token_service(request).verify(secret, clock.now())
     request.state.principal = principal
     context.set_actor(actor_name(principal))
     return principal

@@ -31,13 +31,9 @@ async def get_settings_dep(request: Request) -> Settings:
     return settings
 
 
-def get_clock(request: Request) -> Clock:
+async def get_clock(request: Request) -> Clock:
     clock: Clock = request.app.state.clock
     return clock
-
-
-async def _clock_dependency(request: Request) -> Clock:
-    return get_clock(request)
 
 
 async def request_session(request: Request) -> AsyncGenerator[Session, None]:
@@ -89,7 +85,7 @@ def _roll_back_and_close(session: Session) -> None:
 
 DbSession = Annotated[Session, Depends(request_session, scope="function")]
 AppSettings = Annotated[Settings, Depends(get_settings_dep)]
-AppClock = Annotated[Clock, Depends(_clock_dependency)]
+AppClock = Annotated[Clock, Depends(get_clock)]
 
 
 async def get_secret_hasher(request: Request) -> SecretHasher:
