@@ -421,5 +421,8 @@ def _check(run: Run, seen: Observed, receiver: WebhookReceiver, where: str) -> N
     assert seen.order_paid_events == len(seen.paid_orders)
 
     assert not seen.in_flight_keys, f"idempotency keys left in flight: {seen.in_flight_keys[:5]}"
+    # A flow retries its order through kills with one Idempotency-Key: one order each, even
+    # when a process died between the order's commit and its answer.
+    assert seen.orders == FLOWS, f"{seen.orders} orders for {FLOWS} flows ({where})"
     assert not seen.server_errors, f"knowpay answered 500 ({where}): {seen.server_errors[:5]}"
     assert run.settled, f"not settled within {SETTLE_S:.0f} s ({where})"

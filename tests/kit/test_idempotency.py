@@ -6,17 +6,19 @@ import itertools
 import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from fastapi import FastAPI
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, FastAPI
+from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.testclient import TestClient
+from pydantic import BaseModel
 from sqlalchemy import event as db_event
 from sqlalchemy import func, select
+from starlette.types import Message, Receive, Scope, Send
 
 from knowpay.catalog.models import Product
 from knowpay.kit.clock import FrozenClock
@@ -28,6 +30,7 @@ from knowpay.kit.idempotency import (
     request_fingerprint,
 )
 from knowpay.kit.idempotency_models import IdempotencyRecord
+from knowpay.kit.web import DbSession, SessionRoute
 from tests.builders import Builders, Caller
 
 PRODUCT = {"title": "Course", "kind": "course", "prices": [{"amount": 9900, "currency": "CNY"}]}
@@ -345,17 +348,31 @@ def test_a_crashed_requests_key_is_taken_over_after_the_lock_passes(
     assert replay.headers["idempotent-replayed"] == "true"
 
 
+def _overtaken(
+    pool: ThreadPoolExecutor,
+    client: TestClient,
+    path: str,
+    headers: dict[str, str],
+    clock: FrozenClock,
+    probe: Probe,
+) -> tuple[Future[Any], Future[Any]]:
+    """A first request held past its key's lock, and a second one (also held) that took the
+    key over."""
+    probe.hold = {1, 2}
+    first = pool.submit(client.post, path, json={}, headers=headers)
+    assert probe.started[1].wait(WAIT_S)
+    clock.advance(LOCK_FOR)
+    second = pool.submit(client.post, path, json={}, headers=headers)
+    assert probe.started[2].wait(WAIT_S)  # it took the key over
+    return first, second
+
+
 def test_a_request_that_outlived_its_lock_does_not_overwrite_the_new_owner(
     client: TestClient, app_caller: Caller, clock: FrozenClock, probe: Probe
 ) -> None:
-    probe.hold = {1, 2}
     headers = _with_key(app_caller, "too-slow")
     with ThreadPoolExecutor(max_workers=2) as pool:
-        first = pool.submit(client.post, "/v1/_slow", json={}, headers=headers)
-        assert probe.started[1].wait(WAIT_S)
-        clock.advance(LOCK_FOR)
-        second = pool.submit(client.post, "/v1/_slow", json={}, headers=headers)
-        assert probe.started[2].wait(WAIT_S)  # it took the key over
+        first, second = _overtaken(pool, client, "/v1/_slow", headers, clock, probe)
 
         probe.release[1].set()
         assert first.result(timeout=WAIT_S).json() == {"call": 1}
@@ -370,6 +387,127 @@ def test_a_request_that_outlived_its_lock_does_not_overwrite_the_new_owner(
     replay = client.post("/v1/_slow", json={}, headers=headers)
     assert replay.json() == {"call": 2}
     assert replay.headers["idempotent-replayed"] == "true"
+
+
+# The outcome is kept with the work ------------------------------------------------------------
+
+
+class _Call(BaseModel):
+    call: int
+
+
+WORK_SCOPE = "probe:work"
+"""The rows a `SessionRoute` probe writes as its work (any table would do)."""
+
+
+def _work_done(database: Database) -> list[str]:
+    with database.session_scope(read_only=True) as session:
+        return list(
+            session.scalars(
+                select(IdempotencyRecord.key).where(IdempotencyRecord.scope == WORK_SCOPE)
+            )
+        )
+
+
+@pytest.fixture
+def working_probe(app: FastAPI, probe: Probe, clock: FrozenClock) -> Probe:
+    """`POST /v1/_work`: a `SessionRoute` endpoint (as every knowpay route is) that writes a
+    row in the request's transaction, held like `_slow`."""
+    router = APIRouter(route_class=SessionRoute)
+
+    @router.post("/v1/_work", status_code=201, response_model=_Call)
+    def work(session: DbSession) -> _Call:
+        call = probe.next_call()
+        probe.started[call].set()
+        if call in probe.hold:
+            assert probe.release[call].wait(WAIT_S)
+        session.add(
+            IdempotencyRecord(
+                scope=WORK_SCOPE,
+                key=str(call),
+                request_fingerprint="0" * 64,
+                state="completed",
+                created_at=clock.now(),
+                expires_at=clock.now() + KEEP_FOR,
+            )
+        )
+        return _Call(call=call)
+
+    @router.post("/v1/_text", response_class=PlainTextResponse)
+    def text(session: DbSession) -> str:
+        return f"call {probe.next_call()}"
+
+    app.include_router(router)
+    return probe
+
+
+def _losing_the_answer(app: FastAPI) -> Any:
+    """The app behind a connection that breaks as the answer starts to go out: after the
+    endpoint committed, before the client (or the middleware's own bookkeeping) saw it."""
+
+    async def broken(scope: Scope, receive: Receive, send: Send) -> None:
+        async def send_nothing(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                raise ConnectionResetError("the connection broke")
+            await send(message)
+
+        await app(scope, receive, send_nothing)
+
+    return broken
+
+
+def test_an_answer_lost_after_the_commit_is_replayed_not_run_again(
+    client: TestClient, app: FastAPI, app_caller: Caller, database: Database
+) -> None:
+    headers = _with_key(app_caller, "lost-answer")
+    with pytest.raises(ConnectionResetError):
+        TestClient(_losing_the_answer(app)).post("/v1/products", json=PRODUCT, headers=headers)
+    assert _count_products(database) == 1  # the work was done and kept
+
+    retry = client.post("/v1/products", json=PRODUCT, headers=headers)
+
+    assert retry.status_code == 201, retry.text
+    assert retry.headers["idempotent-replayed"] == "true"
+    assert _count_products(database) == 1
+    [record] = _records(database)
+    assert record.state == "completed"
+
+
+def test_the_work_of_a_request_that_outlived_its_lock_is_rolled_back(
+    client: TestClient,
+    app_caller: Caller,
+    database: Database,
+    clock: FrozenClock,
+    working_probe: Probe,
+) -> None:
+    headers = _with_key(app_caller, "outlived")
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        first, second = _overtaken(pool, client, "/v1/_work", headers, clock, working_probe)
+
+        working_probe.release[1].set()
+        _assert_problem(first.result(timeout=WAIT_S), 409, "idempotency_key_in_use")
+        assert _work_done(database) == []
+
+        working_probe.release[2].set()
+        taken_over = second.result(timeout=WAIT_S)
+        assert (taken_over.status_code, taken_over.json()) == (201, {"call": 2})
+
+    replay = client.post("/v1/_work", json={}, headers=headers)
+    assert replay.json() == {"call": 2}
+    assert replay.headers["idempotent-replayed"] == "true"
+    assert _work_done(database) == ["2"]
+
+
+def test_an_answer_the_endpoint_does_not_render_as_json_is_stored_as_it_goes_out(
+    client: TestClient, app_caller: Caller, working_probe: Probe
+) -> None:
+    headers = _with_key(app_caller, "text")
+    first = client.post("/v1/_text", headers=headers)
+    replay = client.post("/v1/_text", headers=headers)
+
+    assert (first.status_code, first.text) == (200, "call 1")
+    assert (replay.text, replay.headers["idempotent-replayed"]) == ("call 1", "true")
+    assert replay.headers["content-type"] == first.headers["content-type"]
 
 
 # Requests it leaves alone and bad keys --------------------------------------------------------

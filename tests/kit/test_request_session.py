@@ -11,19 +11,25 @@ import threading
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
-from typing import cast
+from typing import Any, cast
 
 import anyio
 import anyio.to_thread
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
+from fastapi.testclient import TestClient
+from pydantic import BaseModel
 from sqlalchemy import func, select
 from starlette.routing import BaseRoute
 
 from knowpay.kit.db import Database
 from knowpay.kit.idempotency_models import IdempotencyRecord
-from knowpay.kit.web import SessionRoute, request_session
+from knowpay.kit.web import DbSession, SessionRoute, request_session
+
+
+class _Answer(BaseModel):
+    answer: int
 
 
 def _request(database: Database, method: str) -> Request:
@@ -122,3 +128,47 @@ def test_every_sync_route_with_a_session_commits_in_its_own_thread(app: FastAPI)
     ]
     assert len(with_session) > 50  # the API, the pages and the console
     assert [r.path for r in with_session if not isinstance(r, SessionRoute)] == []
+
+
+def test_a_response_that_fails_validation_is_a_500_and_keeps_no_work(
+    app: FastAPI, client: TestClient, database: Database
+) -> None:
+    """The response is rendered before the commit, so nothing is kept behind a 500."""
+    router = APIRouter(route_class=SessionRoute)
+
+    @router.post("/_broken", response_model=_Answer)
+    def broken(session: DbSession) -> Any:
+        session.add(_record())
+        return {"answer": "not a number"}
+
+    app.include_router(router)
+
+    response = client.post("/_broken")
+
+    assert response.status_code == 500
+    assert _records(database) == 0
+
+
+def test_status_and_headers_set_by_the_endpoint_and_its_dependencies_are_kept(
+    app: FastAPI, client: TestClient
+) -> None:
+    def tag(response: Response) -> None:
+        response.headers["X-Tag"] = "from-a-dependency"
+
+    router = APIRouter(route_class=SessionRoute)
+
+    @router.post("/_created", response_model=_Answer, dependencies=[Depends(tag)])
+    def created(session: DbSession, response: Response) -> _Answer:
+        response.status_code = 202
+        response.headers["Location"] = "/_created/1"
+        return _Answer(answer=1)
+
+    app.include_router(router)
+
+    response = client.post("/_created")
+
+    assert response.status_code == 202
+    assert response.json() == {"answer": 1}
+    assert response.headers["location"] == "/_created/1"
+    assert response.headers["x-tag"] == "from-a-dependency"
+    assert response.headers["content-type"] == "application/json"

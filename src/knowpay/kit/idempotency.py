@@ -1,9 +1,11 @@
 """Idempotency-Key for POST under /v1, as a pure ASGI middleware (see docs/idempotency.md).
 
 All state lives in the `idempotency_keys` table, so the guarantee holds across any number of
-server processes. Each request touches the table in short transactions of its own, run in a
-worker thread: one to claim the key before the endpoint runs, one to store (or, after a 5xx,
-delete) the outcome before the last byte of the response leaves.
+server processes. A request claims its key in a short transaction of its own before the
+endpoint runs. Its outcome is stored in the endpoint's own transaction, with the work, when
+the endpoint is a `SessionRoute` (every knowpay route; see `outcome_kept_with`); otherwise,
+and for an error the endpoint raised, in a second short transaction before the last byte of
+the response leaves. After a 5xx the claim is deleted instead.
 
 A claim stamps `locked_until = now + 60 s`. That moment doubles as the claim's fencing token:
 the outcome is written only while the row still carries it, so a request whose key was taken
@@ -16,7 +18,8 @@ import hashlib
 import json
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -31,7 +34,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from knowpay.kit.clock import Clock
 from knowpay.kit.crypto import SecretBox
 from knowpay.kit.db import Database, insert_unless_present
-from knowpay.kit.errors import problem_response
+from knowpay.kit.errors import Conflict, problem_response
 from knowpay.kit.idempotency_models import IdempotencyRecord
 
 logger = logging.getLogger("knowpay.idempotency")
@@ -87,6 +90,28 @@ class _Proceed:
     scope: str
     key: str
     token: datetime
+
+
+@dataclass(slots=True)
+class _Pending:
+    """A claim while its request runs; `stored` once its outcome was committed with the
+    endpoint's work, so the middleware has nothing left to store."""
+
+    claim: _Proceed
+    box: SecretBox | None
+    stored: bool = False
+
+
+_PENDING_STATE = "knowpay.idempotency_claim"
+"""Where the middleware leaves the `_Pending` claim in the ASGI scope's request state."""
+
+
+class IdempotencyKeyTakenOver(Conflict):
+    """The request outlived its key's lock and another request took the key over; its work
+    is rolled back so that only the new owner's is kept."""
+
+    code = "idempotency_key_in_use"
+    title = "The idempotency key is in use"
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,6 +273,29 @@ def _owned(claim: _Proceed) -> ColumnElement[bool]:
     )
 
 
+def _write_outcome(
+    session: Session,
+    claim: _Proceed,
+    status: int,
+    headers: list[tuple[str, str]],
+    body: bytes,
+    box: SecretBox | None,
+) -> bool:
+    """Mark the claimed row completed with the response; False if it is no longer ours."""
+    result = session.execute(
+        update(IdempotencyRecord)
+        .where(_owned(claim))
+        .values(
+            state=COMPLETED,
+            locked_until=None,
+            response_status=status,
+            response_headers=json.dumps(headers),
+            response_body=_seal_body(box, claim.scope, claim.key, body),
+        )
+    )
+    return int(getattr(result, "rowcount", 0) or 0) == 1
+
+
 def _complete(
     database: Database,
     claim: _Proceed,
@@ -257,18 +305,43 @@ def _complete(
     box: SecretBox | None = None,
 ) -> bool:
     with database.session_scope() as session:
-        result = session.execute(
-            update(IdempotencyRecord)
-            .where(_owned(claim))
-            .values(
-                state=COMPLETED,
-                locked_until=None,
-                response_status=status,
-                response_headers=json.dumps(headers),
-                response_body=_seal_body(box, claim.scope, claim.key, body),
-            )
+        return _write_outcome(session, claim, status, headers, body, box)
+
+
+@contextmanager
+def outcome_kept_with(session: Session, scope: Scope, response: object) -> Iterator[None]:
+    """Store the response of a request that claimed an Idempotency-Key in `session`'s
+    transaction, which the caller commits inside the block: the work and its replayable
+    outcome are kept together or not at all.
+
+    Nothing happens without a claim, for a 5xx (its claim is released instead), or for an
+    answer not yet rendered to bytes (the middleware stores that one as it goes out). Raises
+    `IdempotencyKeyTakenOver` when the claim is no longer this request's (the caller's work
+    must then be rolled back). After a normal exit the middleware stores nothing more."""
+    pending = scope.get("state", {}).get(_PENDING_STATE)
+    body = getattr(response, "body", None)
+    if (
+        not isinstance(pending, _Pending)
+        or not isinstance(response, Response)
+        or not isinstance(body, bytes | memoryview)
+        or response.status_code >= 500
+    ):
+        yield
+        return
+    headers = [
+        (name.decode("latin-1"), value.decode("latin-1"))
+        for name, value in response.raw_headers
+        if name.lower() in _REPLAYED_HEADERS
+    ]
+    if not _write_outcome(
+        session, pending.claim, response.status_code, headers, bytes(body), pending.box
+    ):
+        raise IdempotencyKeyTakenOver(
+            "This request outlived its Idempotency-Key's lock and another request took the "
+            "key over; nothing was done. Retry to get that request's response."
         )
-        return int(getattr(result, "rowcount", 0) or 0) == 1
+    yield
+    pending.stored = True
 
 
 def _release(database: Database, claim: _Proceed) -> None:
@@ -390,10 +463,14 @@ class IdempotencyMiddleware:
         headers: list[tuple[str, str]] = []
         chunks: list[bytes] = []
         settled = False
+        pending = _Pending(claim, box)
+        scope.setdefault("state", {})[_PENDING_STATE] = pending
 
         async def settle(outcome_status: int | None) -> None:
             nonlocal settled
             settled = True
+            if pending.stored:  # committed with the endpoint's work
+                return
             if outcome_status is None or outcome_status >= 500:
                 await anyio.to_thread.run_sync(_release, database, claim)
                 return
@@ -450,8 +527,10 @@ __all__ = [
     "KEEP_FOR",
     "LOCK_FOR",
     "REPLAYED_HEADER",
+    "IdempotencyKeyTakenOver",
     "IdempotencyMiddleware",
     "ScopeResolver",
+    "outcome_kept_with",
     "purge_expired",
     "request_fingerprint",
     "reseal_bodies",

@@ -9,14 +9,18 @@ from typing import Annotated, Any
 
 import anyio
 import anyio.to_thread
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Response
+from fastapi.datastructures import DefaultPlaceholder
+from fastapi.exceptions import ResponseValidationError
 from fastapi.routing import APIRoute
+from fastapi.utils import is_body_allowed_for_status_code
 from sqlalchemy.orm import Session
 
 from knowpay.kit.clock import Clock
 from knowpay.kit.config import Settings
 from knowpay.kit.crypto import SecretHasher
 from knowpay.kit.db import Database
+from knowpay.kit.idempotency import outcome_kept_with
 
 _READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -97,25 +101,100 @@ Hasher = Annotated[SecretHasher, Depends(get_secret_hasher)]
 
 
 class SessionRoute(APIRoute):
-    """A route whose sync endpoint commits the request's session in its own worker thread,
-    as it returns. The connection is back in the pool before FastAPI validates the response
-    (another worker thread): held through that wait, it could be the one every busy thread
-    is waiting for, and a burst would stall until the pool timeout. A failed commit is the
-    endpoint's error, so a response is never sent for work that was not kept."""
+    """A route whose sync endpoint finishes the request in its own worker thread: it renders
+    the response (as FastAPI would) and commits the request's session as it returns.
+
+    - The connection is back in the pool before the event loop sees the response. Held
+      through another wait for a worker thread (FastAPI validates a sync endpoint's response
+      in one), it could be the one every busy thread is waiting for, and a burst would stall
+      until the pool timeout.
+    - A response that fails validation, or a failed commit, is the endpoint's error: a
+      response is never sent for work that was not kept, nor work kept behind a 500.
+    - The response to a POST that claimed an `Idempotency-Key` is stored in the same
+      transaction as the work (see `kit.idempotency.outcome_kept_with`), so a crash between
+      the two can never leave work done and its key free to run it again."""
 
     def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
-        if not inspect.iscoroutinefunction(endpoint):
-            endpoint = _committing(endpoint)
+        if _finishes_in_thread(endpoint):
+            endpoint = self._finishing(endpoint)
         super().__init__(path, endpoint, **kwargs)
 
+    def _finishing(self, endpoint: Callable[..., Any]) -> Callable[..., Any]:
+        signature = inspect.signature(endpoint, eval_str=True)
+        parameters = list(signature.parameters.values())
+        # FastAPI hands one request and one sub-response (the status and headers that
+        # dependencies set) to a single parameter each: the endpoint's own, else ours.
+        request_arg = _parameter_of(parameters, Request)
+        response_arg = _parameter_of(parameters, Response)
+        hidden = {request_arg, response_arg} - set(signature.parameters)
+        parameters += [
+            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=kind)
+            for name, kind in ((request_arg, Request), (response_arg, Response))
+            if name in hidden
+        ]
 
-def _committing(endpoint: Callable[..., Any]) -> Callable[..., Any]:
-    @functools.wraps(endpoint)
-    def run(*args: Any, **kwargs: Any) -> Any:
-        result = endpoint(*args, **kwargs)
-        for value in kwargs.values():
-            if isinstance(value, Session):
-                value.commit()
-        return result
+        @functools.wraps(endpoint)
+        def run(**arguments: Any) -> Any:
+            request: Request = arguments[request_arg]
+            sub_response: Response = arguments[response_arg]
+            for name in hidden:
+                del arguments[name]
+            response = self._render(endpoint(**arguments), sub_response)
+            sessions = [value for value in arguments.values() if isinstance(value, Session)]
+            if not sessions:
+                return response
+            with outcome_kept_with(sessions[0], request.scope, response):
+                for session in sessions:
+                    session.commit()
+            return response
 
-    return run
+        run.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+        run._knowpay_finishing = True  # type: ignore[attr-defined]
+        return run
+
+    def _render(self, result: Any, sub_response: Response) -> Any:
+        """The response FastAPI would make of `result`, validated and serialised the way
+        its default JSON path does; anything else is left to FastAPI."""
+        field = self.response_field
+        if isinstance(result, Response) or field is None:
+            return result
+        if not isinstance(self.response_class, DefaultPlaceholder):
+            return result
+        value, errors = field.validate(result, {}, loc=("response",))
+        if errors:
+            raise ResponseValidationError(errors=errors, body=result)
+        body = field.serialize_json(
+            value,
+            include=self.response_model_include,
+            exclude=self.response_model_exclude,
+            by_alias=self.response_model_by_alias,
+            exclude_unset=self.response_model_exclude_unset,
+            exclude_defaults=self.response_model_exclude_defaults,
+            exclude_none=self.response_model_exclude_none,
+        )
+        status_code = sub_response.status_code or self.status_code or 200
+        response = Response(content=body, media_type="application/json", status_code=status_code)
+        if not is_body_allowed_for_status_code(status_code):
+            response.body = b""
+        response.headers.raw.extend(sub_response.headers.raw)
+        return response
+
+
+def _parameter_of(parameters: list[inspect.Parameter], kind: type) -> str:
+    """The endpoint's parameter that receives `kind`, or the name of one to add."""
+    for parameter in parameters:
+        annotation = parameter.annotation
+        if inspect.isclass(annotation) and issubclass(annotation, kind):
+            return parameter.name
+    return f"_knowpay_{kind.__name__.lower()}"
+
+
+def _finishes_in_thread(endpoint: Callable[..., Any]) -> bool:
+    """Plain sync functions: FastAPI runs them in a worker thread (async ones and
+    generators stream or run on the loop), and each is wrapped once."""
+    return not (
+        inspect.iscoroutinefunction(endpoint)
+        or inspect.isgeneratorfunction(endpoint)
+        or inspect.isasyncgenfunction(endpoint)
+        or getattr(endpoint, "_knowpay_finishing", False)
+    )
