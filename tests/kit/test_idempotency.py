@@ -16,7 +16,6 @@ from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.testclient import TestClient
 from pydantic import BaseModel
-from sqlalchemy import event as db_event
 from sqlalchemy import func, select
 from starlette.types import Message, Receive, Scope, Send
 
@@ -32,6 +31,7 @@ from knowpay.kit.idempotency import (
 from knowpay.kit.idempotency_models import IdempotencyRecord
 from knowpay.kit.web import DbSession, SessionRoute
 from tests.builders import Builders, Caller
+from tests.statements import statements_sent
 
 PRODUCT = {"title": "Course", "kind": "course", "prices": [{"amount": 9900, "currency": "CNY"}]}
 WAIT_S = 10
@@ -581,18 +581,9 @@ def test_an_idempotent_post_looks_its_api_key_up_once(
     client: TestClient, app_caller: Caller, app: FastAPI
 ) -> None:
     """The key's claim names the caller; the endpoint reuses that instead of a second query."""
-    statements: list[str] = []
-    engine = app.state.database.engine
-
-    def record(_conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
-        statements.append(statement)
-
-    db_event.listen(engine, "before_cursor_execute", record)
-    try:
+    with statements_sent(app.state.database.engine) as statements:
         created = client.post("/v1/products", json=PRODUCT, headers=_with_key(app_caller, "k1"))
         plain = client.post("/v1/products", json=PRODUCT, headers=app_caller.headers)
-    finally:
-        db_event.remove(engine, "before_cursor_execute", record)
 
     assert (created.status_code, plain.status_code) == (201, 201)
     api_key_lookups = [s for s in statements if "FROM api_keys" in s]

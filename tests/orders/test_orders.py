@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
 
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import event as db_event
 from sqlalchemy import func, select
 
 from knowpay.kit.clock import FrozenClock
@@ -16,6 +14,7 @@ from knowpay.kit.db import Database
 from knowpay.orders.models import Order
 from knowpay.orders.states import IllegalOrderTransition, OrderStatus, next_status
 from tests.builders import Builders, Shop
+from tests.statements import statements_sent
 
 
 @pytest.fixture
@@ -232,17 +231,8 @@ def test_reading_an_order_takes_one_statement_for_the_order_and_its_items(
 ) -> None:
     second = build.product(shop.app, title="Second", prices=[{"amount": 100, "currency": "CNY"}])
     order = shop.order(shop.course, second)
-    statements: list[str] = []
-
-    def record(_conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
-        statements.append(statement)
-
-    engine = app.state.database.engine
-    db_event.listen(engine, "before_cursor_execute", record)
-    try:
+    with statements_sent(app.state.database.engine) as statements:
         read = shop.get(f"/v1/orders/{order['id']}")
-    finally:
-        db_event.remove(engine, "before_cursor_execute", record)
 
     assert [item["product_id"] for item in read["items"]] == [shop.course["id"], second["id"]]
     order_reads = [s for s in statements if "order_items" in s or "FROM orders" in s]

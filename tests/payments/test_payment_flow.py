@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from knowpay.kit.db import Database
@@ -13,6 +14,7 @@ from knowpay.ledger.accounts import DUPLICATE_PAYMENTS_PAYABLE, PLATFORM_REVENUE
 from knowpay.payments.states import IllegalPaymentTransition, PaymentStatus, next_status
 from tests import books
 from tests.builders import Builders, Shop
+from tests.statements import statements_sent
 
 
 @pytest.fixture
@@ -396,3 +398,15 @@ def test_a_rejected_notification_raises_an_alert_for_staff(shop: Shop, client: T
     finance = shop.build.staff(Role.FINANCE)
     alerts = client.get("/v1/admin/alerts", headers=finance.headers).json()["data"]
     assert [a["kind"] for a in alerts] == ["notification_rejected"]
+
+
+def test_starting_a_payment_reads_its_order_once_per_transaction(shop: Shop, app: FastAPI) -> None:
+    """One read (locked) while the attempt is written, one when the gateway's answer is
+    recorded: the order is not locked a second time in the first transaction."""
+    order = shop.order()
+    with statements_sent(app.state.database.engine) as statements:
+        payment = shop.pay(order)
+
+    assert payment["status"] == "pending"
+    order_reads = [s for s in statements if "FROM orders" in s]
+    assert len(order_reads) == 2, order_reads

@@ -83,7 +83,7 @@ def create_payment(
     )
     excluded: frozenset[str] = frozenset()
     for _ in range(MAX_FAILOVER_ATTEMPTS):
-        payment = service.start_payment(
+        payment, order = service.start_payment(
             session, ctx, caller, order_id, body, clock.now(), payer=payer, excluded=excluded
         )
         if payment.failure_code == "risk_denied":
@@ -91,7 +91,6 @@ def create_payment(
             raise RiskDenied("This payment was declined by risk control.", payment_id=payment.id)
         if payment.held_for_review:  # the gateway hears of it when staff release it
             return PaymentOut.of(payment)
-        order = orders.lock(session, payment.order_id)
         subject, expires_at = order.subject, order.expires_at
         session.commit()  # the attempt exists before the gateway hears of it
         try:

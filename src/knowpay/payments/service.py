@@ -146,9 +146,10 @@ def start_payment(
     now: datetime,
     payer: routing.Payer | None = None,
     excluded: frozenset[str] = frozenset(),
-) -> Payment:
+) -> tuple[Payment, Order]:
     """Write a pending attempt for an order that can still be paid (the gateway comes next),
-    on the channel asked for, or routed to the preferred one that can pay it now."""
+    on the channel asked for, or routed to the preferred one that can pay it now; with the
+    order, locked for the rest of the transaction."""
     payer = payer or routing.Payer()
     order = orders.get_visible(session, caller, order_id, for_update=True)
     if order.status == OrderStatus.PAID or order.status == OrderStatus.PARTIALLY_REFUNDED:
@@ -193,7 +194,7 @@ def start_payment(
     session.flush()
     if decision.decision == "deny":  # kept, so that bursts of denied attempts keep counting
         _fail(session, payment, "risk_denied", "Declined by risk control.", now)
-    return payment
+    return payment, order
 
 
 def _risk_attempt(
