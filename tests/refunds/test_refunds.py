@@ -3,6 +3,7 @@ entitlements, failures, retries, manual resolution and duplicate payments."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -44,6 +45,20 @@ def _paid_order(shop: Shop, **order: Any) -> dict[str, Any]:
 def _refund(shop: Shop, caller: Caller, order: dict[str, Any], **fields: Any) -> Any:
     body = {"order_id": order["id"], "reason": "accidental_purchase", **fields}
     return shop.client.post("/v1/refunds", json=body, headers=shop.build.relogin(caller).headers)
+
+
+def _gateway_refunds_raise(
+    shop: Shop, monkeypatch: pytest.MonkeyPatch, error: Exception
+) -> Callable[[], None]:
+    """The test gateway's refund call raises `error` until the returned function is called."""
+    channel = shop.client.app.state.channel_registry.adapter("test")  # type: ignore[attr-defined]
+    original = channel.refund
+
+    def failing(_request: object) -> object:
+        raise error
+
+    monkeypatch.setattr(channel, "refund", failing)
+    return lambda: monkeypatch.setattr(channel, "refund", original)
 
 
 def _as(shop: Shop, caller: Caller) -> dict[str, str]:
@@ -237,17 +252,11 @@ def test_an_unreachable_gateway_leaves_the_refund_processing_until_the_worker_se
     from knowpay.channels.errors import ChannelUnavailable
 
     order = _paid_order(shop)
-    channel = shop.client.app.state.channel_registry.adapter("test")  # type: ignore[attr-defined]
-    original = channel.refund
-
-    def down(_request: object) -> object:
-        raise ChannelUnavailable("connection refused")
-
-    monkeypatch.setattr(channel, "refund", down)
+    back_up = _gateway_refunds_raise(shop, monkeypatch, ChannelUnavailable("connection refused"))
     refund = _refund(shop, shop.app, order).json()
     assert refund["status"] == "processing"
     assert books.violations(database) == []
-    monkeypatch.setattr(channel, "refund", original)
+    back_up()
     worker.run_jobs_once()
     assert shop.get(f"/v1/refunds/{refund['id']}")["status"] == "succeeded"
     assert books.violations(database) == []
@@ -314,3 +323,49 @@ def test_a_reason_outside_the_list_is_kept_as_text_under_other(shop: Shop) -> No
     order = _paid_order(shop)
     refund = _refund(shop, shop.app, order, reason="不想学了").json()
     assert (refund["reason"], refund["reason_text"]) == ("other", "不想学了")
+
+
+def test_a_refund_whose_request_died_after_its_approval_is_answered_from_the_key_not_made_twice(
+    shop: Shop, worker: Worker, database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The approval is committed before the gateway hears of the refund; a request that dies
+    after that (here: an unexpected error in the gateway call, a 500) must leave its key
+    answering with that refund, or its retry would refund the buyer a second time."""
+    order = _paid_order(shop)
+    back_up = _gateway_refunds_raise(
+        shop, monkeypatch, RuntimeError("the process died during the gateway call")
+    )
+    headers = {**shop.app.headers, "Idempotency-Key": "refund-once"}
+    body = {"order_id": order["id"], "amount": 3000, "reason": "accidental_purchase"}
+    first = shop.client.post("/v1/refunds", json=body, headers=headers)
+    assert first.status_code == 500, first.text
+
+    back_up()
+    retry = shop.client.post("/v1/refunds", json=body, headers=headers)
+
+    assert retry.status_code == 201, retry.text
+    assert retry.headers["idempotent-replayed"] == "true"
+    assert retry.json()["status"] == "processing"
+    worker.run_jobs_once()  # the send job sends the refund the dead request approved
+    refunds = shop.get(f"/v1/refunds?order_id={order['id']}")["data"]
+    assert [(r["id"], r["status"], r["amount"]) for r in refunds] == [
+        (retry.json()["id"], "succeeded", 3000)
+    ]
+    assert shop.get(f"/v1/orders/{order['id']}")["amount_refunded"] == 3000
+    assert books.violations(database) == []
+
+
+def test_a_retried_refund_request_replays_the_final_answer_not_the_interim_one(
+    shop: Shop,
+) -> None:
+    order = _paid_order(shop)
+    headers = {**shop.app.headers, "Idempotency-Key": "refund-final"}
+    body = {"order_id": order["id"], "amount": 3000, "reason": "accidental_purchase"}
+
+    first = shop.client.post("/v1/refunds", json=body, headers=headers)
+    retry = shop.client.post("/v1/refunds", json=body, headers=headers)
+
+    assert (first.status_code, first.json()["status"]) == (201, "succeeded"), first.text
+    assert retry.headers["idempotent-replayed"] == "true"
+    assert (retry.status_code, retry.content) == (201, first.content)
+    assert len(shop.get(f"/v1/refunds?order_id={order['id']}")["data"]) == 1

@@ -273,24 +273,43 @@ def _owned(claim: _Proceed) -> ColumnElement[bool]:
     )
 
 
+def _claimed_by(claim: _Proceed) -> ColumnElement[bool]:
+    """The claimed row, in progress or completed with an interim answer, as long as no other
+    request has taken it over (only a row in progress can be: its token would change)."""
+    return and_(
+        IdempotencyRecord.scope == claim.scope,
+        IdempotencyRecord.key == claim.key,
+        IdempotencyRecord.locked_until == claim.token,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+
+
 def _write_outcome(
     session: Session,
+    which: ColumnElement[bool],
     claim: _Proceed,
-    status: int,
-    headers: list[tuple[str, str]],
-    body: bytes,
+    outcome: _Outcome,
     box: SecretBox | None,
+    *,
+    interim: bool = False,
 ) -> bool:
-    """Mark the claimed row completed with the response; False if it is no longer ours."""
+    """Mark the claimed row completed with `outcome`; False if it is no longer this claim's.
+    An interim outcome keeps the claim's token, so that the final one can replace it."""
     result = session.execute(
         update(IdempotencyRecord)
-        .where(_owned(claim))
+        .where(which)
         .values(
             state=COMPLETED,
-            locked_until=None,
-            response_status=status,
-            response_headers=json.dumps(headers),
-            response_body=_seal_body(box, claim.scope, claim.key, body),
+            locked_until=claim.token if interim else None,
+            response_status=outcome.status,
+            response_headers=json.dumps(outcome.headers),
+            response_body=_seal_body(box, claim.scope, claim.key, outcome.body),
         )
     )
     return int(getattr(result, "rowcount", 0) or 0) == 1
@@ -305,7 +324,24 @@ def _complete(
     box: SecretBox | None = None,
 ) -> bool:
     with database.session_scope() as session:
-        return _write_outcome(session, claim, status, headers, body, box)
+        return _write_outcome(session, _owned(claim), claim, _Outcome(status, headers, body), box)
+
+
+def _pending_claim(scope: Scope) -> _Pending | None:
+    pending = scope.get("state", {}).get(_PENDING_STATE)
+    return pending if isinstance(pending, _Pending) else None
+
+
+def _write_in_transaction(
+    session: Session, pending: _Pending, outcome: _Outcome, *, interim: bool
+) -> None:
+    if not _write_outcome(
+        session, _claimed_by(pending.claim), pending.claim, outcome, pending.box, interim=interim
+    ):
+        raise IdempotencyKeyTakenOver(
+            "This request outlived its Idempotency-Key's lock and another request took the "
+            "key over; nothing was done. Retry to get that request's response."
+        )
 
 
 @contextmanager
@@ -318,10 +354,10 @@ def outcome_kept_with(session: Session, scope: Scope, response: object) -> Itera
     answer not yet rendered to bytes (the middleware stores that one as it goes out). Raises
     `IdempotencyKeyTakenOver` when the claim is no longer this request's (the caller's work
     must then be rolled back). After a normal exit the middleware stores nothing more."""
-    pending = scope.get("state", {}).get(_PENDING_STATE)
+    pending = _pending_claim(scope)
     body = getattr(response, "body", None)
     if (
-        not isinstance(pending, _Pending)
+        pending is None
         or not isinstance(response, Response)
         or not isinstance(body, bytes | memoryview)
         or response.status_code >= 500
@@ -333,15 +369,27 @@ def outcome_kept_with(session: Session, scope: Scope, response: object) -> Itera
         for name, value in response.raw_headers
         if name.lower() in _REPLAYED_HEADERS
     ]
-    if not _write_outcome(
-        session, pending.claim, response.status_code, headers, bytes(body), pending.box
-    ):
-        raise IdempotencyKeyTakenOver(
-            "This request outlived its Idempotency-Key's lock and another request took the "
-            "key over; nothing was done. Retry to get that request's response."
-        )
+    _write_in_transaction(
+        session, pending, _Outcome(response.status_code, headers, bytes(body)), interim=False
+    )
     yield
     pending.stored = True
+
+
+def keep_interim_outcome(session: Session, scope: Scope, status: int, json_body: bytes) -> None:
+    """For an endpoint that commits part of its work before it is done (so that the part
+    stands before a gateway hears of it): store, in that part's transaction, what a retry
+    with the request's Idempotency-Key is told should the rest never run (the process died,
+    or a 5xx). The final outcome, kept with the rest of the work, replaces it; a 4xx or a 5xx
+    the endpoint raises afterwards does not (the part it describes was kept).
+
+    Nothing happens without a claim. Raises `IdempotencyKeyTakenOver` as `outcome_kept_with`
+    does."""
+    pending = _pending_claim(scope)
+    if pending is None:
+        return
+    headers = [("content-type", "application/json")]
+    _write_in_transaction(session, pending, _Outcome(status, headers, json_body), interim=True)
 
 
 def _release(database: Database, claim: _Proceed) -> None:
@@ -478,7 +526,10 @@ class IdempotencyMiddleware:
                 _complete, database, claim, outcome_status, headers, b"".join(chunks), box
             )
             if not stored:
-                logger.warning("idempotency key was taken over before the response was stored")
+                logger.warning(
+                    "idempotency key was taken over, or holds an interim answer, before the "
+                    "response was stored"
+                )
 
         async def capture(message: Message) -> None:
             nonlocal status
@@ -530,6 +581,7 @@ __all__ = [
     "IdempotencyKeyTakenOver",
     "IdempotencyMiddleware",
     "ScopeResolver",
+    "keep_interim_outcome",
     "outcome_kept_with",
     "purge_expired",
     "request_fingerprint",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, status
@@ -10,6 +11,7 @@ from knowpay.auth.dependencies import CurrentPrincipal, require_roles
 from knowpay.auth.principals import Principal, Role
 from knowpay.channels.errors import ChannelError
 from knowpay.kit.errors import KnowpayError
+from knowpay.kit.idempotency import keep_interim_outcome
 from knowpay.kit.openapi import problem_responses
 from knowpay.kit.pagination import Page, PageParams, page_params
 from knowpay.kit.web import AppClock, DbSession, SessionRoute
@@ -42,8 +44,24 @@ def _out(session: DbSession, refund: Refund) -> RefundOut:
     return RefundOut.of(refund, service.timeline(session, refund.id))
 
 
+@dataclass(frozen=True, slots=True)
+class Answering:
+    """The API request a refund is sent for, and the status its answer carries."""
+
+    request: Request
+    status_code: int = status.HTTP_200_OK
+
+    def keep_interim(self, session: DbSession, refund: RefundOut) -> None:
+        body = refund.model_dump_json(by_alias=True).encode()
+        keep_interim_outcome(session, self.request.scope, self.status_code, body)
+
+
 def send_now(
-    session: DbSession, ctx: service.RefundsContext, refund: Refund, clock: AppClock
+    session: DbSession,
+    ctx: service.RefundsContext,
+    refund: Refund,
+    clock: AppClock,
+    answering: Answering | None = None,
 ) -> Refund:
     """Send an approved refund to its gateway right away (the approval commits first); the
     worker's send job retries with the same refund number if the gateway cannot be reached.
@@ -51,6 +69,10 @@ def send_now(
     if refund.status != RefundStatus.PROCESSING or not refund.needs_gateway_call:
         return refund
     request, channel = service.refund_request(ctx, session, refund), refund.channel
+    if answering is not None:
+        # Should this request die once the approval is committed, a retry with its
+        # Idempotency-Key is told of the refund as it stands, not asked to make another.
+        answering.keep_interim(session, _out(session, refund))
     session.commit()  # the approval stands before the gateway hears of it
     try:
         result = service.call_gateway(ctx, request, channel)
@@ -74,11 +96,17 @@ def send_now(
     responses=problem_responses(404),  # the order_id names no order this caller may see
 )
 def create_refund(
-    body: RefundCreate, caller: Requester, session: DbSession, clock: AppClock, ctx: Context
+    body: RefundCreate,
+    caller: Requester,
+    session: DbSession,
+    clock: AppClock,
+    ctx: Context,
+    request: Request,
 ) -> RefundOut:
     """Ask for money back; small early requests go through at once, others wait for finance."""
     refund = service.request_refund(session, ctx, caller, body, clock.now())
-    return _out(session, send_now(session, ctx, refund, clock))
+    answering = Answering(request, status.HTTP_201_CREATED)
+    return _out(session, send_now(session, ctx, refund, clock, answering))
 
 
 @router.get("", response_model=Page[RefundOut])
@@ -113,6 +141,7 @@ def approve_refund(
     session: DbSession,
     clock: AppClock,
     ctx: Context,
+    request: Request,
     body: RefundDecision | None = None,
 ) -> RefundOut:
     """Finance approves a waiting refund; it goes to the gateway."""
@@ -120,7 +149,7 @@ def approve_refund(
     service.approve(
         session, refund, service.actor_of(caller), clock.now(), note=(body or RefundDecision()).note
     )
-    return _out(session, send_now(session, ctx, refund, clock))
+    return _out(session, send_now(session, ctx, refund, clock, Answering(request)))
 
 
 @router.post("/{refund_id}/reject", response_model=RefundOut)
@@ -140,13 +169,18 @@ def reject_refund(
 
 @router.post("/{refund_id}/retry", response_model=RefundOut)
 def retry_refund(
-    refund_id: str, caller: Finance, session: DbSession, clock: AppClock, ctx: Context
+    refund_id: str,
+    caller: Finance,
+    session: DbSession,
+    clock: AppClock,
+    ctx: Context,
+    request: Request,
 ) -> RefundOut:
     """Send a failed refund again."""
     refund = service.retry(
         session, service.lock_with_order(session, refund_id), service.actor_of(caller), clock.now()
     )
-    return _out(session, send_now(session, ctx, refund, clock))
+    return _out(session, send_now(session, ctx, refund, clock, Answering(request)))
 
 
 @router.post("/{refund_id}/resolve", response_model=RefundOut)

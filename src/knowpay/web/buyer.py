@@ -166,7 +166,9 @@ def request_refund(
         reason = RefundReason.OTHER.value
     body = RefundCreate(order_id=order_id, reason=reason, reason_text=reason_text or None)
     try:
-        refunds_api.create_refund(body, buyer, session, clock, request.app.state.refunds_context)
+        refunds_api.create_refund(
+            body, buyer, session, clock, request.app.state.refunds_context, request
+        )
     except KnowpayError as exc:
         session.rollback()
         return RedirectResponse(f"/me?error={exc.code}#order-{order_id}", status_code=303)
