@@ -160,9 +160,7 @@ def static_file(path: str) -> Response:
     return FileResponse(target, media_type=media_type, headers={"Cache-Control": "max-age=3600"})
 
 
-web_router = APIRouter(
-    route_class=SessionRoute,
-)
+web_router = APIRouter()  # only includes routers, each a SessionRoute router
 web_router.include_router(pages)
 web_router.include_router(cashier_router)
 web_router.include_router(buyer_router)

@@ -6,12 +6,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from knowpay.kit.web import SessionRoute
 from knowpay.web.console import actions, pages, report_pages
 
-console_router = APIRouter(
-    route_class=SessionRoute,
-)
+console_router = APIRouter()  # only includes routers, each a SessionRoute router
 console_router.include_router(pages.router)
 console_router.include_router(actions.router)
 console_router.include_router(report_pages.router)
