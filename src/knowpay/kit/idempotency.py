@@ -376,20 +376,23 @@ def outcome_kept_with(session: Session, scope: Scope, response: object) -> Itera
     pending.stored = True
 
 
-def keep_interim_outcome(session: Session, scope: Scope, status: int, json_body: bytes) -> None:
+def keep_interim_outcome(
+    session: Session, scope: Scope, status: int, json_body: Callable[[], bytes]
+) -> None:
     """For an endpoint that commits part of its work before it is done (so that the part
     stands before a gateway hears of it): store, in that part's transaction, what a retry
     with the request's Idempotency-Key is told should the rest never run (the process died,
     or a 5xx). The final outcome, kept with the rest of the work, replaces it; a 4xx or a 5xx
     the endpoint raises afterwards does not (the part it describes was kept).
 
-    Nothing happens without a claim. Raises `IdempotencyKeyTakenOver` as `outcome_kept_with`
-    does."""
+    `json_body` is called only when there is a claim to keep it under. Raises
+    `IdempotencyKeyTakenOver` as `outcome_kept_with` does."""
     pending = _pending_claim(scope)
     if pending is None:
         return
     headers = [("content-type", "application/json")]
-    _write_in_transaction(session, pending, _Outcome(status, headers, json_body), interim=True)
+    outcome = _Outcome(status, headers, json_body())
+    _write_in_transaction(session, pending, outcome, interim=True)
 
 
 def _release(database: Database, claim: _Proceed) -> None:

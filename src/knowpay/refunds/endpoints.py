@@ -51,8 +51,10 @@ class Answering:
     request: Request
     status_code: int = status.HTTP_200_OK
 
-    def keep_interim(self, session: DbSession, refund: RefundOut) -> None:
-        body = refund.model_dump_json(by_alias=True).encode()
+    def keep_interim(self, session: DbSession, refund: Refund) -> None:
+        def body() -> bytes:
+            return _out(session, refund).model_dump_json(by_alias=True).encode()
+
         keep_interim_outcome(session, self.request.scope, self.status_code, body)
 
 
@@ -72,7 +74,7 @@ def send_now(
     if answering is not None:
         # Should this request die once the approval is committed, a retry with its
         # Idempotency-Key is told of the refund as it stands, not asked to make another.
-        answering.keep_interim(session, _out(session, refund))
+        answering.keep_interim(session, refund)
     session.commit()  # the approval stands before the gateway hears of it
     try:
         result = service.call_gateway(ctx, request, channel)
