@@ -175,7 +175,12 @@ class ChannelHealth:
         breaker = self.breaker(gateway)
         started = time.perf_counter()
         try:
-            result = breaker.call(func)
+            # `calling()`, not `call()`: pybreaker's `call` holds the breaker's lock for the
+            # whole call, so a process would make one call to a gateway at a time (a slow
+            # gateway would queue every payment behind it). `calling` takes the lock only to
+            # decide whether the call may go and to record how it went.
+            with breaker.calling():
+                result = func()
         except pybreaker.CircuitBreakerError as exc:
             self._record(channel, operation, "rejected", 0.0, reached=False)
             raise ChannelCircuitOpen(gateway, self.retry_after_s(gateway)) from exc

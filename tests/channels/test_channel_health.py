@@ -1,0 +1,83 @@
+"""The gateway's circuit breaker guards calls without queueing them: calls to one gateway from
+one process run side by side, and failures still open the breaker."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from knowpay.channels.errors import ChannelDeclined
+from knowpay.channels.health import ChannelCircuitOpen, ChannelHealth
+from knowpay.kit.config import ChannelHealthSettings
+
+
+def _health(**settings: float) -> ChannelHealth:
+    return ChannelHealth(ChannelHealthSettings(**settings))  # type: ignore[arg-type]
+
+
+def test_calls_to_one_gateway_run_at_the_same_time_not_one_after_another() -> None:
+    health = _health()
+    both_inside = threading.Barrier(2, timeout=5)
+
+    def slow_gateway_call() -> str:
+        # Returns only once the other call is inside the gateway too: a breaker that held
+        # its lock across the call would keep the second one out and break the barrier.
+        both_inside.wait()
+        return "ok"
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        calls = [
+            pool.submit(health.call, channel, "alipay", "create_payment", slow_gateway_call)
+            for channel in ("alipay_qr", "alipay_page")
+        ]
+        assert [call.result(timeout=10) for call in calls] == ["ok", "ok"]
+    assert health.state("alipay") == "closed"
+
+
+def test_consecutive_failures_open_the_breaker_and_the_next_call_is_not_made() -> None:
+    health = _health(breaker_fail_max=3, breaker_reset_timeout_s=60)
+    made: list[str] = []
+
+    def failing_call() -> None:
+        made.append("call")
+        raise ConnectionError("gateway down")
+
+    for _ in range(3):
+        with pytest.raises(ConnectionError):
+            health.call("alipay_qr", "alipay", "create_payment", failing_call)
+    assert health.state("alipay") == "open"
+
+    with pytest.raises(ChannelCircuitOpen) as refused:
+        health.call("alipay_qr", "alipay", "create_payment", failing_call)
+    assert made == ["call"] * 3
+    assert refused.value.retry_after_s > 0
+    assert health.view("alipay_qr", "alipay").error_rate == 1.0
+
+
+def test_a_decline_is_the_gateway_working_and_does_not_count_as_a_failure() -> None:
+    health = _health(breaker_fail_max=2)
+
+    def declined_call() -> None:
+        raise ChannelDeclined("ACQ.TRADE_HAS_CLOSE", "the trade is closed")
+
+    for _ in range(4):
+        with pytest.raises(ChannelDeclined):
+            health.call("alipay_qr", "alipay", "refund", declined_call)
+    assert health.state("alipay") == "closed"
+
+
+def test_a_successful_trial_call_after_the_timeout_closes_the_breaker() -> None:
+    health = _health(breaker_fail_max=1, breaker_reset_timeout_s=0.05)
+
+    def failing_call() -> None:
+        raise TimeoutError("gateway timed out")
+
+    with pytest.raises(TimeoutError):
+        health.call("wechat_native", "wechatpay", "query_payment", failing_call)
+    assert health.state("wechatpay") == "open"
+
+    threading.Event().wait(0.1)
+    assert health.call("wechat_native", "wechatpay", "query_payment", lambda: "paid") == "paid"
+    assert health.state("wechatpay") == "closed"
