@@ -76,9 +76,10 @@ def _phase_notes(phase: dict[str, Any]) -> list[str]:
     if cpu:
         spent = ", ".join(f"{part.replace('_', ' ')} {seconds}" for part, seconds in cpu.items())
         notes.append(f"CPU seconds over the phase (warm-up included): {spent}.")
-    if "commits_per_flow" in phase:
+    if "commits_per_flow" in phase and "connections_opened_per_flow" in phase:
         notes.append(
-            f"{phase['commits_per_flow']} PostgreSQL commits per flow; "
+            f"{phase['commits_per_flow']} PostgreSQL commits and "
+            f"{phase['connections_opened_per_flow']} connections opened per flow; "
             f"{phase.get('connection_resends', 0)} requests resent on a closed idle connection."
         )
     return notes

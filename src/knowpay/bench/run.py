@@ -103,10 +103,12 @@ async def load_phase(
 
     platform_.latencies.samples.clear()
     platform_.connection_resends = 0
-    cpu_before, commits_before = cpu_by_part(stack), _commits(stack)
+    cpu_before, counters_before = cpu_by_part(stack), _database_counters(stack)
     await asyncio.gather(window(), *(flows() for _ in range(options.concurrency)))
     cpu_spent = {k: round(v - cpu_before[k], 1) for k, v in cpu_by_part(stack).items()}
-    commits = _commits(stack) - commits_before
+    commits_after, connections_after = _database_counters(stack)
+    commits = commits_after - counters_before[0]
+    connections = connections_after - counters_before[1]
     notify_ms = await _notify_latencies(platform_, CHANNEL_GATEWAY[channel], window_payments)
     endpoints = {
         name: percentiles(samples) for name, samples in sorted(platform_.latencies.samples.items())
@@ -131,6 +133,9 @@ async def load_phase(
             # Transactions committed in knowpay's database per flow (API and worker together;
             # PostgreSQL's statistics, which lag by up to a second).
             "commits_per_flow": round(commits / max(completed_total, 1), 1),
+            # Connections opened to knowpay's database per flow: a pool smaller than the
+            # requests a process runs at once opens and closes its overflow connections.
+            "connections_opened_per_flow": round(connections / max(completed_total, 1), 2),
         },
         completed_total,
     )
@@ -147,10 +152,14 @@ def cpu_by_part(stack: Stack) -> dict[str, float]:
     }
 
 
-def _commits(stack: Stack) -> int:
-    return int(
-        stack.scalar("SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()")
+def _database_counters(stack: Stack) -> tuple[int, int]:
+    """Transactions committed and sessions opened so far in knowpay's database (`sessions`
+    is PostgreSQL 14's; 0 before it)."""
+    [row] = stack.rows(
+        "SELECT xact_commit, coalesce((to_jsonb(d) ->> 'sessions')::bigint, 0)"
+        " FROM pg_stat_database d WHERE datname = current_database()"
     )
+    return int(row[0]), int(row[1])
 
 
 async def _notify_latencies(platform_: Platform, gateway: str, payments: set[str]) -> list[float]:
