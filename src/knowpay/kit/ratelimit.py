@@ -26,6 +26,7 @@ import logging
 import math
 import threading
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -95,6 +96,43 @@ class Decision:
         return headers
 
 
+class SweptMemoryStorage(MemoryStorage):
+    """`limits`' in-process storage, its expired counters swept by one long-lived thread.
+
+    MemoryStorage starts a new 10 ms `threading.Timer` whenever the last one has run out,
+    so a process with steady traffic starts a thread for about every request, on the event
+    loop, where `Thread.start` waits until the new thread has been scheduled. Here one daemon
+    thread sweeps every `sweep_every_s` instead, and stands in MemoryStorage's `timer`: it is
+    alive, so MemoryStorage never starts another. The thread holds the storage weakly and
+    ends once the storage is gone."""
+
+    def __init__(self, sweep_every_s: float = 1.0) -> None:
+        super().__init__()
+        self.timer.cancel()
+        self.timer = threading.Thread(
+            target=_sweep,
+            args=(weakref.ref(self), sweep_every_s),
+            name="knowpay-ratelimit-sweep",
+            daemon=True,
+        )  # type: ignore[assignment]  # is_alive() is all MemoryStorage asks of its timer
+        self.timer.start()
+
+    def sweep(self) -> None:
+        """Drop the counters and window entries that have expired."""
+        # MemoryStorage's own (name-mangled) sweep, the one its timers run.
+        self._MemoryStorage__expire_events()  # type: ignore[attr-defined]
+
+
+def _sweep(storage: weakref.ref[SweptMemoryStorage], every_s: float) -> None:
+    while True:
+        time.sleep(every_s)
+        alive = storage()
+        if alive is None:
+            return
+        alive.sweep()
+        del alive  # hold it only while sweeping, so that it can be collected
+
+
 class RateLimiter:
     """The rate-limit policy of one knowpay process: its rules and where they are counted."""
 
@@ -128,7 +166,7 @@ class RateLimiter:
                     raise ValueError("KNOWPAY_REDIS_URL must be redis://…, rediss://… or alike")
                 storage = shared
             else:
-                storage = MemoryStorage()
+                storage = SweptMemoryStorage()
             self._strategy = _STRATEGIES[settings.strategy](storage)
 
     def digest(self, secret: str) -> str:
