@@ -74,3 +74,23 @@ def test_the_sweeping_thread_ends_with_its_storage() -> None:
     assert collected() is None
     sweeper.join(timeout=2)
     assert not sweeper.is_alive()
+
+
+def test_the_sweeper_pauses_between_sweeps_even_with_time_sleep_patched_out(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A test that patches `time.sleep` away (to skip retry back-offs) once had every
+    sweeper of the process spinning, and the suite crawling."""
+    sweeps: list[float] = []
+
+    class CountedStorage(SweptMemoryStorage):
+        def sweep(self) -> None:
+            sweeps.append(time.monotonic())
+            super().sweep()
+
+    monkeypatch.setattr(time, "sleep", lambda _seconds: None)
+    storage = CountedStorage(sweep_every_s=0.05)
+    threading.Event().wait(0.5)
+    del storage
+
+    assert 3 <= len(sweeps) <= 15

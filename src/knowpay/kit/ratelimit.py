@@ -124,8 +124,10 @@ class SweptMemoryStorage(MemoryStorage):
 
 
 def _sweep(storage: weakref.ref[SweptMemoryStorage], every_s: float) -> None:
-    while True:
-        time.sleep(every_s)
+    # An Event that is never set, as a pause: `time.sleep` is global, and a test that
+    # patches it out (to skip retry back-offs) would set this loop spinning.
+    pause = threading.Event()
+    while not pause.wait(every_s):
         alive = storage()
         if alive is None:
             return
