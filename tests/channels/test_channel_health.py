@@ -4,6 +4,7 @@ one process run side by side, and failures still open the breaker."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -81,3 +82,39 @@ def test_a_successful_trial_call_after_the_timeout_closes_the_breaker() -> None:
     threading.Event().wait(0.1)
     assert health.call("wechat_native", "wechatpay", "query_payment", lambda: "paid") == "paid"
     assert health.state("wechatpay") == "closed"
+
+
+def test_after_the_timeout_one_trial_call_goes_and_the_others_are_refused_at_once() -> None:
+    health = _health(breaker_fail_max=1, breaker_reset_timeout_s=0.05)
+    with pytest.raises(ConnectionError):
+        health.call("alipay_qr", "alipay", "create_payment", _raise(ConnectionError("down")))
+    threading.Event().wait(0.1)
+
+    trial_inside, trial_may_finish = threading.Event(), threading.Event()
+
+    def slow_trial() -> str:
+        trial_inside.set()
+        assert trial_may_finish.wait(5)
+        return "ok"
+
+    made: list[str] = []
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        trial = pool.submit(health.call, "alipay_qr", "alipay", "query_payment", slow_trial)
+        assert trial_inside.wait(5)
+        with pytest.raises(ChannelCircuitOpen) as refused:
+            health.call("alipay_page", "alipay", "create_payment", lambda: made.append("call"))
+        assert refused.value.retry_after_s >= 1
+        trial_may_finish.set()
+        assert trial.result(timeout=5) == "ok"
+
+    assert made == []
+    assert health.state("alipay") == "closed"
+    health.call("alipay_page", "alipay", "create_payment", lambda: made.append("call"))
+    assert made == ["call"]
+
+
+def _raise(error: Exception) -> Callable[[], None]:
+    def call() -> None:
+        raise error
+
+    return call

@@ -132,6 +132,7 @@ class ChannelHealth:
         self._redis_url = redis_url
         self._on_state_change = on_state_change or (lambda gateway, old, new: None)
         self._breakers: dict[str, pybreaker.CircuitBreaker] = {}
+        self._trials: dict[str, threading.Lock] = {}
         self._calls: dict[str, deque[_Call]] = {}
         self._lock = threading.Lock()
 
@@ -153,6 +154,7 @@ class ChannelHealth:
                     throw_new_error_on_trip=False,
                 )
                 self._breakers[gateway] = breaker
+                self._trials[gateway] = threading.Lock()
             return breaker
 
     def _notify(self, gateway: str, old: BreakerState, new: BreakerState) -> None:
@@ -173,6 +175,12 @@ class ChannelHealth:
     def call(self, channel: str, gateway: str, operation: str, func: Callable[[], T]) -> T:
         """Run one gateway call through the gateway's breaker, timing and counting it."""
         breaker = self.breaker(gateway)
+        # A breaker that is not closed lets one trial call at a time through this process;
+        # the others are refused at once rather than sent to a gateway that may still hang.
+        trial = self._trials[gateway] if breaker.current_state != pybreaker.STATE_CLOSED else None
+        if trial is not None and not trial.acquire(blocking=False):
+            self._record(channel, operation, "rejected", 0.0, reached=False)
+            raise ChannelCircuitOpen(gateway, max(1, self.retry_after_s(gateway)))
         started = time.perf_counter()
         try:
             # `calling()`, not `call()`: pybreaker's `call` holds the breaker's lock for the
@@ -190,6 +198,9 @@ class ChannelHealth:
         except Exception:
             self._record(channel, operation, "error", time.perf_counter() - started)
             raise
+        finally:
+            if trial is not None:
+                trial.release()
         self._record(channel, operation, "ok", time.perf_counter() - started)
         return result
 
