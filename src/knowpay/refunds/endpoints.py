@@ -9,8 +9,6 @@ from fastapi import APIRouter, Depends, Query, Request, status
 
 from knowpay.auth.dependencies import CurrentPrincipal, require_roles
 from knowpay.auth.principals import Principal, Role
-from knowpay.channels.errors import ChannelError
-from knowpay.kit.errors import KnowpayError
 from knowpay.kit.idempotency import keep_interim_outcome
 from knowpay.kit.openapi import problem_responses
 from knowpay.kit.pagination import Page, PageParams, page_params
@@ -76,19 +74,10 @@ def send_now(
         # Idempotency-Key is told of the refund as it stands, not asked to make another.
         answering.keep_interim(session, refund)
     session.commit()  # the approval stands before the gateway hears of it
-    try:
-        result = service.call_gateway(ctx, request, channel)
-    except (KnowpayError, ChannelError):  # unreachable: the send job retries with the same number
+    result = service.send(ctx, request, channel)
+    if result is None:  # unreachable: the send job retries with the same number
         return service.get(session, refund.id)
-    return service.apply_result(
-        session,
-        refund.id,
-        result,
-        clock.now(),
-        "system",
-        ctx.policy,
-        out_refund_no=request.out_refund_no,
-    )
+    return service.record_answer(session, ctx, refund.id, request, result, clock.now())
 
 
 @router.post(

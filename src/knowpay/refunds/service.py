@@ -8,6 +8,7 @@ commits; gateway calls happen with no transaction open (see tasks.py and endpoin
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -17,11 +18,12 @@ from sqlalchemy.orm import Session
 from knowpay.audit import service as audit
 from knowpay.auth.principals import Principal
 from knowpay.auth.scoping import can_see
-from knowpay.channels.errors import ChannelDeclined
+from knowpay.channels.errors import ChannelDeclined, ChannelError
 from knowpay.channels.types import ChannelStatus, RefundRequest, RefundResult
 from knowpay.entitlements import service as entitlements
 from knowpay.entitlements.schemas import EntitlementOut
 from knowpay.kit.config import RefundSettings
+from knowpay.kit.errors import KnowpayError
 from knowpay.kit.ids import new_id
 from knowpay.kit.money import Money
 from knowpay.kit.outbox import emit
@@ -42,6 +44,8 @@ from knowpay.refunds.errors import (
 from knowpay.refunds.models import Refund, RefundTimelineEntry
 from knowpay.refunds.schemas import RefundCreate, RefundOut
 from knowpay.refunds.states import OPEN, RefundStatus, next_status
+
+logger = logging.getLogger(__name__)
 
 SYSTEM = "system"
 REFUNDABLE = frozenset({OrderStatus.PAID, OrderStatus.PARTIALLY_REFUNDED})
@@ -365,6 +369,30 @@ def call_gateway(ctx: RefundsContext, request: RefundRequest, channel_name: str)
         return RefundResult(
             ChannelStatus.FAILED, failure_code=declined.code, failure_message=declined.message
         )
+
+
+def send(ctx: RefundsContext, request: RefundRequest, channel_name: str) -> RefundResult | None:
+    """The gateway's answer to an approved refund (outside any transaction), or None when the
+    gateway could not be reached: the send job tries again with the same refund number."""
+    try:
+        return call_gateway(ctx, request, channel_name)
+    except (KnowpayError, ChannelError) as exc:
+        logger.warning("refund %s not sent yet; will retry: %s", request.out_refund_no, exc)
+        return None
+
+
+def record_answer(
+    session: Session,
+    ctx: RefundsContext,
+    refund_id: str,
+    request: RefundRequest,
+    result: RefundResult,
+    now: datetime,
+) -> Refund:
+    """Settle the refund from the gateway's answer to `request` (the system acts)."""
+    return apply_result(
+        session, refund_id, result, now, SYSTEM, ctx.policy, out_refund_no=request.out_refund_no
+    )
 
 
 def lock_with_order(session: Session, refund_id: str) -> Refund:

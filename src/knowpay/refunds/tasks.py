@@ -76,21 +76,11 @@ def _send_one(ctx: RefundJobContext, refund_id: str) -> int:
     with ctx.database.session_scope(read_only=True) as session:
         refund = service.get(session, refund_id)
         request, channel = service.refund_request(ctx.refunds, session, refund), refund.channel
-    try:
-        result = service.call_gateway(ctx.refunds, request, channel)
-    except (KnowpayError, ChannelError) as exc:
-        logger.warning("refund %s not sent yet; will retry: %s", refund_id, exc)
+    result = service.send(ctx.refunds, request, channel)
+    if result is None:
         return 0
     with ctx.database.session_scope() as session:
-        service.apply_result(
-            session,
-            refund_id,
-            result,
-            ctx.clock.now(),
-            "system",
-            ctx.refunds.policy,
-            out_refund_no=request.out_refund_no,
-        )
+        service.record_answer(session, ctx.refunds, refund_id, request, result, ctx.clock.now())
     return 1
 
 
