@@ -104,11 +104,16 @@ def test_after_the_timeout_one_trial_call_goes_and_the_others_are_refused_at_onc
         with pytest.raises(ChannelCircuitOpen) as refused:
             health.call("alipay_page", "alipay", "create_payment", lambda: made.append("call"))
         assert refused.value.retry_after_s >= 1
+        # Routing leaves the gateway's channels out meanwhile: no attempt is opened only to
+        # be refused.
+        assert not health.is_available("alipay")
+        assert not health.view("alipay_page", "alipay").available
         trial_may_finish.set()
         assert trial.result(timeout=5) == "ok"
 
     assert made == []
     assert health.state("alipay") == "closed"
+    assert health.is_available("alipay")
     health.call("alipay_page", "alipay", "create_payment", lambda: made.append("call"))
     assert made == ["call"]
 

@@ -233,9 +233,11 @@ class ChannelHealth:
         return max(0, int((reopens - datetime.now(UTC)).total_seconds() + 0.999))
 
     def is_available(self, gateway: str) -> bool:
-        """False while the breaker is open and its timeout has not passed; a half-open breaker
-        (or an open one whose timeout passed) lets the next call probe the gateway."""
-        return self.retry_after_s(gateway) == 0
+        """False while the breaker is open and its timeout has not passed, and while this
+        process's trial call is out; a half-open breaker (or an open one whose timeout
+        passed) with no trial out lets the next call probe the gateway."""
+        self.breaker(gateway)
+        return self.retry_after_s(gateway) == 0 and not self._trials[gateway].locked()
 
     def view(self, channel: str, gateway: str) -> ChannelHealthView:
         """The rolling record of a channel over the configured window."""
@@ -251,7 +253,7 @@ class ChannelHealth:
             channel=channel,
             gateway=gateway,
             breaker_state=self.state(gateway),
-            available=retry_after == 0,
+            available=retry_after == 0 and not self._trials[gateway].locked(),
             calls=len(reached),
             success_rate=ok / len(reached) if reached else None,
             error_rate=(len(reached) - ok) / len(reached) if reached else None,
