@@ -1,4 +1,4 @@
-"""Money is exact: integer minor units, exponents from CLDR, no float anywhere."""
+"""Money is exact: integer minor units, exponents from ISO 4217, no float anywhere."""
 
 from __future__ import annotations
 
@@ -26,6 +26,17 @@ def test_exponents_come_from_the_standard() -> None:
     assert currency_exponent("KRW") == 0
     assert currency_exponent("BHD") == 3
     assert currency_exponent("cny") == 2
+
+
+def test_exponents_are_iso_4217_minor_units_not_cldr_display_digits() -> None:
+    """CLDR (Babel 2.19) shows HUF, IDR and COP without decimals and IQD without its three;
+    a stored amount in minor units must keep ISO 4217's meaning whatever Babel shows."""
+    assert currency_exponent("HUF") == 2
+    assert currency_exponent("IDR") == 2
+    assert currency_exponent("COP") == 2
+    assert currency_exponent("IQD") == 3
+    assert Money.parse("175.00", "HUF") == Money(17500, "HUF")
+    assert "XAU" not in known_currencies()  # gold is no tender
 
 
 @pytest.mark.parametrize(

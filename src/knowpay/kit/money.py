@@ -1,8 +1,10 @@
 """Money: an integer count of a currency's minor unit plus its ISO 4217 code.
 
-The exponent of each currency comes from the Unicode CLDR data that Babel ships, so that
-it follows the standard as Babel is updated. No float is ever involved: decimal strings
-are parsed with `Decimal` and refused when they carry more digits than the currency has.
+The codes and the exponent of each currency are ISO 4217's own (list one, as the
+`iso4217` package ships it), not CLDR's display digits: Babel 2.19 (CLDR 48) shows HUF,
+IDR and COP with no decimals, and a stored amount must not change its meaning when a
+formatting library is upgraded. No float is ever involved: decimal strings are parsed
+with `Decimal` and refused when they carry more digits than the currency has.
 """
 
 from __future__ import annotations
@@ -12,12 +14,12 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 
-from babel.numbers import get_currency_precision, list_currencies
+from iso4217 import Currency
 
 _DECIMAL_PATTERN = re.compile(r"^-?\d+(\.\d+)?$")
 
-# CLDR data lists historic and fund codes too; these are still accepted by gateways
-# and by nobody else, so knowpay keeps to the ones in current use.
+# ISO 4217 lists precious metals, units of account and test codes too; no buyer pays in
+# them.
 _NOT_TENDER = frozenset(
     {"XAU", "XAG", "XPT", "XPD", "XDR", "XTS", "XXX", "XBA", "XBB", "XBC", "XBD", "XSU", "XUA"}
 )
@@ -33,15 +35,18 @@ class CurrencyMismatch(MoneyError):
 
 @lru_cache(maxsize=1)
 def known_currencies() -> frozenset[str]:
-    """ISO 4217 codes knowpay accepts."""
-    return frozenset(code for code in list_currencies() if code not in _NOT_TENDER)
+    """ISO 4217 codes knowpay accepts: those in current use with a minor unit."""
+    return frozenset(
+        c.code for c in Currency if c.exponent is not None and c.code not in _NOT_TENDER
+    )
 
 
 @lru_cache(maxsize=512)
 def currency_exponent(currency: str) -> int:
     """How many decimal digits the currency's minor unit has (CNY 2, JPY 0, BHD 3)."""
-    code = normalize_currency(currency)
-    return int(get_currency_precision(code))
+    exponent = Currency[normalize_currency(currency)].exponent
+    assert exponent is not None  # known_currencies() holds only codes with one
+    return int(exponent)
 
 
 def normalize_currency(currency: str) -> str:
