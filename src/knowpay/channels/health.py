@@ -253,7 +253,7 @@ class ChannelHealth:
             channel=channel,
             gateway=gateway,
             breaker_state=self.state(gateway),
-            available=retry_after == 0 and not self._trials[gateway].locked(),
+            available=self.is_available(gateway),
             calls=len(reached),
             success_rate=ok / len(reached) if reached else None,
             error_rate=(len(reached) - ok) / len(reached) if reached else None,

@@ -34,19 +34,24 @@ class CurrencyMismatch(MoneyError):
 
 
 @lru_cache(maxsize=1)
+def _exponents() -> dict[str, int]:
+    """ISO 4217 codes in current use with a minor unit, and its number of digits."""
+    return {
+        c.code: int(c.exponent)
+        for c in Currency
+        if c.exponent is not None and c.code not in _NOT_TENDER
+    }
+
+
+@lru_cache(maxsize=1)
 def known_currencies() -> frozenset[str]:
     """ISO 4217 codes knowpay accepts: those in current use with a minor unit."""
-    return frozenset(
-        c.code for c in Currency if c.exponent is not None and c.code not in _NOT_TENDER
-    )
+    return frozenset(_exponents())
 
 
-@lru_cache(maxsize=512)
 def currency_exponent(currency: str) -> int:
     """How many decimal digits the currency's minor unit has (CNY 2, JPY 0, BHD 3)."""
-    exponent = Currency[normalize_currency(currency)].exponent
-    assert exponent is not None  # known_currencies() holds only codes with one
-    return int(exponent)
+    return _exponents()[normalize_currency(currency)]
 
 
 def normalize_currency(currency: str) -> str:
