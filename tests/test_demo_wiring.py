@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from knowpay.app import create_app
 from knowpay.cli.wiring import SANDBOX_PREFIX, wire_sandbox
 from knowpay.kit.clock import FrozenClock, SystemClock
-from knowpay.kit.config import Settings
+from knowpay.kit.config import RateLimitSettings, Settings
 from knowpay.kit.db import Database
 from tests import books
 from tests.builders import Builders, Shop
@@ -23,6 +23,10 @@ from tests.live import free_port, serve_in_thread
 
 @pytest.fixture
 def demo(settings: Settings, database: Database) -> Iterator[tuple[Shop, str]]:
+    yield from _serve_demo(settings, database)
+
+
+def _serve_demo(settings: Settings, database: Database) -> Iterator[tuple[Shop, str]]:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     wired, sandbox = wire_sandbox(settings.model_copy(update={"public_url": base}))
@@ -67,3 +71,37 @@ def test_wechat_native_in_the_demo(demo: tuple[Shop, str], database: Database) -
     assert paid.status_code < 300, paid.text
     _wait_paid(shop, order["id"])
     assert books.violations(database) == []
+
+
+ANONYMOUS_PER_IP = 3
+
+
+@pytest.fixture
+def strictly_limited_demo(settings: Settings, database: Database) -> Iterator[tuple[Shop, str]]:
+    limits = RateLimitSettings(
+        api_per_ip=f"{ANONYMOUS_PER_IP}/minute", key_prefix=settings.rate_limits.key_prefix
+    )
+    yield from _serve_demo(settings.model_copy(update={"rate_limits": limits}), database)
+
+
+def test_the_simulators_calls_do_not_spend_the_local_anonymous_rate_limit(
+    strictly_limited_demo: tuple[Shop, str],
+) -> None:
+    """knowpay's calls to the simulated gateway come from 127.0.0.1 without credentials, as
+    do the payer's; counted as knowpay traffic, a few payments used up the budget and the
+    gateway "answered" 429 (a demo under load answered 503 once its breaker opened)."""
+    shop, base = strictly_limited_demo
+    for _ in range(ANONYMOUS_PER_IP + 2):
+        payment = shop.pay(shop.order(), channel="wechat_native")
+        assert payment["status"] == "pending"
+        paid = httpx.post(
+            f"{base}{SANDBOX_PREFIX}/wechatpay/_trades/{payment['id']}/pay", trust_env=False
+        )
+        assert paid.status_code < 300, paid.text
+    # knowpay itself is still limited for anonymous callers.
+    answers = [
+        httpx.get(f"{base}/v1/orders", trust_env=False).status_code
+        for _ in range(ANONYMOUS_PER_IP + 1)
+    ]
+    assert set(answers) == {401, 429}
+    assert answers[-1] == 429
