@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from knowpay.bench.flows import CHANNEL_GATEWAY, FlowError, FlowResult, Platform
+from knowpay.bench.flows import CHANNEL_GATEWAY, Catalog, FlowError, FlowResult, Platform
 from knowpay.bench.stack import Stack
 from knowpay.webhooks.signing import SIGNATURE_HEADER, verify_signature
 from tests.webhooks.receiver import Received, Receiver, receiver
@@ -36,6 +36,22 @@ def simulator_client(sandbox_url: str, *, connections: int = 64) -> httpx.AsyncC
         keepalive_expiry=IDLE_CONNECTION_S,
     )
     return httpx.AsyncClient(base_url=sandbox_url, timeout=30, limits=limits, trust_env=False)
+
+
+def patient_platform(
+    api_url: str, sandbox_url: str, catalog: Catalog, *, concurrency: int
+) -> Platform:
+    """The platform of a crash run: it retries every call through kills and 5xx, and its
+    buyers pay at the gateway on a connection that never outlives the server's idea of idle
+    (paying is the one call of a flow it does not retry)."""
+    return Platform(
+        api_url,
+        sandbox_url,
+        catalog,
+        concurrency=concurrency,
+        patient=True,
+        payer_idle_s=IDLE_CONNECTION_S,
+    )
 
 
 @dataclass

@@ -24,17 +24,17 @@ import httpx
 import psycopg
 import pytest
 
-from knowpay.bench.flows import Platform, make_catalog
+from knowpay.bench.flows import make_catalog
 from knowpay.bench.run import BENCH_ENV
 from knowpay.bench.stack import Stack, StackOptions
 from tests.chaos.controller import (
-    IDLE_CONNECTION_S,
     FaultInjector,
     FlowLog,
     Killer,
     WebhookReceiver,
     notification_counts,
     paid_at_simulator,
+    patient_platform,
     run_fault_window,
     run_flows,
     simulator_client,
@@ -139,16 +139,7 @@ async def _drive(
     catalog = await make_catalog(stack.api_url, api_key, buyers=32, products=16)
     await _subscribe(stack.api_url, api_key, receiver)
     laps.lap("catalog")
-    # The buyers pay at the gateway on a connection that never outlives the server's idea of
-    # idle (paying is the one call of a flow the patient client does not retry).
-    platform = Platform(
-        stack.api_url,
-        stack.sandbox_url,
-        catalog,
-        concurrency=CONCURRENCY,
-        patient=True,
-        payer_idle_s=IDLE_CONNECTION_S,
-    )
+    platform = patient_platform(stack.api_url, stack.sandbox_url, catalog, concurrency=CONCURRENCY)
     log = FlowLog(FLOWS)
     async with simulator_client(stack.sandbox_url) as sim:
         run = Run(

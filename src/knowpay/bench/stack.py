@@ -74,6 +74,34 @@ def group_cpu_seconds(member: Callable[[int, int, str], bool]) -> float:
     return total / ticks
 
 
+def read_simulator_keys(sandbox_url: str) -> dict[str, dict[str, Any]]:
+    """What the simulators publish at /_keys, for the gateways a run points knowpay at."""
+    return {
+        gateway: httpx.get(f"{sandbox_url}/{gateway}/_keys", trust_env=False).json()
+        for gateway in ("alipay", "wechatpay")
+    }
+
+
+def simulated_gateways_env(keys: dict[str, dict[str, Any]], sandbox_url: str) -> dict[str, str]:
+    """knowpay's Alipay and WeChat Pay settings pointed at the simulators, with their keys."""
+    alipay, wechat = keys["alipay"], keys["wechatpay"]
+    return {
+        "KNOWPAY_ALIPAY__APP_ID": alipay["app_id"],
+        "KNOWPAY_ALIPAY__SELLER_ID": alipay["seller_id"],
+        "KNOWPAY_ALIPAY__GATEWAY_URL": alipay["gateway_url"],
+        "KNOWPAY_ALIPAY__PRIVATE_KEY": alipay["merchant_private_key"],
+        "KNOWPAY_ALIPAY__ALIPAY_PUBLIC_KEY": alipay["alipay_public_key"],
+        "KNOWPAY_WECHATPAY__MCHID": wechat["mchid"],
+        "KNOWPAY_WECHATPAY__APPID": wechat["appid"],
+        "KNOWPAY_WECHATPAY__APIV3_KEY": wechat["apiv3_key"],
+        "KNOWPAY_WECHATPAY__MERCHANT_PRIVATE_KEY": wechat["merchant_private_key"],
+        "KNOWPAY_WECHATPAY__MERCHANT_SERIAL_NO": wechat["merchant_serial_no"],
+        "KNOWPAY_WECHATPAY__PLATFORM_PUBLIC_KEY": wechat["platform_public_key"],
+        "KNOWPAY_WECHATPAY__PLATFORM_SERIAL_NO": wechat["platform_serial_no"],
+        "KNOWPAY_WECHATPAY__BASE_URL": sandbox_url + "/wechatpay",
+    }
+
+
 @dataclass
 class StackOptions:
     server_url: str = DEFAULT_SERVER_URL
@@ -179,10 +207,7 @@ class Stack:
             wait_until(
                 answers_ok(self.sandbox_url + "/healthz"), timeout_s=60, what="sandbox ready"
             )
-            self.sandbox_keys = {
-                gateway: httpx.get(f"{self.sandbox_url}/{gateway}/_keys", trust_env=False).json()
-                for gateway in ("alipay", "wechatpay")
-            }
+            self.sandbox_keys = read_simulator_keys(self.sandbox_url)
             self.cli("migrate")
             self.api = self._process(
                 "api",
@@ -256,7 +281,6 @@ class Stack:
     def knowpay_env(self) -> dict[str, str]:
         """The environment every knowpay process of the run gets: its database, its public
         URL, both gateways pointed at the simulators with the keys they published."""
-        alipay, wechat = self.sandbox_keys["alipay"], self.sandbox_keys["wechatpay"]
         env = {k: v for k, v in os.environ.items() if not k.startswith("KNOWPAY_")}
         env.update(
             {
@@ -264,19 +288,7 @@ class Stack:
                 "KNOWPAY_PUBLIC_URL": self.api_url,
                 "KNOWPAY_SECRET_KEY": "bench-" + "k" * 40,
                 "KNOWPAY_WORKER__IN_PROCESS": "false",
-                "KNOWPAY_ALIPAY__APP_ID": alipay["app_id"],
-                "KNOWPAY_ALIPAY__SELLER_ID": alipay["seller_id"],
-                "KNOWPAY_ALIPAY__GATEWAY_URL": alipay["gateway_url"],
-                "KNOWPAY_ALIPAY__PRIVATE_KEY": alipay["merchant_private_key"],
-                "KNOWPAY_ALIPAY__ALIPAY_PUBLIC_KEY": alipay["alipay_public_key"],
-                "KNOWPAY_WECHATPAY__MCHID": wechat["mchid"],
-                "KNOWPAY_WECHATPAY__APPID": wechat["appid"],
-                "KNOWPAY_WECHATPAY__APIV3_KEY": wechat["apiv3_key"],
-                "KNOWPAY_WECHATPAY__MERCHANT_PRIVATE_KEY": wechat["merchant_private_key"],
-                "KNOWPAY_WECHATPAY__MERCHANT_SERIAL_NO": wechat["merchant_serial_no"],
-                "KNOWPAY_WECHATPAY__PLATFORM_PUBLIC_KEY": wechat["platform_public_key"],
-                "KNOWPAY_WECHATPAY__PLATFORM_SERIAL_NO": wechat["platform_serial_no"],
-                "KNOWPAY_WECHATPAY__BASE_URL": self.sandbox_url + "/wechatpay",
+                **simulated_gateways_env(self.sandbox_keys, self.sandbox_url),
             }
         )
         env.update(self.options.env)
