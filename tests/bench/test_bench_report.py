@@ -30,6 +30,7 @@ def _result(paid_flows_per_s: float = 50.0, tps: float = 600.0) -> dict[str, Any
                 "warmup_s": 10.0,
                 "endpoints": {"POST /v1/orders": endpoint},
                 "cpu_seconds": {"api": 40.0, "load_generator": 2.0},
+                "cpu_ms_per_flow": {"api": 53.3, "load_generator": 2.7},
                 "commits_per_flow": 13.3,
                 "connections_opened_per_flow": 0.92,
                 "connection_resends": 0,
@@ -82,6 +83,7 @@ def test_the_report_states_the_ratio_the_storm_and_the_checks() -> None:
     assert "`payment_captured` 1000, `duplicate_captured` 0" in text
     assert "`knowpay ledger check` passed; paid orders 2500" in text
     assert "CPU seconds over the phase (warm-up included): api 40.0, load generator 2.0." in text
+    assert "CPU milliseconds per paid flow of the phase: api 53.3, load generator 2.7." in text
     assert "13.3 PostgreSQL commits and 0.92 connections opened per flow; 0 requests" in text
 
 

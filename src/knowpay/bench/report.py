@@ -76,6 +76,10 @@ def _phase_notes(phase: dict[str, Any]) -> list[str]:
     if cpu:
         spent = ", ".join(f"{part.replace('_', ' ')} {seconds}" for part, seconds in cpu.items())
         notes.append(f"CPU seconds over the phase (warm-up included): {spent}.")
+    per_flow = phase.get("cpu_ms_per_flow")
+    if per_flow:
+        spent = ", ".join(f"{part.replace('_', ' ')} {ms}" for part, ms in per_flow.items())
+        notes.append(f"CPU milliseconds per paid flow of the phase: {spent}.")
     if "commits_per_flow" in phase and "connections_opened_per_flow" in phase:
         notes.append(
             f"{phase['commits_per_flow']} PostgreSQL commits and "

@@ -130,6 +130,11 @@ async def load_phase(
             # Where the machine's CPU went during the whole phase (warm-up included), in CPU
             # seconds: everything shares the same two cores.
             "cpu_seconds": cpu_spent,
+            # The same per flow finished in the phase: what one paid flow costs each part.
+            "cpu_ms_per_flow": {
+                part: round(1000 * seconds / max(completed_total, 1), 1)
+                for part, seconds in cpu_spent.items()
+            },
             # Transactions committed in knowpay's database per flow (API and worker together;
             # PostgreSQL's statistics, which lag by up to a second).
             "commits_per_flow": round(commits / max(completed_total, 1), 1),
