@@ -179,8 +179,8 @@ class ChannelHealth:
         # the others are refused at once rather than sent to a gateway that may still hang.
         trial = self._trials[gateway] if breaker.current_state != pybreaker.STATE_CLOSED else None
         if trial is not None and not trial.acquire(blocking=False):
-            self._record(channel, operation, "rejected", 0.0, reached=False)
-            raise ChannelCircuitOpen(gateway, max(1, self.retry_after_s(gateway)))
+            # Half-open, or open past its timeout: "retry in 0 s" would invite a stampede.
+            raise self._refused(channel, gateway, operation, at_least_s=1)
         started = time.perf_counter()
         try:
             # `calling()`, not `call()`: pybreaker's `call` holds the breaker's lock for the
@@ -190,8 +190,7 @@ class ChannelHealth:
             with breaker.calling():
                 result = func()
         except pybreaker.CircuitBreakerError as exc:
-            self._record(channel, operation, "rejected", 0.0, reached=False)
-            raise ChannelCircuitOpen(gateway, self.retry_after_s(gateway)) from exc
+            raise self._refused(channel, gateway, operation) from exc
         except ChannelDeclined:
             self._record(channel, operation, "declined", time.perf_counter() - started)
             raise
@@ -203,6 +202,13 @@ class ChannelHealth:
                 trial.release()
         self._record(channel, operation, "ok", time.perf_counter() - started)
         return result
+
+    def _refused(
+        self, channel: str, gateway: str, operation: str, *, at_least_s: int = 0
+    ) -> ChannelCircuitOpen:
+        """Count a call the breaker kept from the gateway; the error that says when to retry."""
+        self._record(channel, operation, "rejected", 0.0, reached=False)
+        return ChannelCircuitOpen(gateway, max(at_least_s, self.retry_after_s(gateway)))
 
     def _record(
         self, channel: str, operation: str, outcome: Outcome, seconds: float, reached: bool = True
