@@ -9,14 +9,13 @@ server and runs wherever the suite does."""
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import re
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import create_engine, text
 
@@ -27,6 +26,7 @@ from knowpay.bench.stack import (
     answers_ok,
     free_port,
     read_simulator_keys,
+    run_cli,
     simulated_gateways_env,
     wait_until,
 )
@@ -68,16 +68,8 @@ class Deployment:
     server: Process
     kills: list[float] = field(default_factory=list)
 
-    def cli(self, *args: str) -> dict[str, object]:
-        completed = subprocess.run(
-            [sys.executable, "-m", "knowpay.cli.main", *args, "--json"],
-            env=self.env,
-            capture_output=True,
-            check=False,
-        )
-        assert completed.returncode in (0, 1), completed.stderr.decode()
-        answer: dict[str, object] = json.loads(completed.stdout)
-        return answer
+    def cli(self, *args: str) -> Any:
+        return run_cli(self.env, *args)
 
 
 def _deploy(tmp_path: Path) -> Deployment:
@@ -150,12 +142,7 @@ def test_sigkilled_embedded_server_on_sqlite_loses_nothing(tmp_path: Path) -> No
     deployment = _deploy(tmp_path)
     engine = create_engine(deployment.database_url)
     try:
-        subprocess.run(
-            [sys.executable, "-m", "knowpay.cli.main", "migrate"],
-            env=deployment.env,
-            check=True,
-            capture_output=True,
-        )
+        assert deployment.cli("migrate")["migrated"] is True
         api_key = str(deployment.cli("apps", "create", "--name", "embedded crash")["api_key"])
         deployment.server.start()
         wait_until(answers_ok(deployment.api_url + "/readyz"), timeout_s=60, what="serve ready")

@@ -102,6 +102,20 @@ def simulated_gateways_env(keys: dict[str, dict[str, Any]], sandbox_url: str) ->
     }
 
 
+def run_cli(env: dict[str, str], *args: str) -> Any:
+    """`knowpay <args> --json` in `env`; its JSON answer (exit 1 is an answer too, e.g. a
+    failed ledger check)."""
+    completed = subprocess.run(
+        [sys.executable, "-m", "knowpay.cli.main", *args, "--json"],
+        env=env,
+        capture_output=True,
+        check=False,
+    )
+    if completed.returncode not in (0, 1):
+        raise RuntimeError(f"knowpay {' '.join(args)} failed: {completed.stderr.decode()}")
+    return json.loads(completed.stdout)
+
+
 @dataclass
 class StackOptions:
     server_url: str = DEFAULT_SERVER_URL
@@ -296,15 +310,7 @@ class Stack:
 
     def cli(self, *args: str) -> Any:
         """`knowpay <args> --json` against the run's database; its JSON answer."""
-        completed = subprocess.run(
-            [sys.executable, "-m", "knowpay.cli.main", *args, "--json"],
-            env=self.knowpay_env(),
-            capture_output=True,
-            check=False,
-        )
-        if completed.returncode not in (0, 1):
-            raise RuntimeError(f"knowpay {' '.join(args)} failed: {completed.stderr.decode()}")
-        return json.loads(completed.stdout)
+        return run_cli(self.knowpay_env(), *args)
 
     def _process(self, name: str, args: list[str], env: dict[str, str]) -> Process:
         argv = [sys.executable, "-m", "knowpay.cli.main", *args]
