@@ -242,7 +242,7 @@ class ChannelHealth:
         """False while the breaker is open and its timeout has not passed, and while this
         process's trial call is out; a half-open breaker (or an open one whose timeout
         passed) with no trial out lets the next call probe the gateway."""
-        self.breaker(gateway)
+        # retry_after_s makes the breaker (and its trial lock) on first use.
         return self.retry_after_s(gateway) == 0 and not self._trials[gateway].locked()
 
     def view(self, channel: str, gateway: str) -> ChannelHealthView:
