@@ -43,6 +43,7 @@ from knowpay.kit.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
 from knowpay.kit.openapi import install_openapi
 from knowpay.kit.proxies import TrustedProxies
 from knowpay.kit.ratelimit import RateLimiter, RateLimitMiddleware
+from knowpay.kit.request_threads import limit_request_threads
 from knowpay.kit.security_headers import DOCS_CSP, SecurityHeadersMiddleware, gateway_form_csp
 from knowpay.limits.endpoints import router as limits_router
 from knowpay.limits.service import LimitPolicy
@@ -105,6 +106,7 @@ def create_app(
             if run_worker
             else None
         )
+        limit_request_threads(settings.request_threads)
         if worker is not None:
             worker.start()
         yield

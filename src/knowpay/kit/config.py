@@ -325,6 +325,9 @@ class Settings(BaseSettings):
     db_pool_timeout_s: float = Field(default=30.0, gt=0)
     db_statement_timeout_ms: int = Field(default=15000, ge=0)
     sqlite_busy_timeout_ms: int = Field(default=15000, ge=0)
+    # Per process: how many requests run in worker threads at once (`kit.request_threads`);
+    # the others wait on the event loop, and one waiting on a gateway lends its turn.
+    request_threads: int = Field(default=4, ge=1)
 
     # FastAPI's own OpenTelemetry spans and HTTP metrics, for a process with a configured
     # provider. Off by default: knowpay's metrics are on /metrics, and the hooks cost CPU on

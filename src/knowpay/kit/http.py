@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import httpx
 from tenacity import (
@@ -15,6 +15,8 @@ from tenacity import (
     stop_after_attempt,
     wait_exponential_jitter,
 )
+
+from knowpay.kit.request_threads import given_up
 
 logger = logging.getLogger("knowpay.http")
 T = TypeVar("T")
@@ -40,13 +42,21 @@ def make_client(
 ) -> httpx.Client:
     """An httpx client with explicit connect and read timeouts (no proxies from the environment)."""
     timeout = httpx.Timeout(read_timeout_s, connect=connect_timeout_s)
-    return httpx.Client(
+    return _TurnLendingClient(
         base_url=base_url,
         timeout=timeout,
         transport=transport,
         trust_env=False,
         event_hooks={"response": [_log_response]},
     )
+
+
+class _TurnLendingClient(httpx.Client):
+    """Lends the calling request thread's turn (`kit.request_threads`) while it waits."""
+
+    def send(self, request: httpx.Request, **kwargs: Any) -> httpx.Response:
+        with given_up():
+            return super().send(request, **kwargs)
 
 
 def _log_response(response: httpx.Response) -> None:
@@ -73,4 +83,5 @@ def call_with_retries(
         retry=retry_if_exception_type(retry_on),
         reraise=True,
     )
-    return retrying(call)
+    with given_up():  # the pauses between attempts too
+        return retrying(call)

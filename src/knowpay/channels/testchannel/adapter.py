@@ -34,6 +34,7 @@ from knowpay.channels.types import (
 )
 from knowpay.kit.clock import Clock
 from knowpay.kit.money import Money, MoneyError, known_currencies
+from knowpay.kit.request_threads import given_up
 
 OUTCOMES = ("succeeded", "failed", "pending", "unavailable")
 _STATUS_OF_TRADE = {
@@ -75,7 +76,8 @@ class TestChannel:
     def create_payment(self, request: CreatePaymentRequest) -> CreatePaymentResult:
         delay_ms = int(request.options.get("test_delay_ms") or 0)
         if delay_ms > 0:
-            time.sleep(min(delay_ms, MAX_DELAY_MS) / 1000)
+            with given_up():  # a gateway that answers slowly keeps no request waiting
+                time.sleep(min(delay_ms, MAX_DELAY_MS) / 1000)
         outcome = outcome_for(request.amount, request.options)
         if outcome == "unavailable":
             raise ChannelUnavailable("the test gateway was asked to be unreachable")
