@@ -8,21 +8,22 @@ CSRF cookie, and marks the response `no-store` (pages carry personal data and to
 
 from __future__ import annotations
 
+import copy
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from babel import Locale
 from babel.dates import format_datetime
-from babel.numbers import format_currency
 from fastapi import Request
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from knowpay.kit.config import Settings
 from knowpay.kit.csrf import CSRF_COOKIE, CsrfTokens
-from knowpay.kit.money import Money
+from knowpay.kit.money import Money, currency_exponent
 from knowpay.web import i18n
 from knowpay.web.session import apply_session_cookie, logged_in, session_cookie_value
 
@@ -42,13 +43,21 @@ def _ngettext(singular: str, plural: str, count: int) -> str:
 
 
 def format_money(amount_minor: int, currency: str, locale: str | None = None) -> str:
-    """`¥99.00` / `US$14.99` for an integer count of minor units, in the page's locale."""
+    """`¥99.00` / `US$14.99` for an integer count of minor units, in the page's locale,
+    with every digit of the currency's ISO 4217 minor unit: CLDR shows some currencies
+    (HUF, IDR, IQD, COP …) with fewer decimals than they are charged in, and a page must
+    never show an amount rounded away from the one the buyer pays."""
     money = Money(amount_minor, currency)
+    page_locale = Locale.parse(locale or i18n.current_locale.get())
+    pattern = copy.copy(page_locale.currency_formats["standard"])
+    digits = currency_exponent(money.currency)
+    pattern.frac_prec = (digits, digits)
     return str(
-        format_currency(
+        pattern.apply(
             Decimal(money.to_decimal_string()),
-            money.currency,
-            locale=locale or i18n.current_locale.get(),
+            page_locale,
+            currency=money.currency,
+            currency_digits=False,
         )
     )
 
