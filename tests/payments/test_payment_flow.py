@@ -4,6 +4,7 @@ events together; failures, closing, duplicates and active query."""
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 from fastapi import FastAPI
@@ -103,16 +104,24 @@ def test_magic_amounts_decide_like_test_cards(
     assert shop.pay(shop.order(product))["status"] == status
 
 
-def test_an_unreachable_gateway_is_503_and_the_order_stays_payable(shop: Shop) -> None:
+def test_an_unreachable_gateway_is_503_and_the_order_stays_payable(
+    shop: Shop, caplog: pytest.LogCaptureFixture
+) -> None:
     order = shop.order()
-    response = shop.client.post(
-        f"/v1/orders/{order['id']}/payments",
-        json={"channel": "test", "test_outcome": "unavailable"},
-        headers=shop.app.headers,
-    )
+    with caplog.at_level(logging.WARNING, logger="knowpay.payments"):
+        response = shop.client.post(
+            f"/v1/orders/{order['id']}/payments",
+            json={"channel": "test", "test_outcome": "unavailable"},
+            headers=shop.app.headers,
+        )
     assert response.status_code == 503
     problem = response.json()
     assert problem["code"] == "channel_unavailable"
+    # The reason is logged: the platform's 503 says only that the gateway was unreachable.
+    assert [record.getMessage() for record in caplog.records] == [
+        f"payment {problem['payment_id']} on test failed at the gateway: "
+        "the test gateway was asked to be unreachable"
+    ]
     failed = shop.get(f"/v1/payments/{problem['payment_id']}")
     assert failed["status"] == "failed"
     assert failed["failure_code"] == "channel_unavailable"

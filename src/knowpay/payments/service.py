@@ -9,6 +9,7 @@ Never commits.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -56,6 +57,8 @@ from knowpay.payments.models import Payment
 from knowpay.payments.schemas import PaymentCreate, PaymentOut
 from knowpay.payments.states import PaymentStatus, next_status
 from knowpay.risk import service as risk
+
+logger = logging.getLogger("knowpay.payments")
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,6 +277,10 @@ def fail_unreachable(session: Session, payment_id: str, reason: str, now: dateti
     """The gateway could not be reached to open the trade: the attempt fails, the order
     stays payable."""
     payment = _lock_order_then_payment(session, payment_id)[1]
+    # Logged as well as stored on the attempt: whoever looks into a 503 starts from the log.
+    logger.warning(
+        "payment %s on %s failed at the gateway: %s", payment.id, payment.channel, reason
+    )
     _fail(session, payment, "channel_unavailable", reason, now)
     # The gateway may have opened the trade before the connection broke: close it there too.
     _close_at_gateway_later(payment, now)
