@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import anyio
 import anyio.from_thread
@@ -19,7 +19,7 @@ from knowpay.kit.clock import FrozenClock
 from knowpay.kit.config import Settings
 from knowpay.kit.db import Database
 from knowpay.kit.http import call_with_retries, make_client
-from knowpay.kit.request_threads import given_up, limit_request_threads
+from knowpay.kit.request_threads import lending_turn, limit_request_threads
 from tests.builders import Builders, Shop
 
 GATEWAY_WAIT_S = 1.0
@@ -73,13 +73,15 @@ def _app(limits_seen: list[float], running: Running) -> FastAPI:
     return app
 
 
-def _run(app: FastAPI, threads: int, scenario: Callable[[httpx.AsyncClient], object]) -> None:
+def _run(
+    app: FastAPI, threads: int, scenario: Callable[[httpx.AsyncClient], Awaitable[None]]
+) -> None:
     async def main() -> None:
         limit_request_threads(threads)
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
             with anyio.fail_after(30):
-                await scenario(client)  # type: ignore[misc]
+                await scenario(client)
 
     anyio.run(main)
 
@@ -131,7 +133,7 @@ def test_outside_a_worker_thread_the_block_just_runs() -> None:
     ran: list[bool] = []
 
     def job() -> None:
-        with given_up():
+        with lending_turn():
             ran.append(True)
 
     worker = threading.Thread(target=job)

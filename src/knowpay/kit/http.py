@@ -16,7 +16,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from knowpay.kit.request_threads import given_up
+from knowpay.kit.request_threads import lending_turn
 
 logger = logging.getLogger("knowpay.http")
 T = TypeVar("T")
@@ -55,7 +55,7 @@ class _TurnLendingClient(httpx.Client):
     """Lends the calling request thread's turn (`kit.request_threads`) while it waits."""
 
     def send(self, request: httpx.Request, **kwargs: Any) -> httpx.Response:
-        with given_up():
+        with lending_turn():
             return super().send(request, **kwargs)
 
 
@@ -83,5 +83,5 @@ def call_with_retries(
         retry=retry_if_exception_type(retry_on),
         reraise=True,
     )
-    with given_up():  # the pauses between attempts too
+    with lending_turn():  # the pauses between attempts too
         return retrying(call)

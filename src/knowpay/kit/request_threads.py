@@ -10,7 +10,7 @@ each holds its database connection for as long as its slowest turn takes. So a p
 on the event loop, where waiting costs nothing.
 
 A thread that blocks on something other than this process's CPU (a gateway's answer, a
-pause between retries) widens the limit by one while it waits (`given_up`): a slow gateway
+pause between retries) widens the limit by one while it waits (`lending_turn`): a slow gateway
 never holds every turn, and a simulator mounted in the same process (`knowpay demo`) always
 has a thread to answer in."""
 
@@ -35,7 +35,7 @@ def limit_request_threads(threads: int) -> None:
 
 
 @contextmanager
-def given_up() -> Iterator[None]:
+def lending_turn() -> Iterator[None]:
     """While the block waits on something outside this process (an HTTP call, a pause), let
     one more worker thread run. Outside an AnyIO worker thread (the worker's jobs, a test
     calling an adapter) and inside a block that already lends, it just runs the block."""

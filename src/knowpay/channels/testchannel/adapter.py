@@ -34,7 +34,7 @@ from knowpay.channels.types import (
 )
 from knowpay.kit.clock import Clock
 from knowpay.kit.money import Money, MoneyError, known_currencies
-from knowpay.kit.request_threads import given_up
+from knowpay.kit.request_threads import lending_turn
 
 OUTCOMES = ("succeeded", "failed", "pending", "unavailable")
 _STATUS_OF_TRADE = {
@@ -76,7 +76,7 @@ class TestChannel:
     def create_payment(self, request: CreatePaymentRequest) -> CreatePaymentResult:
         delay_ms = int(request.options.get("test_delay_ms") or 0)
         if delay_ms > 0:
-            with given_up():  # a gateway that answers slowly keeps no request waiting
+            with lending_turn():  # a gateway that answers slowly keeps no request waiting
                 time.sleep(min(delay_ms, MAX_DELAY_MS) / 1000)
         outcome = outcome_for(request.amount, request.options)
         if outcome == "unavailable":
