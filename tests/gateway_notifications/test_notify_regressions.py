@@ -106,6 +106,20 @@ def test_a_signed_notification_with_a_nul_is_refused_not_a_500(
     assert (response.status_code, response.json()) == (400, {"received": False})
 
 
+def test_a_signed_notification_with_an_amount_of_thousands_of_digits_is_refused_not_a_500(
+    app: FastAPI, client: TestClient, build: Builders
+) -> None:
+    """Found by the fuzz suite on PostgreSQL: the amount parsed, and the message saying it
+    was not the payment's could not print it (Python refuses a 4,300-digit int as text)."""
+    shop = Shop(build)
+    payment = shop.pay(shop.order())
+    event = _event(out_trade_no=payment["id"], amount="9" * 5000)
+    headers, body = _signed_test_notification(app, event)
+    response = client.post("/notify/test", content=body, headers=headers)
+    assert (response.status_code, response.json()) == (400, {"received": False})
+    assert shop.get(f"/v1/payments/{payment['id']}")["status"] == "pending"
+
+
 def test_a_gateway_trade_no_longer_than_the_payment_holds_is_refused(
     app: FastAPI, client: TestClient, build: Builders, database: Database
 ) -> None:

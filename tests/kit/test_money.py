@@ -7,6 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from knowpay.kit.money import (
+    MAX_AMOUNT_MINOR,
     CurrencyMismatch,
     Money,
     MoneyError,
@@ -74,6 +75,25 @@ def test_parses_gateway_decimal_strings_exactly(text: str, currency: str, minor:
 def test_refuses_what_is_not_exact(text: str, currency: str) -> None:
     with pytest.raises(MoneyError):
         Money.parse(text, currency)
+
+
+@pytest.mark.parametrize(
+    ("text", "currency"),
+    [
+        ("9" * 5000, "CNY"),  # found by fuzzing a notification: its mismatch message was a 500
+        (str(MAX_AMOUNT_MINOR + 1), "JPY"),
+        ("-" + str(MAX_AMOUNT_MINOR + 1), "JPY"),
+        ("92233720368547758.08", "CNY"),
+    ],
+)
+def test_refuses_an_amount_no_amount_column_holds(text: str, currency: str) -> None:
+    with pytest.raises(MoneyError, match="out of range"):
+        Money.parse(text, currency)
+
+
+def test_parses_the_largest_amount_a_column_holds() -> None:
+    assert Money.parse(str(MAX_AMOUNT_MINOR), "JPY").amount_minor == MAX_AMOUNT_MINOR
+    assert Money.parse("92233720368547758.07", "CNY").amount_minor == MAX_AMOUNT_MINOR
 
 
 def test_formats_with_exactly_the_currency_digits() -> None:

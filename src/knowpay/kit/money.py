@@ -18,6 +18,11 @@ from iso4217 import Currency
 
 _DECIMAL_PATTERN = re.compile(r"^-?\d+(\.\d+)?$")
 
+# What an amount column (PostgreSQL bigint) holds. A gateway amount beyond it cannot be one of
+# ours, and an integer of thousands of digits cannot even be printed (Python refuses to turn
+# one of more than 4,300 digits into text), so parsing refuses it.
+MAX_AMOUNT_MINOR = 2**63 - 1
+
 # ISO 4217 lists precious metals, units of account and test codes too; no buyer pays in
 # them.
 _NOT_TENDER = frozenset(
@@ -91,6 +96,8 @@ class Money:
         except InvalidOperation as exc:  # pragma: no cover - guarded by the pattern
             raise MoneyError(f"not a decimal amount: {text!r}") from exc
         scaled = value.scaleb(exponent)
+        if abs(scaled) > MAX_AMOUNT_MINOR:
+            raise MoneyError(f"amount out of range: {text[:40]!r}…")
         if scaled != scaled.to_integral_value():
             raise MoneyError(f"{text!r} has more than {exponent} decimals for {currency}")
         return cls(int(scaled), currency)
