@@ -17,9 +17,26 @@ from typing import Any
 import httpx
 
 from knowpay.bench.flows import CHANNEL_GATEWAY, Catalog, FlowError, FlowResult, Platform
+from knowpay.bench.run import BENCH_ENV
 from knowpay.bench.stack import Stack
 from knowpay.webhooks.signing import SIGNATURE_HEADER, verify_signature
 from tests.webhooks.receiver import Received, Receiver, receiver
+
+CRASH_RUN_ENV = {
+    **BENCH_ENV,
+    # The compensation jobs on a test's time scale: a payment 5 s without news is asked
+    # about, and the jobs run every second. (Asked before the buyer has paid, a payment is
+    # asked again only 30 s later: knowpay's query backoff. 5 s leaves a loaded machine
+    # time to finish the flow's payment first.)
+    "KNOWPAY_WORKER__QUERY_AFTER_S": "5",
+    "KNOWPAY_WORKER__JOBS_INTERVAL_S": "1",
+    "KNOWPAY_WORKER__IDLE_WAIT_S": "0.1",
+    # The buyers are created, never logged in: cheap password hashing.
+    "KNOWPAY_PASSWORD_HASH__TIME_COST": "1",
+    "KNOWPAY_PASSWORD_HASH__MEMORY_COST_KIB": "64",
+    "KNOWPAY_PASSWORD_HASH__PARALLELISM": "1",
+}
+"""What every crash run sets on top of the benchmark's environment."""
 
 # -- the flows ------------------------------------------------------------------------------
 

@@ -25,9 +25,9 @@ import psycopg
 import pytest
 
 from knowpay.bench.flows import make_catalog
-from knowpay.bench.run import BENCH_ENV
 from knowpay.bench.stack import Stack, StackOptions
 from tests.chaos.controller import (
+    CRASH_RUN_ENV,
     FaultInjector,
     FlowLog,
     Killer,
@@ -63,14 +63,7 @@ LOGS = VAR / "chaos" / "logs"
 """The processes' logs of the last run (emptied when a run starts)."""
 
 CHAOS_ENV = {
-    **BENCH_ENV,
-    # The compensation jobs on a test's time scale: a payment 5 s without news is asked
-    # about, and the jobs run every second. (Asked before the buyer has paid, a payment is
-    # asked again only 30 s later: knowpay's query backoff. 5 s leaves a loaded machine
-    # time to finish the flow's payment first.)
-    "KNOWPAY_WORKER__QUERY_AFTER_S": "5",
-    "KNOWPAY_WORKER__JOBS_INTERVAL_S": "1",
-    "KNOWPAY_WORKER__IDLE_WAIT_S": "0.1",
+    **CRASH_RUN_ENV,
     # A killed worker's webhook lease (2 × timeout + 5 s) expires in 9 s, not 25 s.
     "KNOWPAY_WORKER__WEBHOOK_TIMEOUT_S": "2",
     # The breaker still opens after the default 5 failures, but lets a trial call through
@@ -79,10 +72,6 @@ CHAOS_ENV = {
     # Short gateway timeouts, so that the simulators' stalls are timeouts for knowpay.
     "KNOWPAY_ALIPAY__TIMEOUT_S": str(GATEWAY_TIMEOUT_S),
     "KNOWPAY_WECHATPAY__TIMEOUT_S": str(GATEWAY_TIMEOUT_S),
-    # The buyers are created, never logged in: cheap password hashing.
-    "KNOWPAY_PASSWORD_HASH__TIME_COST": "1",
-    "KNOWPAY_PASSWORD_HASH__MEMORY_COST_KIB": "64",
-    "KNOWPAY_PASSWORD_HASH__PARALLELISM": "1",
 }
 
 

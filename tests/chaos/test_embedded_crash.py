@@ -20,7 +20,6 @@ from typing import Any
 from sqlalchemy import create_engine, text
 
 from knowpay.bench.flows import make_catalog
-from knowpay.bench.run import BENCH_ENV
 from knowpay.bench.stack import (
     Process,
     answers_ok,
@@ -31,6 +30,7 @@ from knowpay.bench.stack import (
     wait_until,
 )
 from tests.chaos.controller import (
+    CRASH_RUN_ENV,
     FlowLog,
     paid_at_simulator,
     patient_platform,
@@ -45,17 +45,6 @@ KILL_AFTER = (0.25, 0.55)
 """Fractions of the flows finished when the server is killed."""
 CHANNELS = ("alipay_qr", "wechat_native")
 SETTLE_S = 90.0
-
-EMBEDDED_ENV = {
-    **BENCH_ENV,
-    # Compensation on a test's time scale, as in test_chaos.py.
-    "KNOWPAY_WORKER__QUERY_AFTER_S": "5",
-    "KNOWPAY_WORKER__JOBS_INTERVAL_S": "1",
-    "KNOWPAY_WORKER__IDLE_WAIT_S": "0.1",
-    "KNOWPAY_PASSWORD_HASH__TIME_COST": "1",
-    "KNOWPAY_PASSWORD_HASH__MEMORY_COST_KIB": "64",
-    "KNOWPAY_PASSWORD_HASH__PARALLELISM": "1",
-}
 
 
 @dataclass
@@ -97,7 +86,7 @@ def _deploy(tmp_path: Path) -> Deployment:
         "KNOWPAY_PUBLIC_URL": f"http://127.0.0.1:{api_port}",
         "KNOWPAY_SECRET_KEY": "embedded-crash-" + "k" * 40,
         **simulated_gateways_env(keys, sandbox_url),
-        **EMBEDDED_ENV,
+        **CRASH_RUN_ENV,
     }
     server = Process(
         "serve", [*python, "serve", "--port", str(api_port)], env, tmp_path / "serve.log"
