@@ -15,6 +15,7 @@ from knowpay.kit.crypto import derive_key
 from knowpay.kit.db import Database
 from tests.builders import Builders, Shop
 from tests.openapi_conformance import assert_documented
+from tests.statements import statements_sent
 
 NOTIFY = "/notify/{gateway}"
 CONFIRM = "/sandbox/test/payments/{payment_id}/confirm"
@@ -131,3 +132,19 @@ def test_a_gateway_trade_no_longer_than_the_payment_holds_is_refused(
     response = client.post("/notify/test", content=body, headers=headers)
     assert (response.status_code, response.json()) == (400, {"received": False})
     assert shop.get(f"/v1/payments/{payment['id']}")["status"] == "pending"
+
+
+def test_a_processed_notification_is_stored_as_processed_in_its_one_insert(
+    build: Builders, app: FastAPI, database: Database
+) -> None:
+    shop = Shop(build)
+    payment = shop.pay(shop.order())
+    with statements_sent(app.state.database.engine) as statements:
+        assert shop.confirm(payment)["notification"] == "processed"
+
+    assert not [s for s in statements if s.startswith("UPDATE inbound_notifications")]
+    with database.session_scope() as session:
+        row = session.scalars(
+            select(InboundNotification).where(InboundNotification.payment_id == payment["id"])
+        ).one()
+        assert row.outcome == "processed"

@@ -419,3 +419,17 @@ def test_starting_a_payment_reads_its_order_once_per_transaction(shop: Shop, app
     assert payment["status"] == "pending"
     order_reads = [s for s in statements if "FROM orders" in s]
     assert len(order_reads) == 2, order_reads
+
+
+def test_a_capture_locks_the_order_by_its_payment_in_one_statement(
+    shop: Shop, app: FastAPI
+) -> None:
+    """The order is found from the payment inside its locking SELECT: the payment is read
+    once, under its lock, and once more with the order's other open attempts."""
+    payment = shop.pay(shop.order())
+    with statements_sent(app.state.database.engine) as statements:
+        assert shop.confirm(payment)["notification"] == "processed"
+
+    payment_reads = [s for s in statements if s.startswith("SELECT payments.id")]
+    assert len(payment_reads) == 2, payment_reads
+    assert shop.get(f"/v1/payments/{payment['id']}")["status"] == "succeeded"

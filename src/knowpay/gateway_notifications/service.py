@@ -218,7 +218,8 @@ def receive(
         headers,
         body,
         verified=True,
-        outcome="received",
+        # Stored as it will end in the usual case (no UPDATE after); a refusal below changes it.
+        outcome="processed",
         reason=None,
         payment_id=note.out_trade_no,
         now=now,
@@ -251,7 +252,6 @@ def receive(
             message=f"{channel.gateway} notification {note.external_id} rejected: {row.reason}",
         )
         return Handled("rejected", channel.notification_ack(False), row.id)
-    row.outcome = "processed"
     return Handled("processed", channel.notification_ack(True), row.id)
 
 

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import Session, joinedload
 
 from knowpay.kit.pagination import PageParams, paginate_query, split_page
 from knowpay.orders.models import Order
 
 
-def get(session: Session, order_id: str, *, for_update: bool = False) -> Order | None:
+def get(
+    session: Session, order_id: str | ColumnElement[str], *, for_update: bool = False
+) -> Order | None:
     """The order with its items in one statement (a join, not a second SELECT: orders are
-    read on every payment step); `for_update` locks the order row only."""
+    read on every payment step); `for_update` locks the order row only. `order_id` may be a
+    scalar subquery (the order of a payment), which saves a round trip."""
     statement = select(Order).where(Order.id == order_id).options(joinedload(Order.items))
     if for_update:
         # Re-read under the lock: what the session held before may be stale.

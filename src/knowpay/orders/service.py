@@ -7,6 +7,7 @@ import hashlib
 import json
 from datetime import datetime, timedelta
 
+from sqlalchemy import ColumnElement
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -139,8 +140,8 @@ def get_visible(
     return order
 
 
-def lock(session: Session, order_id: str) -> Order:
-    """The order row, locked for the rest of the transaction."""
+def lock(session: Session, order_id: str | ColumnElement[str]) -> Order:
+    """The order row, locked for the rest of the transaction (`order_id` may be a subquery)."""
     order = repository.get(session, order_id, for_update=True)
     if order is None:
         raise OrderNotFound(f"No such order: {order_id}")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.orm import Session
 
 from knowpay.kit.pagination import PageParams, paginate_query, split_page
@@ -15,6 +15,11 @@ def get(session: Session, payment_id: str, *, for_update: bool = False) -> Payme
         # Re-read under the lock: what the session held before may be stale.
         statement = statement.with_for_update().execution_options(populate_existing=True)
     return session.scalars(statement).first()
+
+
+def order_id_of(payment_id: str) -> ColumnElement[str]:
+    """The payment's order id as a scalar subquery: its order is locked in one round trip."""
+    return select(Payment.order_id).where(Payment.id == payment_id).scalar_subquery()
 
 
 def pending_for_order(

@@ -331,8 +331,10 @@ def _require(session: Session, payment_id: str) -> Payment:
 
 def _lock_order_then_payment(session: Session, payment_id: str) -> tuple[Order, Payment]:
     """Lock in one order everywhere (order, then payment) so that flows never deadlock."""
-    order_id = _require(session, payment_id).order_id
-    order = orders.lock(session, order_id)
+    try:
+        order = orders.lock(session, repository.order_id_of(payment_id))
+    except OrderNotFound:  # every payment has its order: it is the payment that is missing
+        raise PaymentNotFound(f"No such payment: {payment_id}") from None
     payment = repository.get(session, payment_id, for_update=True)
     if payment is None:  # pragma: no cover - payments are never deleted
         raise PaymentNotFound(f"No such payment: {payment_id}")
