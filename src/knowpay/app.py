@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request, Response
@@ -27,6 +27,7 @@ from knowpay.auth.tokens import TokenService
 from knowpay.catalog.endpoints import router as catalog_router
 from knowpay.channels.registry import ChannelRegistry
 from knowpay.credentials.endpoints import router as credentials_router
+from knowpay.credentials.refresh import credentials_refresher
 from knowpay.credentials.service import with_stored_credentials
 from knowpay.entitlements.endpoints import router as entitlements_router
 from knowpay.gateway_notifications.endpoints import router as notifications_router
@@ -89,10 +90,10 @@ def create_app(
 ) -> FastAPI:
     """Build the knowpay ASGI application. `run_worker` runs the background loops in this
     process (default: `worker.in_process`, else only on the embedded SQLite database)."""
-    settings = settings or get_settings()
-    database = database or Database(settings)
+    base_settings = settings or get_settings()
+    database = database or Database(base_settings)
     # Gateway credentials stored encrypted in the database win over env/TOML values.
-    settings = with_stored_credentials(settings, database)
+    settings = with_stored_credentials(base_settings, database)
     if run_worker is None:
         in_process = settings.worker.in_process
         run_worker = database.dialect == "sqlite" if in_process is None else in_process
@@ -107,11 +108,16 @@ def create_app(
             else None
         )
         limit_request_threads(settings.request_threads)
+        refresher = credentials_refresher(
+            base_settings, database, app.state.channel_registry, _publish_settings(app)
+        )
         if worker is not None:
             worker.start()
         yield
         if worker is not None:
             worker.stop()
+        if refresher is not None:
+            refresher.stop()
         app.state.channel_registry.close()
         database.dispose()
 
@@ -187,6 +193,15 @@ def create_app(
     return app
 
 
+def _publish_settings(app: FastAPI) -> Callable[[Settings], None]:
+    """Where stored credentials changed while the process runs go for requests to read."""
+
+    def publish(settings: Settings) -> None:
+        app.state.settings = settings
+
+    return publish
+
+
 def _add_edge_middleware(app: FastAPI, settings: Settings) -> None:
     """Rate limits, CORS and security headers (added in that order, so from the inside out)."""
     state = app.state
@@ -233,7 +248,8 @@ def _add_edge_middleware(app: FastAPI, settings: Settings) -> None:
         public_url=settings.public_url,
         policies={
             "/docs": DOCS_CSP,
-            "/forms/unionpay": gateway_form_csp(settings.unionpay.front_url),
+            # The front URL may change while the process runs (stored credentials).
+            "/forms/unionpay": lambda: gateway_form_csp(state.settings.unionpay.front_url),
         },
     )
 

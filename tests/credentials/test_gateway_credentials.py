@@ -1,5 +1,6 @@
 """Gateway credentials stored encrypted: set by an admin (API or CLI), never echoed, laid over
-the settings at start-up so the gateways sign with them."""
+the settings at start-up so the gateways sign with them (and while running:
+test_credentials_refresh.py)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from knowpay.app import create_app
 from knowpay.audit.models import AuditRecord
 from knowpay.auth.principals import Role
 from knowpay.channels.alipay import signing
+from knowpay.channels.registry import ChannelRegistry
 from knowpay.channels.types import CreatePaymentRequest
 from knowpay.cli.main import app as cli
 from knowpay.credentials import service as credentials
@@ -51,7 +53,11 @@ def put_alipay(client: TestClient, admin: Caller, fields: dict[str, Any]) -> Any
 def assert_alipay_signs(settings: Settings, database: Database, clock: FrozenClock) -> None:
     """A fresh app built on this database has Alipay, signing with the stored merchant key."""
     app = create_app(settings, clock=clock, database=database, run_worker=False)
-    registry = app.state.channel_registry
+    assert_registry_signs_with_stored_alipay_key(app.state.channel_registry, clock)
+
+
+def alipay_request_params(registry: ChannelRegistry, clock: FrozenClock) -> dict[str, str]:
+    """The signed parameters of an Alipay page payment the registry's channel would open."""
     assert {"alipay_page", "alipay_wap", "alipay_qr"} <= set(registry.names())
     channel = registry.for_gateway("alipay")
     assert channel is not None
@@ -68,7 +74,13 @@ def assert_alipay_signs(settings: Settings, database: Database, clock: FrozenClo
     url = result.action.url
     assert url is not None
     assert url.startswith("https://openapi-sandbox.example.com/gateway.do?")
-    params = dict(parse_qsl(urlsplit(url).query))
+    return dict(parse_qsl(urlsplit(url).query))
+
+
+def assert_registry_signs_with_stored_alipay_key(
+    registry: ChannelRegistry, clock: FrozenClock
+) -> None:
+    params = alipay_request_params(registry, clock)
     assert params["app_id"] == "2021000000000001"
     public = signing.load_public_key(key_pair("merchant").public_pem)
     assert signing.verify(signing.request_signing_string(params), params["sign"], public)
@@ -87,7 +99,7 @@ def test_an_admin_stores_credentials_and_the_gateway_signs_with_them_after_a_res
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["object"] == "gateway_credentials"
-    assert body["applies"] == "on_restart"
+    assert (body["applies"], body["applies_within_s"]) == ("live", 10.0)
     assert [f["name"] for f in body["fields"]] == [
         "alipay_public_key",
         "app_id",

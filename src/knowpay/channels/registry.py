@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 
 from knowpay.channels.alipay import build_channels as alipay_channels
@@ -44,15 +45,15 @@ def _test_channels(settings: Settings, clock: Clock) -> dict[str, Channel]:
     return {"test": TestChannel(TestGatewayStore(settings), key, clock)}
 
 
-# One builder per gateway module: a new gateway is one module and one line here.
-_BUILDERS: tuple[ChannelBuilder, ...] = (
-    _test_channels,
-    wechatpay_channels,
-    alipay_channels,
-    stripe_channels,
-    unionpay_channels,
-    paypal_channels,
-)
+# One builder per gateway module, by its settings section: a new gateway is one module and
+# one line here.
+_GATEWAY_BUILDERS: dict[str, ChannelBuilder] = {
+    "wechatpay": wechatpay_channels,
+    "alipay": alipay_channels,
+    "stripe": stripe_channels,
+    "unionpay": unionpay_channels,
+    "paypal": paypal_channels,
+}
 
 
 class UnknownChannel(Unprocessable):
@@ -66,20 +67,62 @@ class ChannelNotAvailable(Unprocessable):
 class ChannelRegistry:
     """The channels this deployment can use."""
 
-    def __init__(self, channels: dict[str, Channel], health: ChannelHealth) -> None:
-        self._adapters = channels
-        self._channels: dict[str, Channel] = {
-            name: GuardedChannel(adapter, health) for name, adapter in channels.items()
-        }
+    def __init__(
+        self,
+        settings: Settings,
+        clock: Clock,
+        built: dict[str, dict[str, Channel]],
+        health: ChannelHealth,
+    ) -> None:
+        self._settings = settings
+        self._clock = clock
+        self._built = built  # settings section (or "test") → the channels built from it
+        self._retired: list[Channel] = []
+        self._reconfiguring = threading.Lock()
         self.health = health
+        self._install()
 
     @classmethod
     def from_settings(cls, settings: Settings, clock: Clock) -> ChannelRegistry:
         """Every channel whose gateway is configured (each builder skips an unconfigured one)."""
-        channels: dict[str, Channel] = {}
-        for build in _BUILDERS:
-            channels.update(build(settings, clock))
-        return cls(channels, ChannelHealth(settings.channels, redis_url=settings.redis_url))
+        built = {"test": _test_channels(settings, clock)}
+        built.update(
+            {section: build(settings, clock) for section, build in _GATEWAY_BUILDERS.items()}
+        )
+        health = ChannelHealth(settings.channels, redis_url=settings.redis_url)
+        return cls(settings, clock, built, health)
+
+    def _install(self) -> None:
+        adapters = {
+            name: channel for group in self._built.values() for name, channel in group.items()
+        }
+        # Readers take one dict or the other whole: a request never sees half a change.
+        self._channels: dict[str, Channel] = {
+            name: GuardedChannel(adapter, self.health) for name, adapter in adapters.items()
+        }
+        self._adapters = adapters
+
+    def reconfigure(self, settings: Settings) -> list[str]:
+        """Rebuild the channels of every gateway whose settings section differs from the one
+        they were built from (new credentials); the sections rebuilt. The breakers' state is
+        kept. A builder that fails (a key that does not load) raises before anything changes.
+        Calls already under way finish on the adapters they started with."""
+        with self._reconfiguring:
+            changed = [
+                section
+                for section in _GATEWAY_BUILDERS
+                if getattr(settings, section) != getattr(self._settings, section)
+            ]
+            rebuilt = {
+                section: _GATEWAY_BUILDERS[section](settings, self._clock) for section in changed
+            }
+            for section, channels in rebuilt.items():
+                self._retired.extend(self._built[section].values())
+                self._built[section] = channels
+            self._settings = settings
+            if rebuilt:
+                self._install()
+            return changed
 
     def get(self, name: str) -> Channel:
         """The channel for a name, its gateway calls guarded by the gateway's breaker;
@@ -104,8 +147,8 @@ class ChannelRegistry:
         return sorted(self._channels)
 
     def close(self) -> None:
-        """Close every adapter's HTTP connections (at shutdown)."""
-        for adapter in self._adapters.values():
+        """Close every adapter's HTTP connections, retired ones too (at shutdown)."""
+        for adapter in [*self._adapters.values(), *self._retired]:
             close = getattr(adapter, "close", None)
             if callable(close):
                 close()

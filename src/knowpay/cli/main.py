@@ -140,12 +140,13 @@ def worker(
 
     from knowpay.alerts.service import breaker_alerts
     from knowpay.channels.registry import ChannelRegistry
+    from knowpay.credentials.refresh import credentials_refresher
     from knowpay.credentials.service import with_stored_credentials
     from knowpay.worker.runner import Worker
 
-    settings = get_settings()
-    database = Database(settings)
-    settings = with_stored_credentials(settings, database)
+    base_settings = get_settings()
+    database = Database(base_settings)
+    settings = with_stored_credentials(base_settings, database)
     clock = SystemClock()
     registry = ChannelRegistry.from_settings(settings, clock)
     registry.health.set_listener(breaker_alerts(database, clock))
@@ -161,10 +162,13 @@ def worker(
         return
     signal.signal(signal.SIGTERM, lambda *_: runner.stop())
     signal.signal(signal.SIGINT, lambda *_: runner.stop())
+    refresher = credentials_refresher(base_settings, database, registry)
     runner.start()
     console.print("[green]knowpay worker running[/green]; Ctrl-C stops it gracefully")
     runner.wait()
     runner.stop()
+    if refresher is not None:
+        refresher.stop()
     registry.close()
     database.dispose()
 

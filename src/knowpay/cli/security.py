@@ -198,7 +198,8 @@ def gateways_set(
     ] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Store a gateway's credentials encrypted (they win over env/TOML from the next start)."""
+    """Store a gateway's credentials encrypted (they win over env/TOML; running processes
+    apply them within KNOWPAY_CREDENTIALS_REFRESH_S)."""
     fields: dict[str, str | None] = dict(_parse_field(f) for f in field or [])
     fields.update(dict.fromkeys(clear or []))
     if not fields:
@@ -220,10 +221,13 @@ def gateways_set(
         _fail(error.code, error.detail, as_json)
     finally:
         database.dispose()
+    refresh_s = settings.credentials_refresh_s
+    applies = "live" if refresh_s > 0 else "on_restart"
     if as_json:
-        emit({"gateway": gateway, "fields": out, "applies": "on_restart"}, as_json=True)
+        emit({"gateway": gateway, "fields": out, "applies": applies}, as_json=True)
     else:
-        emit(out, as_json=False, title=f"{gateway}: stored fields (applied on the next start)")
+        when = f"applied within {refresh_s:g} s" if refresh_s > 0 else "applied on the next start"
+        emit(out, as_json=False, title=f"{gateway}: stored fields ({when})")
 
 
 @gateways_app.command("list")

@@ -29,21 +29,27 @@ Box = Annotated[SecretBox, Depends(_box)]
 
 
 @router.get("", response_model=Page[GatewayCredentialsOut])
-def list_gateway_credentials(caller: Admin, session: DbSession) -> Page[GatewayCredentialsOut]:
+def list_gateway_credentials(
+    caller: Admin, session: DbSession, settings: AppSettings
+) -> Page[GatewayCredentialsOut]:
     """Every gateway and the fields stored for it (admin)."""
     rows = service.list_fields(session)
+    refresh_s = settings.credentials_refresh_s
     return Page[GatewayCredentialsOut](
-        data=[GatewayCredentialsOut.of(g, rows) for g in sorted(service.gateway_sections())],
+        data=[
+            GatewayCredentialsOut.of(g, rows, refresh_s) for g in sorted(service.gateway_sections())
+        ],
         has_more=False,
     )
 
 
 @router.get("/{gateway}", response_model=GatewayCredentialsOut)
 def read_gateway_credentials(
-    gateway: str, caller: Admin, session: DbSession
+    gateway: str, caller: Admin, session: DbSession, settings: AppSettings
 ) -> GatewayCredentialsOut:
     """The fields stored for one gateway (admin)."""
-    return GatewayCredentialsOut.of(gateway, service.list_fields(session, gateway))
+    rows = service.list_fields(session, gateway)
+    return GatewayCredentialsOut.of(gateway, rows, settings.credentials_refresh_s)
 
 
 @router.put("/{gateway}", response_model=GatewayCredentialsOut)
@@ -56,7 +62,7 @@ def put_gateway_credentials(
     settings: AppSettings,
     box: Box,
 ) -> GatewayCredentialsOut:
-    """Store fields of a gateway's settings encrypted (null removes one); they take effect when
-    the processes next start (admin)."""
+    """Store fields of a gateway's settings encrypted (null removes one); every process
+    applies them within `applies_within_s` seconds (admin)."""
     rows = service.set_fields(session, box, settings, gateway, body.fields, clock.now())
-    return GatewayCredentialsOut.of(gateway, rows)
+    return GatewayCredentialsOut.of(gateway, rows, settings.credentials_refresh_s)

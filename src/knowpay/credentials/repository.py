@@ -21,6 +21,14 @@ def all_rows(
     return list(session.scalars(statement).all())
 
 
+def revision(session: Session) -> list[tuple[str, str, str]]:
+    """What identifies the stored values without opening them: (gateway, field, fingerprint)."""
+    statement = select(
+        GatewayCredential.gateway, GatewayCredential.field, GatewayCredential.fingerprint
+    ).order_by(GatewayCredential.gateway, GatewayCredential.field)
+    return [(row.gateway, row.field, row.fingerprint) for row in session.execute(statement)]
+
+
 def get(session: Session, gateway: str, field: str) -> GatewayCredential | None:
     return session.scalars(
         select(GatewayCredential)

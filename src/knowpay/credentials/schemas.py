@@ -41,13 +41,19 @@ class GatewayCredentialsOut(BaseModel):
     object: Literal["gateway_credentials"] = "gateway_credentials"
     gateway: str
     fields: list[StoredField]
-    applies: Literal["on_restart"] = Field(
-        default="on_restart",
-        description="Processes read stored credentials when they start",
+    applies: Literal["live", "on_restart"] = Field(
+        description="`live`: every knowpay process rebuilds the gateway's channels within "
+        "`applies_within_s` seconds of a change (`KNOWPAY_CREDENTIALS_REFRESH_S`); "
+        "`on_restart`: that check is off and processes read stored credentials when they start",
+    )
+    applies_within_s: float | None = Field(
+        description="How often each process looks for a change; null with `on_restart`",
     )
 
     @classmethod
-    def of(cls, gateway: str, rows: list[GatewayCredential]) -> GatewayCredentialsOut:
+    def of(
+        cls, gateway: str, rows: list[GatewayCredential], refresh_s: float
+    ) -> GatewayCredentialsOut:
         return cls(
             gateway=gateway,
             fields=[
@@ -55,4 +61,6 @@ class GatewayCredentialsOut(BaseModel):
                 for r in rows
                 if r.gateway == gateway
             ],
+            applies="live" if refresh_s > 0 else "on_restart",
+            applies_within_s=refresh_s if refresh_s > 0 else None,
         )

@@ -1,5 +1,6 @@
 """Gateway credentials at rest: set (sealed, per field), list (never the values), and overlay
-on the settings at start-up so the channel registry is built from them. Never commits.
+on the settings (at start-up, and by `credentials.refresh` while running) so the channel
+registry is built from them. Never commits.
 
 Any field of a gateway's settings section may be stored (`alipay.private_key`,
 `wechatpay.apiv3_key`, `stripe.secret_key`, `alipay.app_id` …); every value is sealed with the
@@ -97,7 +98,7 @@ def set_fields(
     now: datetime,
 ) -> list[GatewayCredential]:
     """Store (or, with None, remove) fields of a gateway; returns what is stored for it now.
-    Takes effect when the processes next start."""
+    Running processes apply it within `credentials_refresh_s` (`credentials.refresh`)."""
     model = _model(gateway)
     unknown = sorted(set(fields) - set(model.model_fields))
     if unknown:

@@ -329,6 +329,10 @@ class Settings(BaseSettings):
     # the others wait on the event loop, and one waiting on a gateway lends its turn.
     request_threads: int = Field(default=4, ge=1)
 
+    # How often each process looks for gateway credentials changed in the database and
+    # rebuilds those gateways' channels (`credentials.refresh`); 0: only when it starts.
+    credentials_refresh_s: float = Field(default=10.0, ge=0)
+
     # FastAPI's own OpenTelemetry spans and HTTP metrics, for a process with a configured
     # provider. Off by default: knowpay's metrics are on /metrics, and the hooks cost CPU on
     # every request even with no provider to send to.

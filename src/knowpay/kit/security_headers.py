@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from html.parser import HTMLParser
 from urllib.parse import urlsplit
 
@@ -63,7 +63,7 @@ class SecurityHeadersMiddleware:
         settings: SecurityHeaderSettings,
         proxies: TrustedProxies,
         public_url: str,
-        policies: Mapping[str, str] | None = None,
+        policies: Mapping[str, str | Callable[[], str]] | None = None,
     ) -> None:
         self.app = app
         self.settings = settings
@@ -78,9 +78,11 @@ class SecurityHeadersMiddleware:
         self.hsts = hsts if settings.hsts_max_age_s > 0 else None
 
     def policy_for(self, path: str) -> str:
+        """The policy for a path: the longest matching prefix's (a callable one is asked on
+        each request, for a policy that follows settings changed while running)."""
         for prefix, policy in self.policies:
             if path.startswith(prefix):
-                return policy
+                return policy() if callable(policy) else policy
         return self.settings.content_security_policy
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
