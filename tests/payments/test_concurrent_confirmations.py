@@ -3,15 +3,23 @@
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from threading import Barrier
+from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import text
 
+from knowpay.channels.types import ChannelStatus, CreatePaymentResult, PaymentAction
+from knowpay.kit.clock import FrozenClock
 from knowpay.kit.config import Settings
 from knowpay.kit.db import Database
+from knowpay.kit.money import Money
+from knowpay.payments import repository as payments_repository
+from knowpay.payments import service as payments
 from tests import books
 from tests.builders import Builders, Shop
 from tests.serving import running_server
@@ -80,6 +88,67 @@ def test_two_attempts_paid_at_once_pay_the_order_once(
     assert len(books.entries(database, kind="payment_captured")) == 1
     assert len(books.entries(database, kind="duplicate_captured")) == 3
     assert len(books.events(database, "payment.duplicate_detected")) == 3
+    assert books.violations(database) == []
+
+
+def _wait_for_a_lock_wait(database: Database, timeout_s: float = 10.0) -> None:
+    """Until some session of this database waits for a row lock."""
+    deadline = time.monotonic() + timeout_s
+    query = text(
+        "SELECT count(*) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    )
+    while time.monotonic() < deadline:
+        with database.engine.connect() as connection:
+            if connection.scalar(query):
+                return
+        time.sleep(0.02)
+    raise AssertionError("the capture never waited for the attempt's lock")
+
+
+@pytest.mark.postgres_only
+def test_a_capture_waiting_while_the_gateways_answer_is_recorded_does_not_deadlock(
+    build: Builders, database: Database, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Recording the gateway's answer locks only the attempt. A notification's capture that
+    holds the order and waits for the attempt meanwhile goes through when that commits;
+    were the answer to lock the order after the attempt, PostgreSQL would report a deadlock."""
+    if database.dialect != "postgresql":
+        pytest.skip("row locks held across connections: PostgreSQL")
+    shop = Shop(build)
+    order = shop.order()
+    payment = shop.pay(order)
+    assert payment["status"] == "pending"
+    now = clock.now()
+
+    def capture() -> None:
+        with database.session_scope() as session:
+            payments.record_capture(session, payment["id"], Money(9900, "CNY"), "T-1", now)
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        capturing: list[Any] = []
+        real_get = payments_repository.get
+
+        def get_then_let_the_capture_wait(*args: Any, **kwargs: Any) -> Any:
+            locked = real_get(*args, **kwargs)
+            if kwargs.get("for_update") and not capturing:
+                capturing.append(pool.submit(capture))
+                _wait_for_a_lock_wait(database)
+            return locked
+
+        monkeypatch.setattr(payments_repository, "get", get_then_let_the_capture_wait)
+        answer = CreatePaymentResult(
+            ChannelStatus.PENDING, PaymentAction(type="qr_code", code_url="weixin://x")
+        )
+        with database.session_scope() as session:
+            payments.apply_create_result(session, payment["id"], answer, now)
+        [captured] = capturing
+        captured.result(timeout=30)
+
+    stored = shop.get(f"/v1/payments/{payment['id']}")
+    assert stored["status"] == "succeeded"
+    assert shop.get(f"/v1/orders/{order['id']}")["status"] == "paid"
+    assert len(books.entries(database, kind="payment_captured")) == 1
     assert books.violations(database) == []
 
 

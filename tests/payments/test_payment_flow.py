@@ -409,16 +409,16 @@ def test_a_rejected_notification_raises_an_alert_for_staff(shop: Shop, client: T
     assert [a["kind"] for a in alerts] == ["notification_rejected"]
 
 
-def test_starting_a_payment_reads_its_order_once_per_transaction(shop: Shop, app: FastAPI) -> None:
-    """One read (locked) while the attempt is written, one when the gateway's answer is
-    recorded: the order is not locked a second time in the first transaction."""
+def test_starting_a_payment_reads_its_order_once(shop: Shop, app: FastAPI) -> None:
+    """One read (locked) while the attempt is written; recording the gateway's answer locks
+    only the attempt (the order is locked again only when that answer says it is paid)."""
     order = shop.order()
     with statements_sent(app.state.database.engine) as statements:
         payment = shop.pay(order)
 
     assert payment["status"] == "pending"
     order_reads = [s for s in statements if "FROM orders" in s]
-    assert len(order_reads) == 2, order_reads
+    assert len(order_reads) == 1, order_reads
 
 
 def test_a_capture_locks_the_order_by_its_payment_in_one_statement(
@@ -433,3 +433,15 @@ def test_a_capture_locks_the_order_by_its_payment_in_one_statement(
     payment_reads = [s for s in statements if s.startswith("SELECT payments.id")]
     assert len(payment_reads) == 2, payment_reads
     assert shop.get(f"/v1/payments/{payment['id']}")["status"] == "succeeded"
+
+
+def test_starting_a_payment_reads_the_buyers_level_inside_the_limits_query(
+    shop: Shop, app: FastAPI
+) -> None:
+    order = shop.order()
+    with statements_sent(app.state.database.engine) as statements:
+        shop.pay(order)
+
+    assert not [s for s in statements if s.startswith("SELECT users.")]
+    [limits_query] = [s for s in statements if "FROM spending_limits" in s]
+    assert "SELECT users.level" in limits_query

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.orm import Session
 
 from knowpay.accounts.models import ApiKey, App, User
@@ -21,6 +21,10 @@ def get_user(session: Session, user_id: str, *, for_update: bool = False) -> Use
     if for_update:
         statement = statement.with_for_update()
     return session.scalars(statement).first()
+
+
+def level_of(user_id: str) -> ColumnElement[str]:
+    return select(User.level).where(User.id == user_id).scalar_subquery()
 
 
 def get_user_by_email(session: Session, email: str) -> User | None:

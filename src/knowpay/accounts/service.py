@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from sqlalchemy import ColumnElement
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -111,6 +112,12 @@ def get_user(session: Session, user_id: str) -> User:
     if user is None:
         raise UserNotFound(f"No such user: {user_id}")
     return user
+
+
+def level_of(user_id: str) -> ColumnElement[str]:
+    """The user's level as a scalar subquery: a statement that filters by it (the spending
+    limits that apply) reads it without a round trip of its own."""
+    return repository.level_of(user_id)
 
 
 def list_users(

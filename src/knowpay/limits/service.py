@@ -168,7 +168,7 @@ def set_buyer_level(session: Session, user_id: str, level: str) -> str:
 # Enforcing them ---------------------------------------------------------------------------
 
 
-def _applicable(session: Session, spend: Spend, buyer_level: str) -> list[SpendingLimit]:
+def _applicable(session: Session, spend: Spend) -> list[SpendingLimit]:
     app_matches = or_(SpendingLimit.app_id.is_(None), SpendingLimit.app_id == spend.app_id)
     limits = session.scalars(
         select(SpendingLimit).where(
@@ -176,7 +176,10 @@ def _applicable(session: Session, spend: Spend, buyer_level: str) -> list[Spendi
             SpendingLimit.currency == spend.currency,
             app_matches,
             or_(SpendingLimit.channel.is_(None), SpendingLimit.channel == spend.channel),
-            or_(SpendingLimit.buyer_level.is_(None), SpendingLimit.buyer_level == buyer_level),
+            or_(
+                SpendingLimit.buyer_level.is_(None),
+                SpendingLimit.buyer_level == accounts.level_of(spend.user_id),
+            ),
         )
     )
     return sorted(limits, key=lambda limit: limit.id)
@@ -257,8 +260,7 @@ def reserve(session: Session, policy: LimitPolicy, spend: Spend, now: datetime) 
     naming the limit, the period and what remains. Idempotent per order: a second attempt
     for the same order on the same channel counts nothing new. Never commits; on refusal
     the caller's transaction rolls back whatever was counted."""
-    level = accounts.get_user(session, spend.user_id).level
-    limits = _applicable(session, spend, level)
+    limits = _applicable(session, spend)
     for limit in limits:  # single-payment caps first: they need no lock
         if limit.period == "transaction" and spend.amount_minor > limit.max_amount_minor:
             raise _refuse(limit, _period(limit, policy, now), 0, spend)

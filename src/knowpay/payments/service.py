@@ -258,10 +258,16 @@ def apply_create_result(
     """Store what the gateway said on opening the trade (a notification may have come first)."""
     payment = _require(session, payment_id)
     if result.status is ChannelStatus.SUCCEEDED:
+        # Paying the order: the order is locked first, as everywhere.
         record_capture(
             session, payment_id, result.paid_amount or _money(payment), result.gateway_trade_no, now
         )
-    locked = _lock_order_then_payment(session, payment_id)[1]
+    # Only the attempt changes here, so only its row is locked and the order is not read
+    # again. No deadlock: a flow that holds the order and waits for this row holds nothing
+    # this transaction asks for afterwards.
+    locked = repository.get(session, payment_id, for_update=True)
+    if locked is None:  # pragma: no cover - payments are never deleted
+        raise PaymentNotFound(f"No such payment: {payment_id}")
     if locked.gateway_trade_no is None and result.gateway_trade_no:
         locked.gateway_trade_no = result.gateway_trade_no
     if locked.action_json is None:
