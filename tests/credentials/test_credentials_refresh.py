@@ -7,9 +7,13 @@ from __future__ import annotations
 
 import logging
 import re
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 from fastapi import FastAPI
@@ -35,11 +39,12 @@ from tests.credentials.test_gateway_credentials import (
     assert_registry_signs_with_stored_alipay_key,
     put_alipay,
 )
+from tests.serving import server_environment
 
 FAST_REFRESH_S = 0.05
 
 
-def wait_until(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:
+def wait_until(condition: Callable[[], bool], *, timeout_s: float = 10.0) -> None:
     deadline = time.monotonic() + timeout_s
     while not condition():
         assert time.monotonic() < deadline, "not applied in time"
@@ -141,21 +146,7 @@ def test_a_change_that_does_not_load_leaves_the_channels_and_is_logged_once(
 ) -> None:
     registry = ChannelRegistry.from_settings(settings, clock)
     names = registry.names()
-    other_key = SecretBox("another-master-key-0123456789-abcdefghijkl")
-    with database.session_scope() as session:
-        session.add(
-            GatewayCredential(
-                id="gcred_unreadable",
-                gateway="alipay",
-                field="app_id",
-                value_sealed=other_key.seal(
-                    "2021000000000009", context=credentials.sealing_context("alipay", "app_id")
-                ),
-                fingerprint=credentials.fingerprint("2021000000000009"),
-                created_at=clock.now(),
-                updated_at=clock.now(),
-            )
-        )
+    store_unreadable_alipay_app_id(database, clock)
     refresher = refresher_for(settings, database, registry)
     with pytest.raises(StoredCredentialsUnreadable, match=r"alipay\.app_id"):
         refresher.check()
@@ -198,6 +189,53 @@ def test_the_unionpay_form_posts_to_the_front_url_stored_while_running(
     assert re.search(r'action="https://gateway\.test\.95516\.com/', page.text)
     policy = page.headers["content-security-policy"]
     assert "form-action https://gateway.test.95516.com;" in policy
+
+
+def store_unreadable_alipay_app_id(database: Database, clock: FrozenClock) -> None:
+    """A stored value sealed under another master key: no process here can open it."""
+    other_key = SecretBox("another-master-key-0123456789-abcdefghijkl")
+    with database.session_scope() as session:
+        session.add(
+            GatewayCredential(
+                id="gcred_unreadable",
+                gateway="alipay",
+                field="app_id",
+                value_sealed=other_key.seal(
+                    "2021000000000009", context=credentials.sealing_context("alipay", "app_id")
+                ),
+                fingerprint=credentials.fingerprint("2021000000000009"),
+                created_at=clock.now(),
+                updated_at=clock.now(),
+            )
+        )
+
+
+def test_a_running_worker_process_checks_the_stored_credentials_too(
+    settings: Settings, database: Database, clock: FrozenClock, tmp_path: Path
+) -> None:
+    log = tmp_path / "worker.log"
+    env = server_environment(settings) | {
+        "KNOWPAY_CREDENTIALS_REFRESH_S": str(FAST_REFRESH_S),
+        "KNOWPAY_WORKER__JOBS_INTERVAL_S": "3600",
+    }
+    with open(log, "wb") as output:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "knowpay.cli.main", "worker"],
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_until(lambda: "knowpay worker running" in log.read_text(), timeout_s=30)
+        # Stored after it started: only the running check can come across it.
+        store_unreadable_alipay_app_id(database, clock)
+        wait_until(lambda: "were not applied" in log.read_text(), timeout_s=30)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(timeout=30)
+    text = log.read_text()
+    assert "alipay.app_id does not open" in text
+    assert "2021000000000009" not in text
 
 
 def test_a_refresh_interval_of_zero_leaves_credentials_to_the_start(
