@@ -136,6 +136,22 @@ def test_a_field_removed_from_the_store_falls_back_to_the_environment(
     registry.close()
 
 
+def test_only_a_real_change_is_published_to_the_settings_requests_read(
+    settings: Settings, clock: FrozenClock, database: Database, client: TestClient, build: Builders
+) -> None:
+    registry = ChannelRegistry.from_settings(settings, clock)
+    published: list[Settings] = []
+    refresher = CredentialsRefresher(settings, database, registry, FAST_REFRESH_S, published.append)
+    assert refresher.check() == []  # the first look finds what the process started with
+    assert published == []
+
+    put_alipay(client, build.staff(Role.ADMIN), alipay_fields())
+    assert refresher.check() == ["alipay"]
+    [now_read] = published
+    assert now_read.alipay.app_id == "2021000000000001"
+    registry.close()
+
+
 def test_a_change_that_does_not_load_leaves_the_channels_and_is_logged_once(
     settings: Settings,
     clock: FrozenClock,

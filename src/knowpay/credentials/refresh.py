@@ -67,9 +67,11 @@ class CredentialsRefresher:
             self._refused = revision
             raise
         self._applied = revision
-        if self._on_change is not None:
-            self._on_change(settings)
         if rebuilt:
+            # Only a real change is published: the first look finds what the process started
+            # with, and the settings requests read are left as they are.
+            if self._on_change is not None:
+                self._on_change(settings)
             logger.info("gateway credentials changed: rebuilt %s", ", ".join(rebuilt))
         return rebuilt
 
