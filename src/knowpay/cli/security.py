@@ -12,6 +12,7 @@ from knowpay.audit import tasks as audit_tasks
 from knowpay.cli.output import console, emit
 from knowpay.credentials import service as credentials
 from knowpay.credentials.models import GatewayCredential
+from knowpay.credentials.schemas import applies_when
 from knowpay.kit.clock import SystemClock
 from knowpay.kit.config import get_settings
 from knowpay.kit.crypto import SecretBox, SecretBoxError
@@ -222,11 +223,11 @@ def gateways_set(
     finally:
         database.dispose()
     refresh_s = settings.credentials_refresh_s
-    applies = "live" if refresh_s > 0 else "on_restart"
     if as_json:
-        emit({"gateway": gateway, "fields": out, "applies": applies}, as_json=True)
+        emit({"gateway": gateway, "fields": out, "applies": applies_when(refresh_s)}, as_json=True)
     else:
-        when = f"applied within {refresh_s:g} s" if refresh_s > 0 else "applied on the next start"
+        live = applies_when(refresh_s) == "live"
+        when = f"applied within {refresh_s:g} s" if live else "applied on the next start"
         emit(out, as_json=False, title=f"{gateway}: stored fields ({when})")
 
 

@@ -37,11 +37,19 @@ class StoredField(BaseModel):
     updated_at: datetime
 
 
+Applies = Literal["live", "on_restart"]
+
+
+def applies_when(refresh_s: float) -> Applies:
+    """When running processes apply stored credentials, given `credentials_refresh_s`."""
+    return "live" if refresh_s > 0 else "on_restart"
+
+
 class GatewayCredentialsOut(BaseModel):
     object: Literal["gateway_credentials"] = "gateway_credentials"
     gateway: str
     fields: list[StoredField]
-    applies: Literal["live", "on_restart"] = Field(
+    applies: Applies = Field(
         description="`live`: every knowpay process rebuilds the gateway's channels within "
         "`applies_within_s` seconds of a change (`KNOWPAY_CREDENTIALS_REFRESH_S`); "
         "`on_restart`: that check is off and processes read stored credentials when they start",
@@ -61,6 +69,6 @@ class GatewayCredentialsOut(BaseModel):
                 for r in rows
                 if r.gateway == gateway
             ],
-            applies="live" if refresh_s > 0 else "on_restart",
+            applies=applies_when(refresh_s),
             applies_within_s=refresh_s if refresh_s > 0 else None,
         )

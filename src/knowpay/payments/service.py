@@ -256,18 +256,14 @@ def apply_create_result(
     session: Session, payment_id: str, result: CreatePaymentResult, now: datetime
 ) -> Payment:
     """Store what the gateway said on opening the trade (a notification may have come first)."""
-    payment = _require(session, payment_id)
     if result.status is ChannelStatus.SUCCEEDED:
         # Paying the order: the order is locked first, as everywhere.
-        record_capture(
-            session, payment_id, result.paid_amount or _money(payment), result.gateway_trade_no, now
-        )
+        amount = result.paid_amount or _money(_require(session, payment_id))
+        record_capture(session, payment_id, amount, result.gateway_trade_no, now)
     # Only the attempt changes here, so only its row is locked and the order is not read
     # again. No deadlock: a flow that holds the order and waits for this row holds nothing
     # this transaction asks for afterwards.
-    locked = repository.get(session, payment_id, for_update=True)
-    if locked is None:  # pragma: no cover - payments are never deleted
-        raise PaymentNotFound(f"No such payment: {payment_id}")
+    locked = _lock_payment(session, payment_id)
     if locked.gateway_trade_no is None and result.gateway_trade_no:
         locked.gateway_trade_no = result.gateway_trade_no
     if locked.action_json is None:
@@ -341,10 +337,15 @@ def _lock_order_then_payment(session: Session, payment_id: str) -> tuple[Order, 
         order = orders.lock(session, repository.order_id_of(payment_id))
     except OrderNotFound:  # every payment has its order: it is the payment that is missing
         raise PaymentNotFound(f"No such payment: {payment_id}") from None
+    return order, _lock_payment(session, payment_id)
+
+
+def _lock_payment(session: Session, payment_id: str) -> Payment:
+    """The attempt's row, locked and read again under the lock."""
     payment = repository.get(session, payment_id, for_update=True)
     if payment is None:  # pragma: no cover - payments are never deleted
         raise PaymentNotFound(f"No such payment: {payment_id}")
-    return order, payment
+    return payment
 
 
 def lock_order_then_payment(session: Session, payment_id: str) -> tuple[Order, Payment]:
