@@ -20,6 +20,7 @@ from knowpay.kit.config import get_settings
 from knowpay.kit.crypto import SecretHasher
 from knowpay.kit.db import Database
 from knowpay.kit.errors import KnowpayError
+from knowpay.kit.logs import configure_process_logging, log_config
 from knowpay.kit.migrations import upgrade
 from knowpay.refunds import integrity
 
@@ -96,7 +97,7 @@ def serve(
         port=port,
         workers=workers,
         proxy_headers=True,
-        log_level="info",
+        log_config=log_config(get_settings().log_level),
     )
 
 
@@ -125,7 +126,7 @@ def demo(
         wired, sandbox = wire_sandbox(settings)
         app = create_app(wired)
         app.mount(SANDBOX_PREFIX, sandbox)
-        uvicorn.run(app, host=host, port=port, log_level="info")
+        uvicorn.run(app, host=host, port=port, log_config=log_config(settings.log_level))
 
 
 @app.command()
@@ -145,6 +146,7 @@ def worker(
     from knowpay.worker.runner import Worker
 
     base_settings = get_settings()
+    configure_process_logging(base_settings.log_level)
     database = Database(base_settings)
     settings = with_stored_credentials(base_settings, database)
     clock = SystemClock()

@@ -266,6 +266,8 @@ class RateLimitSettings(BaseModel):
     """How long a Redis call may take; when Redis fails the request goes through (logged)."""
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
 DEFAULT_CSP = (
     "default-src 'self'; base-uri 'none'; object-src 'none'; frame-ancestors 'none'; "
     "form-action 'self'"
@@ -333,6 +335,9 @@ class Settings(BaseSettings):
     # rebuilds those gateways' channels (`credentials.refresh`); 0: only when it starts.
     credentials_refresh_s: float = Field(default=10.0, ge=0)
 
+    # The level of knowpay's own loggers in `serve`, `demo` and `worker` (`kit.logs`).
+    log_level: str = "INFO"
+
     # FastAPI's own OpenTelemetry spans and HTTP metrics, for a process with a configured
     # provider. Off by default: knowpay's metrics are on /metrics, and the hooks cost CPU on
     # every request even with no provider to send to.
@@ -366,6 +371,14 @@ class Settings(BaseSettings):
         if not value.startswith(("sqlite", "postgresql", "postgres://")):
             raise ValueError("KNOWPAY_DATABASE_URL must be sqlite:///… or postgresql://…")
         return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_log_level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in LOG_LEVELS:
+            raise ValueError(f"KNOWPAY_LOG_LEVEL is one of {', '.join(LOG_LEVELS)}")
+        return level
 
     @field_validator("public_url")
     @classmethod

@@ -130,12 +130,14 @@ class Worker:
 
     def stop(self, timeout_s: float = 30.0) -> None:
         """Stop claiming work; let what is in flight finish (bounded by its timeouts)."""
+        first_call = not self._stop.is_set()
         self._stop.set()
         if self._scheduler.running:
             self._scheduler.shutdown(wait=True)
         for thread in self._threads:
             thread.join(timeout=timeout_s)
-        logger.info("worker stopped")
+        if first_call:
+            logger.info("worker stopped")
 
     def wait(self) -> None:
         """Block until stop() is called (from a signal handler)."""
