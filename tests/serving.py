@@ -60,12 +60,13 @@ def running_server(
     workers: int = 2,
     log: Path | None = None,
     in_process_worker: bool | None = False,
+    extra_env: dict[str, str] | None = None,
 ) -> Iterator[str]:
     """`knowpay serve --workers N` on a free port; yields its base URL, stops it afterwards.
     The worker loops stay off unless asked for (None: knowpay's own default)."""
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
-    env = server_environment(settings) | {"KNOWPAY_PUBLIC_URL": base_url}
+    env = server_environment(settings) | {"KNOWPAY_PUBLIC_URL": base_url} | (extra_env or {})
     if in_process_worker is not None:
         env["KNOWPAY_WORKER__IN_PROCESS"] = str(in_process_worker).lower()
     output = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115

@@ -250,8 +250,8 @@ def test_a_running_worker_process_checks_the_stored_credentials_too(
         worker.send_signal(signal.SIGTERM)
         worker.wait(timeout=30)
     text = log.read_text()
-    assert "INFO knowpay.worker: worker started" in text
-    assert text.count("INFO knowpay.worker: worker stopped") == 1
+    assert "INFO knowpay.worker [-]: worker started" in text
+    assert text.count("INFO knowpay.worker [-]: worker stopped") == 1
     assert "alipay.app_id does not open" in text
     assert "2021000000000009" not in text
 

@@ -86,6 +86,7 @@ def serve(
     workers: Annotated[int, typer.Option(min=1, help="Server processes.")] = 1,
 ) -> None:
     """Serve the API, the notification endpoints and the pages (migrates SQLite on start)."""
+    settings = get_settings()
     database = _database()
     if database.dialect == "sqlite":
         upgrade(database.engine)
@@ -97,7 +98,7 @@ def serve(
         port=port,
         workers=workers,
         proxy_headers=True,
-        log_config=log_config(get_settings().log_level),
+        log_config=log_config(settings.log_level, settings.log_format),
     )
 
 
@@ -126,7 +127,12 @@ def demo(
         wired, sandbox = wire_sandbox(settings)
         app = create_app(wired)
         app.mount(SANDBOX_PREFIX, sandbox)
-        uvicorn.run(app, host=host, port=port, log_config=log_config(settings.log_level))
+        uvicorn.run(
+            app,
+            host=host,
+            port=port,
+            log_config=log_config(settings.log_level, settings.log_format),
+        )
 
 
 @app.command()
@@ -146,7 +152,7 @@ def worker(
     from knowpay.worker.runner import Worker
 
     base_settings = get_settings()
-    configure_process_logging(base_settings.log_level)
+    configure_process_logging(base_settings.log_level, base_settings.log_format)
     database = Database(base_settings)
     settings = with_stored_credentials(base_settings, database)
     clock = SystemClock()

@@ -335,8 +335,10 @@ class Settings(BaseSettings):
     # rebuilds those gateways' channels (`credentials.refresh`); 0: only when it starts.
     credentials_refresh_s: float = Field(default=10.0, ge=0)
 
-    # The level of knowpay's own loggers in `serve`, `demo` and `worker` (`kit.logs`).
+    # knowpay's own loggers in `serve`, `demo` and `worker` (`kit.logs`): their level, and
+    # text beside uvicorn's lines or every line of the process as a JSON object.
     log_level: str = "INFO"
+    log_format: Literal["text", "json"] = "text"
 
     # FastAPI's own OpenTelemetry spans and HTTP metrics, for a process with a configured
     # provider. Off by default: knowpay's metrics are on /metrics, and the hooks cost CPU on
