@@ -12,6 +12,7 @@ from knowpay.channels.paypal import build_channels as paypal_channels
 from knowpay.channels.stripe import build_channels as stripe_channels
 from knowpay.channels.testchannel.adapter import TestChannel
 from knowpay.channels.testchannel.store import TestGatewayStore
+from knowpay.channels.types import CHANNEL_GATEWAYS
 from knowpay.channels.unionpay import build_channels as unionpay_channels
 from knowpay.channels.wechatpay import build_channels as wechatpay_channels
 from knowpay.kit.clock import Clock
@@ -19,19 +20,7 @@ from knowpay.kit.config import Settings
 from knowpay.kit.crypto import derive_key
 from knowpay.kit.errors import Unprocessable
 
-KNOWN_CHANNELS = (
-    "alipay_page",
-    "alipay_wap",
-    "alipay_qr",
-    "wechat_native",
-    "wechat_jsapi",
-    "wechat_h5",
-    "unionpay",
-    "stripe",
-    "paypal",
-    "wallet",
-    "test",
-)
+KNOWN_CHANNELS = tuple(CHANNEL_GATEWAYS)
 
 
 ChannelBuilder = Callable[[Settings, Clock], dict[str, Channel]]

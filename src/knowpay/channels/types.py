@@ -11,6 +11,24 @@ from typing import Any, Literal
 
 from knowpay.kit.money import Money
 
+CHANNEL_GATEWAYS: Mapping[str, str] = MappingProxyType(
+    {
+        "alipay_page": "alipay",
+        "alipay_wap": "alipay",
+        "alipay_qr": "alipay",
+        "wechat_native": "wechatpay",
+        "wechat_jsapi": "wechatpay",
+        "wechat_h5": "wechatpay",
+        "unionpay": "unionpay",
+        "stripe": "stripe",
+        "paypal": "paypal",
+        "wallet": "wallet",
+        "test": "test",
+    }
+)
+"""Every channel name (API.md) and the gateway that runs it: the one whose notifications,
+at /notify/{gateway}, may speak of the channel's trades."""
+
 
 class ChannelStatus(StrEnum):
     """A gateway's view of a trade, mapped at the adapter's edge. Unknown means pending."""

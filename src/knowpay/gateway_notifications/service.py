@@ -16,7 +16,13 @@ from sqlalchemy.orm import Session
 from knowpay.alerts.service import raise_alert
 from knowpay.channels.base import Channel
 from knowpay.channels.errors import ChannelUnavailable, ProtocolError, SignatureInvalid
-from knowpay.channels.types import ChannelStatus, Notification, NotificationAck, RefundResult
+from knowpay.channels.types import (
+    CHANNEL_GATEWAYS,
+    ChannelStatus,
+    Notification,
+    NotificationAck,
+    RefundResult,
+)
 from knowpay.gateway_notifications.models import InboundNotification
 from knowpay.kit.config import RefundSettings
 from knowpay.kit.db import insert_unless_present
@@ -27,6 +33,7 @@ from knowpay.kit.money import Money
 from knowpay.payments import service as payments
 from knowpay.payments.errors import PaymentNotFound
 from knowpay.refunds import service as refunds
+from knowpay.refunds.errors import RefundNotFound
 from knowpay.risk import service as risk
 
 _KEPT_HEADERS = frozenset(
@@ -142,21 +149,28 @@ def _reject_unverified(
     return Handled("rejected", channel.notification_ack(False), row.id if row else None)
 
 
-def _dispatch(session: Session, note: Notification, now: datetime, policy: RefundSettings) -> None:
+def _dispatch(
+    session: Session, gateway: str, note: Notification, now: datetime, policy: RefundSettings
+) -> None:
     if note.kind == "refund":
-        _dispatch_refund(session, note, now, policy)
+        _dispatch_refund(session, gateway, note, now, policy)
         return
     if note.status is ChannelStatus.SUCCEEDED:
         if note.amount is None:
             raise ProtocolError("a success notification without an amount")
         outcome = payments.record_capture(
-            session, note.out_trade_no, note.amount, note.gateway_trade_no, now
+            session, note.out_trade_no, note.amount, note.gateway_trade_no, now, gateway=gateway
         )
         if outcome is payments.CaptureOutcome.RECORDED and note.payer_account:
             _check_payer(session, note, now)
     elif note.status is ChannelStatus.FAILED:
         payments.record_failure(
-            session, note.out_trade_no, "gateway_failed", "The gateway reported a failure.", now
+            session,
+            note.out_trade_no,
+            "gateway_failed",
+            "The gateway reported a failure.",
+            now,
+            gateway=gateway,
         )
 
 
@@ -174,11 +188,16 @@ def _check_payer(session: Session, note: Notification, now: datetime) -> None:
 
 
 def _dispatch_refund(
-    session: Session, note: Notification, now: datetime, policy: RefundSettings
+    session: Session, gateway: str, note: Notification, now: datetime, policy: RefundSettings
 ) -> None:
     refund = refunds.by_out_refund_no(session, note.out_refund_no or "")
-    if refund is None:
-        raise PaymentNotFound(f"no refund {note.out_refund_no}")
+    if refund is None or CHANNEL_GATEWAYS.get(refund.channel) != gateway:
+        raise RefundNotFound(f"no {gateway} refund {note.out_refund_no}")
+    if note.out_trade_no and note.out_trade_no != refund.payment_id:
+        raise ProtocolError(
+            f"refund {refund.id} is of payment {refund.payment_id}, "
+            f"the gateway named {note.out_trade_no}"
+        )
     if note.amount is not None and note.amount != Money(refund.amount_minor, refund.currency):
         raise ProtocolError(
             f"refund {refund.id} is {refund.amount_minor} {refund.currency}, "
@@ -228,18 +247,18 @@ def receive(
         return _answer_duplicate(session, channel, note.external_id)
     try:
         with session.begin_nested():
-            _dispatch(session, note, now, policy or RefundSettings())
-    except PaymentNotFound:
+            _dispatch(session, channel.gateway, note, now, policy or RefundSettings())
+    except (PaymentNotFound, RefundNotFound) as unknown:
         # Not a trade of ours: retrying will not change that, so the gateway is told to stop.
-        row.outcome, row.reason = "unknown_trade", f"no payment {note.out_trade_no}"[:500]
+        row.outcome, row.reason = "unknown_trade", str(unknown)[:500]
         raise_alert(
             session,
             kind="notification_unknown_trade",
             subject_id=row.id,
             now=now,
             severity="warning",
-            message=f"A {channel.gateway} notification names no payment of ours: "
-            f"{note.out_trade_no}",
+            message=f"A {channel.gateway} notification names no {note.kind} of ours: "
+            f"{_printable(str(unknown))[:300]}",
         )
         return Handled("unknown_trade", channel.notification_ack(True), row.id)
     except (KnowpayError, ProtocolError) as exc:

@@ -22,6 +22,15 @@ def order_id_of(payment_id: str) -> ColumnElement[str]:
     return select(Payment.order_id).where(Payment.id == payment_id).scalar_subquery()
 
 
+def holder_of_gateway_trade_no(session: Session, channel: str, gateway_trade_no: str) -> str | None:
+    """The payment that already carries this gateway trade number on this channel, if any."""
+    return session.scalars(
+        select(Payment.id).where(
+            Payment.channel == channel, Payment.gateway_trade_no == gateway_trade_no
+        )
+    ).first()
+
+
 def pending_for_order(
     session: Session, order_id: str, *, for_update: bool = False
 ) -> list[Payment]:

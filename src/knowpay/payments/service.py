@@ -16,12 +16,14 @@ from enum import StrEnum
 
 from sqlalchemy.orm import Session
 
+from knowpay.alerts.service import raise_alert
 from knowpay.audit import service as audit
 from knowpay.auth.principals import Principal
 from knowpay.channels.base import Channel
 from knowpay.channels.errors import ChannelDeclined, ChannelError, ChannelUnavailable
 from knowpay.channels.registry import ChannelRegistry
 from knowpay.channels.types import (
+    CHANNEL_GATEWAYS,
     ChannelStatus,
     CreatePaymentRequest,
     CreatePaymentResult,
@@ -264,8 +266,7 @@ def apply_create_result(
     # again. No deadlock: a flow that holds the order and waits for this row holds nothing
     # this transaction asks for afterwards.
     locked = _lock_payment(session, payment_id)
-    if locked.gateway_trade_no is None and result.gateway_trade_no:
-        locked.gateway_trade_no = result.gateway_trade_no
+    _adopt_gateway_trade_no(session, locked, result.gateway_trade_no, now)
     if locked.action_json is None:
         locked.action_json = json.dumps(result.action.as_dict())
     if result.status is ChannelStatus.FAILED:
@@ -311,12 +312,28 @@ def _fail(
 
 
 def record_failure(
-    session: Session, payment_id: str, code: str, message: str | None, now: datetime
+    session: Session,
+    payment_id: str,
+    code: str,
+    message: str | None,
+    now: datetime,
+    *,
+    gateway: str | None = None,
 ) -> Payment:
-    """The gateway says the attempt failed; only a pending attempt changes."""
+    """The gateway says the attempt failed; only a pending attempt changes. `gateway`: the
+    gateway whose notification says so, which must be the one that runs the attempt."""
     payment = _lock_order_then_payment(session, payment_id)[1]
+    _require_gateway(payment, gateway)
     _fail(session, payment, code, message, now)
     return payment
+
+
+def _require_gateway(payment: Payment, gateway: str | None) -> None:
+    """A gateway's notification speaks only of its own trades: another gateway's attempt is
+    no trade of its own (its notification must not pay it, nor book money to the wrong
+    channel)."""
+    if gateway is not None and CHANNEL_GATEWAYS.get(payment.channel) != gateway:
+        raise PaymentNotFound(f"No {gateway} payment {payment.id}")
 
 
 # Recording a capture ---------------------------------------------------------------------
@@ -354,28 +371,36 @@ def lock_order_then_payment(session: Session, payment_id: str) -> tuple[Order, P
 
 
 def record_capture(
-    session: Session, payment_id: str, amount: Money, gateway_trade_no: str | None, now: datetime
+    session: Session,
+    payment_id: str,
+    amount: Money,
+    gateway_trade_no: str | None,
+    now: datetime,
+    *,
+    gateway: str | None = None,
 ) -> CaptureOutcome:
     """Record money the gateway captured for an attempt, exactly once.
 
     The first capture of an open order pays it: ledger entry, entitlements, events, and the
     order's other attempts closed. A capture for an order already paid or closed is recorded
     as a duplicate, owed back to the buyer. A repeat of a recorded capture changes nothing.
-    AmountMismatch when the gateway's amount or currency is not the attempt's."""
+    AmountMismatch when the gateway's amount or currency is not the attempt's, recorded or
+    not. `gateway`: the gateway whose notification reports it, which must run the attempt
+    (PaymentNotFound otherwise)."""
     order, payment = _lock_order_then_payment(session, payment_id)
-    if payment.status == PaymentStatus.SUCCEEDED:
-        return CaptureOutcome.ALREADY_RECORDED
+    _require_gateway(payment, gateway)
     if amount != _money(payment):
         raise AmountMismatch(
             f"Payment {payment.id} is {_money(payment)}, the gateway reported {amount}."
         )
+    if payment.status == PaymentStatus.SUCCEEDED:
+        return CaptureOutcome.ALREADY_RECORDED
     before = payment.status
     payment.status = next_status(payment.status, PaymentStatus.SUCCEEDED).value
     payment.succeeded_at = now
     payment.updated_at = now
     payment.failure_code = payment.failure_message = None
-    if gateway_trade_no and payment.gateway_trade_no is None:
-        payment.gateway_trade_no = gateway_trade_no
+    _adopt_gateway_trade_no(session, payment, gateway_trade_no, now)
     payment.held_for_review = False
     risk.record_outcome(session, payment.id, succeeded=True, now=now)
     if order.status == OrderStatus.CREATED:
@@ -385,6 +410,31 @@ def record_capture(
     _audit_payment(session, "payment.duplicate_detected", payment, before, now)
     _record_duplicate(session, payment, now)
     return CaptureOutcome.DUPLICATE
+
+
+def _adopt_gateway_trade_no(
+    session: Session, payment: Payment, gateway_trade_no: str | None, now: datetime
+) -> None:
+    """Keep the gateway's number for the attempt's trade, the first time the gateway names it.
+
+    A gateway numbers each trade once, so a number another attempt already carries is the
+    gateway's mistake (or a simulator's): the attempt goes without it, staff are told, and
+    what the gateway reported about the money is still recorded."""
+    if not gateway_trade_no or payment.gateway_trade_no is not None:
+        return
+    holder = repository.holder_of_gateway_trade_no(session, payment.channel, gateway_trade_no)
+    if holder is not None and holder != payment.id:
+        raise_alert(
+            session,
+            kind="gateway_trade_no_reused",
+            subject_id=payment.id,
+            now=now,
+            message=f"The {payment.channel} gateway named trade {gateway_trade_no} for payment "
+            f"{payment.id}, but payment {holder} already carries that number; the payment "
+            "was recorded without it. Check both at the gateway.",
+        )
+        return
+    payment.gateway_trade_no = gateway_trade_no
 
 
 def _post_capture(

@@ -1,0 +1,175 @@
+"""A verified notification is trusted only for what its gateway may speak of: its own
+channels' payments and refunds, at their own amounts (SPEC: "trusted only after its
+signature, amount, currency and merchant identity check out")."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, cast
+
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy import select, update
+
+from knowpay.alerts.models import Alert
+from knowpay.channels.base import Channel
+from knowpay.channels.types import ChannelStatus, Notification, NotificationAck
+from knowpay.gateway_notifications import service
+from knowpay.kit.clock import FrozenClock
+from knowpay.kit.db import Database
+from knowpay.kit.money import Money
+from knowpay.payments.models import Payment
+from tests import books
+from tests.builders import Builders, Shop
+from tests.gateway_notifications.test_notify_regressions import (
+    _event,
+    _signed_test_notification,
+)
+
+
+@dataclass
+class VerifiedBy:
+    """A gateway's adapter whose signature check passed and parsed `note`: what the core
+    does next is the question here, not how each gateway signs."""
+
+    gateway: str
+    note: Notification
+    name: str = "stub"
+
+    def verify_and_parse_notification(self, headers: Any, body: bytes) -> Notification:
+        return self.note
+
+    def notification_ack(self, accepted: bool) -> NotificationAck:
+        return NotificationAck(200 if accepted else 400, b"", "text/plain")
+
+
+def _receive(database: Database, clock: FrozenClock, gateway: str, note: Notification) -> str:
+    channel = cast(Channel, VerifiedBy(gateway, note))
+    with database.session_scope() as session:
+        handled = service.receive(session, channel, {}, b"{}", clock.now())
+    return handled.outcome
+
+
+def _alert_kinds(database: Database) -> list[str]:
+    with database.session_scope(read_only=True) as session:
+        return list(session.scalars(select(Alert.kind).order_by(Alert.created_at)).all())
+
+
+def _capture(payment_id: str, status: ChannelStatus = ChannelStatus.SUCCEEDED) -> Notification:
+    return Notification(
+        kind="payment",
+        external_id=f"evt_{status.value}_{payment_id}",
+        out_trade_no=payment_id,
+        status=status,
+        gateway_trade_no="2026112622001400000000000001",
+        amount=Money(9900, "CNY"),
+    )
+
+
+def test_a_gateway_cannot_pay_an_attempt_another_gateway_runs(
+    build: Builders, database: Database, clock: FrozenClock
+) -> None:
+    shop = Shop(build)
+    order = shop.order()
+    payment = shop.pay(order)  # on the test channel
+    assert _receive(database, clock, "alipay", _capture(payment["id"])) == "unknown_trade"
+    assert shop.get(f"/v1/payments/{payment['id']}")["status"] == "pending"
+    assert shop.get(f"/v1/orders/{order['id']}")["status"] == "created"
+    assert books.entries(database) == []
+    assert _alert_kinds(database) == ["notification_unknown_trade"]
+    # Its own gateway still can.
+    assert _receive(database, clock, "test", _capture(payment["id"])) == "processed"
+    assert shop.get(f"/v1/orders/{order['id']}")["status"] == "paid"
+
+
+def test_a_gateway_cannot_fail_an_attempt_another_gateway_runs(
+    build: Builders, database: Database, clock: FrozenClock
+) -> None:
+    shop = Shop(build)
+    payment = shop.pay(shop.order())
+    failed = _capture(payment["id"], ChannelStatus.FAILED)
+    assert _receive(database, clock, "wechatpay", failed) == "unknown_trade"
+    assert shop.get(f"/v1/payments/{payment['id']}")["status"] == "pending"
+
+
+def _refunded(shop: Shop) -> tuple[dict[str, Any], dict[str, Any]]:
+    payment = shop.pay(order := shop.order())
+    shop.confirm(payment)
+    created = shop.client.post(
+        "/v1/refunds",
+        json={"order_id": order["id"], "amount": 3000, "reason": "other"},
+        headers=shop.app.headers,
+    )
+    assert created.status_code == 201, created.text
+    return payment, created.json()
+
+
+def _refund_note(refund: dict[str, Any], out_trade_no: str) -> Notification:
+    return Notification(
+        kind="refund",
+        external_id=f"evt_refund_{refund['id']}_{out_trade_no}",
+        out_trade_no=out_trade_no,
+        status=ChannelStatus.SUCCEEDED,
+        amount=Money(3000, "CNY"),
+        out_refund_no=refund["id"],  # a first attempt's number is the refund's id
+    )
+
+
+def test_a_refund_notice_from_another_gateway_is_no_refund_of_ours(
+    build: Builders, database: Database, clock: FrozenClock
+) -> None:
+    payment, refund = _refunded(Shop(build))
+    note = _refund_note(refund, payment["id"])
+    assert _receive(database, clock, "stripe", note) == "unknown_trade"
+    assert _alert_kinds(database) == ["notification_unknown_trade"]
+
+
+def test_a_refund_notice_naming_another_trade_is_rejected(
+    build: Builders, database: Database, clock: FrozenClock
+) -> None:
+    _, refund = _refunded(Shop(build))
+    note = _refund_note(refund, "pay_other0000000000000000000")
+    assert _receive(database, clock, "test", note) == "rejected"
+    assert _alert_kinds(database) == ["notification_rejected"]
+
+
+def test_a_capture_of_another_amount_for_a_paid_attempt_is_rejected(
+    app: FastAPI, client: TestClient, build: Builders, database: Database
+) -> None:
+    shop = Shop(build)
+    payment = shop.pay(order := shop.order())
+    shop.confirm(payment)
+    entries_before = len(books.entries(database))
+    event = _event(id="evt_late_other_amount", out_trade_no=payment["id"], amount="1.00")
+    headers, body = _signed_test_notification(app, event)
+    response = client.post("/notify/test", content=body, headers=headers)
+    assert (response.status_code, response.json()) == (400, {"received": False})
+    assert shop.get(f"/v1/orders/{order['id']}")["status"] == "paid"
+    assert len(books.entries(database)) == entries_before
+    assert _alert_kinds(database) == ["notification_rejected"]
+
+
+def test_a_gateway_trade_number_another_attempt_carries_is_left_off_and_alerted(
+    app: FastAPI, client: TestClient, build: Builders, database: Database
+) -> None:
+    """Real gateways number each trade once; a simulator that does not must not make a 500,
+    nor stop the money the notification reports from being recorded."""
+    shop = Shop(build)
+    first, second = shop.pay(shop.order()), shop.pay(order := shop.order())
+    taken = "test_trade_0001"
+    with database.session_scope() as session:
+        # The test gateway numbers its trades when it opens them; Alipay's precreate and
+        # WeChat Pay's prepay do not: the number comes with the notification.
+        session.execute(update(Payment).values(gateway_trade_no=None))
+    for number, payment in enumerate((first, second)):
+        event = _event(id=f"evt_{number}", out_trade_no=payment["id"], gateway_trade_no=taken)
+        headers, body = _signed_test_notification(app, event)
+        response = client.post("/notify/test", content=body, headers=headers)
+        assert (response.status_code, response.json()) == (200, {"received": True})
+    assert shop.get(f"/v1/orders/{order['id']}")["status"] == "paid"
+    with database.session_scope(read_only=True) as session:
+        rows = session.execute(select(Payment.id, Payment.gateway_trade_no)).all()
+        numbers = dict(rows)
+    assert numbers == {first["id"]: taken, second["id"]: None}
+    assert _alert_kinds(database) == ["gateway_trade_no_reused"]
+    assert books.violations(database) == []
