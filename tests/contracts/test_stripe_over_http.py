@@ -259,6 +259,20 @@ def test_a_usd_order_is_paid_through_the_payer_page_and_the_signed_webhook(world
     assert world.alerts() == []
 
 
+def test_the_payers_return_shows_nobody_the_client_secret(world: World) -> None:
+    """/return/{id} is open to any browser (the gateway sends the payer there, signed in or
+    not): it redirects, to the cashier page when the app gave no return_url."""
+    order = world.order(1499, "USD")
+    payment = world.shop.pay(order, channel="stripe")
+    assert payment["action"]["client_secret"]
+    with httpx.Client(base_url=world.knowpay.base_url, trust_env=False) as stranger:
+        back = stranger.get(f"/return/{payment['id']}", follow_redirects=False)
+    assert back.status_code == 303
+    assert back.headers["location"] == f"{world.settings.public_url}/pay/{order['id']}"
+    assert payment["action"]["client_secret"] not in back.text
+    assert payment["id"] not in back.text
+
+
 def test_a_jpy_order_is_charged_in_whole_yen_and_booked_in_yen(world: World) -> None:
     order = world.order(1500, "JPY")
     payment = world.shop.pay(order, channel="stripe")

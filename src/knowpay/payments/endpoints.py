@@ -233,10 +233,12 @@ browser_router = APIRouter(route_class=SessionRoute, tags=["browser"])
 )
 def payer_returns(
     payment_id: str, request: Request, session: DbSession, clock: AppClock, ctx: Context
-) -> RedirectResponse | PaymentOut:
+) -> RedirectResponse:
     """Where a gateway sends the payer's browser back (PayPal after approval, UnionPay's
     front notification, Alipay's return_url): knowpay asks the gateway at once — for PayPal
-    that captures the approved order — then sends the browser on to the app's `return_url`.
+    that captures the approved order — then sends the browser on to the app's `return_url`,
+    or without one to the order's cashier page. Nobody is signed in here, so nothing about
+    the payment is shown (a Stripe client_secret is the buyer's alone).
     The browser's word is never taken as proof of payment; only the gateway's answer is."""
     payment = service.get_for_return(session, payment_id)
     # End the read before asking the gateway: the answer is written in a session of its own.
@@ -253,6 +255,5 @@ def payer_returns(
                 writer.expunge(payment)
         except KnowpayError as exc:  # the notification or the query job will settle it
             logger.warning("return of %s: active query failed: %s", payment_id, exc)
-    if payment.return_url:
-        return RedirectResponse(payment.return_url, status_code=status.HTTP_303_SEE_OTHER)
-    return PaymentOut.of(payment)
+    target = payment.return_url or ctx.cashier_url(payment.order_id)
+    return RedirectResponse(target, status_code=status.HTTP_303_SEE_OTHER)

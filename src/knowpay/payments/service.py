@@ -13,6 +13,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from urllib.parse import quote
 
 from sqlalchemy.orm import Session
 
@@ -81,6 +82,10 @@ class PaymentsContext:
         """Where gateways send the payer back: knowpay asks the gateway, then redirects the
         browser to the app's own return_url."""
         return f"{self.public_url}/return/{payment_id}"
+
+    def cashier_url(self, order_id: str) -> str:
+        """The order's cashier page (web/cashier.py), which shows the payer how it went."""
+        return f"{self.public_url}/pay/{quote(order_id, safe='')}"
 
 
 class CaptureOutcome(StrEnum):
