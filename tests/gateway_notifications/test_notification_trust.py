@@ -4,7 +4,7 @@ signature, amount, currency and merchant identity check out")."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, cast
 
 from fastapi import FastAPI
@@ -173,3 +173,22 @@ def test_a_gateway_trade_number_another_attempt_carries_is_left_off_and_alerted(
     assert numbers == {first["id"]: taken, second["id"]: None}
     assert _alert_kinds(database) == ["gateway_trade_no_reused"]
     assert books.violations(database) == []
+
+
+def test_a_refund_the_gateway_fails_after_it_succeeded_is_brought_to_staff_once(
+    build: Builders, database: Database, clock: FrozenClock
+) -> None:
+    """Stripe: a card refund can fail after it succeeded (the payer's bank sends it back);
+    the buyer has not got the money although the books say so."""
+    shop = Shop(build)
+    payment, refund = _refunded(shop)
+    assert refund["status"] == "succeeded"
+    for event in ("refund.failed", "refund.updated"):
+        note = replace(
+            _refund_note(refund, payment["id"]),
+            external_id=f"evt_{event}",
+            status=ChannelStatus.FAILED,
+        )
+        assert _receive(database, clock, "test", note) == "processed"  # acknowledged
+    assert shop.get(f"/v1/refunds/{refund['id']}")["status"] == "succeeded"
+    assert _alert_kinds(database) == ["refund_reversed"]

@@ -10,8 +10,11 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
+from knowpay.alerts.models import Alert
 from knowpay.auth.principals import Role
+from knowpay.channels.types import ChannelStatus, RefundResult
 from knowpay.kit.clock import FrozenClock
 from knowpay.kit.config import Settings
 from knowpay.kit.db import Database
@@ -259,6 +262,35 @@ def test_an_unreachable_gateway_leaves_the_refund_processing_until_the_worker_se
     back_up()
     worker.run_jobs_once()
     assert shop.get(f"/v1/refunds/{refund['id']}")["status"] == "succeeded"
+    assert books.violations(database) == []
+
+
+def test_a_refund_the_gateway_holds_is_on_the_timeline_and_brought_to_staff_once(
+    shop: Shop,
+    worker: Worker,
+    database: Database,
+    clock: FrozenClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """WeChat Pay's ABNORMAL: the gateway keeps the refund until the merchant acts; each
+    active query says so again, and staff hear of it once."""
+    channel = shop.client.app.state.channel_registry.adapter("test")  # type: ignore[attr-defined]
+    accepted = RefundResult(ChannelStatus.PENDING, gateway_refund_no="testrf_held")
+    held = RefundResult(ChannelStatus.PENDING, attention="The gateway holds the refund.")
+    monkeypatch.setattr(channel, "refund", lambda _request: accepted)
+    monkeypatch.setattr(channel, "query_refund", lambda *_args, **_kwargs: held)
+    refund = _refund(shop, shop.app, _paid_order(shop)).json()
+    assert refund["status"] == "processing"
+    for _ in range(2):
+        clock.advance(timedelta(minutes=5))
+        worker.run_jobs_once()
+    after = shop.get(f"/v1/refunds/{refund['id']}")
+    assert after["status"] == "processing"
+    held_steps = [s for s in after["timeline"] if s["step"] == "gateway_needs_action"]
+    assert len(held_steps) == 1
+    with database.session_scope(read_only=True) as session:
+        kinds = list(session.scalars(select(Alert.kind)).all())
+    assert kinds == ["refund_needs_action"]
     assert books.violations(database) == []
 
 

@@ -44,6 +44,29 @@ def raise_alert(
     return alert
 
 
+def raise_alert_once(
+    session: Session,
+    *,
+    kind: str,
+    message: str,
+    now: datetime,
+    subject_id: str,
+    severity: str = "error",
+) -> Alert | None:
+    """raise_alert, unless an alert of this kind about this subject is still unacknowledged
+    (a gateway that says the same thing again, by notification and by query, is one matter)."""
+    open_one = session.scalars(
+        select(Alert.id).where(
+            Alert.kind == kind, Alert.subject_id == subject_id, Alert.acknowledged_at.is_(None)
+        )
+    ).first()
+    if open_one is not None:
+        return None
+    return raise_alert(
+        session, kind=kind, message=message, now=now, subject_id=subject_id, severity=severity
+    )
+
+
 def list_alerts(
     session: Session, params: PageParams, *, kind: str | None
 ) -> tuple[list[Alert], bool]:

@@ -135,6 +135,9 @@ class RefundResult:
     gateway_refund_no: str | None = None
     failure_code: str | None = None
     failure_message: str | None = None
+    attention: str | None = None
+    """Set when the gateway holds the refund until somebody acts (WeChat Pay's ABNORMAL: the
+    payer's card or account can no longer take it): what staff must do, in a sentence."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +157,9 @@ class Notification:
     payer_account: str | None = None
     """The paying account as the gateway names it (Alipay buyer_id, WeChat openid), for the
     risk blacklist; never shown unmasked."""
+    attention: str | None = None
+    """A verified event knowpay cannot settle by itself and staff must act on (a capture the
+    gateway reversed, a refund it holds): what happened, in a sentence for the alert."""
 
 
 @dataclass(frozen=True, slots=True)

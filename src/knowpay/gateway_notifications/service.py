@@ -13,7 +13,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from knowpay.alerts.service import raise_alert
+from knowpay.alerts.service import raise_alert, raise_alert_once
 from knowpay.channels.base import Channel
 from knowpay.channels.errors import ChannelUnavailable, ProtocolError, SignatureInvalid
 from knowpay.channels.types import (
@@ -163,6 +163,14 @@ def _dispatch(
         )
         if outcome is payments.CaptureOutcome.RECORDED and note.payer_account:
             _check_payer(session, note, now)
+    if note.attention:
+        raise_alert_once(
+            session,
+            kind="payment_needs_action",
+            subject_id=note.out_trade_no or note.external_id[:160],
+            now=now,
+            message=note.attention,
+        )
     elif note.status is ChannelStatus.FAILED:
         payments.record_failure(
             session,
@@ -203,7 +211,9 @@ def _dispatch_refund(
             f"refund {refund.id} is {refund.amount_minor} {refund.currency}, "
             f"the gateway said {note.amount}"
         )
-    result = RefundResult(note.status, gateway_refund_no=note.gateway_refund_no)
+    result = RefundResult(
+        note.status, gateway_refund_no=note.gateway_refund_no, attention=note.attention
+    )
     refunds.apply_result(
         session, refund.id, result, now, "gateway", policy, out_refund_no=note.out_refund_no
     )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, status
 from fastapi.responses import RedirectResponse
@@ -227,9 +227,24 @@ def list_channels_health(caller: Staff, ctx: Context) -> Page[AdminChannelOut]:
 browser_router = APIRouter(route_class=SessionRoute, tags=["browser"])
 
 
-@browser_router.get("/return/{payment_id}", response_model=None, operation_id="payer_returns")
+_BACK_TO_THE_SHOP: dict[int | str, dict[str, Any]] = {
+    status.HTTP_303_SEE_OTHER: {"description": "To the app's return_url, or the cashier page"}
+}
+
+
+@browser_router.get(
+    "/return/{payment_id}",
+    operation_id="payer_returns",
+    response_class=RedirectResponse,
+    status_code=status.HTTP_303_SEE_OTHER,
+    responses=_BACK_TO_THE_SHOP,
+)
 @browser_router.post(
-    "/return/{payment_id}", response_model=None, operation_id="payer_returns_by_post"
+    "/return/{payment_id}",
+    operation_id="payer_returns_by_post",
+    response_class=RedirectResponse,
+    status_code=status.HTTP_303_SEE_OTHER,
+    responses=_BACK_TO_THE_SHOP,
 )
 def payer_returns(
     payment_id: str, request: Request, session: DbSession, clock: AppClock, ctx: Context

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from knowpay.alerts.service import raise_alert_once
 from knowpay.audit import service as audit
 from knowpay.auth.principals import Principal
 from knowpay.auth.scoping import can_see
@@ -427,10 +428,15 @@ def apply_result(
     order_id = get(session, refund_id).order_id
     orders.lock(session, order_id)
     refund = lock(session, refund_id)
-    if refund.status != RefundStatus.PROCESSING or (
-        out_refund_no and out_refund_no != refund.out_refund_no
-    ):
+    if out_refund_no and out_refund_no != refund.out_refund_no:
         return refund
+    if refund.status == RefundStatus.SUCCEEDED and result.status is ChannelStatus.FAILED:
+        _alert_reversed(session, refund, result, now)
+        return refund
+    if refund.status != RefundStatus.PROCESSING:
+        return refund
+    if result.attention and result.status is ChannelStatus.PENDING:
+        _alert_held(session, refund, result.attention, now)
     if result.gateway_refund_no:
         refund.gateway_refund_no = result.gateway_refund_no
     if refund.needs_gateway_call and result.status is not ChannelStatus.FAILED:
@@ -451,6 +457,30 @@ def apply_result(
             now,
         )
     return refund
+
+
+def _alert_reversed(session: Session, refund: Refund, result: RefundResult, now: datetime) -> None:
+    """The gateway failed a refund after it had succeeded (Stripe: the payer's bank sent it
+    back): the buyer has not got the money, and knowpay's books say they have."""
+    raise_alert_once(
+        session,
+        kind="refund_reversed",
+        subject_id=refund.id,
+        now=now,
+        message=f"The {refund.channel} gateway now says refund {refund.id} of order "
+        f"{refund.order_id} failed ({result.failure_code or 'no reason given'}) after it had "
+        "succeeded: the money came back to the merchant and the buyer was not refunded. "
+        "Pay the buyer back another way, or contact them.",
+    )
+
+
+def _alert_held(session: Session, refund: Refund, attention: str, now: datetime) -> None:
+    """A refund the gateway holds until someone acts: on the timeline once, and to staff."""
+    raised = raise_alert_once(
+        session, kind="refund_needs_action", subject_id=refund.id, now=now, message=attention
+    )
+    if raised is not None:
+        _step(session, refund, "gateway_needs_action", f"gateway:{refund.channel}", now, attention)
 
 
 def _succeed(

@@ -728,14 +728,47 @@ def test_an_approval_webhook_when_paypal_is_down_stays_pending(
     assert note.status is ChannelStatus.PENDING  # the active-query job captures later
 
 
-def test_an_event_knowpay_does_not_handle_is_refused(
+@pytest.mark.parametrize(
+    "event_type", ["BILLING.SUBSCRIPTION.CREATED", "CHECKOUT.ORDER.COMPLETED", "CUSTOMER.DISPUTE"]
+)
+def test_a_verified_event_knowpay_does_not_act_on_changes_nothing_and_is_acknowledged(
+    channel: PayPalChannel, fake: FakePayPal, event_type: str
+) -> None:
+    """A 400 would have PayPal send it again for 3 days (PROTOCOLS.md §5, §6.3)."""
+    fake.on("POST /v1/notifications/verify-webhook-signature", {"verification_status": "SUCCESS"})
+    note = channel.verify_and_parse_notification(_headers(), _event(event_type, {"id": "I-1"}))
+    assert (note.kind, note.status, note.attention) == ("payment", ChannelStatus.PENDING, None)
+
+
+def test_a_reversed_capture_is_acknowledged_and_brought_to_staff(
     channel: PayPalChannel, fake: FakePayPal
 ) -> None:
     fake.on("POST /v1/notifications/verify-webhook-signature", {"verification_status": "SUCCESS"})
-    with pytest.raises(ProtocolError, match=r"BILLING\.SUBSCRIPTION\.CREATED"):
-        channel.verify_and_parse_notification(
-            _headers(), _event("BILLING.SUBSCRIPTION.CREATED", {"id": "I-1"})
-        )
+    reversed_capture = capture("REVERSED") | {"invoice_id": "pay_1", "custom_id": "pay_1"}
+    note = channel.verify_and_parse_notification(
+        _headers(), _event("PAYMENT.CAPTURE.REVERSED", reversed_capture)
+    )
+    assert (note.out_trade_no, note.status) == ("pay_1", ChannelStatus.PENDING)
+    assert note.attention is not None
+    assert f"PayPal reversed capture {CAPTURE_ID} of payment pay_1" in note.attention
+
+
+def test_capture_and_refund_events_naming_no_trade_of_ours_name_none(
+    channel: PayPalChannel, fake: FakePayPal
+) -> None:
+    """A capture or a refund made elsewhere on the account (PayPal's dashboard): the core
+    answers it as an unknown trade, acknowledged, instead of a 400 PayPal retries."""
+    fake.on("POST /v1/notifications/verify-webhook-signature", {"verification_status": "SUCCESS"})
+    elsewhere = capture() | {"supplementary_data": {"related_ids": {"order_id": ORDER_ID}}}
+    paid = channel.verify_and_parse_notification(
+        _headers(), _event("PAYMENT.CAPTURE.COMPLETED", elsewhere)
+    )
+    dashboard_refund = {"id": "DASHREFUND2", "status": "COMPLETED", **capture()}
+    refunded = channel.verify_and_parse_notification(
+        _headers(), _event("PAYMENT.CAPTURE.REFUNDED", dashboard_refund | {"id": "DASHREFUND2"})
+    )
+    assert (paid.kind, paid.out_trade_no) == ("payment", "")
+    assert (refunded.kind, refunded.out_trade_no, refunded.out_refund_no) == ("refund", "", None)
 
 
 def test_the_webhook_is_acknowledged_with_any_2xx(channel: PayPalChannel) -> None:

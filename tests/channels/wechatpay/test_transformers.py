@@ -186,6 +186,26 @@ def test_a_refund_callback_becomes_a_refund_notification() -> None:
     assert note.gateway_refund_no == "50000000382019052709732678859"
 
 
+def test_an_abnormal_refund_is_pending_and_says_what_staff_must_do() -> None:
+    """REFUND.ABNORMAL: the money could not reach the payer; WeChat Pay waits for the
+    merchant (the abnormal-refund API or the merchant platform)."""
+    resource = {
+        "mchid": MCHID,
+        "out_trade_no": "pay_1",
+        "out_refund_no": "re_1",
+        "refund_id": "50000000382019052709732678859",
+        "refund_status": "ABNORMAL",
+        "amount": {"total": 9900, "refund": 3000, "payer_total": 9900, "payer_refund": 3000},
+    }
+    note = t.notification_of(_envelope("REFUND.ABNORMAL"), resource, appid=APPID, mchid=MCHID)
+    assert note.status is ChannelStatus.PENDING
+    assert note.attention is not None
+    assert "re_1 (ABNORMAL)" in note.attention
+    queried = t.refund_result({**resource, "status": "ABNORMAL"})
+    assert (queried.status, queried.attention) == (ChannelStatus.PENDING, note.attention)
+    assert t.refund_result({**resource, "status": "SUCCESS"}).attention is None
+
+
 @pytest.mark.parametrize(
     ("resource", "event_type", "reason"),
     [

@@ -321,7 +321,7 @@ class PayPalChannel:
             return transformers.refund_notification(event)
         if event_type == transformers.ORDER_APPROVED:
             return self._approved(event)
-        raise ProtocolError(f"knowpay does not handle {event_type} events (unsubscribe it)")
+        return transformers.other_event(event)
 
     def _verify_offline(self, fields: Mapping[str, str], body: bytes) -> None:
         cert_url = fields["cert_url"]

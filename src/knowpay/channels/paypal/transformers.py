@@ -63,6 +63,7 @@ PAYMENT_EVENTS = frozenset(
     }
 )
 ORDER_APPROVED = "CHECKOUT.ORDER.APPROVED"
+CAPTURE_REVERSED = "PAYMENT.CAPTURE.REVERSED"
 REFUND_EVENTS = frozenset(
     {"PAYMENT.CAPTURE.REFUNDED", "PAYMENT.REFUND.PENDING", "PAYMENT.REFUND.FAILED"}
 )
@@ -233,9 +234,9 @@ def capture_notification(event: Mapping[str, Any]) -> Notification:
     """PAYMENT.CAPTURE.*: the resource is the capture; its order id is in
     supplementary_data.related_ids.order_id (knowpay's gateway_trade_no)."""
     capture: Mapping[str, Any] = event["resource"]
-    out_trade_no = out_trade_no_of(capture)
-    if not out_trade_no:
-        raise ProtocolError("a capture event without invoice_id or custom_id")
+    # Without them it is no capture of ours (one made elsewhere on the account): the core
+    # answers it as an unknown trade, which PayPal is told to stop sending.
+    out_trade_no = out_trade_no_of(capture) or ""
     supplementary = capture.get("supplementary_data")
     related = supplementary.get("related_ids") if isinstance(supplementary, Mapping) else None
     order_id = related.get("order_id") if isinstance(related, Mapping) else None
@@ -267,9 +268,8 @@ def refund_notification(event: Mapping[str, Any]) -> Notification:
     """PAYMENT.CAPTURE.REFUNDED (and the refund's own events): the resource is the refund;
     knowpay sent its out_refund_no as the refund's custom_id and out_trade_no as invoice_id."""
     refund: Mapping[str, Any] = event["resource"]
-    out_trade_no = _text(refund, "invoice_id")
-    if not out_trade_no:
-        raise ProtocolError("a refund event without invoice_id")
+    # A refund made in PayPal's dashboard names no refund of ours: an unknown trade.
+    out_trade_no = _text(refund, "invoice_id") or ""
     result = refund_result(refund)
     return Notification(
         kind="refund",
@@ -279,6 +279,30 @@ def refund_notification(event: Mapping[str, Any]) -> Notification:
         amount=money(refund.get("amount"), "resource.amount"),
         out_refund_no=_text(refund, "custom_id"),
         gateway_refund_no=result.gateway_refund_no,
+    )
+
+
+def other_event(event: Mapping[str, Any]) -> Notification:
+    """A verified event knowpay does not act on (CHECKOUT.ORDER.COMPLETED, disputes …): stored
+    once and acknowledged, or PayPal would send it again for 3 days. A reversed capture (a
+    chargeback, a bank reversal) takes money back, which knowpay cannot undo on its own: staff
+    are told."""
+    resource: Mapping[str, Any] = event["resource"]
+    out_trade_no = out_trade_no_of(resource) or ""
+    event_type = str(event["event_type"])
+    attention = None
+    if event_type == CAPTURE_REVERSED:
+        attention = (
+            f"PayPal reversed capture {_text(resource, 'id')} of payment "
+            f"{out_trade_no or '(not ours)'} (event {event['id']}): the money went back to the "
+            "payer. Review the order, its content and the ledger."
+        )
+    return Notification(
+        kind="payment",
+        external_id=str(event["id"]),
+        out_trade_no=out_trade_no,
+        status=ChannelStatus.PENDING,
+        attention=attention,
     )
 
 

@@ -177,6 +177,17 @@ def refund_result(refund: dict[str, Any]) -> RefundResult:
         status=status,
         gateway_refund_no=refund.get("refund_id") or None,
         failure_code=state if status is ChannelStatus.FAILED or state == "ABNORMAL" else None,
+        attention=abnormal_refund_attention(refund) if state == "ABNORMAL" else None,
+    )
+
+
+def abnormal_refund_attention(refund: dict[str, Any]) -> str:
+    """WeChat Pay's ABNORMAL refund waits for the merchant: the money could not reach the
+    payer's card or account, and is sent again only by hand."""
+    return (
+        f"WeChat Pay holds refund {refund.get('out_refund_no')} (ABNORMAL): the payer's card or "
+        "account can no longer receive it. Send it again through the merchant platform or the "
+        "abnormal-refund API (/v3/refund/domestic/refunds/{refund_id}/apply-abnormal-refund)."
     )
 
 
@@ -298,6 +309,9 @@ def notification_of(
             external_id=external_id,
             out_trade_no=out_trade_no,
             status=refund_status(str(resource.get("refund_status", ""))),
+            attention=abnormal_refund_attention(resource)
+            if resource.get("refund_status") == "ABNORMAL"
+            else None,
             gateway_trade_no=_optional_text(resource, "transaction_id"),
             amount=money_of(resource.get("amount"), "refund"),
             merchant_id=mchid,
