@@ -288,7 +288,7 @@ def test_a_refund_through_knowpay_is_settled_by_wechats_refund_callback(
     wait_for(lambda: wired.order_status(order["id"]) == "paid", "the order to be paid")
     created = wired.knowpay.post(
         "/v1/refunds",
-        json={"order_id": order["id"], "amount": 3000, "reason": "other"},
+        json={"order_id": order["id"], "amount": 3000, "reason": "不想学了"},
         headers=wired.shop.app.headers,
     )
     assert created.status_code == 201, created.text
@@ -296,6 +296,8 @@ def test_a_refund_through_knowpay_is_settled_by_wechats_refund_callback(
     assert refund["status"] == "processing"
     [at_wechat] = wait_for(lambda: wired.trade(payment["id"])["refunds"], "the refund at WeChat")
     assert at_wechat["amount"]["refund"] == 3000
+    # The payer reads the reason in WeChat's refund message: the buyer's words, not a code.
+    assert wired.simulator.store.refunds[refund["id"]].reason == "不想学了"
 
     def settled() -> dict[str, Any] | None:
         current = wired.shop.get(f"/v1/refunds/{refund['id']}")

@@ -125,8 +125,17 @@ class RefundRequest:
     amount: Money
     total: Money
     reason: str
+    """knowpay's reason code (`accidental_purchase` …), for gateways that take a code."""
     notify_url: str
     gateway_trade_no: str | None = None
+    note: str | None = None
+    """The buyer's or staff's own words for the refund, when given."""
+
+    @property
+    def payer_note(self) -> str:
+        """What gateways that show the payer a reason show: the words given, else the code
+        in plain words ("accidental purchase")."""
+        return self.note or self.reason.replace("_", " ")
 
 
 @dataclass(frozen=True, slots=True)

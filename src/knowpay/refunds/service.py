@@ -359,6 +359,7 @@ def refund_request(ctx: RefundsContext, session: Session, refund: Refund) -> Ref
         reason=refund.reason,
         notify_url=ctx.payments.notify_url(channel),
         gateway_trade_no=payment.gateway_trade_no,
+        note=refund.reason_text,
     )
 
 

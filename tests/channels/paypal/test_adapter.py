@@ -511,7 +511,7 @@ def test_a_refund_is_made_against_the_orders_capture(
         "amount": {"currency_code": "USD", "value": "30.00"},
         "invoice_id": "pay_1",
         "custom_id": "rfd_1",
-        "note_to_payer": "accidental_purchase",
+        "note_to_payer": "accidental purchase",
     }
 
 

@@ -4,6 +4,7 @@ callbacks and the answer WeChat expects."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -99,7 +100,11 @@ def test_prepay_bodies_per_trade_type() -> None:
     native = t.prepay_body("native", _request(), APPID, MCHID)
     assert native["amount"] == {"total": 9900, "currency": "CNY"}
     assert native["time_expire"] == "2026-01-01T20:30:00+08:00"
-    assert len(native["description"]) == 127
+    # 127 bytes of UTF-8 at most, cut between characters (数 is 3 bytes).
+    assert len(native["description"].encode()) <= 127
+    described = native["description"].encode()
+    assert _request().subject.encode().startswith(described)
+    assert len(described) > 127 - 3
     assert "payer" not in native
     assert "scene_info" not in native
     jsapi = t.prepay_body("jsapi", _request(openid="oUpF8u"), APPID, MCHID)
@@ -110,18 +115,21 @@ def test_prepay_bodies_per_trade_type() -> None:
 
 
 def test_a_refund_body_carries_out_refund_no_and_fen() -> None:
-    body = t.refund_body(
-        RefundRequest(
-            out_trade_no="pay_1",
-            out_refund_no="re_1",
-            amount=Money(3000, "CNY"),
-            total=Money(9900, "CNY"),
-            reason="不想学了",
-            notify_url="https://pay.example.com/notify/wechatpay",
-        )
+    request = RefundRequest(
+        out_trade_no="pay_1",
+        out_refund_no="re_1",
+        amount=Money(3000, "CNY"),
+        total=Money(9900, "CNY"),
+        reason="no_longer_needed",
+        notify_url="https://pay.example.com/notify/wechatpay",
     )
+    body = t.refund_body(request)
     assert body["out_refund_no"] == "re_1"
     assert body["amount"] == {"refund": 3000, "total": 9900, "currency": "CNY"}
+    # The payer reads the reason in WeChat's refund message: words, not knowpay's code.
+    assert body["reason"] == "no longer needed"
+    worded = t.refund_body(replace(request, note="课程内容与介绍不符，" * 5))
+    assert worded["reason"] == "课程内容与介绍不符，" * 2 + "课程内容与介"  # 78 of 80 bytes
 
 
 @pytest.mark.parametrize(

@@ -156,7 +156,7 @@ class AlipayChannel:
             "out_trade_no": request.out_trade_no,
             "out_request_no": request.out_refund_no,
             "refund_amount": transformers.to_yuan(request.amount),
-            "refund_reason": request.reason[:256],
+            "refund_reason": request.payer_note[:256],
         }
         try:
             content = self._client.call("alipay.trade.refund", biz, idempotent=True)

@@ -264,7 +264,7 @@ class PayPalChannel:
             },
             "invoice_id": request.out_trade_no,
             "custom_id": request.out_refund_no,
-            "note_to_payer": request.reason[:NOTE_MAX] or "refund",
+            "note_to_payer": request.payer_note[:NOTE_MAX] or "refund",
         }
         try:
             refund = self._client.call(

@@ -112,6 +112,16 @@ def loads_object(raw: bytes, what: str) -> dict[str, Any]:
 
 # Requests ------------------------------------------------------------------------------------
 
+# WeChat Pay counts these limits in UTF-8 bytes (the refund API says so for `reason`); a
+# Chinese character is 3 of them, so 127 characters of a course title would be refused.
+DESCRIPTION_BYTES = 127
+REASON_BYTES = 80
+
+
+def utf8_prefix(text: str, limit: int) -> str:
+    """The longest start of `text` that is at most `limit` bytes in UTF-8, whole characters."""
+    return text.encode("utf-8")[:limit].decode("utf-8", errors="ignore")
+
 
 def prepay_body(
     trade_type: TradeType, request: CreatePaymentRequest, appid: str, mchid: str
@@ -120,7 +130,7 @@ def prepay_body(
     body: dict[str, Any] = {
         "appid": appid,
         "mchid": mchid,
-        "description": request.subject[:127] or request.out_trade_no,
+        "description": utf8_prefix(request.subject, DESCRIPTION_BYTES) or request.out_trade_no,
         "out_trade_no": request.out_trade_no,
         "time_expire": rfc3339(request.expires_at),
         "notify_url": request.notify_url,
@@ -141,7 +151,7 @@ def refund_body(request: RefundRequest) -> dict[str, Any]:
     return {
         "out_trade_no": request.out_trade_no,
         "out_refund_no": request.out_refund_no,
-        "reason": request.reason[:80],
+        "reason": utf8_prefix(request.payer_note, REASON_BYTES),
         "notify_url": request.notify_url,
         "amount": {
             "refund": to_fen(request.amount),
