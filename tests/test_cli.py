@@ -26,6 +26,9 @@ def cli_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Database:
     monkeypatch.setenv("KNOWPAY_PASSWORD_HASH__MEMORY_COST_KIB", "64")
     monkeypatch.setenv("KNOWPAY_PASSWORD_HASH__TIME_COST", "1")
     monkeypatch.setenv("KNOWPAY_PASSWORD_HASH__PARALLELISM", "1")
+    # `serve` and `demo` set it from --port when unset: put back as it was afterwards.
+    monkeypatch.setenv("KNOWPAY_PUBLIC_URL", "unset")
+    monkeypatch.delenv("KNOWPAY_PUBLIC_URL")
     get_settings.cache_clear()
     result = runner.invoke(cli, ["migrate", "--json"])
     assert result.exit_code == 0, result.output
@@ -78,3 +81,30 @@ def test_demo_seeds_once_and_can_be_run_again(cli_env: Database) -> None:
     assert json.loads(first.output) == json.loads(second.output)
     with cli_env.session_scope(read_only=True) as session:
         assert len(session.scalars(select(User)).all()) == 5
+        buyer = session.scalars(select(User).where(User.email.startswith("buyer@"))).one()
+    logins = json.loads(Path("var/demo.json").read_text())["logins"]
+    assert logins["buyer"] == {
+        "email": "buyer@demo.knowpay.local",
+        "password": "demo-buyer-2026",
+        "user_id": buyer.id,
+    }
+    assert set(logins) == {"buyer", "creator", "admin", "finance", "support"}
+
+
+def test_the_demo_on_another_port_points_gateways_and_links_at_that_port(
+    cli_env: Database,
+) -> None:
+    seeded = runner.invoke(cli, ["demo", "--no-serve", "--port", "18123", "--json"])
+    assert seeded.exit_code == 0, seeded.output
+    summary = json.loads(seeded.output)
+    assert summary["api"] == "http://127.0.0.1:18123/docs"
+    assert summary["simulators"] == "http://127.0.0.1:18123/sandbox/docs"
+
+
+def test_an_explicit_public_url_wins_over_the_port(
+    cli_env: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KNOWPAY_PUBLIC_URL", "https://pay.example.com")
+    get_settings.cache_clear()
+    seeded = runner.invoke(cli, ["demo", "--no-serve", "--port", "18123", "--json"])
+    assert json.loads(seeded.output)["api"] == "https://pay.example.com/docs"

@@ -111,6 +111,11 @@ def seed_demo(database: Database, settings: Settings) -> dict[str, Any]:
         _ensure_app(session, state)
         people = _ensure_people(session, hasher, state)
         _ensure_products(session, state, people["creator"])
+    # The README sends newcomers here for the logins, and programs for the buyer's user id.
+    state["logins"] = {
+        name: {"email": email, "password": password, "user_id": people[name]}
+        for name, (email, password, _role) in DEMO_PEOPLE.items()
+    }
     _save_state(state)
     base = settings.public_url
     return {

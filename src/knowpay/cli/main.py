@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 from typing import Annotated
 
@@ -63,6 +64,21 @@ def _os_user() -> str:
         return "unknown"
 
 
+def _listening_at(host: str, port: int) -> None:
+    """Without KNOWPAY_PUBLIC_URL, gateways and browsers reach knowpay where it listens:
+    `notify_url`, return and cashier links, and the demo's simulators follow `--port`
+    (the variable is set for this process and the server processes it starts)."""
+    if "public_url" in get_settings().model_fields_set:
+        return
+    # Listening on every interface: this host's own address reaches it.
+    wildcard = host in ("", "0.0.0.0")  # noqa: S104 - compared, not bound
+    reachable = "127.0.0.1" if wildcard else "[::1]" if host == "::" else host
+    if ":" in reachable and not reachable.startswith("["):
+        reachable = f"[{reachable}]"  # an IPv6 address in a URL
+    os.environ["KNOWPAY_PUBLIC_URL"] = f"http://{reachable}:{port}"
+    get_settings.cache_clear()
+
+
 def _fail(error: KnowpayError, as_json: bool) -> None:
     if as_json:
         emit({"error": {"code": error.code, "detail": error.detail}}, as_json=True)
@@ -86,6 +102,7 @@ def serve(
     workers: Annotated[int, typer.Option(min=1, help="Server processes.")] = 1,
 ) -> None:
     """Serve the API, the notification endpoints and the pages (migrates SQLite on start)."""
+    _listening_at(host, port)
     settings = get_settings()
     database = _database()
     if database.dialect == "sqlite":
@@ -116,6 +133,7 @@ def demo(
     from knowpay.app import create_app
     from knowpay.cli.wiring import SANDBOX_PREFIX, wire_sandbox
 
+    _listening_at(host, port)
     settings = get_settings()
     database = _database()
     upgrade(database.engine)
