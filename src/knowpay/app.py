@@ -40,7 +40,11 @@ from knowpay.kit.db import Database
 from knowpay.kit.errors import Unauthorized, install_error_handlers, problem_response
 from knowpay.kit.idempotency import IdempotencyMiddleware
 from knowpay.kit.masking import install_log_masking
-from knowpay.kit.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
+from knowpay.kit.middleware import (
+    BodySizeLimitMiddleware,
+    HeadAsGetMiddleware,
+    RequestIdMiddleware,
+)
 from knowpay.kit.openapi import install_openapi
 from knowpay.kit.proxies import TrustedProxies
 from knowpay.kit.ratelimit import RateLimiter, RateLimitMiddleware
@@ -129,6 +133,8 @@ def create_app(
         openapi_url="/openapi.json",
         docs_url="/docs",
         redoc_url=None,
+        # An unknown path is a 404 problem, not a redirect built from the Host header.
+        redirect_slashes=False,
         telemetry=None if settings.opentelemetry else TELEMETRY_OFF,
     )
     app.state.settings = settings
@@ -161,7 +167,8 @@ def create_app(
     install_error_handlers(app)
     install_log_masking()
     # Added innermost first: request id → security headers → CORS → rate limits → body size
-    # → CSRF → idempotency → the routes.
+    # → CSRF → idempotency → HEAD as GET → the routes.
+    app.add_middleware(HeadAsGetMiddleware)
     app.add_middleware(IdempotencyMiddleware, resolve_scope=_idempotency_scope)
     app.add_middleware(CsrfMiddleware, tokens=app.state.csrf_tokens)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from knowpay.accounts.models import User
 from knowpay.catalog.models import Product
 from knowpay.kit.db import Database
-from tests.builders import Builders, Caller
+from tests.builders import Builders, Caller, Shop
 
 
 def _assert_problem(response: Any, status: int, code: str) -> dict[str, Any]:
@@ -175,3 +175,56 @@ def test_an_overloaded_or_unreachable_database_is_a_retryable_503(
         body = _assert_problem(response, 503, "database_unavailable")
         assert response.headers["retry-after"] == "1"
         assert "too many" not in body["detail"]
+
+
+def test_a_405_names_every_method_the_path_serves(client: TestClient) -> None:
+    """FastAPI makes one route per method; the Allow header must still list them all."""
+    for path, allowed in (
+        ("/v1/products", "GET, HEAD, POST"),
+        ("/v1/orders/ord_1", "GET, HEAD"),
+        ("/notify/alipay", "POST"),
+    ):
+        response = client.request("PUT", path)
+        _assert_problem(response, 405, "method_not_allowed")
+        assert response.headers["allow"] == allowed
+
+
+def test_head_is_answered_as_get_is(client: TestClient, app_caller: Caller) -> None:
+    assert client.head("/healthz").status_code == 200
+    assert client.head("/v1/products", headers=app_caller.headers).status_code == 200
+    assert client.head("/v1/orders/ord_missing", headers=app_caller.headers).status_code == 404
+
+
+def test_every_401_names_the_scheme_it_wants(client: TestClient) -> None:
+    """RFC 9110 §15.5.2: a 401 carries WWW-Authenticate, whatever was wrong."""
+    for authorization in (None, "Bearer kp_live_notakey", "Bearer not.a.token", "Basic eDp5"):
+        headers = {"Authorization": authorization} if authorization else {}
+        response = client.get("/v1/orders", headers=headers)
+        assert response.status_code == 401, response.text
+        assert response.headers["www-authenticate"] == "Bearer"
+
+
+def test_a_trailing_slash_is_a_404_not_a_redirect_built_from_the_host(
+    client: TestClient, app_caller: Caller
+) -> None:
+    response = client.get(
+        "/v1/orders/",
+        headers={**app_caller.headers, "Host": "evil.example"},
+        follow_redirects=False,
+    )
+    _assert_problem(response, 404, "not_found")
+    assert "location" not in response.headers
+
+
+def test_a_client_ip_that_is_no_ip_address_is_422_and_opens_no_payment(build: Builders) -> None:
+    shop = Shop(build)
+    order = shop.order()
+    path = f"/v1/orders/{order['id']}/payments"
+    for bad in ("<script>alert(1)</script>", "abc", "", "' OR 1=1 --"):
+        response = shop.client.post(
+            path, json={"channel": "test", "client_ip": bad}, headers=shop.app.headers
+        )
+        body = _assert_problem(response, 422, "validation_error")
+        assert [error["field"] for error in body["errors"]] == ["client_ip"]
+    assert shop.get(f"{path}")["data"] == []
+    assert shop.pay(order, client_ip=" 2001:DB8::1 ")["status"] == "pending"

@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy import exc as sqlalchemy_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 PROBLEM_TYPE_BASE = "https://knowpay.dev/problems/"
@@ -91,6 +92,8 @@ def problem_response(
     all_headers = dict(headers or {})
     if request_id:
         all_headers["X-Request-Id"] = request_id
+    if status == 401:  # RFC 9110 §15.5.2: a 401 names the scheme that would be accepted
+        all_headers.setdefault("WWW-Authenticate", "Bearer")
     return JSONResponse(
         body, status_code=status, headers=all_headers, media_type=PROBLEM_CONTENT_TYPE
     )
@@ -169,16 +172,37 @@ async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
     detail = exc.detail if isinstance(exc.detail, str) and exc.detail else title
     if exc.status_code == 404 and detail == "Not Found":
         detail = f"No route for {request.method} {request.url.path}"
+    headers = dict(exc.headers or {})
     if exc.status_code == 405:
         detail = f"{request.method} is not allowed on {request.url.path}"
+        headers["Allow"] = ", ".join(_methods_served_at(request))
     return problem_response(
         request,
         status=exc.status_code,
         code=code,
         title=title,
         detail=detail,
-        headers=dict(exc.headers or {}),
+        headers=headers,
     )
+
+
+_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+
+
+def _methods_served_at(request: Request) -> list[str]:
+    """Every method some route serves at this path (Starlette's 405 names only those of the
+    first route that matched the path, and FastAPI makes one route per method)."""
+    routes = request.app.router.routes
+    methods = {
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes
+        )
+    }
+    if "GET" in methods:
+        methods.add("HEAD")  # kit.middleware.HeadAsGetMiddleware
+    return sorted(methods)
 
 
 async def _on_database_unavailable(request: Request, exc: Exception) -> JSONResponse:

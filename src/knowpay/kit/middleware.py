@@ -53,6 +53,20 @@ class RequestIdMiddleware:
             await self.app(scope, receive, send_with_id)
 
 
+class HeadAsGetMiddleware:
+    """HEAD is served as GET (RFC 9110 §9.3.2: every GET resource answers HEAD too); the
+    server sends the same status and headers without the body, since the scope it made
+    still says HEAD."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "HEAD":
+            scope = {**scope, "method": "GET"}
+        await self.app(scope, receive, send)
+
+
 class BodySizeLimitMiddleware:
     """Refuse bodies larger than `max_bytes` with 413 problem+json before any handler runs."""
 

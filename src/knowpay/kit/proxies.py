@@ -47,8 +47,8 @@ class TrustedProxies:
         hops = [hop.strip() for hop in forwarded.split(",") if hop.strip()] if forwarded else []
         for hop in reversed(hops):
             if not self.trusts(hop):
-                return hop if _is_ip(hop) else peer
-        return hops[0] if hops and _is_ip(hops[0]) else peer
+                return hop if is_ip_address(hop) else peer
+        return hops[0] if hops and is_ip_address(hops[0]) else peer
 
     def is_https(self, scope: Scope) -> bool:
         """Whether the client reached knowpay over TLS (directly, or as a trusted proxy says)."""
@@ -68,7 +68,8 @@ def _header(scope: Scope, name: bytes) -> str:
     return ""
 
 
-def _is_ip(value: str) -> bool:
+def is_ip_address(value: str) -> bool:
+    """Whether the text is an IPv4 or IPv6 address (a peer may be a socket name instead)."""
     try:
         ipaddress.ip_address(value)
     except ValueError:

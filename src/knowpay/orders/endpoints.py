@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Query, Response, status
 
 from knowpay.auth.dependencies import CurrentPrincipal, require_roles
 from knowpay.auth.principals import Principal, Role
+from knowpay.kit.openapi import problem_responses
 from knowpay.kit.pagination import Page, PageParams, page_params
 from knowpay.kit.web import AppClock, DbSession, SessionRoute
 from knowpay.orders import service
@@ -24,7 +25,8 @@ AppCaller = Annotated[Principal, Depends(require_roles(Role.APP))]
     status_code=status.HTTP_201_CREATED,
     response_model=OrderOut,
     responses={
-        200: {"model": OrderOut, "description": "The existing order with this out_trade_no"}
+        200: {"model": OrderOut, "description": "The existing order with this out_trade_no"},
+        **problem_responses(404),  # product_not_found: an item names no product of the app
     },
 )
 def create_order(

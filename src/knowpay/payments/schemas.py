@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from knowpay.channels.health import ChannelHealthView
 from knowpay.channels.types import Device
@@ -53,7 +54,11 @@ class PaymentCreate(BaseModel):
         description="A stable id of the payer's device (risk control counts attempts by it)",
     )
     return_url: str | None = Field(default=None, max_length=2048, pattern=r"^https?://")
-    client_ip: str | None = Field(default=None, max_length=64)
+    client_ip: str | None = Field(
+        default=None,
+        max_length=64,
+        description="The payer's IP address (WeChat H5 requires it; risk rules read it)",
+    )
     openid: str | None = Field(
         default=None, max_length=128, description="WeChat JSAPI payer openid"
     )
@@ -61,6 +66,16 @@ class PaymentCreate(BaseModel):
         default=None, description="Test channel only: the outcome to simulate"
     )
     test_delay_ms: int | None = Field(default=None, ge=0, le=5000, description="Test channel only")
+
+    @field_validator("client_ip")
+    @classmethod
+    def _an_ip_address(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            return str(ipaddress.ip_address(value.strip()))
+        except ValueError:
+            raise ValueError("client_ip is an IPv4 or IPv6 address") from None
 
     def channel_options(self) -> dict[str, Any]:
         options = {

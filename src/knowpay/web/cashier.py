@@ -35,6 +35,7 @@ from knowpay.kit.config import Settings
 from knowpay.kit.crypto import derive_key
 from knowpay.kit.errors import KnowpayError
 from knowpay.kit.masking import mask_email
+from knowpay.kit.proxies import is_ip_address
 from knowpay.kit.ratelimit import client_ip
 from knowpay.kit.web import AppClock, DbSession, SessionRoute
 from knowpay.orders import service as orders
@@ -382,10 +383,11 @@ def start_payment(
     browser to the gateway, or back to the cashier for the QR code and the live status."""
     access = _access(request, session, order_id)
     settings: Settings = request.app.state.settings
+    peer = client_ip(request)
     body = PaymentCreate(
         channel=channel,
         return_url=f"{settings.public_url}{cashier_path(access.order.id)}",
-        client_ip=client_ip(request),
+        client_ip=peer if is_ip_address(peer) else None,  # not a Unix socket's name
     )
     try:
         created = payments_api.create_payment(
