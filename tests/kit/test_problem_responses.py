@@ -228,3 +228,13 @@ def test_a_client_ip_that_is_no_ip_address_is_422_and_opens_no_payment(build: Bu
         assert [error["field"] for error in body["errors"]] == ["client_ip"]
     assert shop.get(f"{path}")["data"] == []
     assert shop.pay(order, client_ip=" 2001:DB8::1 ")["status"] == "pending"
+
+
+def test_a_cursor_that_names_no_object_is_422_not_a_guessed_page(
+    client: TestClient, app_caller: Caller
+) -> None:
+    """A stale or mistyped `starting_after` would otherwise page on from wherever it sorts."""
+    for cursor in ("ord_doesnotexist", "ord_01m8cy8vyh6q973vevkya3rvtm", "", "%00", "a b"):
+        response = client.get(f"/v1/orders?starting_after={cursor}", headers=app_caller.headers)
+        body = _assert_problem(response, 422, "validation_error")
+        assert [error["field"] for error in body["errors"]] == ["starting_after"]

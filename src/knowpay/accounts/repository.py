@@ -8,7 +8,7 @@ from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.orm import Session
 
 from knowpay.accounts.models import ApiKey, App, User
-from knowpay.kit.pagination import PageParams, paginate_query, split_page
+from knowpay.kit.pagination import PageParams, page_of
 
 
 def add(session: Session, row: App | ApiKey | User) -> None:
@@ -37,7 +37,7 @@ def list_users(
     statement = select(User)
     if app_id is not None:
         statement = statement.where(User.app_id == app_id)
-    return split_page(session.scalars(paginate_query(statement, User.id, params)).all(), params)
+    return page_of(session, statement, User.id, params)
 
 
 def get_app(session: Session, app_id: str) -> App | None:

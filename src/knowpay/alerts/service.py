@@ -16,7 +16,7 @@ from knowpay.channels.health import BreakerState, StateListener
 from knowpay.kit.clock import Clock
 from knowpay.kit.db import Database
 from knowpay.kit.ids import new_id
-from knowpay.kit.pagination import PageParams, paginate_query, split_page
+from knowpay.kit.pagination import PageParams, page_of
 
 logger = logging.getLogger("knowpay.alerts")
 
@@ -74,7 +74,7 @@ def list_alerts(
     statement = select(Alert)
     if kind is not None:
         statement = statement.where(Alert.kind == kind)
-    return split_page(session.scalars(paginate_query(statement, Alert.id, params)).all(), params)
+    return page_of(session, statement, Alert.id, params)
 
 
 def breaker_alerts(database: Database, clock: Clock) -> StateListener:

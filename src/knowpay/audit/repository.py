@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from knowpay.audit.chain import ChainRow
 from knowpay.audit.models import AuditRecord
-from knowpay.kit.pagination import PageParams, paginate_query, split_page
+from knowpay.kit.pagination import PageParams, page_of
 
 # pg_advisory_xact_lock key of the sealer ("knowpay" + 0x01 as a big-endian int64).
 SEALER_LOCK_KEY = 0x6B6E6F7770617901
@@ -139,6 +139,4 @@ def search(
         statement = statement.where(AuditRecord.created_at >= filters.created_gte)
     if filters.created_lt is not None:
         statement = statement.where(AuditRecord.created_at < filters.created_lt)
-    return split_page(
-        session.scalars(paginate_query(statement, AuditRecord.id, params)).all(), params
-    )
+    return page_of(session, statement, AuditRecord.id, params)

@@ -6,7 +6,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, joinedload
 
 from knowpay.catalog.models import Product
-from knowpay.kit.pagination import PageParams, paginate_query, split_page
+from knowpay.kit.pagination import PageParams, page_of
 
 
 def add(session: Session, product: Product) -> None:
@@ -44,4 +44,4 @@ def list_products(
         statement = statement.where(Product.app_id == only_app_id)
     if kind is not None:
         statement = statement.where(Product.kind == kind)
-    return split_page(session.scalars(paginate_query(statement, Product.id, params)).all(), params)
+    return page_of(session, statement, Product.id, params)

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from knowpay.entitlements.models import Entitlement, EntitlementGrant
 from knowpay.kit.db import insert_unless_present
 from knowpay.kit.ids import new_id
-from knowpay.kit.pagination import PageParams, paginate_query, split_page
+from knowpay.kit.pagination import PageParams, page_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,9 +117,7 @@ def list_for_user(
 ) -> tuple[list[Entitlement], bool]:
     """A buyer's entitlements, newest first."""
     statement = select(Entitlement).where(Entitlement.user_id == user_id)
-    return split_page(
-        session.scalars(paginate_query(statement, Entitlement.id, params)).all(), params
-    )
+    return page_of(session, statement, Entitlement.id, params)
 
 
 def entitlements_without_grant(session: Session) -> list[str]:

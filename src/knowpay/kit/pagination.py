@@ -7,8 +7,10 @@ from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Query
 from pydantic import BaseModel, Field
-from sqlalchemy import Select
-from sqlalchemy.orm import InstrumentedAttribute
+from sqlalchemy import Select, select
+from sqlalchemy.orm import InstrumentedAttribute, Session
+
+from knowpay.kit.errors import KnowpayError
 
 T = TypeVar("T")
 Row = TypeVar("Row")
@@ -22,18 +24,59 @@ class Page(BaseModel, Generic[T]):
     has_more: bool
 
 
+_ID = r"^[A-Za-z0-9_]+$"
+"""What an id looks like (`ord_01m8…`): a cursor of anything else names no object."""
+
+
 class PageParams(BaseModel):
     limit: int = Field(default=10, ge=1, le=100)
-    starting_after: str | None = Field(default=None, max_length=64)
+    starting_after: str | None = Field(default=None, max_length=64, pattern=_ID)
 
 
 async def page_params(
     limit: Annotated[int, Query(ge=1, le=100, description="How many objects, 1 to 100")] = 10,
     starting_after: Annotated[
-        str | None, Query(max_length=64, description="The id after which the page starts")
+        str | None,
+        Query(
+            max_length=64,
+            pattern=_ID,
+            description="The id of an object of this list: the page starts after it",
+        ),
     ] = None,
 ) -> PageParams:
     return PageParams(limit=limit, starting_after=starting_after)
+
+
+class CursorNotFound(KnowpayError):
+    """`starting_after` names no object: paging on from it would be a guess."""
+
+    status, code, title = 422, "validation_error", "The request has invalid fields"
+
+    def __init__(self, cursor: str) -> None:
+        message = f"No object {cursor!r} to start after; use an id from the previous page."
+        super().__init__(
+            "Invalid fields: starting_after",
+            errors=[
+                {"field": "starting_after", "in": "query", "message": message, "type": "not_found"}
+            ],
+        )
+
+
+def page_of(
+    session: Session,
+    statement: Select[Any],
+    id_column: InstrumentedAttribute[str],
+    params: PageParams,
+) -> tuple[list[Any], bool]:
+    """One page of `statement`, newest first; CursorNotFound when `starting_after` names no
+    object of the list's kind. (Only its existence is checked, not the list's filters: an
+    object may have left a filtered list since the previous page was read.)"""
+    if params.starting_after is not None:
+        found = session.scalar(select(id_column).where(id_column == params.starting_after))
+        if found is None:
+            raise CursorNotFound(params.starting_after)
+    rows = session.scalars(paginate_query(statement, id_column, params)).all()
+    return split_page(rows, params)
 
 
 def paginate_query(

@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import Session, joinedload
 
-from knowpay.kit.pagination import PageParams, paginate_query, split_page
+from knowpay.kit.pagination import PageParams, page_of
 from knowpay.orders.models import Order
 
 
@@ -44,7 +44,7 @@ def list_orders(
         statement = statement.where(Order.user_id == user_id)
     if status is not None:
         statement = statement.where(Order.status == status)
-    return split_page(session.scalars(paginate_query(statement, Order.id, params)).all(), params)
+    return page_of(session, statement, Order.id, params)
 
 
 def due_for_expiry(session: Session, now: datetime, limit: int) -> list[str]:

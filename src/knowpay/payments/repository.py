@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.orm import Session
 
-from knowpay.kit.pagination import PageParams, paginate_query, split_page
+from knowpay.kit.pagination import PageParams, page_of
 from knowpay.payments.models import Payment
 
 
@@ -81,4 +81,4 @@ def claim_duplicate(session: Session, payment_id: str, refund_id: str) -> bool:
 
 def list_duplicates(session: Session, params: PageParams) -> tuple[list[Payment], bool]:
     statement = select(Payment).where(Payment.is_duplicate.is_(True))
-    return split_page(session.scalars(paginate_query(statement, Payment.id, params)).all(), params)
+    return page_of(session, statement, Payment.id, params)

@@ -28,7 +28,7 @@ from knowpay.kit.errors import KnowpayError
 from knowpay.kit.ids import new_id
 from knowpay.kit.money import Money
 from knowpay.kit.outbox import emit
-from knowpay.kit.pagination import PageParams, paginate_query, split_page
+from knowpay.kit.pagination import PageParams, page_of
 from knowpay.ledger import accounts as ledger_accounts
 from knowpay.ledger.service import Leg, post_entry
 from knowpay.orders import service as orders
@@ -587,4 +587,4 @@ def list_refunds(
         statement = statement.where(Refund.order_id == order_id)
     if status is not None:
         statement = statement.where(Refund.status == status)
-    return split_page(session.scalars(paginate_query(statement, Refund.id, params)).all(), params)
+    return page_of(session, statement, Refund.id, params)

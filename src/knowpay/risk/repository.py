@@ -9,7 +9,7 @@ from datetime import datetime
 from sqlalchemy import and_, func, or_, select, text, update
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from knowpay.kit.pagination import PageParams, paginate_query, split_page
+from knowpay.kit.pagination import PageParams, page_of
 from knowpay.risk.models import RiskAttemptRecord, RiskBlacklistEntry, RiskDecision, RiskRule
 
 
@@ -46,8 +46,7 @@ def list_rules(
         statement = statement.where(RiskRule.kind == kind)
     if enabled is not None:
         statement = statement.where(RiskRule.enabled.is_(enabled))
-    rows = session.scalars(paginate_query(statement, RiskRule.id, params)).all()
-    return split_page(rows, params)
+    return page_of(session, statement, RiskRule.id, params)
 
 
 # Blacklist
@@ -90,8 +89,7 @@ def list_blacklist(
         statement = statement.where(RiskBlacklistEntry.kind == kind)
     if value is not None:
         statement = statement.where(RiskBlacklistEntry.value == value)
-    rows = session.scalars(paginate_query(statement, RiskBlacklistEntry.id, params)).all()
-    return split_page(rows, params)
+    return page_of(session, statement, RiskBlacklistEntry.id, params)
 
 
 # Attempts log
@@ -210,5 +208,4 @@ def list_decisions(
         statement = statement.where(RiskDecision.payment_id == payment_id)
     if user_id is not None:
         statement = statement.where(RiskDecision.user_id == user_id)
-    rows = session.scalars(paginate_query(statement, RiskDecision.id, params)).all()
-    return split_page(rows, params)
+    return page_of(session, statement, RiskDecision.id, params)

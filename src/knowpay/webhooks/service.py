@@ -14,7 +14,7 @@ from knowpay.audit import service as audit
 from knowpay.auth.principals import Principal
 from knowpay.kit.crypto import SecretBox
 from knowpay.kit.ids import new_id
-from knowpay.kit.pagination import PageParams, paginate_query, split_page
+from knowpay.kit.pagination import PageParams, page_of
 from knowpay.webhooks.errors import DeliveryNotFound, EndpointNotFound
 from knowpay.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from knowpay.webhooks.schemas import EndpointCreate
@@ -77,9 +77,7 @@ def list_endpoints(
     statement = select(WebhookEndpoint).where(
         WebhookEndpoint.app_id == caller.id, WebhookEndpoint.deleted_at.is_(None)
     )
-    return split_page(
-        session.scalars(paginate_query(statement, WebhookEndpoint.id, params)).all(), params
-    )
+    return page_of(session, statement, WebhookEndpoint.id, params)
 
 
 def delete_endpoint(
@@ -167,8 +165,7 @@ def list_deliveries(
     """An endpoint's deliveries, newest first, with their attempts; and whether there are more."""
     endpoint = get_endpoint(session, caller, endpoint_id)
     statement = select(WebhookDelivery).where(WebhookDelivery.endpoint_id == endpoint.id)
-    page = session.scalars(paginate_query(statement, WebhookDelivery.id, params)).all()
-    deliveries, has_more = split_page(page, params)
+    deliveries, has_more = page_of(session, statement, WebhookDelivery.id, params)
     return [(d, attempts_of(session, d.id)) for d in deliveries], has_more
 
 

@@ -195,7 +195,7 @@ def audit_page(
     object_id: Text = "",
     start: Text = "",
     end: Text = "",
-    starting_after: Annotated[str, Query(max_length=64)] = "",
+    starting_after: Annotated[str, Query(max_length=64, pattern=r"^[A-Za-z0-9_]*$")] = "",
 ) -> HTMLResponse:
     """The audit log, newest first, filtered like GET /v1/admin/audit."""
     start_day, end_day = _date(start), _date(end)
