@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
+from typing import Any
 
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
 
 from knowpay.kit.db import Database
 from knowpay.ledger.accounts import DUPLICATE_PAYMENTS_PAYABLE, PLATFORM_REVENUE, channel_clearing
@@ -193,6 +197,52 @@ def test_closing_closes_pending_attempts_at_the_gateway(shop: Shop, database: Da
         f"/v1/orders/{order['id']}/payments", json={"channel": "test"}, headers=shop.app.headers
     )
     assert refused.json()["code"] == "order_not_payable"
+
+
+def _writable_now(database: Database, order_id: str) -> bool:
+    """Whether another connection could change the order at once (nobody holds it)."""
+    if database.dialect == "postgresql":
+        with database.engine.connect() as connection:
+            try:
+                connection.execute(
+                    text("SELECT id FROM orders WHERE id = :id FOR UPDATE NOWAIT"), {"id": order_id}
+                )
+                return True
+            except OperationalError:
+                return False
+            finally:
+                connection.rollback()
+    other = sqlite3.connect(str(database.engine.url.database), timeout=0.2)
+    try:
+        other.execute("BEGIN IMMEDIATE")  # SQLite has one writer at a time
+        other.rollback()
+        return True
+    except sqlite3.OperationalError:
+        return False
+    finally:
+        other.close()
+
+
+def test_closing_holds_no_lock_while_the_gateway_answers(
+    shop: Shop, database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A lock held through a gateway call stalls whoever needs it for as long as the gateway
+    takes; on SQLite that is every write (seen: 15 s stalls and 503s under load)."""
+    order = shop.order()
+    payment = shop.pay(order)
+    channel = shop.client.app.state.channel_registry.adapter("test")  # type: ignore[attr-defined]
+    close_at_gateway = channel.close_payment
+    seen: list[bool] = []
+
+    def closing(*args: Any, **kwargs: Any) -> Any:
+        seen.append(_writable_now(database, order["id"]))
+        return close_at_gateway(*args, **kwargs)
+
+    monkeypatch.setattr(channel, "close_payment", closing)
+    closed = shop.client.post(f"/v1/orders/{order['id']}/close", headers=shop.app.headers)
+    assert closed.json()["status"] == "closed"
+    assert seen == [True]
+    assert shop.get(f"/v1/payments/{payment['id']}")["status"] == "closed"
 
 
 def test_closing_an_order_the_gateway_already_paid_records_the_payment(

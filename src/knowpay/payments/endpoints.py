@@ -169,7 +169,8 @@ def close_order(
     order_id: str, caller: AppCaller, session: DbSession, clock: AppClock, ctx: Context
 ) -> OrderOut:
     """Close an unpaid order and its pending attempts at their gateways."""
-    order = orders.get_visible(session, caller, order_id, for_update=True)
+    # Not locked here: close_order asks the gateways first, with no transaction open.
+    order = orders.get_visible(session, caller, order_id)
     order = service.close_order(session, ctx, order, clock.now())
     if order.status != OrderStatus.CLOSED:
         session.commit()  # the capture found while closing is recorded all the same

@@ -578,28 +578,52 @@ def query_gateway(ctx: PaymentsContext, payment: Payment) -> PaymentQueryResult:
 
 
 def close_order(session: Session, ctx: PaymentsContext, order: Order, now: datetime) -> Order:
-    """Close an unpaid order and its pending attempts at their gateways (order locked by caller).
+    """Close an unpaid order and its pending attempts at their gateways.
 
-    If a gateway says an attempt was paid meanwhile, that capture is recorded and the order
-    is paid instead (OrderAlreadyPaid is raised after it is recorded)."""
+    No transaction stays open while the gateways answer: a lock held through a gateway call
+    would stall every request that needs it (on SQLite, every write) for as long as the
+    gateway takes. The session's transaction is committed first; the order is locked again
+    once the gateways have answered. If a gateway says an attempt was paid meanwhile, that
+    capture is recorded and the order is returned paid instead of closed."""
     if order.status == OrderStatus.CLOSED:
         return order
     if order.status != OrderStatus.CREATED:
         raise OrderAlreadyPaid(f"Order {order.id} is {order.status} and cannot be closed.")
-    for payment in repository.pending_for_order(session, order.id, for_update=True):
+    order_id = order.id
+    attempts = [
+        (payment.id, payment.channel, payment.gateway_trade_no, _money(payment))
+        for payment in repository.pending_for_order(session, order_id)
+    ]
+    session.commit()
+    closed_at_gateway: set[str] = set()
+    for payment_id, channel, gateway_trade_no, amount in attempts:
         try:
-            result = ctx.registry.get(payment.channel).close_payment(
-                payment.id, gateway_trade_no=payment.gateway_trade_no
+            result = ctx.registry.get(channel).close_payment(
+                payment_id, gateway_trade_no=gateway_trade_no
             )
         except ChannelError as exc:
-            raise gateway_error(payment.channel, exc) from exc
+            raise gateway_error(channel, exc) from exc
         if result.status is ChannelStatus.SUCCEEDED:
-            record_capture(
-                session, payment.id, result.amount or _money(payment), result.gateway_trade_no, now
-            )
-            return order
+            paid = result.amount or amount
+            record_capture(session, payment_id, paid, result.gateway_trade_no, now)
+            return orders.lock(session, order_id)
+        closed_at_gateway.add(payment_id)
+    return _close_locally(session, order_id, closed_at_gateway, now)
+
+
+def _close_locally(
+    session: Session, order_id: str, closed_at_gateway: set[str], now: datetime
+) -> Order:
+    """The order and its pending attempts, closed under the order's lock. An attempt opened
+    while the gateways were being asked is closed at its gateway by the close_abandoned job."""
+    order = orders.lock(session, order_id)
+    if order.status != OrderStatus.CREATED:  # closed or paid while the gateways answered
+        return order
+    for payment in repository.pending_for_order(session, order_id, for_update=True):
         payment.status = next_status(payment.status, PaymentStatus.CLOSED).value
         payment.updated_at = now
+        if payment.id not in closed_at_gateway:
+            _close_at_gateway_later(payment, now)
         _audit_payment(session, "payment.closed", payment, PaymentStatus.PENDING.value, now)
     orders.mark_closed(order, now)
     limits.release_order(session, order.id, now)

@@ -76,8 +76,8 @@ def _expire_one(session: Session, ctx: JobContext, order_id: str) -> int:
     now = ctx.clock.now()
     if order is None or order.status != OrderStatus.CREATED or order.expires_at > now:
         return 0  # another worker has it, or it changed meanwhile
-    service.close_order(session, ctx.payments, order, now)
-    return 1 if order.status == OrderStatus.CLOSED else 0
+    closed = service.close_order(session, ctx.payments, order, now)
+    return 1 if closed.status == OrderStatus.CLOSED else 0
 
 
 # Active query ------------------------------------------------------------------------------
