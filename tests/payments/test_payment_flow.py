@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
+from knowpay.channels.types import ChannelStatus, PaymentQueryResult
 from knowpay.kit.db import Database
 from knowpay.ledger.accounts import DUPLICATE_PAYMENTS_PAYABLE, PLATFORM_REVENUE, channel_clearing
 from knowpay.payments.states import IllegalPaymentTransition, PaymentStatus, next_status
@@ -495,3 +496,20 @@ def test_starting_a_payment_reads_the_buyers_level_inside_the_limits_query(
     assert not [s for s in statements if s.startswith("SELECT users.")]
     [limits_query] = [s for s in statements if "FROM spending_limits" in s]
     assert "SELECT users.level" in limits_query
+
+
+def test_a_trade_the_gateway_closed_unpaid_closes_the_attempt_and_leaves_the_order_payable(
+    shop: Shop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Alipay's TRADE_CLOSED, WeChat Pay's CLOSED: asking again would never bring news."""
+    order = shop.order()
+    payment = shop.pay(order)
+    channel = shop.client.app.state.channel_registry.adapter("test")  # type: ignore[attr-defined]
+    closed = PaymentQueryResult(status=ChannelStatus.CLOSED)
+    monkeypatch.setattr(channel, "query_payment", lambda *_args, **_kwargs: closed)
+    synced = shop.client.post(f"/v1/payments/{payment['id']}/sync", headers=shop.app.headers)
+    assert synced.json()["status"] == "closed"
+    assert shop.get(f"/v1/orders/{order['id']}")["status"] == "created"
+    monkeypatch.undo()
+    assert shop.confirm(shop.pay(order))["notification"] == "processed"
+    assert shop.get(f"/v1/orders/{order['id']}")["status"] == "paid"

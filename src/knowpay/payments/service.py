@@ -557,7 +557,20 @@ def apply_query_result(
         record_failure(
             session, payment_id, result.failure_code or "failed", result.failure_message, now
         )
+    elif result.status is ChannelStatus.CLOSED:
+        _record_closed_at_gateway(session, payment_id, now)
     return _require(session, payment_id)
+
+
+def _record_closed_at_gateway(session: Session, payment_id: str, now: datetime) -> None:
+    """The gateway closed the trade unpaid (its own time limit, or a close from elsewhere):
+    the attempt can never be paid, so it is closed here too; the order stays payable."""
+    payment = _lock_order_then_payment(session, payment_id)[1]
+    if payment.status != PaymentStatus.PENDING:
+        return
+    payment.status = next_status(payment.status, PaymentStatus.CLOSED).value
+    payment.updated_at = now
+    _audit_payment(session, "payment.closed", payment, PaymentStatus.PENDING.value, now)
 
 
 def gateway_error(channel: str, exc: ChannelError) -> KnowpayError:
