@@ -13,6 +13,7 @@ from sqlalchemy import select, update
 
 from knowpay.alerts.models import Alert
 from knowpay.channels.base import Channel
+from knowpay.channels.errors import SignatureProbe
 from knowpay.channels.types import ChannelStatus, Notification, NotificationAck
 from knowpay.gateway_notifications import service
 from knowpay.kit.clock import FrozenClock
@@ -192,3 +193,23 @@ def test_a_refund_the_gateway_fails_after_it_succeeded_is_brought_to_staff_once(
         assert _receive(database, clock, "test", note) == "processed"  # acknowledged
     assert shop.get(f"/v1/refunds/{refund['id']}")["status"] == "succeeded"
     assert _alert_kinds(database) == ["refund_reversed"]
+
+
+@dataclass
+class Probed(VerifiedBy):
+    """An adapter that recognises the gateway's own signature probe."""
+
+    def verify_and_parse_notification(self, headers: Any, body: bytes) -> Notification:
+        raise SignatureProbe("the gateway's signature probe")
+
+
+def test_a_gateways_signature_probe_is_refused_without_an_error_alert(
+    build: Builders, database: Database, clock: FrozenClock
+) -> None:
+    channel = cast(Channel, Probed("wechatpay", _capture("pay_x")))
+    with database.session_scope() as session:
+        handled = service.receive(session, channel, {}, b"{}", clock.now())
+    assert (handled.outcome, handled.ack.status_code) == ("rejected", 400)
+    with database.session_scope(read_only=True) as session:
+        alerts = session.execute(select(Alert.kind, Alert.severity)).all()
+    assert [tuple(alert) for alert in alerts] == [("notification_rejected", "info")]

@@ -24,6 +24,11 @@ class SignatureInvalid(ChannelError):
     """A notification or response whose signature does not verify."""
 
 
+class SignatureProbe(SignatureInvalid):
+    """A gateway's own test that we refuse what is not signed (WeChat Pay sends callbacks
+    signed `WECHATPAY/SIGNTEST/…`): refused like any bad signature, but no forgery."""
+
+
 class ProtocolError(ChannelError):
     """The gateway said something that does not follow its own protocol."""
 

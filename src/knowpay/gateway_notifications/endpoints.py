@@ -112,7 +112,9 @@ def notify(
     policy = request.app.state.settings.refunds
     handled = service.receive(session, channel, dict(request.headers), body, clock.now(), policy)
     return Response(
-        handled.ack.body, status_code=handled.ack.status_code, media_type=handled.ack.content_type
+        handled.ack.body,
+        status_code=handled.ack.status_code,
+        media_type=handled.ack.content_type or None,
     )
 
 

@@ -15,7 +15,12 @@ from sqlalchemy.orm import Session
 
 from knowpay.alerts.service import raise_alert, raise_alert_once
 from knowpay.channels.base import Channel
-from knowpay.channels.errors import ChannelUnavailable, ProtocolError, SignatureInvalid
+from knowpay.channels.errors import (
+    ChannelUnavailable,
+    ProtocolError,
+    SignatureInvalid,
+    SignatureProbe,
+)
 from knowpay.channels.types import (
     CHANNEL_GATEWAYS,
     ChannelStatus,
@@ -124,6 +129,8 @@ def _reject_unverified(
     body: bytes,
     reason: str,
     now: datetime,
+    *,
+    probe: bool = False,
 ) -> Handled:
     external_id = "unverified:" + hashlib.sha256(body).hexdigest()
     row = _store(
@@ -144,6 +151,8 @@ def _reject_unverified(
             kind="notification_rejected",
             subject_id=row.id,
             now=now,
+            # The gateway checking that we refuse unsigned callbacks is no attack.
+            severity="info" if probe else "error",
             message=f"An unverifiable {channel.gateway} notification was rejected: {reason}",
         )
     return Handled("rejected", channel.notification_ack(False), row.id if row else None)
@@ -234,7 +243,8 @@ def receive(
     except (SignatureInvalid, ProtocolError) as exc:
         # Cut short: the reason may quote a field of any size, and goes to an alert and a log.
         reason = _printable(f"{type(exc).__name__}: {exc}")[:500]
-        return _reject_unverified(session, channel, headers, body, reason, now)
+        probe = isinstance(exc, SignatureProbe)
+        return _reject_unverified(session, channel, headers, body, reason, now, probe=probe)
     except ChannelUnavailable as exc:
         # The gateway's own verification service (PayPal's postback) cannot be reached: the
         # notification is neither trusted nor refused; the gateway will send it again.

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from wechatpayv3 import core as v3_core
 from wechatpayv3 import utils as v3
 
-from knowpay.channels.errors import SignatureInvalid
+from knowpay.channels.errors import SignatureInvalid, SignatureProbe
 from knowpay.channels.wechatpay import signing
 from knowpay.kit.clock import FrozenClock
 from tests.channels.wechatpay import material
@@ -152,6 +152,16 @@ def test_anything_altered_fails_verification(change: str) -> None:
     elif change == "garbage":
         headers["Wechatpay-Signature"] = "not base64!"
     with pytest.raises(SignatureInvalid):
+        signing.verify_signed(headers, body, _keys(), NOW)
+
+
+def test_wechats_signature_probe_is_refused_and_known_for_what_it_is() -> None:
+    """WeChat Pay checks that merchants verify callbacks by sending ones signed
+    `WECHATPAY/SIGNTEST/…`: refused, and not taken for an attack."""
+    body = b'{"trade_state":"SUCCESS"}'
+    headers = wechat_headers(body, int(NOW.timestamp()))
+    headers["Wechatpay-Signature"] = "WECHATPAY/SIGNTEST/" + headers["Wechatpay-Signature"]
+    with pytest.raises(SignatureProbe):
         signing.verify_signed(headers, body, _keys(), NOW)
 
 

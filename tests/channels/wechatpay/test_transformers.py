@@ -233,7 +233,7 @@ def test_callbacks_for_someone_else_or_off_protocol_are_refused(
 
 def test_the_answer_is_204_or_a_4xx_with_code_fail() -> None:
     accepted = t.notification_ack(True)
-    assert (accepted.status_code, accepted.body) == (204, b"")
+    assert (accepted.status_code, accepted.body, accepted.content_type) == (204, b"", "")
     refused = t.notification_ack(False)
     assert refused.status_code == 400
     assert json.loads(refused.body)["code"] == "FAIL"

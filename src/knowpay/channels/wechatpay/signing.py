@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from knowpay.channels.errors import SignatureInvalid
+from knowpay.channels.errors import SignatureInvalid, SignatureProbe
 
 SCHEMA = "WECHATPAY2-SHA256-RSA2048"
 TIMESTAMP_TOLERANCE_S = 300
@@ -248,6 +248,8 @@ def verify_signed(
     """Check a response or callback: freshness, the serial's key and the signature over the raw
     body. SignatureInvalid with the reason when anything is off."""
     signed = signed_headers(headers)
+    if signed.signature.startswith(PROBE_SIGNATURE_PREFIX):
+        raise SignatureProbe("WeChat Pay's signature probe (WECHATPAY/SIGNTEST/…), refused")
     if signed.signature_type is not None and signed.signature_type.strip() != SCHEMA:
         raise SignatureInvalid(f"unsupported Wechatpay-Signature-Type {signed.signature_type!r}")
     if not timestamp_is_fresh(signed.timestamp, now):

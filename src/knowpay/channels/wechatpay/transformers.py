@@ -335,7 +335,7 @@ def notification_of(
 def notification_ack(accepted: bool) -> NotificationAck:
     """204 with no body stops WeChat's retries; 4xx with {"code": "FAIL"} asks for a retry."""
     if accepted:
-        return NotificationAck(204, b"", "application/json")
+        return NotificationAck(204, b"", "")  # no body, so no Content-Type
     body = json.dumps({"code": "FAIL", "message": "notification not accepted"})
     return NotificationAck(400, body.encode(), "application/json")
 
