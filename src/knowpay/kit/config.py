@@ -335,6 +335,10 @@ class Settings(BaseSettings):
     # rebuilds those gateways' channels (`credentials.refresh`); 0: only when it starts.
     credentials_refresh_s: float = Field(default=10.0, ge=0)
 
+    # Whether apps may point webhooks at private, loopback and link-local addresses (and at
+    # plain http): by default everywhere but in production (`webhooks.targets`).
+    webhook_private_targets: bool | None = None
+
     # knowpay's own loggers in `serve`, `demo` and `worker` (`kit.logs`): their level, and
     # text beside uvicorn's lines or every line of the process as a JSON object.
     log_level: str = "INFO"

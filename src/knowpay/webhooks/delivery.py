@@ -34,6 +34,7 @@ from knowpay.webhooks import service
 from knowpay.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from knowpay.webhooks.schemas import ALL_EVENTS
 from knowpay.webhooks.signing import SIGNATURE_HEADER, signature_header
+from knowpay.webhooks.targets import resolves_publicly
 
 logger = logging.getLogger("knowpay.webhooks")
 
@@ -107,6 +108,8 @@ class DeliveryPolicy:
     """Retries go on at least this long after the event (API.md: at least 24 hours)."""
     base_delay_s: float = 30.0
     max_delay_s: float = 6 * 3600.0
+    public_targets_only: bool = False
+    """Send only to hosts that resolve to public addresses (production: `webhooks.targets`)."""
 
 
 def retry_delay(attempts: int, policy: DeliveryPolicy) -> timedelta:
@@ -197,6 +200,9 @@ class WebhookDeliverer:
             "Knowpay-Event-Id": job.event_id,
             "Knowpay-Event-Type": job.event_type,
         }
+        if self.policy.public_targets_only and not resolves_publicly(job.url):
+            refused = "not sent: the URL's host does not resolve to public addresses only"
+            return SendResult(None, 0, None, refused)
         started = time.monotonic()
         try:
             response = self._client.post(

@@ -9,11 +9,13 @@ from pydantic import BaseModel
 
 from knowpay.auth.dependencies import require_roles
 from knowpay.auth.principals import Principal, Role
+from knowpay.kit.config import Settings
 from knowpay.kit.crypto import SecretBox
 from knowpay.kit.pagination import Page, PageParams, page_params
 from knowpay.kit.web import AppClock, DbSession, SessionRoute
 from knowpay.webhooks import service
 from knowpay.webhooks.schemas import DeliveryOut, EndpointCreate, EndpointOut, SecretRotation
+from knowpay.webhooks.targets import check_url, private_targets_allowed
 
 router = APIRouter(route_class=SessionRoute, prefix="/v1/webhook-endpoints", tags=["webhooks"])
 
@@ -36,9 +38,18 @@ class Deleted(BaseModel):
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=EndpointOut)
 def create_endpoint(
-    body: EndpointCreate, caller: AppCaller, session: DbSession, clock: AppClock, box: Box
+    body: EndpointCreate,
+    request: Request,
+    caller: AppCaller,
+    session: DbSession,
+    clock: AppClock,
+    box: Box,
 ) -> EndpointOut:
-    """Subscribe a URL to events. The signing `secret` is shown only in this response."""
+    """Subscribe a URL to events. The signing `secret` is shown only in this response.
+    In production the URL must be https to a public host (422 webhook_url_not_allowed)."""
+    settings: Settings = request.app.state.settings
+    if not private_targets_allowed(settings.environment, settings.webhook_private_targets):
+        check_url(body.url)
     endpoint, secret = service.create_endpoint(session, box, caller, body, clock.now())
     return EndpointOut.of(endpoint, secret)
 

@@ -27,6 +27,7 @@ from knowpay.payments.service import PaymentsContext
 from knowpay.refunds import tasks as refund_tasks
 from knowpay.refunds.service import RefundsContext
 from knowpay.webhooks.delivery import DeliveryPolicy, WebhookDeliverer, WebhookFanout
+from knowpay.webhooks.targets import private_targets_allowed
 
 logger = logging.getLogger("knowpay.worker")
 
@@ -49,6 +50,9 @@ class Worker:
             DeliveryPolicy(
                 timeout_s=options.webhook_timeout_s,
                 retry_window=timedelta(seconds=options.webhook_retry_window_s),
+                public_targets_only=not private_targets_allowed(
+                    settings.environment, settings.webhook_private_targets
+                ),
             ),
         )
         payments_context = PaymentsContext(
