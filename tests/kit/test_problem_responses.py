@@ -238,3 +238,21 @@ def test_a_cursor_that_names_no_object_is_422_not_a_guessed_page(
         response = client.get(f"/v1/orders?starting_after={cursor}", headers=app_caller.headers)
         body = _assert_problem(response, 422, "validation_error")
         assert [error["field"] for error in body["errors"]] == ["starting_after"]
+
+
+@pytest.mark.parametrize(
+    "content_type", ["text/plain", "application/xml", "application/x-www-form-urlencoded"]
+)
+def test_a_json_body_sent_as_another_media_type_is_415_and_writes_nothing(
+    client: TestClient, app_caller: Caller, database: Database, content_type: str
+) -> None:
+    body = b'{"title": "x", "kind": "course", "prices": [{"amount": 100, "currency": "CNY"}]}'
+    response = client.post(
+        "/v1/products",
+        content=body,
+        headers={**app_caller.headers, "Content-Type": content_type},
+    )
+    _assert_problem(response, 415, "unsupported_media_type")
+    assert _count(database, Product) == 0
+    as_json = {**app_caller.headers, "Content-Type": "application/json; charset=utf-8"}
+    assert client.post("/v1/products", content=body, headers=as_json).status_code == 201

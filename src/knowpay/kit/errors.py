@@ -143,6 +143,14 @@ async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse
             title="The body is not valid JSON",
             detail="The request body could not be parsed as JSON.",
         )
+    if _body_sent_as_something_else(request, errors):
+        return problem_response(
+            request,
+            status=415,
+            code="unsupported_media_type",
+            title="Unsupported media type",
+            detail="Send the body as JSON, with Content-Type: application/json.",
+        )
     fields = ", ".join(sorted({e["field"] for e in errors})) or "request"
     return problem_response(
         request,
@@ -152,6 +160,15 @@ async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse
         detail=f"Invalid fields: {fields}",
         errors=errors,
     )
+
+
+def _body_sent_as_something_else(request: Request, errors: list[dict[str, Any]]) -> bool:
+    """A JSON body was expected, and the request said it sent another kind (FastAPI then
+    leaves the body unparsed, and it fails validation as a whole)."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if not content_type or content_type == "application/json" or content_type.endswith("+json"):
+        return False
+    return any(error["in"] == "body" and error["field"] == "body" for error in errors)
 
 
 _HTTP_CODES = {

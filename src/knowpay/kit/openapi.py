@@ -69,6 +69,7 @@ _DESCRIPTIONS: dict[int, str] = {
     404: "No such object (or not one this caller may see)",
     409: "Conflicts with the object's current state, or the Idempotency-Key is in use",
     413: "The request body is too large",
+    415: "The body was sent as another media type than JSON",
     422: "Invalid fields, a reused Idempotency-Key, or a request that cannot be carried out",
     429: "Too many requests: retry after `Retry-After` seconds",
     503: "Temporarily unavailable (nothing was changed): retry shortly",
@@ -97,6 +98,8 @@ def _shared_errors(path: str, method: str, operation: dict[str, Any]) -> set[int
         statuses.add(422)  # validation; Idempotency-Key reuse on any POST under /v1
     if has_body:
         statuses |= {400, 413}
+        if "application/json" in operation["requestBody"].get("content", {}):
+            statuses.add(415)  # a JSON body sent as another media type
     if operation.get("security"):
         statuses |= {401, 403}
     if any(parameter.get("in") == "path" for parameter in parameters):
