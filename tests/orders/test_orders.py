@@ -65,7 +65,9 @@ def test_a_caller_sent_amount_is_refused_and_nothing_is_written(
         }
         response = shop.client.post("/v1/orders", json=body, headers=shop.app.headers)
         assert response.status_code == 422
-        assert "computed from the catalog" in response.text
+        [error] = response.json()["errors"]
+        assert error["field"] == field  # the offending field, not the whole body
+        assert "computed from the catalog" in error["message"]
     assert _orders(database) == 0
 
 

@@ -6,7 +6,8 @@ import json
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from knowpay.kit.schemas import CurrencyCode
 from knowpay.orders.models import Order
@@ -55,14 +56,16 @@ class OrderCreate(BaseModel):
         default_factory=dict, max_length=20, description="Up to 20 keys; values are kept as strings"
     )
 
-    @model_validator(mode="before")
+    # Named only to be refused with a clear message on the field itself (not in the schema).
+    amount: SkipJsonSchema[None] = Field(default=None, exclude=True)
+    total_amount: SkipJsonSchema[None] = Field(default=None, exclude=True)
+
+    @field_validator("amount", "total_amount", mode="before")
     @classmethod
-    def _no_amount(cls, data: Any) -> Any:
-        if isinstance(data, dict) and ("amount" in data or "total_amount" in data):
-            raise ValueError(
-                "amount is computed from the catalog's published price; do not send one"
-            )
-        return data
+    def _no_amount(cls, value: Any) -> None:
+        raise ValueError(
+            "the amount is computed from the catalog's published price; do not send one"
+        )
 
     @field_validator("metadata")
     @classmethod
