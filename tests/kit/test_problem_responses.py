@@ -256,3 +256,15 @@ def test_a_json_body_sent_as_another_media_type_is_415_and_writes_nothing(
     assert _count(database, Product) == 0
     as_json = {**app_caller.headers, "Content-Type": "application/json; charset=utf-8"}
     assert client.post("/v1/products", content=body, headers=as_json).status_code == 201
+
+
+def test_a_nul_in_any_text_is_422_on_every_database_and_writes_nothing(
+    client: TestClient, app_caller: Caller, database: Database
+) -> None:
+    """PostgreSQL cannot store a NUL; SQLite could, and answered otherwise (201, 404)."""
+    product = {"title": "a\u0000b", "kind": "course", "prices": [{"amount": 1, "currency": "CNY"}]}
+    created = client.post("/v1/products", json=product, headers=app_caller.headers)
+    _assert_problem(created, 422, "unstorable_value")
+    assert _count(database, Product) == 0
+    looked_up = client.get("/v1/orders/ord_%00", headers=app_caller.headers)
+    _assert_problem(looked_up, 422, "unstorable_value")

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -83,3 +84,17 @@ def test_a_delivery_to_a_host_that_resolves_inside_the_network_is_not_sent(
     assert result.error is not None
     assert "does not resolve to public addresses" in result.error
     assert targets.resolves_publicly("https://name-that-does-not-exist.invalid/") is False
+
+
+def test_an_answer_carrying_a_nul_is_kept_in_a_form_every_database_can_store(
+    database: Database, clock: FrozenClock
+) -> None:
+    """PostgreSQL refuses a NUL in text: the attempt could never be logged, and the delivery
+    would be sent again and again."""
+    answer = httpx.MockTransport(lambda request: httpx.Response(200, content=b"ok\x00done"))
+    deliverer = WebhookDeliverer(
+        database, clock, SecretBox("k" * 40), client=httpx.Client(transport=answer)
+    )
+    job = DeliveryJob("whd_1", "lease", "https://hooks.example.com/", ["s"], "evt_1", "x", b"{}")
+    result = deliverer.send(job)
+    assert (result.status_code, result.response_excerpt) == (200, "ok\\x00done")

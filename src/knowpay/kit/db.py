@@ -18,7 +18,7 @@ from sqlalchemy import BigInteger, DateTime, Engine, MetaData, create_engine, ev
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, make_url
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import DataError, DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -69,6 +69,18 @@ def sqlalchemy_url(url: str) -> str:
     return url
 
 
+def _carries_nul(parameters: Any) -> bool:
+    """Whether any text among a statement's parameters (a row, many rows, or the flat list
+    of a multi-row INSERT) holds a NUL character."""
+    if isinstance(parameters, str):
+        return "\x00" in parameters
+    if isinstance(parameters, dict):
+        return any(_carries_nul(value) for value in parameters.values())
+    if isinstance(parameters, list | tuple):
+        return any(_carries_nul(value) for value in parameters)
+    return False
+
+
 def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -80,6 +92,20 @@ def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
         cursor.execute("PRAGMA synchronous = NORMAL")
         cursor.execute("PRAGMA foreign_keys = ON")
         cursor.close()
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _refuse_nul(
+        _connection: Any,
+        _cursor: Any,
+        statement: str,
+        parameters: Any,
+        _context: Any,
+        executemany: bool,
+    ) -> None:
+        # PostgreSQL refuses a NUL in any text value (DataError: 422 unstorable_value); SQLite
+        # would keep it. The same request gets the same answer on either database.
+        if _carries_nul(parameters):
+            raise DataError(statement, parameters, ValueError("a NUL character in a text value"))
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:

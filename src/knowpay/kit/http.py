@@ -29,8 +29,9 @@ _SECRET_FIELDS = re.compile(
 
 
 def mask(text: str, limit: int = 500) -> str:
-    """A log-safe excerpt: signatures, keys and secrets replaced by ***."""
-    return _SECRET_FIELDS.sub(r"\1***", text)[:limit]
+    """A log-safe excerpt: signatures, keys and secrets replaced by ***, and NUL written
+    out (an answer may carry one, and PostgreSQL's text columns cannot hold it)."""
+    return _SECRET_FIELDS.sub(r"\1***", text).replace("\x00", "\\x00")[:limit]
 
 
 def make_client(
