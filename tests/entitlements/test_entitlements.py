@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from knowpay.auth.principals import Role
 from knowpay.kit.clock import FrozenClock
 from knowpay.kit.db import Database
 from tests import books
@@ -66,3 +67,25 @@ def test_no_entitlement_before_the_payment_succeeds(build: Builders, database: D
     assert books.entitlements(database, shop.buyer.id) == []
     shop.confirm(payment, outcome="failed")
     assert books.entitlements(database, shop.buyer.id) == []
+
+
+def test_only_the_app_or_the_buyer_records_an_opening_and_strangers_change_nothing(
+    build: Builders, database: Database
+) -> None:
+    """The first opening decides automatic refunds: staff looking, or another app or buyer
+    guessing an id, must not set it."""
+    shop = Shop(build)
+    shop.confirm(shop.pay(shop.order()))
+    [entitlement] = books.entitlements(database, shop.buyer.id)
+    path = f"/v1/entitlements/{entitlement.id}/access"
+    other = Shop(build)
+    for stranger in (other.app, other.buyer):
+        assert shop.client.post(path, headers=stranger.headers).status_code == 404
+    support = build.staff(Role.SUPPORT)
+    assert shop.client.post(path, headers=support.headers).status_code == 403
+    [untouched] = books.entitlements(database, shop.buyer.id)
+    assert untouched.first_accessed_at is None
+    opened = shop.client.post(path, headers=shop.buyer.headers)
+    assert opened.status_code == 200, opened.text
+    [noted] = books.entitlements(database, shop.buyer.id)
+    assert noted.first_accessed_at is not None

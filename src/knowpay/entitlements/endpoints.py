@@ -10,7 +10,7 @@ from knowpay.auth.dependencies import CurrentPrincipal
 from knowpay.auth.scoping import can_see
 from knowpay.entitlements import service
 from knowpay.entitlements.schemas import EntitlementOut
-from knowpay.kit.errors import InvalidRequest, NotFound
+from knowpay.kit.errors import Forbidden, InvalidRequest, NotFound
 from knowpay.kit.openapi import problem_responses
 from knowpay.kit.pagination import Page, PageParams, page_params
 from knowpay.kit.web import AppClock, DbSession, SessionRoute
@@ -41,14 +41,21 @@ def list_entitlements(
     )
 
 
-@router.post("/{entitlement_id}/access", response_model=EntitlementOut)
+@router.post(
+    "/{entitlement_id}/access",
+    response_model=EntitlementOut,
+    responses=problem_responses(403),  # staff: only the app or the buyer says so
+)
 def record_access(
     entitlement_id: str, caller: CurrentPrincipal, session: DbSession, clock: AppClock
 ) -> EntitlementOut:
-    """Note that the buyer opened the content (the first time counts for refund rules)."""
-    entitlement = service.record_access(session, entitlement_id, clock.now())
+    """Note that the buyer opened the content (the first time counts for refund rules).
+    Said by the app or by the buyer: staff looking at content is not the buyer using it."""
+    if caller.is_staff:
+        raise Forbidden("Only the app or the buyer records that the buyer opened the content.")
+    entitlement = service.get(session, entitlement_id)
     if entitlement is None or not can_see(
         caller, owner_app_id=entitlement.app_id, owner_user_id=entitlement.user_id
     ):
         raise NotFound(f"No such entitlement: {entitlement_id}")
-    return EntitlementOut.of(entitlement)
+    return EntitlementOut.of(service.record_access(entitlement, clock.now()))

@@ -163,10 +163,12 @@ def any_used(session: Session, payment_id: str) -> bool:
     return session.scalars(statement).first() is not None
 
 
-def record_access(session: Session, entitlement_id: str, now: datetime) -> Entitlement | None:
+def get(session: Session, entitlement_id: str) -> Entitlement | None:
+    return session.get(Entitlement, entitlement_id)
+
+
+def record_access(entitlement: Entitlement, now: datetime) -> Entitlement:
     """Note the first time the buyer opened the content (it decides automatic refunds)."""
-    entitlement = session.get(Entitlement, entitlement_id)
-    if entitlement is not None and entitlement.first_accessed_at is None:
+    if entitlement.first_accessed_at is None:
         entitlement.first_accessed_at = now
-        session.flush()
     return entitlement

@@ -191,7 +191,9 @@ def open_content(
         raise PageError(403, "forbidden")
     database: Database = request.app.state.database
     with database.session_scope() as writer:  # a GET's own session only reads
-        entitlements.record_access(writer, entitlement.id, now)
+        held = entitlements.get(writer, entitlement.id)
+        if held is not None:
+            entitlements.record_access(held, now)
     return render(
         request,
         "content.html",
