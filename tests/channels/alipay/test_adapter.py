@@ -161,6 +161,7 @@ def test_page_and_wap_redirect_to_the_signed_gateway_url(
     assert params["notify_url"] == "https://pay.example/notify/alipay"
     assert params["timestamp"] == "2026-01-01 12:00:00"
     assert ("quit_url" in biz) is (product == "wap")
+    assert "timeout_express" not in biz  # page and wap pay take time_expire
     assert gateway.requests == []  # no server call: the browser carries the request
 
 
@@ -174,6 +175,9 @@ def test_precreate_answers_the_qr_code_and_is_not_retried(
     assert result.action.type == "qr_code"
     assert result.action.code_url == "https://qr.alipay.com/bax1"
     assert gateway.requests[0]["method"] == "alipay.trade.precreate"
+    biz = json.loads(gateway.requests[0]["biz_content"])
+    # The QR API is documented with the relative limit: 30 minutes left at 12:00 Beijing.
+    assert (biz["timeout_express"], biz["time_expire"]) == ("30m", "2026-01-01 12:30:00")
     gateway.answers[:] = [gateway.raw(502), gateway.signed(OK)]
     with pytest.raises(ChannelUnavailable):
         channels["qr"].create_payment(_request())

@@ -78,6 +78,10 @@ class AlipayClient:
             transport=transport,
         )
 
+    @property
+    def clock(self) -> Clock:
+        return self._clock
+
     def close(self) -> None:
         self._http.close()
 

@@ -3,6 +3,7 @@ times ↔ UTC, notification fields, and the `success` answer (PROTOCOLS.md 1.4-1
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -69,6 +70,13 @@ def subject(text: str) -> str:
 def beijing_time(moment: datetime) -> str:
     """A UTC moment as Alipay writes it: `yyyy-MM-dd HH:mm:ss` in Beijing time."""
     return moment.astimezone(BEIJING).strftime(TIME_FORMAT)
+
+
+def timeout_express(expires_at: datetime, now: datetime) -> str:
+    """The time left to pay as Alipay's relative `timeout_express` ("90m"; 1m to 15d): the
+    precreate (QR) API is documented with it, where page and wap pay take `time_expire`."""
+    minutes = math.ceil((expires_at - now).total_seconds() / 60)
+    return f"{min(max(minutes, 1), 15 * 24 * 60)}m"
 
 
 def parse_beijing_time(text: str | None) -> datetime | None:
