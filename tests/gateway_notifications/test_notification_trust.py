@@ -213,3 +213,20 @@ def test_a_gateways_signature_probe_is_refused_without_an_error_alert(
     with database.session_scope(read_only=True) as session:
         alerts = session.execute(select(Alert.kind, Alert.severity)).all()
     assert [tuple(alert) for alert in alerts] == [("notification_rejected", "info")]
+
+
+def test_a_failure_notice_fails_the_attempt_and_one_needing_attention_is_alerted_too(
+    build: Builders, database: Database, clock: FrozenClock
+) -> None:
+    shop = Shop(build)
+    failed, flagged = shop.pay(shop.order()), shop.pay(shop.order())
+    assert _receive(database, clock, "test", _capture(failed["id"], ChannelStatus.FAILED)) == (
+        "processed"
+    )
+    assert shop.get(f"/v1/payments/{failed['id']}")["status"] == "failed"
+    note = replace(
+        _capture(flagged["id"], ChannelStatus.FAILED), attention="The gateway took it back."
+    )
+    assert _receive(database, clock, "test", note) == "processed"
+    assert shop.get(f"/v1/payments/{flagged['id']}")["status"] == "failed"
+    assert _alert_kinds(database) == ["payment_needs_action"]

@@ -16,9 +16,10 @@ from knowpay.alerts.models import Alert
 from knowpay.auth.principals import Role
 from knowpay.channels.types import ChannelStatus, RefundResult
 from knowpay.kit.clock import FrozenClock
-from knowpay.kit.config import Settings
+from knowpay.kit.config import RefundSettings, Settings
 from knowpay.kit.db import Database
 from knowpay.ledger.accounts import PLATFORM_REVENUE, REFUNDS_IN_FLIGHT, channel_clearing
+from knowpay.refunds import service as refunds_service
 from knowpay.worker.runner import Worker
 from tests import books
 from tests.builders import Builders, Caller, Shop
@@ -223,7 +224,7 @@ def test_a_refund_the_gateway_refuses_fails_with_the_reason_and_can_be_retried(
 
 
 def test_finance_can_resolve_a_failed_refund_to_the_wallet(
-    shop: Shop, finance: Caller, database: Database
+    shop: Shop, finance: Caller, database: Database, clock: FrozenClock
 ) -> None:
     from knowpay.channels.testchannel.store import TestGatewayTrade
 
@@ -243,6 +244,14 @@ def test_finance_can_resolve_a_failed_refund_to_the_wallet(
     assert books.account_balance(database, f"buyer_wallet:{shop.buyer.id}") == -9900
     assert shop.get(f"/v1/orders/{order['id']}")["status"] == "refunded"
     assert books.violations(database) == []
+    # The gateway's own word on its refusal, arriving late, is no refund "taken back": the
+    # buyer was paid from the wallet, and must not be paid again.
+    with database.session_scope() as session:
+        late = RefundResult(ChannelStatus.FAILED, failure_code="frozen")
+        refunds_service.apply_result(
+            session, failed["id"], late, clock.now(), "gateway", RefundSettings(), failed["id"]
+        )
+        assert session.scalars(select(Alert.kind)).all() == []
 
 
 def test_an_unreachable_gateway_leaves_the_refund_processing_until_the_worker_sends_it(

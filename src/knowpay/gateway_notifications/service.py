@@ -172,14 +172,6 @@ def _dispatch(
         )
         if outcome is payments.CaptureOutcome.RECORDED and note.payer_account:
             _check_payer(session, note, now)
-    if note.attention:
-        raise_alert_once(
-            session,
-            kind="payment_needs_action",
-            subject_id=note.out_trade_no or note.external_id[:160],
-            now=now,
-            message=note.attention,
-        )
     elif note.status is ChannelStatus.FAILED:
         payments.record_failure(
             session,
@@ -188,6 +180,14 @@ def _dispatch(
             "The gateway reported a failure.",
             now,
             gateway=gateway,
+        )
+    if note.attention:
+        raise_alert_once(
+            session,
+            kind="payment_needs_action",
+            subject_id=note.out_trade_no or note.external_id[:160],
+            now=now,
+            message=note.attention,
         )
 
 

@@ -13,14 +13,30 @@ import logging.config
 from typing import Any
 
 from pythonjsonlogger.core import RESERVED_ATTRS
+from pythonjsonlogger.json import JsonFormatter
 from uvicorn.config import LOGGING_CONFIG
 
 from knowpay.kit import context
-from knowpay.kit.masking import install_log_masking
+from knowpay.kit.masking import install_log_masking, mask_text
 
 _TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s"
 _JSON_FIELDS = ("levelname", "name", "message", "request_id")
 _UVICORN_HANDLERS = ("default", "access")
+
+
+class MaskedJsonFormatter(JsonFormatter):
+    """JSON lines whose tracebacks are masked too: the formatter rebuilds them from the
+    exception itself, not from the masked text the record carries."""
+
+    def formatException(self, ei: Any) -> str | list[str]:  # type: ignore[override]  # noqa: N802
+        return _masked(super().formatException(ei))
+
+    def formatStack(self, stack_info: str) -> str | list[str]:  # type: ignore[override]  # noqa: N802
+        return _masked(super().formatStack(stack_info))
+
+
+def _masked(text: str | list[str]) -> str | list[str]:
+    return mask_text(text) if isinstance(text, str) else [mask_text(line) for line in text]
 
 
 class RequestIdFilter(logging.Filter):
@@ -34,7 +50,7 @@ class RequestIdFilter(logging.Filter):
 
 def _json_formatter() -> dict[str, Any]:
     return {
-        "()": "pythonjsonlogger.json.JsonFormatter",
+        "()": MaskedJsonFormatter,
         "fmt": list(_JSON_FIELDS),
         "rename_fields": {"levelname": "level", "name": "logger"},
         "timestamp": "time",  # RFC 3339, UTC

@@ -432,7 +432,8 @@ def apply_result(
     if out_refund_no and out_refund_no != refund.out_refund_no:
         return refund
     if refund.status == RefundStatus.SUCCEEDED and result.status is ChannelStatus.FAILED:
-        _alert_reversed(session, refund, result, now)
+        if _gateway_took_back(refund, result):
+            _alert_reversed(session, refund, result, now)
         return refund
     if refund.status != RefundStatus.PROCESSING:
         return refund
@@ -458,6 +459,15 @@ def apply_result(
             now,
         )
     return refund
+
+
+def _gateway_took_back(refund: Refund, result: RefundResult) -> bool:
+    """Whether a failure reported for a succeeded refund means the money the gateway paid
+    went back: the gateway had paid it (not staff by hand after a refusal), and the failure
+    names the same refund at the gateway when it names one."""
+    if refund.resolution is not None or refund.gateway_refund_no is None:
+        return False
+    return result.gateway_refund_no in (None, refund.gateway_refund_no)
 
 
 def _alert_reversed(session: Session, refund: Refund, result: RefundResult, now: datetime) -> None:
