@@ -513,3 +513,54 @@ def test_a_trade_the_gateway_closed_unpaid_closes_the_attempt_and_leaves_the_ord
     monkeypatch.undo()
     assert shop.confirm(shop.pay(order))["notification"] == "processed"
     assert shop.get(f"/v1/orders/{order['id']}")["status"] == "paid"
+
+
+def test_no_payment_starts_while_a_close_asks_the_gateways(
+    shop: Shop, database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The close holds no lock then, so the order carries a closing mark instead: a payment
+    started meanwhile would hand the payer a trade on an order about to close."""
+    order = shop.order()
+    shop.pay(order)
+    channel = shop.client.app.state.channel_registry.adapter("test")  # type: ignore[attr-defined]
+    close_at_gateway = channel.close_payment
+    meanwhile: list[Any] = []
+
+    def closing(*args: Any, **kwargs: Any) -> Any:
+        meanwhile.append(
+            shop.client.post(
+                f"/v1/orders/{order['id']}/payments",
+                json={"channel": "test"},
+                headers=shop.app.headers,
+            )
+        )
+        return close_at_gateway(*args, **kwargs)
+
+    monkeypatch.setattr(channel, "close_payment", closing)
+    closed = shop.client.post(f"/v1/orders/{order['id']}/close", headers=shop.app.headers)
+    assert closed.json()["status"] == "closed"
+    [refused] = meanwhile
+    assert refused.status_code == 409
+    assert refused.json()["code"] == "order_not_payable"
+    statuses = [p["status"] for p in shop.get(f"/v1/orders/{order['id']}/payments")["data"]]
+    assert statuses == ["closed"]
+
+
+def test_a_close_that_cannot_reach_the_gateway_leaves_the_order_payable(
+    shop: Shop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from knowpay.channels.errors import ChannelUnavailable
+
+    order = shop.order()
+    shop.pay(order)
+    channel = shop.client.app.state.channel_registry.adapter("test")  # type: ignore[attr-defined]
+
+    def unreachable(*_args: Any, **_kwargs: Any) -> Any:
+        raise ChannelUnavailable("connection refused")
+
+    monkeypatch.setattr(channel, "close_payment", unreachable)
+    failed = shop.client.post(f"/v1/orders/{order['id']}/close", headers=shop.app.headers)
+    assert failed.status_code == 503
+    monkeypatch.undo()
+    assert shop.get(f"/v1/orders/{order['id']}")["status"] == "created"
+    assert shop.confirm(shop.pay(order))["notification"] == "processed"

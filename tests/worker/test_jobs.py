@@ -12,6 +12,7 @@ from sqlalchemy import select
 from knowpay.kit.clock import FrozenClock
 from knowpay.kit.config import Settings
 from knowpay.kit.db import Database
+from knowpay.orders.models import Order
 from knowpay.payments.models import Payment
 from knowpay.worker.runner import Worker
 from tests import books
@@ -43,6 +44,23 @@ def test_an_expired_order_is_closed_with_its_attempts_and_emits_order_closed(
     assert late.json()["code"] == "trade_closed"
     assert [e["type"] for e in books.events(database, "order.closed")] == ["order.closed"]
     assert worker.run_jobs_once()["expire_orders"] == 0
+
+
+def test_an_order_another_close_is_working_on_is_left_to_it_then_expired_if_it_died(
+    worker: Worker, shop: Shop, database: Database, clock: FrozenClock
+) -> None:
+    """The close commits before asking the gateways: its mark, not a row lock, tells another
+    worker's expiry job to keep off (it would ask the gateways a second time)."""
+    order = shop.order(expires_in=600)
+    shop.pay(order)
+    clock.advance(timedelta(minutes=10))
+    with database.session_scope() as session:
+        session.get(Order, order["id"]).closing_since = clock.now()  # another close, running
+    assert worker.run_jobs_once()["expire_orders"] == 0
+    assert shop.get(f"/v1/orders/{order['id']}")["status"] == "created"
+    clock.advance(timedelta(minutes=2))  # that close died without clearing its mark
+    assert worker.run_jobs_once()["expire_orders"] == 1
+    assert shop.get(f"/v1/orders/{order['id']}")["status"] == "closed"
 
 
 def test_an_expired_order_paid_at_the_gateway_is_recorded_as_paid_not_closed(

@@ -44,6 +44,8 @@ class Order(Base):
     expires_at: Mapped[datetime]
     paid_at: Mapped[datetime | None]
     closed_at: Mapped[datetime | None]
+    closing_since: Mapped[datetime | None]
+    """Set while a close asks the gateways (no lock is held then): no payment may start."""
     reminded_at: Mapped[datetime | None]
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]

@@ -205,6 +205,16 @@ def is_expired(order: Order, now: datetime) -> bool:
     return order.expires_at <= now
 
 
+CLOSING_HOLD = timedelta(seconds=60)
+"""How long a close's mark keeps payments from starting; past it, the close has died (a
+crash between asking the gateways and closing) and the order is payable again."""
+
+
+def is_closing(order: Order, now: datetime) -> bool:
+    """Whether a close is asking the gateways about the order's attempts right now."""
+    return order.closing_since is not None and now - order.closing_since < CLOSING_HOLD
+
+
 def due_for_expiry(session: Session, now: datetime, limit: int = 100) -> list[str]:
     """Ids of unpaid orders whose time is up."""
     return repository.due_for_expiry(session, now, limit)

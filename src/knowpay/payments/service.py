@@ -3,7 +3,8 @@
 `record_capture` is the one place money arrives: payment, ledger entry, entitlements and
 outbox events change together in the caller's transaction, under row locks taken in one
 order (order, then payment) so that concurrent notifications, queries and closes serialise.
-Never commits.
+Never commits, but for `close_order`, which commits before it asks the gateways (no lock is
+held through a gateway call) and marks the order closing meanwhile.
 """
 
 from __future__ import annotations
@@ -166,6 +167,8 @@ def start_payment(
         raise OrderAlreadyPaid(f"Order {order.id} is already paid.")
     if order.status != OrderStatus.CREATED:
         raise OrderNotPayable(f"Order {order.id} is {order.status}.", order_status=order.status)
+    if orders.is_closing(order, now):
+        raise OrderNotPayable(f"Order {order.id} is being closed.", order_status="closing")
     if orders.is_expired(order, now):
         raise OrderExpired(
             f"Order {order.id} expired at {order.expires_at.isoformat()}; create a new one."
@@ -593,16 +596,19 @@ def query_gateway(ctx: PaymentsContext, payment: Payment) -> PaymentQueryResult:
 def close_order(session: Session, ctx: PaymentsContext, order: Order, now: datetime) -> Order:
     """Close an unpaid order and its pending attempts at their gateways.
 
-    No transaction stays open while the gateways answer: a lock held through a gateway call
-    would stall every request that needs it (on SQLite, every write) for as long as the
-    gateway takes. The session's transaction is committed first; the order is locked again
-    once the gateways have answered. If a gateway says an attempt was paid meanwhile, that
-    capture is recorded and the order is returned paid instead of closed."""
+    No lock is held while the gateways answer: a lock held through a gateway call would
+    stall every request that needs it (on SQLite, every write) for as long as the gateway
+    takes. Instead the order is marked closing (no payment may start meanwhile) and the
+    session's transaction is committed; the order is locked again once the gateways have
+    answered. If a gateway says an attempt was paid meanwhile, that capture is recorded and
+    the order is returned paid instead of closed."""
+    order = orders.lock(session, order.id)
     if order.status == OrderStatus.CLOSED:
         return order
     if order.status != OrderStatus.CREATED:
         raise OrderAlreadyPaid(f"Order {order.id} is {order.status} and cannot be closed.")
     order_id = order.id
+    order.closing_since = now
     attempts = [
         (payment.id, payment.channel, payment.gateway_trade_no, _money(payment))
         for payment in repository.pending_for_order(session, order_id)
@@ -615,22 +621,29 @@ def close_order(session: Session, ctx: PaymentsContext, order: Order, now: datet
                 payment_id, gateway_trade_no=gateway_trade_no
             )
         except ChannelError as exc:
+            orders.lock(session, order_id).closing_since = None  # payable again
+            session.commit()
             raise gateway_error(channel, exc) from exc
         if result.status is ChannelStatus.SUCCEEDED:
             paid = result.amount or amount
             record_capture(session, payment_id, paid, result.gateway_trade_no, now)
-            return orders.lock(session, order_id)
-        closed_at_gateway.add(payment_id)
+            order = orders.lock(session, order_id)
+            order.closing_since = None
+            return order
+        if result.status is ChannelStatus.CLOSED:
+            closed_at_gateway.add(payment_id)
     return _close_locally(session, order_id, closed_at_gateway, now)
 
 
 def _close_locally(
     session: Session, order_id: str, closed_at_gateway: set[str], now: datetime
 ) -> Order:
-    """The order and its pending attempts, closed under the order's lock. An attempt opened
-    while the gateways were being asked is closed at its gateway by the close_abandoned job."""
+    """The order and its pending attempts, closed under the order's lock. An attempt the
+    gateway did not say is closed (it could not close it now, or was not asked) is closed
+    there by the close_abandoned job."""
     order = orders.lock(session, order_id)
-    if order.status != OrderStatus.CREATED:  # closed or paid while the gateways answered
+    order.closing_since = None
+    if order.status != OrderStatus.CREATED:  # paid while the gateways answered
         return order
     for payment in repository.pending_for_order(session, order_id, for_update=True):
         payment.status = next_status(payment.status, PaymentStatus.CLOSED).value

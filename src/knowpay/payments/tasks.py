@@ -1,9 +1,9 @@
 """Scheduled jobs of payments: expire orders, ask gateways about silent payments, close
 abandoned attempts at their gateways, remind buyers before an order expires.
 
-Each job claims its work item by item with a conditional update or SKIP LOCKED, so any
-number of workers can run them at once without doing an item twice; gateway calls happen
-with no transaction open."""
+Each job claims its work item by item with a conditional update, SKIP LOCKED or (expiry)
+the order's closing mark, so any number of workers can run them at once without doing an
+item twice; gateway calls happen with no transaction open."""
 
 from __future__ import annotations
 
@@ -76,6 +76,8 @@ def _expire_one(session: Session, ctx: JobContext, order_id: str) -> int:
     now = ctx.clock.now()
     if order is None or order.status != OrderStatus.CREATED or order.expires_at > now:
         return 0  # another worker has it, or it changed meanwhile
+    if orders.is_closing(order, now):
+        return 0  # a close (another worker's, or the app's) is asking the gateways
     closed = service.close_order(session, ctx.payments, order, now)
     return 1 if closed.status == OrderStatus.CLOSED else 0
 
