@@ -195,6 +195,13 @@ def test_head_is_answered_as_get_is(client: TestClient, app_caller: Caller) -> N
     assert client.head("/v1/orders/ord_missing", headers=app_caller.headers).status_code == 404
 
 
+def test_head_never_runs_a_get_that_acts(client: TestClient) -> None:
+    """A payer's return asks the gateway (PayPal: captures); a link checker's HEAD must not."""
+    response = client.head("/return/pay_anything")
+    assert response.status_code == 405
+    assert response.headers["allow"] == "GET, POST"
+
+
 def test_every_401_names_the_scheme_it_wants(client: TestClient) -> None:
     """RFC 9110 §15.5.2: a 401 carries WWW-Authenticate, whatever was wrong."""
     for authorization in (None, "Bearer kp_live_notakey", "Bearer not.a.token", "Basic eDp5"):
@@ -228,16 +235,35 @@ def test_a_client_ip_that_is_no_ip_address_is_422_and_opens_no_payment(build: Bu
         assert [error["field"] for error in body["errors"]] == ["client_ip"]
     assert shop.get(f"{path}")["data"] == []
     assert shop.pay(order, client_ip=" 2001:DB8::1 ")["status"] == "pending"
+    assert shop.pay(order, client_ip="203.0.113.7, 10.0.0.1")["status"] == "pending"
 
 
-def test_a_cursor_that_names_no_object_is_422_not_a_guessed_page(
+def test_a_cursor_is_an_ids_characters_and_otherwise_422(
     client: TestClient, app_caller: Caller
 ) -> None:
-    """A stale or mistyped `starting_after` would otherwise page on from wherever it sorts."""
-    for cursor in ("ord_doesnotexist", "ord_01m8cy8vyh6q973vevkya3rvtm", "", "%00", "a b"):
+    for cursor in ("", "%00", "a b", "ord_1;drop"):
         response = client.get(f"/v1/orders?starting_after={cursor}", headers=app_caller.headers)
         body = _assert_problem(response, 422, "validation_error")
         assert [error["field"] for error in body["errors"]] == ["starting_after"]
+
+
+def test_a_cursor_is_a_position_so_a_deleted_or_foreign_object_still_pages_on(
+    client: TestClient, build: Builders
+) -> None:
+    """Keyset paging: the objects created before the id. Checking that it exists would break
+    paging when the object is deleted, and tell one app whether another's id exists."""
+    shop = Shop(build)
+    first, second = shop.order(), shop.order()
+    stranger = Shop(build)
+    foreign = stranger.order()  # created after both
+    page = shop.client.get(
+        f"/v1/orders?starting_after={foreign['id']}", headers=shop.app.headers
+    ).json()
+    assert [o["id"] for o in page["data"]] == [second["id"], first["id"]]
+    unknown = shop.client.get(
+        "/v1/orders?starting_after=ord_zzzzzzzzzzzzzzzzzzzzzzzzzz", headers=shop.app.headers
+    )
+    assert unknown.status_code == 200
 
 
 @pytest.mark.parametrize(

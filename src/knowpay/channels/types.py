@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -133,9 +134,10 @@ class RefundRequest:
 
     @property
     def payer_note(self) -> str:
-        """What gateways that show the payer a reason show: the words given, else the code
-        in plain words ("accidental purchase")."""
-        return self.note or self.reason.replace("_", " ")
+        """What gateways that show the payer a reason show: the words given (without control
+        characters, which a gateway may refuse), else the code in plain words."""
+        words = "".join(c for c in self.note or "" if unicodedata.category(c) != "Cc").strip()
+        return words or self.reason.replace("_", " ")
 
 
 @dataclass(frozen=True, slots=True)

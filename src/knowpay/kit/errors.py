@@ -12,6 +12,8 @@ from sqlalchemy import exc as sqlalchemy_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
+from knowpay.kit.middleware import GETS_WITH_EFFECTS
+
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 PROBLEM_TYPE_BASE = "https://knowpay.dev/problems/"
 
@@ -217,7 +219,7 @@ def _methods_served_at(request: Request) -> list[str]:
             route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes
         )
     }
-    if "GET" in methods:
+    if "GET" in methods and not request.url.path.startswith(GETS_WITH_EFFECTS):
         methods.add("HEAD")  # kit.middleware.HeadAsGetMiddleware
     return sorted(methods)
 

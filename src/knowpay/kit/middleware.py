@@ -53,6 +53,11 @@ class RequestIdMiddleware:
             await self.app(scope, receive, send_with_id)
 
 
+# GETs that act (a payer's return asks the gateway and may capture; opening content counts
+# for refunds): a HEAD there, from a link checker, must not.
+GETS_WITH_EFFECTS = ("/return/", "/me/")
+
+
 class HeadAsGetMiddleware:
     """HEAD is served as GET (RFC 9110 §9.3.2: every GET resource answers HEAD too); the
     server sends the same status and headers without the body, since the scope it made
@@ -62,7 +67,11 @@ class HeadAsGetMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "HEAD":
+        if (
+            scope["type"] == "http"
+            and scope["method"] == "HEAD"
+            and not str(scope.get("path", "")).startswith(GETS_WITH_EFFECTS)
+        ):
             scope = {**scope, "method": "GET"}
         await self.app(scope, receive, send)
 

@@ -7,10 +7,8 @@ from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Query
 from pydantic import BaseModel, Field
-from sqlalchemy import Select, select
+from sqlalchemy import Select
 from sqlalchemy.orm import InstrumentedAttribute, Session
-
-from knowpay.kit.errors import KnowpayError
 
 T = TypeVar("T")
 Row = TypeVar("Row")
@@ -47,34 +45,16 @@ async def page_params(
     return PageParams(limit=limit, starting_after=starting_after)
 
 
-class CursorNotFound(KnowpayError):
-    """`starting_after` names no object: paging on from it would be a guess."""
-
-    status, code, title = 422, "validation_error", "The request has invalid fields"
-
-    def __init__(self, cursor: str) -> None:
-        message = f"No object {cursor!r} to start after; use an id from the previous page."
-        super().__init__(
-            "Invalid fields: starting_after",
-            errors=[
-                {"field": "starting_after", "in": "query", "message": message, "type": "not_found"}
-            ],
-        )
-
-
 def page_of(
     session: Session,
     statement: Select[Any],
     id_column: InstrumentedAttribute[str],
     params: PageParams,
 ) -> tuple[list[Any], bool]:
-    """One page of `statement`, newest first; CursorNotFound when `starting_after` names no
-    object of the list's kind. (Only its existence is checked, not the list's filters: an
-    object may have left a filtered list since the previous page was read.)"""
-    if params.starting_after is not None:
-        found = session.scalar(select(id_column).where(id_column == params.starting_after))
-        if found is None:
-            raise CursorNotFound(params.starting_after)
+    """One page of `statement`, newest first. `starting_after` is a position, not a lookup:
+    the page holds the objects created before that id (ids sort by creation), so a cursor
+    whose object was deleted, or has left a filtered list, still pages on; and whether an id
+    exists elsewhere (another app's) is never told."""
     rows = session.scalars(paginate_query(statement, id_column, params)).all()
     return split_page(rows, params)
 

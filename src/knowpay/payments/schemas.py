@@ -57,7 +57,8 @@ class PaymentCreate(BaseModel):
     client_ip: str | None = Field(
         default=None,
         max_length=64,
-        description="The payer's IP address (WeChat H5 requires it; risk rules read it)",
+        description="The payer's IP address (WeChat H5 requires it; risk rules read it); "
+        "of an X-Forwarded-For list, the first",
     )
     openid: str | None = Field(
         default=None, max_length=128, description="WeChat JSAPI payer openid"
@@ -70,10 +71,12 @@ class PaymentCreate(BaseModel):
     @field_validator("client_ip")
     @classmethod
     def _an_ip_address(cls, value: str | None) -> str | None:
+        """An address; from an X-Forwarded-For chain passed on as it came ("1.2.3.4, 10.0.0.1"),
+        its first hop, the payer's."""
         if value is None:
             return None
         try:
-            return str(ipaddress.ip_address(value.strip()))
+            return str(ipaddress.ip_address(value.split(",")[0].strip()))
         except ValueError:
             raise ValueError("client_ip is an IPv4 or IPv6 address") from None
 

@@ -490,7 +490,10 @@ def _alert_held(session: Session, refund: Refund, attention: str, now: datetime)
     raised = raise_alert_once(
         session, kind="refund_needs_action", subject_id=refund.id, now=now, message=attention
     )
-    if raised is not None:
+    already_on_timeline = any(
+        e.step == "gateway_needs_action" for e in timeline(session, refund.id)
+    )
+    if raised is not None and not already_on_timeline:
         _step(session, refund, "gateway_needs_action", f"gateway:{refund.channel}", now, attention)
 
 

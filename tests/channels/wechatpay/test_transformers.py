@@ -128,6 +128,7 @@ def test_a_refund_body_carries_out_refund_no_and_fen() -> None:
     assert body["amount"] == {"refund": 3000, "total": 9900, "currency": "CNY"}
     # The payer reads the reason in WeChat's refund message: words, not knowpay's code.
     assert body["reason"] == "no longer needed"
+    assert t.refund_body(replace(request, note="不想学了\x00\r\n"))["reason"] == "不想学了"
     worded = t.refund_body(replace(request, note="课程内容与介绍不符，" * 5))
     assert worded["reason"] == "课程内容与介绍不符，" * 2 + "课程内容与介"  # 78 of 80 bytes
 
