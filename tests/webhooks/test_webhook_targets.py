@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import socket
+
 import httpx
 import pytest
 from fastapi.testclient import TestClient
@@ -28,6 +30,14 @@ REFUSED = [
     "https://[::1]/hook",
     "https://[fd00::1]/hook",
     "https://0.0.0.0/hook",
+    # IPv6 forms that carry an internal IPv4 address (NAT64, 6to4, compatible, mapped)
+    "https://[64:ff9b::a9fe:a9fe]/latest",
+    "https://[2002:a9fe:a9fe::]/latest",
+    "https://[::127.0.0.1]/hook",
+    "https://[::ffff:127.0.0.1]/hook",
+    # numeric forms of 127.0.0.1 that resolvers read
+    "https://2130706433/hook",
+    "https://0x7f.1/hook",
 ]
 
 
@@ -83,7 +93,36 @@ def test_a_delivery_to_a_host_that_resolves_inside_the_network_is_not_sent(
     assert result.status_code is None
     assert result.error is not None
     assert "does not resolve to public addresses" in result.error
-    assert targets.resolves_publicly("https://name-that-does-not-exist.invalid/") is False
+    assert targets.pin("https://name-that-does-not-exist.invalid/") is None
+
+
+def test_a_send_goes_to_the_address_that_was_checked(
+    database: Database, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Resolved once: a name that resolves inside the network a moment later (DNS rebinding)
+    is not looked up again by the HTTP client. Host and TLS name stay the app's host."""
+    public = [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("93.184.216.34", 0))]
+    monkeypatch.setattr(socket, "getaddrinfo", lambda *_args, **_kwargs: public)
+    seen: list[httpx.Request] = []
+
+    def receiver(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200)
+
+    deliverer = WebhookDeliverer(
+        database,
+        clock,
+        SecretBox("k" * 40),
+        DeliveryPolicy(public_targets_only=True),
+        client=httpx.Client(transport=httpx.MockTransport(receiver)),
+    )
+    url = "https://hooks.example.com:8443/knowpay?x=1"
+    job = DeliveryJob("whd_1", "lease", url, ["s"], "evt_1", "x", b"{}")
+    assert deliverer.send(job).status_code == 200
+    [request] = seen
+    assert str(request.url) == "https://93.184.216.34:8443/knowpay?x=1"
+    assert request.headers["host"] == "hooks.example.com:8443"
+    assert request.extensions["sni_hostname"] == "hooks.example.com"
 
 
 def test_an_answer_carrying_a_nul_is_kept_in_a_form_every_database_can_store(

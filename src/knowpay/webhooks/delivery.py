@@ -34,7 +34,7 @@ from knowpay.webhooks import service
 from knowpay.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from knowpay.webhooks.schemas import ALL_EVENTS
 from knowpay.webhooks.signing import SIGNATURE_HEADER, signature_header
-from knowpay.webhooks.targets import resolves_publicly
+from knowpay.webhooks.targets import pin
 
 logger = logging.getLogger("knowpay.webhooks")
 
@@ -200,13 +200,22 @@ class WebhookDeliverer:
             "Knowpay-Event-Id": job.event_id,
             "Knowpay-Event-Type": job.event_type,
         }
-        if self.policy.public_targets_only and not resolves_publicly(job.url):
-            refused = "not sent: the URL's host does not resolve to public addresses only"
-            return SendResult(None, 0, None, refused)
+        url, extensions = job.url, {}
+        if self.policy.public_targets_only:
+            pinned = pin(job.url)
+            if pinned is None:
+                refused = "not sent: the URL's host does not resolve to public addresses only"
+                return SendResult(None, 0, None, refused)
+            url, headers["Host"] = pinned.url, pinned.host_header
+            extensions = {"sni_hostname": pinned.server_name}
         started = time.monotonic()
         try:
             response = self._client.post(
-                job.url, content=job.payload, headers=headers, timeout=self.policy.timeout_s
+                url,
+                content=job.payload,
+                headers=headers,
+                timeout=self.policy.timeout_s,
+                extensions=extensions,
             )
         except httpx.HTTPError as exc:
             latency = int((time.monotonic() - started) * 1000)
