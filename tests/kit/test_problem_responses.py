@@ -193,6 +193,9 @@ def test_head_is_answered_as_get_is(client: TestClient, app_caller: Caller) -> N
     assert client.head("/healthz").status_code == 200
     assert client.head("/v1/products", headers=app_caller.headers).status_code == 200
     assert client.head("/v1/orders/ord_missing", headers=app_caller.headers).status_code == 404
+    refused = client.head("/notify/alipay")
+    assert refused.status_code == 405
+    assert refused.headers["allow"] == "POST"
 
 
 def test_head_never_runs_a_get_that_acts(client: TestClient) -> None:

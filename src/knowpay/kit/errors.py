@@ -12,7 +12,7 @@ from sqlalchemy import exc as sqlalchemy_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
-from knowpay.kit.middleware import GETS_WITH_EFFECTS
+from knowpay.kit.middleware import GETS_WITH_EFFECTS, HEAD_AS_GET
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 PROBLEM_TYPE_BASE = "https://knowpay.dev/problems/"
@@ -193,7 +193,8 @@ async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
         detail = f"No route for {request.method} {request.url.path}"
     headers = dict(exc.headers or {})
     if exc.status_code == 405:
-        detail = f"{request.method} is not allowed on {request.url.path}"
+        sent = "HEAD" if request.scope.get(HEAD_AS_GET) else request.method
+        detail = f"{sent} is not allowed on {request.url.path}"
         headers["Allow"] = ", ".join(_methods_served_at(request))
     return problem_response(
         request,

@@ -56,6 +56,8 @@ class RequestIdMiddleware:
 # GETs that act (a payer's return asks the gateway and may capture; opening content counts
 # for refunds): a HEAD there, from a link checker, must not.
 GETS_WITH_EFFECTS = ("/return/", "/me/")
+HEAD_AS_GET = "knowpay.head_as_get"
+"""Set in the scope of a HEAD served as GET: errors name the method the client sent."""
 
 
 class HeadAsGetMiddleware:
@@ -72,7 +74,7 @@ class HeadAsGetMiddleware:
             and scope["method"] == "HEAD"
             and not str(scope.get("path", "")).startswith(GETS_WITH_EFFECTS)
         ):
-            scope = {**scope, "method": "GET"}
+            scope = {**scope, "method": "GET", HEAD_AS_GET: True}
         await self.app(scope, receive, send)
 
 
