@@ -12,7 +12,6 @@ from fastapi.responses import JSONResponse
 from fastapi.security.utils import get_authorization_scheme_param
 from fastapi.telemetry import TelemetryConfig
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from knowpay import __version__
@@ -45,6 +44,7 @@ from knowpay.kit.middleware import (
     HeadAsGetMiddleware,
     RequestIdMiddleware,
 )
+from knowpay.kit.migrations import head_revision, revision_of
 from knowpay.kit.openapi import install_openapi
 from knowpay.kit.proxies import TrustedProxies
 from knowpay.kit.ratelimit import RateLimiter, RateLimitMiddleware
@@ -297,10 +297,12 @@ def _add_health_routes(app: FastAPI, database: Database) -> None:
 
     @app.get("/readyz", tags=["operations"], response_model=None)
     def readyz(request: Request) -> JSONResponse | dict[str, str]:
-        """The database answers."""
+        """The database answers, and its schema is the one this code needs (a process started
+        from newer code before `knowpay migrate` would fail every request that reads a new
+        column: it is kept out of the load balancer instead)."""
         try:
             with database.engine.connect() as connection:
-                connection.execute(text("select 1"))
+                revision = revision_of(connection)
         except Exception:
             logger.exception("readiness check failed")
             return problem_response(
@@ -309,5 +311,14 @@ def _add_health_routes(app: FastAPI, database: Database) -> None:
                 code="database_unavailable",
                 title="Not ready",
                 detail="The database does not answer.",
+            )
+        if revision != head_revision():
+            return problem_response(
+                request,
+                status=503,
+                code="schema_outdated",
+                title="Not ready",
+                detail=f"The database schema is at revision {revision}, this code needs "
+                f"{head_revision()}: run `knowpay migrate`.",
             )
         return {"status": "ready", "database": database.dialect}

@@ -23,6 +23,7 @@ from knowpay.refunds import service as refunds_service
 from knowpay.worker.runner import Worker
 from tests import books
 from tests.builders import Builders, Caller, Shop
+from tests.statements import statements_sent
 
 
 @pytest.fixture
@@ -308,6 +309,28 @@ def test_a_refund_the_gateway_holds_is_on_the_timeline_and_brought_to_staff_once
     again = shop.get(f"/v1/refunds/{refund['id']}")["timeline"]
     assert [s["step"] for s in again].count("gateway_needs_action") == 1  # the buyer's view
     assert books.violations(database) == []
+
+
+def test_a_duplicate_refund_locks_the_order_before_it_claims_the_payment(
+    shop: Shop, database: Database, clock: FrozenClock
+) -> None:
+    """The one lock order (order, then payment): claiming the payment first deadlocked on
+    PostgreSQL with a capture holding the order (seen under a crash-and-load run)."""
+    order = shop.order()
+    first, second = shop.pay(order), shop.pay(order)
+    shop.confirm(first)
+    shop.confirm(second)  # the duplicate, not refunded yet: no worker ran
+    engine = shop.client.app.state.database.engine  # type: ignore[attr-defined]
+    with statements_sent(engine) as sent, database.session_scope() as session:
+        assert refunds_service.start_duplicate_refund(session, second["id"], clock.now())
+    touching = [s.split()[0] + " " + _table(s) for s in sent if _table(s) in ("orders", "payments")]
+    assert touching.index("SELECT orders") < touching.index("UPDATE payments")
+
+
+def _table(statement: str) -> str:
+    words = statement.replace("\n", " ").split()
+    keyword = {"SELECT": "FROM", "UPDATE": "UPDATE", "INSERT": "INTO"}.get(words[0], "")
+    return words[words.index(keyword) + 1] if keyword in words else ""
 
 
 def test_a_duplicate_payment_is_refunded_automatically(

@@ -217,6 +217,10 @@ def _auto_approves(
 def start_duplicate_refund(session: Session, payment_id: str, now: datetime) -> Refund | None:
     """Refund a duplicate capture through its own channel, approved by the system."""
     payment = payments.get_payment(session, payment_id)
+    # The order first, as every flow locks (order, then payment): claiming the payment and
+    # then inserting a refund, whose key check takes a lock on the order, deadlocked with a
+    # capture that holds the order and waits for the payment.
+    orders.lock(session, payment.order_id)
     refund_id = new_id("re")
     if not payments.claim_duplicate_for_refund(session, payment.id, refund_id):
         return None
