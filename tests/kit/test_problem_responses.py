@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
+from starlette.requests import ClientDisconnect
 
 from knowpay.accounts.models import User
 from knowpay.catalog.models import Product
@@ -154,6 +156,22 @@ def test_an_unexpected_error_is_a_500_problem_without_internals(
     body = _assert_problem(response, 500, "internal_error")
     assert "secret" not in response.text
     assert body["request_id"]
+
+
+def test_a_client_that_hangs_up_mid_body_is_no_server_error(
+    client: TestClient, app: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Seen in a benchmark's duplicate storm: the sender's socket failed while knowpay read
+    the body, and it was logged as an unhandled error with a traceback."""
+
+    @app.post("/hangs-up")
+    def hangs_up() -> None:
+        raise ClientDisconnect()
+
+    with caplog.at_level(logging.INFO, logger="knowpay.errors"):
+        response = client.post("/hangs-up")
+    _assert_problem(response, 400, "client_disconnected")
+    assert [r.levelname for r in caplog.records if r.name == "knowpay.errors"] == ["INFO"]
 
 
 def test_an_overloaded_or_unreachable_database_is_a_retryable_503(

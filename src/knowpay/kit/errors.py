@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy import exc as sqlalchemy_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.routing import Match
 
 from knowpay.kit.middleware import GETS_WITH_EFFECTS, HEAD_AS_GET
@@ -253,6 +254,19 @@ async def _on_unstorable_value(request: Request, exc: Exception) -> JSONResponse
     )
 
 
+async def _on_client_gone(request: Request, exc: Exception) -> JSONResponse:
+    # The caller hung up before its body arrived: nothing was done, and nobody is left to
+    # read an answer. Not an error of ours (it was logged as one, with a traceback).
+    logger.info("client disconnected before its request was read: %s", request.url.path)
+    return problem_response(
+        request,
+        status=400,
+        code="client_disconnected",
+        title="The client went away",
+        detail="The connection closed before the request body arrived; nothing was changed.",
+    )
+
+
 async def _on_unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     logger.exception("unhandled error", extra={"request_id": request_id_of(request)})
     return problem_response(
@@ -274,4 +288,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(sqlalchemy_exc.TimeoutError, _on_database_unavailable)
     app.add_exception_handler(sqlalchemy_exc.OperationalError, _on_database_unavailable)
     app.add_exception_handler(sqlalchemy_exc.DataError, _on_unstorable_value)
+    app.add_exception_handler(ClientDisconnect, _on_client_gone)
     app.add_exception_handler(Exception, _on_unexpected_error)
