@@ -621,9 +621,11 @@ def close_order(session: Session, ctx: PaymentsContext, order: Order, now: datet
                 payment_id, gateway_trade_no=gateway_trade_no
             )
         except ChannelError as exc:
-            orders.lock(session, order_id).closing_since = None  # payable again
-            session.commit()
+            _payable_again(session, order_id)
             raise gateway_error(channel, exc) from exc
+        except KnowpayError:  # the channel is no longer configured here
+            _payable_again(session, order_id)
+            raise
         if result.status is ChannelStatus.SUCCEEDED:
             paid = result.amount or amount
             record_capture(session, payment_id, paid, result.gateway_trade_no, now)
@@ -633,6 +635,13 @@ def close_order(session: Session, ctx: PaymentsContext, order: Order, now: datet
         if result.status is ChannelStatus.CLOSED:
             closed_at_gateway.add(payment_id)
     return _close_locally(session, order_id, closed_at_gateway, now)
+
+
+def _payable_again(session: Session, order_id: str) -> None:
+    """The close could not ask every gateway: it is given up, and its mark taken off."""
+    session.rollback()
+    orders.lock(session, order_id).closing_since = None
+    session.commit()
 
 
 def _close_locally(
