@@ -59,11 +59,15 @@ def _spawn(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
 
 
 @contextmanager
-def _workers(settings: Settings, count: int, logs: Path) -> Iterator[list[subprocess.Popen[bytes]]]:
+def _workers(
+    settings: Settings, count: int, logs: Path, *, webhook_timeout_s: float = 2
+) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """`count` worker processes. The webhook timeout also sets how long a lease lasts
+    (2 × timeout + 5 s): short, so that a killed worker's deliveries come back soon."""
     env = server_environment(settings) | {
         "KNOWPAY_WORKER__IDLE_WAIT_S": "0.05",
         "KNOWPAY_WORKER__JOBS_INTERVAL_S": "3600",
-        "KNOWPAY_WORKER__WEBHOOK_TIMEOUT_S": "2",
+        "KNOWPAY_WORKER__WEBHOOK_TIMEOUT_S": str(webhook_timeout_s),
     }
     processes = [_spawn(env, logs / f"worker{i}.log") for i in range(count)]
     try:
@@ -103,7 +107,9 @@ def test_two_workers_deliver_every_event_exactly_once_in_order(
     with receiver() as hooks:
         _endpoint(client, app, hooks.url)
         ids = _emit_events(database, app, _event_count(database))
-        with _workers(settings, 2, tmp_path):
+        # No worker dies here: a lease long enough that a process starved of CPU by the
+        # rest of the suite (seen once in `make test`) is not taken for a dead one.
+        with _workers(settings, 2, tmp_path, webhook_timeout_s=10):
             _wait_for_ids(hooks, set(ids), timeout_s=120)
             time.sleep(1.0)  # room for a duplicate to show up, if there were one
         events = hooks.events()
