@@ -71,8 +71,7 @@ def _listening_at(host: str, port: int) -> None:
     if "public_url" in get_settings().model_fields_set:
         return
     # Listening on every interface: this host's own address reaches it.
-    wildcard = host in ("", "0.0.0.0")  # noqa: S104 - compared, not bound
-    reachable = "127.0.0.1" if wildcard else "[::1]" if host == "::" else host
+    reachable = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)  # noqa: S104
     if ":" in reachable and not reachable.startswith("["):
         reachable = f"[{reachable}]"  # an IPv6 address in a URL
     os.environ["KNOWPAY_PUBLIC_URL"] = f"http://{reachable}:{port}"
