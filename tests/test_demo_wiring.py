@@ -12,6 +12,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from knowpay.app import create_app
+from knowpay.channels.registry import ChannelRegistry
+from knowpay.channels.types import CHANNEL_GATEWAYS
 from knowpay.cli.wiring import SANDBOX_PREFIX, wire_sandbox
 from knowpay.kit.clock import FrozenClock, SystemClock
 from knowpay.kit.config import RateLimitSettings, Settings
@@ -105,3 +107,18 @@ def test_the_simulators_calls_do_not_spend_the_local_anonymous_rate_limit(
     ]
     assert set(answers) == {401, 429}
     assert answers[-1] == 429
+
+
+def test_every_channel_names_the_gateway_the_notification_checks_expect(
+    settings: Settings,
+) -> None:
+    """CHANNEL_GATEWAYS (which gateway may speak of a channel's trades) restates each
+    adapter's own `gateway`: the two must not drift apart."""
+    wired, _sandbox = wire_sandbox(settings)
+    registry = ChannelRegistry.from_settings(wired, SystemClock())
+    try:
+        built = {name: registry.adapter(name).gateway for name in registry.names()}
+    finally:
+        registry.close()
+    assert {"alipay_qr", "wechat_native", "unionpay", "stripe", "paypal", "test"} <= set(built)
+    assert built == {name: CHANNEL_GATEWAYS[name] for name in built}
