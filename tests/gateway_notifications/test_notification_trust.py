@@ -4,9 +4,11 @@ signature, amount, currency and merchant identity check out")."""
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, replace
 from typing import Any, cast
 
+import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
@@ -19,6 +21,7 @@ from knowpay.gateway_notifications import service
 from knowpay.kit.clock import FrozenClock
 from knowpay.kit.db import Database
 from knowpay.kit.money import Money
+from knowpay.payments import service as payments
 from knowpay.payments.models import Payment
 from tests import books
 from tests.builders import Builders, Shop
@@ -26,6 +29,7 @@ from tests.gateway_notifications.test_notify_regressions import (
     _event,
     _signed_test_notification,
 )
+from tests.payments.test_concurrent_confirmations import _wait_for_a_lock_wait
 
 
 @dataclass
@@ -171,6 +175,47 @@ def test_a_gateway_trade_number_another_attempt_carries_is_left_off_and_alerted(
     with database.session_scope(read_only=True) as session:
         rows = session.execute(select(Payment.id, Payment.gateway_trade_no)).all()
         numbers = dict(rows)
+    assert numbers == {first["id"]: taken, second["id"]: None}
+    assert _alert_kinds(database) == ["gateway_trade_no_reused"]
+    assert books.violations(database) == []
+
+
+@pytest.mark.postgres_only
+def test_two_attempts_given_one_trade_number_at_the_same_moment_are_both_recorded(
+    app: FastAPI, client: TestClient, build: Builders, database: Database, clock: FrozenClock
+) -> None:
+    """The second notification checks the number before the first commits it, then waits on
+    the unique index and is refused there: dispatched once more, it sees the holder and goes
+    the alerted way, where it was a 500 (and a retry by the gateway) before."""
+    if database.dialect != "postgresql":
+        pytest.skip("two transactions meeting on a unique index: PostgreSQL")
+    shop = Shop(build)
+    first, second = shop.pay(shop.order()), shop.pay(order := shop.order())
+    taken = "test_trade_0002"
+    with database.session_scope() as session:
+        session.execute(update(Payment).values(gateway_trade_no=None))
+    headers, body = _signed_test_notification(
+        app, _event(id="evt_second", out_trade_no=second["id"], gateway_trade_no=taken)
+    )
+    answers: list[Any] = []
+    with database.session_scope() as session:
+        payments.record_capture(
+            session, first["id"], Money(9900, "CNY"), taken, clock.now(), gateway="test"
+        )
+        session.flush()  # the first attempt holds the number, not yet committed
+        notifying = threading.Thread(
+            target=lambda: answers.append(
+                client.post("/notify/test", content=body, headers=headers)
+            )
+        )
+        notifying.start()
+        _wait_for_a_lock_wait(database)
+    notifying.join(timeout=30)
+    [answer] = answers
+    assert (answer.status_code, answer.json()) == (200, {"received": True})
+    assert shop.get(f"/v1/orders/{order['id']}")["status"] == "paid"
+    with database.session_scope(read_only=True) as session:
+        numbers = dict(session.execute(select(Payment.id, Payment.gateway_trade_no)).all())
     assert numbers == {first["id"]: taken, second["id"]: None}
     assert _alert_kinds(database) == ["gateway_trade_no_reused"]
     assert books.violations(database) == []

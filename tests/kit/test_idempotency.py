@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.testclient import TestClient
 from pydantic import BaseModel
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from starlette.types import Message, Receive, Scope, Send
 
 from knowpay.catalog.models import Product
@@ -110,6 +111,8 @@ def probe(app: FastAPI) -> Iterator[Probe]:
         outcome = probe.flaky_outcomes.pop(0) if probe.flaky_outcomes else "ok"
         if outcome == "raise":
             raise RuntimeError("boom")
+        if outcome == "collide":  # a duplicate key written by a concurrent transaction
+            raise IntegrityError("INSERT", {}, Exception("UNIQUE constraint failed: t.k"))
         return respond(probe.next_call(), 503 if outcome == "503" else 201)
 
     yield probe
@@ -316,6 +319,24 @@ def test_a_server_error_is_not_stored_so_a_retry_runs_again(
     assert "idempotent-replayed" not in retry.headers
     assert replay.content == retry.content
     assert replay.headers["idempotent-replayed"] == "true"
+
+
+def test_an_answer_that_says_retry_later_is_not_stored_so_a_retry_runs_again(
+    client: TestClient, app_caller: Caller, database: Database, probe: Probe
+) -> None:
+    """409 `concurrent_update` carries Retry-After: it is not the request's result, and
+    replaying it would refuse the retry it asks for (as Stripe: a request that conflicted
+    with a concurrent one leaves no idempotent result)."""
+    probe.flaky_outcomes.append("collide")
+    headers = _with_key(app_caller, "collide")
+
+    collided = client.post("/v1/_flaky", json={}, headers=headers)
+    assert (collided.status_code, collided.json()["code"]) == (409, "concurrent_update")
+    assert _records(database) == []
+
+    retry = client.post("/v1/_flaky", json={}, headers=headers)
+    assert retry.status_code == 201
+    assert "idempotent-replayed" not in retry.headers
 
 
 def test_a_crashed_requests_key_is_taken_over_after_the_lock_passes(

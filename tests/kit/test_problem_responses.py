@@ -174,6 +174,43 @@ def test_a_client_that_hangs_up_mid_body_is_no_server_error(
     assert [r.levelname for r in caplog.records if r.name == "knowpay.errors"] == ["INFO"]
 
 
+def _violate(database: Database, statement: str) -> None:
+    """Break a constraint for real on this test's database (SQLite or PostgreSQL)."""
+    from sqlalchemy import text
+
+    with database.engine.connect() as connection:
+        connection.execute(text("CREATE TEMP TABLE probe (k VARCHAR(8) UNIQUE NOT NULL)"))
+        connection.execute(text("INSERT INTO probe VALUES ('taken')"))
+        connection.execute(text(statement))
+
+
+def test_a_duplicate_key_written_by_a_concurrent_request_is_a_retryable_409(
+    client: TestClient, app: Any, database: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The code checks before it writes; a duplicate key that still reaches the database came
+    from a concurrent transaction, and retrying sees it. Not a 500."""
+
+    @app.post("/collides")
+    def collides() -> None:
+        _violate(database, "INSERT INTO probe VALUES ('taken')")
+
+    with caplog.at_level(logging.WARNING, logger="knowpay.errors"):
+        response = client.post("/collides")
+    _assert_problem(response, 409, "concurrent_update")
+    assert response.headers["retry-after"] == "1"
+    assert [r.levelname for r in caplog.records if r.name == "knowpay.errors"] == ["WARNING"]
+
+
+def test_a_constraint_no_concurrency_explains_is_still_an_internal_error(
+    client: TestClient, app: Any, database: Database
+) -> None:
+    @app.post("/null-key")
+    def null_key() -> None:
+        _violate(database, "INSERT INTO probe VALUES (NULL)")
+
+    _assert_problem(client.post("/null-key"), 500, "internal_error")
+
+
 def test_an_overloaded_or_unreachable_database_is_a_retryable_503(
     client: TestClient, app: Any
 ) -> None:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from knowpay.alerts.service import raise_alert, raise_alert_once
@@ -158,6 +159,25 @@ def _reject_unverified(
     return Handled("rejected", channel.notification_ack(False), row.id if row else None)
 
 
+def _dispatch_once_more_after_a_collision(
+    session: Session, gateway: str, note: Notification, now: datetime, policy: RefundSettings
+) -> None:
+    """Dispatch in a savepoint. Should it collide with a row another transaction committed
+    meanwhile (two notifications carrying one reused gateway trade number at the same moment:
+    the unique index makes the second wait, then refuses it), it is dispatched once more,
+    and then sees that row and takes the path written for it, instead of ending in a 500."""
+    try:
+        with session.begin_nested():
+            _dispatch(session, gateway, note, now, policy)
+        return
+    except IntegrityError as collision:
+        logger.info(
+            "%s notification collided with a concurrent write, retried: %s", gateway, collision.orig
+        )
+    with session.begin_nested():
+        _dispatch(session, gateway, note, now, policy)
+
+
 def _dispatch(
     session: Session, gateway: str, note: Notification, now: datetime, policy: RefundSettings
 ) -> None:
@@ -266,8 +286,9 @@ def receive(
     if row is None:
         return _answer_duplicate(session, channel, note.external_id)
     try:
-        with session.begin_nested():
-            _dispatch(session, channel.gateway, note, now, policy or RefundSettings())
+        _dispatch_once_more_after_a_collision(
+            session, channel.gateway, note, now, policy or RefundSettings()
+        )
     except (PaymentNotFound, RefundNotFound) as unknown:
         # Not a trade of ours: retrying will not change that, so the gateway is told to stop.
         row.outcome, row.reason = "unknown_trade", str(unknown)[:500]

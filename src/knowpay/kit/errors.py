@@ -238,6 +238,34 @@ async def _on_database_unavailable(request: Request, exc: Exception) -> JSONResp
     )
 
 
+def is_unique_violation(exc: sqlalchemy_exc.IntegrityError) -> bool:
+    """A duplicate key (PostgreSQL's SQLSTATE 23505, SQLite's "UNIQUE constraint failed"), as
+    opposed to a NOT NULL, CHECK or foreign key violation, which no concurrency explains."""
+    return getattr(exc.orig, "sqlstate", None) == "23505" or str(exc.orig).startswith(
+        "UNIQUE constraint failed"
+    )
+
+
+async def _on_integrity_error(request: Request, exc: Exception) -> JSONResponse:
+    # The code checks before it writes; a duplicate key that still reaches the database was
+    # written by a concurrent transaction between the check and the write. Retrying sees it.
+    assert isinstance(exc, sqlalchemy_exc.IntegrityError)
+    if not is_unique_violation(exc):
+        return await _on_unexpected_error(request, exc)
+    logger.warning(
+        "concurrent write collided: %s", exc.orig, extra={"request_id": request_id_of(request)}
+    )
+    return problem_response(
+        request,
+        status=409,
+        code="concurrent_update",
+        title="Changed at the same moment",
+        detail="Another request wrote the same record at the same moment; nothing was changed. "
+        "Retry shortly.",
+        headers={"Retry-After": "1"},
+    )
+
+
 async def _on_unstorable_value(request: Request, exc: Exception) -> JSONResponse:
     # Input that passed validation but that the database refuses as data: above all a NUL
     # character, which PostgreSQL's text columns and parameters cannot hold (SQLite can).
@@ -288,5 +316,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(sqlalchemy_exc.TimeoutError, _on_database_unavailable)
     app.add_exception_handler(sqlalchemy_exc.OperationalError, _on_database_unavailable)
     app.add_exception_handler(sqlalchemy_exc.DataError, _on_unstorable_value)
+    app.add_exception_handler(sqlalchemy_exc.IntegrityError, _on_integrity_error)
     app.add_exception_handler(ClientDisconnect, _on_client_gone)
     app.add_exception_handler(Exception, _on_unexpected_error)

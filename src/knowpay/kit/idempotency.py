@@ -508,9 +508,11 @@ class IdempotencyMiddleware:
         receive: Receive,
         send: Send,
     ) -> None:
-        """Run the endpoint; store its response (or drop the claim on a 5xx) before the
+        """Run the endpoint; store its response (or drop the claim on a 5xx, or on an answer
+        with Retry-After: one that says "try again" is not the request's result) before the
         response's last chunk is sent, so a client that has it can never see 409 on retry."""
         status = 0
+        try_again = False
         headers: list[tuple[str, str]] = []
         chunks: list[bytes] = []
         settled = False
@@ -522,7 +524,7 @@ class IdempotencyMiddleware:
             settled = True
             if pending.stored:  # committed with the endpoint's work
                 return
-            if outcome_status is None or outcome_status >= 500:
+            if outcome_status is None or outcome_status >= 500 or try_again:
                 await anyio.to_thread.run_sync(_release, database, claim)
                 return
             stored = await anyio.to_thread.run_sync(
@@ -535,9 +537,12 @@ class IdempotencyMiddleware:
                 )
 
         async def capture(message: Message) -> None:
-            nonlocal status
+            nonlocal status, try_again
             if message["type"] == "http.response.start":
                 status = int(message["status"])
+                try_again = any(
+                    name.lower() == b"retry-after" for name, _ in message.get("headers", [])
+                )
                 headers.extend(
                     (name.decode("latin-1").lower(), value.decode("latin-1"))
                     for name, value in message.get("headers", [])

@@ -67,7 +67,8 @@ _DESCRIPTIONS: dict[int, str] = {
     401: "Not authenticated: no credentials, or an unknown, revoked or expired one",
     403: "Authenticated, but this caller may not do this",
     404: "No such object (or not one this caller may see)",
-    409: "Conflicts with the object's current state, or the Idempotency-Key is in use",
+    409: "Conflicts with the object's current state, with a concurrent write to it "
+    "(`concurrent_update`, Retry-After), or the Idempotency-Key is in use",
     413: "The request body is too large",
     415: "The body was sent as another media type than JSON",
     422: "Invalid fields, a reused Idempotency-Key, or a request that cannot be carried out",
