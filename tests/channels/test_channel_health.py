@@ -3,15 +3,21 @@ one process run side by side, and failures still open the breaker."""
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from sqlalchemy import select
 
+from knowpay.alerts.models import Alert
+from knowpay.alerts.service import breaker_alerts
 from knowpay.channels.errors import ChannelDeclined
 from knowpay.channels.health import ChannelCircuitOpen, ChannelHealth
+from knowpay.kit.clock import FrozenClock
 from knowpay.kit.config import ChannelHealthSettings
+from knowpay.kit.db import Database
 
 
 def _health(**settings: float) -> ChannelHealth:
@@ -55,6 +61,46 @@ def test_consecutive_failures_open_the_breaker_and_the_next_call_is_not_made() -
     assert made == ["call"] * 3
     assert refused.value.retry_after_s > 0
     assert health.view("alipay_qr", "alipay").error_rate == 1.0
+
+
+def test_calls_under_way_when_the_breaker_opens_report_one_change_not_one_each() -> None:
+    """Seen by a refund audit: 25 refunds failing at once alerted `open to open` ten times."""
+    changes: list[tuple[str, str, str]] = []
+    health = ChannelHealth(
+        ChannelHealthSettings(breaker_fail_max=1, breaker_reset_timeout_s=60),
+        on_state_change=lambda gateway, old, new: changes.append((gateway, old, new)),
+    )
+    all_inside = threading.Barrier(4, timeout=5)
+
+    def failing_together() -> None:
+        all_inside.wait()  # all four started while the breaker was closed
+        raise ConnectionError("gateway down")
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        calls = [
+            pool.submit(health.call, "alipay_qr", "alipay", "refund", failing_together)
+            for _ in range(4)
+        ]
+        for call in calls:
+            with pytest.raises(ConnectionError):
+                call.result(timeout=10)
+    assert health.state("alipay") == "open"
+    assert changes == [("alipay", "closed", "open")]
+
+
+def test_staff_are_alerted_when_an_outage_begins_and_ends_not_at_each_failed_trial(
+    database: Database,
+) -> None:
+    on_change = breaker_alerts(database, FrozenClock())
+    outage = ["closed", "open", "half_open", "open", "half_open", "open", "half_open", "closed"]
+    for old, new in itertools.pairwise(outage):
+        on_change("alipay", old, new)  # type: ignore[arg-type]
+    for thread in threading.enumerate():
+        if thread.name.startswith("breaker-alert-"):
+            thread.join(timeout=10)
+    with database.session_scope(read_only=True) as session:
+        kinds = session.scalars(select(Alert.kind).order_by(Alert.created_at, Alert.id)).all()
+    assert sorted(kinds) == ["channel.breaker_closed", "channel.breaker_opened"]
 
 
 def test_a_decline_is_the_gateway_working_and_does_not_count_as_a_failure() -> None:

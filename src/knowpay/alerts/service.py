@@ -92,7 +92,9 @@ def breaker_alerts(database: Database, clock: Clock) -> StateListener:
             )
 
     def on_change(gateway: str, old: BreakerState, new: BreakerState) -> None:
-        if new != "half_open":
+        # The edges staff act on: an outage begins (closed → open) and ends (→ closed). A
+        # trial call that fails (half_open → open) is the same outage, not a new alert.
+        if (old, new) == ("closed", "open") or (new == "closed" and old != "closed"):
             threading.Thread(
                 target=write, args=(gateway, old, new), name=f"breaker-alert-{gateway}", daemon=True
             ).start()

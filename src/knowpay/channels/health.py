@@ -105,6 +105,10 @@ class _Listener(pybreaker.CircuitBreakerListener):
     ) -> None:
         old = _state_name(old_state.name if old_state else "closed")
         new = _state_name(new_state.name)
+        if old == new:
+            # Calls already under way when the breaker opened fail one after another, and
+            # each opens it "again": the same outage, not a change to report.
+            return
         logger.warning("gateway %s breaker: %s -> %s", self._gateway, old, new)
         try:
             self._notify(self._gateway, old, new)
