@@ -138,6 +138,24 @@ def test_a_refund_notice_naming_another_trade_is_rejected(
     assert _alert_kinds(database) == ["notification_rejected"]
 
 
+def test_a_refund_notice_stating_another_payment_total_is_rejected(
+    build: Builders, database: Database, clock: FrozenClock
+) -> None:
+    """Found by a refund audit: a signed WeChat Pay REFUND.SUCCESS whose amount.total was one
+    fen more than the payment was accepted; only amount.refund was compared."""
+    payment, refund = _refunded(Shop(build))
+    paid = Money(payment["amount"], payment["currency"])
+    tampered = replace(
+        _refund_note(refund, payment["id"]), trade_amount=Money(paid.amount_minor + 1, "CNY")
+    )
+    assert _receive(database, clock, "test", tampered) == "rejected"
+    assert _alert_kinds(database) == ["notification_rejected"]
+    honest = replace(
+        _refund_note(refund, payment["id"]), external_id="evt_refund_honest", trade_amount=paid
+    )
+    assert _receive(database, clock, "test", honest) == "processed"
+
+
 def test_a_capture_of_another_amount_for_a_paid_attempt_is_rejected(
     app: FastAPI, client: TestClient, build: Builders, database: Database
 ) -> None:

@@ -171,6 +171,9 @@ class Notification:
     attention: str | None = None
     """A verified event knowpay cannot settle by itself and staff must act on (a capture the
     gateway reversed, a refund it holds): what happened, in a sentence for the alert."""
+    trade_amount: Money | None = None
+    """For a refund: the amount of the payment it refunds, where the gateway states it
+    (Alipay's total_amount, WeChat Pay's amount.total). It must be the payment's amount."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -240,6 +240,13 @@ def _dispatch_refund(
             f"refund {refund.id} is {refund.amount_minor} {refund.currency}, "
             f"the gateway said {note.amount}"
         )
+    if note.trade_amount is not None:
+        paid = payments.get_payment(session, refund.payment_id)
+        if note.trade_amount != Money(paid.amount_minor, paid.currency):
+            raise ProtocolError(
+                f"refund {refund.id} is of a payment of {paid.amount_minor} {paid.currency}, "
+                f"the gateway said {note.trade_amount}"
+            )
     result = RefundResult(
         note.status, gateway_refund_no=note.gateway_refund_no, attention=note.attention
     )

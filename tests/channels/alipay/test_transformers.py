@@ -104,6 +104,7 @@ def test_closed_and_finished_trades_and_refunds_are_told_apart() -> None:
             number,
         )
         assert refund.amount is None  # Alipay's refund_fee is cumulative, not this refund
+        assert refund.trade_amount == Money(9900, "CNY")  # the payment's, checked by the core
 
 
 @pytest.mark.parametrize(

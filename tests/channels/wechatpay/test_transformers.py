@@ -193,6 +193,7 @@ def test_a_refund_callback_becomes_a_refund_notification() -> None:
     assert (note.kind, note.out_refund_no, note.amount) == ("refund", "re_1", Money(3000, "CNY"))
     assert note.status is ChannelStatus.SUCCEEDED
     assert note.gateway_refund_no == "50000000382019052709732678859"
+    assert note.trade_amount == Money(9900, "CNY")  # checked against the payment's amount
 
 
 def test_an_abnormal_refund_is_pending_and_says_what_staff_must_do() -> None:

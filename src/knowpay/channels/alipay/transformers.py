@@ -144,6 +144,7 @@ def notification(params: Mapping[str, str]) -> Notification:
             out_refund_no=params.get("out_biz_no"),
             # Alipay numbers no refund; like RefundResult's, the trade number stands in.
             gateway_refund_no=params.get("trade_no"),
+            trade_amount=from_yuan(params["total_amount"]) if "total_amount" in params else None,
         )
     status = trade_status(params.get("trade_status"))
     return Notification(

@@ -328,8 +328,16 @@ def notification_of(
             out_refund_no=_optional_text(resource, "out_refund_no"),
             paid_at=parse_time(resource.get("success_time")),
             gateway_refund_no=_optional_text(resource, "refund_id"),
+            trade_amount=_refunded_trade_amount(resource.get("amount")),
         )
     raise ProtocolError(f"unknown event_type {event_type!r}")
+
+
+def _refunded_trade_amount(amount: Any) -> Money | None:
+    """`amount.total` of a refund callback: the whole payment's amount, when it is given."""
+    if isinstance(amount, dict) and "total" in amount:
+        return money_of(amount, "total")
+    return None
 
 
 def notification_ack(accepted: bool) -> NotificationAck:
