@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
+import httpx
 import pytest
 
 from knowpay.auth.principals import Role
@@ -403,6 +404,37 @@ def test_a_full_refund_whose_callback_is_lost_is_settled_by_the_workers_query(
     done = wired.shop.get(f"/v1/refunds/{refund['id']}")
     assert done["status"] == "succeeded", done
     assert wired.order_status(order["id"]) == "refunded"
+    assert books.violations(database) == []
+
+
+def test_a_refund_wechat_cannot_answer_is_tried_once_while_the_client_waits(
+    wired: Wired, database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by a refund audit: with WeChat stalling, POST /v1/refunds took 31 s (three tries
+    of the 10 s timeout). The request tries once; the worker's send job tries again with the
+    same refund number."""
+    order = wired.shop.order()
+    payment = wired.pay(order)
+    wired.pay_at_wechat(payment["id"])
+    wait_for(lambda: wired.order_status(order["id"]) == "paid", "the order to be paid")
+    wired.faults(out_trade_no=payment["id"], api_status=500)
+    refund_calls: list[str] = []
+    real_send = httpx.Client.send
+
+    def counting_send(client: httpx.Client, request: httpx.Request, **kwargs: Any) -> Any:
+        if request.url.path.endswith("/v3/refund/domestic/refunds"):
+            refund_calls.append(request.method)
+        return real_send(client, request, **kwargs)
+
+    monkeypatch.setattr(httpx.Client, "send", counting_send)
+    created = wired.knowpay.post(
+        "/v1/refunds",
+        json={"order_id": order["id"], "reason": "other"},
+        headers=wired.shop.app.headers,
+    )
+    assert created.status_code == 201, created.text
+    assert created.json()["status"] == "processing"
+    assert refund_calls == ["POST"]
     assert books.violations(database) == []
 
 

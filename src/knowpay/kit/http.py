@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any, TypeVar
 
 import httpx
@@ -70,6 +72,21 @@ def _log_response(response: httpx.Response) -> None:
     )
 
 
+_ONE_ATTEMPT: ContextVar[bool] = ContextVar("knowpay_http_one_attempt", default=False)
+
+
+@contextmanager
+def one_attempt() -> Iterator[None]:
+    """Inside, idempotent calls are tried once: for a call made while an API client waits,
+    when a background job sends it again anyway (a refund the gateway cannot answer would
+    otherwise hold its request for three timeouts)."""
+    token = _ONE_ATTEMPT.set(True)
+    try:
+        yield
+    finally:
+        _ONE_ATTEMPT.reset(token)
+
+
 def call_with_retries(
     call: Callable[[], T],
     *,
@@ -77,9 +94,10 @@ def call_with_retries(
     retry_on: tuple[type[BaseException], ...] = (httpx.TransportError,),
     max_wait_s: float = 4.0,
 ) -> T:
-    """Run an idempotent call, retrying transport failures with capped, jittered backoff."""
+    """Run an idempotent call, retrying transport failures with capped, jittered backoff
+    (once only inside `one_attempt()`)."""
     retrying = Retrying(
-        stop=stop_after_attempt(attempts),
+        stop=stop_after_attempt(1 if _ONE_ATTEMPT.get() else attempts),
         wait=wait_exponential_jitter(multiplier=0.2, max=max_wait_s, jitter=0.2),
         retry=retry_if_exception_type(retry_on),
         reraise=True,

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Query, Request, status
 
 from knowpay.auth.dependencies import CurrentPrincipal, require_roles
 from knowpay.auth.principals import Principal, Role
+from knowpay.kit.http import one_attempt
 from knowpay.kit.idempotency import keep_interim_outcome
 from knowpay.kit.openapi import problem_responses
 from knowpay.kit.pagination import Page, PageParams, page_params
@@ -74,7 +75,8 @@ def send_now(
         # Idempotency-Key is told of the refund as it stands, not asked to make another.
         answering.keep_interim(session, refund)
     session.commit()  # the approval stands before the gateway hears of it
-    result = service.send(ctx, request, channel)
+    with one_attempt():  # the caller waits; the send job tries again, with the same number
+        result = service.send(ctx, request, channel)
     if result is None:  # unreachable: the send job retries with the same number
         return service.get(session, refund.id)
     return service.record_answer(session, ctx, refund.id, request, result, clock.now())
