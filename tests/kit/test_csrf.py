@@ -36,6 +36,11 @@ def submit_json(body: dict[str, str]) -> dict[str, str]:
     return body
 
 
+@router.post("/v1/_test-api")
+def api_call(body: dict[str, str]) -> dict[str, str]:
+    return body
+
+
 @pytest.fixture
 def pages(app: FastAPI) -> Iterator[TestClient]:
     app.include_router(router)
@@ -115,19 +120,39 @@ def test_a_token_of_another_session_or_a_forged_one_is_refused(pages: TestClient
     _assert_csrf_failed(post_as_victim(nonce + ".AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"))
 
 
-def test_api_calls_without_cookies_with_a_bearer_and_notifications_are_exempt(
+def test_api_calls_without_cookies_or_with_a_bearer_and_notifications_are_exempt(
     pages: TestClient,
 ) -> None:
-    # No session cookie: nothing ambient to abuse.
-    assert pages.post("/test-pages/form", data={"note": "x"}).status_code == 200
+    # The API authenticates by its header only: nothing ambient to abuse.
+    assert pages.post("/v1/_test-api", json={"a": "b"}).status_code == 200
     _start_session(pages)
     with_bearer = pages.post(
-        "/test-pages/form", data={"note": "x"}, headers={"Authorization": "Bearer kp_x"}
+        "/v1/_test-api", json={"a": "b"}, headers={"Authorization": "Bearer kp_x"}
     )
     assert with_bearer.status_code == 200
     notification = pages.post("/notify/alipay", content=b"trade_status=TRADE_SUCCESS")
     assert notification.status_code != 403
+    back_from_the_gateway = pages.post("/return/pay_unknown", data={"respCode": "00"})
+    assert back_from_the_gateway.status_code != 403
     assert pages.get("/test-pages/form").status_code == 200  # safe methods are never checked
+
+
+def test_a_page_form_posted_without_a_session_is_refused(pages: TestClient) -> None:
+    """Login CSRF, found by a web audit: a cross-site POST carries no SameSite=Lax cookie, and
+    cookie-less posts went through, so any site could log a visitor in to its own account."""
+    _assert_csrf_failed(pages.post("/test-pages/form", data={"note": "x"}))
+    _assert_csrf_failed(pages.post("/test-pages/form", data={"note": "x", "csrf_token": "a.b"}))
+
+
+def test_an_authorization_header_does_not_exempt_a_page_form(pages: TestClient) -> None:
+    """Found by a web audit: any Authorization header (a browser adds Basic credentials by
+    itself behind such a proxy) skipped the check, while the page still read the cookie."""
+    _start_session(pages)
+    for header in ("Basic Zm9vOmJhcg==", "Bearer kp_x"):
+        refused = pages.post(
+            "/test-pages/form", data={"note": "x"}, headers={"Authorization": header}
+        )
+        _assert_csrf_failed(refused)
 
 
 def test_tokens_are_bound_to_the_key_and_the_session() -> None:

@@ -9,9 +9,19 @@ that equals the cookie's and was signed for that very session; otherwise 403 pro
 `csrf_failed`, before any endpoint runs. A token stolen from another session, or planted
 in a cookie by a sibling subdomain, does not verify.
 
-Exempt: requests with an `Authorization` header (API calls; a browser never adds one on its
-own), requests without the session cookie (nothing ambient to abuse), and the gateways'
-notifications (`/notify/…`), and the demo's gateway simulators (`/sandbox/…`).
+The pages (every path outside `/v1/`) check a form even without a session cookie: a
+cross-site POST never carries the SameSite=Lax cookie, so letting cookie-less forms through
+let any site log a visitor in to the attacker's account (login CSRF). Every page hands out an
+anonymous session with its form, so a real form always has one. ("A form" is what another
+site can send without a CORS preflight: a urlencoded, multipart or text/plain body.)
+An `Authorization` header does not exempt a page either: pages read only the cookie, and a
+browser does add such a header by itself behind a proxy with HTTP authentication.
+
+Exempt: the API under `/v1/` when the request carries an `Authorization` header or no session
+cookie (it authenticates by the header only: nothing ambient to abuse), the gateways'
+notifications (`/notify/…`), the payer's way back from a gateway (`/return/…`, posted by the
+gateway's page; it only asks the gateway and redirects), and the demo's gateway simulators
+(`/sandbox/…`).
 """
 
 from __future__ import annotations
@@ -36,8 +46,10 @@ CSRF_HEADER = b"x-csrf-token"
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # /sandbox/: the gateway simulators `knowpay demo` mounts on knowpay's own origin stand for
 # the gateways' sites; their payer pages post forms of their own, with no knowpay token.
-EXEMPT_PREFIXES = ("/notify/", "/sandbox/")
+EXEMPT_PREFIXES = ("/notify/", "/sandbox/", "/return/")
+API_PREFIX = "/v1/"
 _FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+_CROSS_SITE_TYPES = (*_FORM_TYPES, "text/plain")  # sent by other sites with no preflight
 
 
 class CsrfFailed(Forbidden):
@@ -99,16 +111,17 @@ class CsrfMiddleware:
             await self.app(scope, receive, send)
             return
         request = Request(scope)
-        if "authorization" in request.headers:
-            await self.app(scope, receive, send)
-            return
-        session = request.cookies.get(SESSION_COOKIE)
-        if not session:
+        session = request.cookies.get(SESSION_COOKIE, "")
+        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if scope["path"].startswith(API_PREFIX):
+            exempt = "authorization" in request.headers or not session
+        else:
+            exempt = not session and content_type not in _CROSS_SITE_TYPES
+        if exempt:
             await self.app(scope, receive, send)
             return
         submitted = request.headers.get(CSRF_HEADER.decode())
         body: bytes | None = None
-        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if submitted is None and content_type in _FORM_TYPES:
             body = await _read_body(receive)
             submitted = await _form_field(scope, body, content_type)
@@ -117,6 +130,7 @@ class CsrfMiddleware:
             submitted
             and cookie
             and hmac.compare_digest(cookie.encode(), submitted.encode())
+            and session
             and self.tokens.valid(submitted, session)
         ):
             error = CsrfFailed("Reload the page and submit the form again.")
