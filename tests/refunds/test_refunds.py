@@ -100,6 +100,28 @@ def test_an_early_full_refund_goes_through_at_once_and_revokes_access(
     assert books.violations(database) == []
 
 
+def test_buying_a_refunded_course_again_restores_access_and_a_second_refund_revokes_it(
+    shop: Shop, database: Database, clock: FrozenClock
+) -> None:
+    """Found by a webhook audit: a lifetime course paid again after a full refund kept the old
+    `revoked_at`, so the buyer paid and could not open it, and the next refund revoked nothing."""
+    first = _paid_order(shop)
+    assert _refund(shop, shop.buyer, first).json()["status"] == "succeeded"
+    clock.advance(timedelta(days=1))
+    again = _paid_order(shop)
+    [restored] = books.entitlements(database, shop.buyer.id)
+    assert restored.revoked_at is None
+    assert (restored.valid_from, restored.valid_until) == (clock.now(), None)
+    listed = shop.get(f"/v1/entitlements?user_id={shop.buyer.id}")["data"]
+    assert [(e["revoked_at"], e["payment_id"]) for e in listed] == [(None, restored.payment_id)]
+    assert _refund(shop, shop.buyer, again).json()["status"] == "succeeded"
+    [revoked] = books.entitlements(database, shop.buyer.id)
+    assert revoked.revoked_at is not None
+    revocations = books.events(database, "entitlement.revoked")
+    assert len(revocations) == 2
+    assert books.violations(database) == []
+
+
 def test_partial_refunds_until_the_captured_amount_is_used_up(
     shop: Shop, database: Database
 ) -> None:

@@ -41,11 +41,15 @@ def _extend(
     entitlement: Entitlement, request: GrantRequest, now: datetime
 ) -> tuple[datetime, datetime | None]:
     """Renewal: a lifetime grant makes it lifetime; a period extends from the current end
-    (or from now when it has lapsed or was revoked)."""
-    if request.period_days is None:
-        entitlement.valid_until = None
-        return now, None
+    (or from now when it has lapsed or was revoked). Either way a revoked access (a refunded
+    purchase) is restored: this payment bought it again."""
     revoked = entitlement.revoked_at is not None
+    if request.period_days is None:
+        if revoked:
+            entitlement.valid_from = now
+        entitlement.valid_until = None
+        entitlement.revoked_at = None
+        return now, None
     still_running = entitlement.valid_until is None or entitlement.valid_until > now
     if revoked or not still_running:
         entitlement.valid_from = now
