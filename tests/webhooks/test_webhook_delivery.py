@@ -3,7 +3,11 @@ logged, in order per order, and a slow receiver does not hold up the others."""
 
 from __future__ import annotations
 
+import socket
 import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
@@ -244,6 +248,62 @@ def test_a_receiver_that_never_answers_is_logged_as_a_timeout(
     [attempt] = [a for d in _deliveries(client, shop) for a in d["attempt_log"]]
     assert attempt["status_code"] is None
     assert "Timeout" in attempt["error"]
+
+
+@contextmanager
+def trickling_receiver() -> Iterator[tuple[str, threading.Event]]:
+    """Answers 200 at once, then sends its body a few bytes at a time for up to a minute;
+    the event is set once it has sent everything (or given up)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    finished = threading.Event()
+
+    def serve() -> None:
+        connection, _ = listener.accept()
+        with connection:
+            connection.recv(65536)
+            connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 600\r\n\r\n")
+            try:
+                for _ in range(300):  # 600 bytes over 60 s
+                    connection.sendall(b"ok")
+                    time.sleep(0.2)
+            except OSError:
+                pass  # knowpay hung up: it had what it needed
+        finished.set()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}/hooks", finished
+    finally:
+        listener.close()
+
+
+def test_a_receiver_that_answers_200_then_trickles_its_body_is_delivered_once_in_time(
+    app: FastAPI,
+    client: TestClient,
+    shop: Shop,
+    settings: Settings,
+    database: Database,
+    clock: FrozenClock,
+) -> None:
+    """Found by a webhook audit: the whole answer was read, each read within the timeout, so a
+    slow body held the send past its lease; the event was sent again every 25 s, for ever."""
+    worker = _worker(app, settings, database, clock, timeout_s=1.0)
+    with trickling_receiver() as (url, finished):
+        _endpoint(client, shop, url, ["order.paid"])
+        shop.confirm(shop.pay(shop.order()))
+        while worker.dispatcher.run_once():
+            pass
+        sending = threading.Thread(target=worker.deliverer.run_once)
+        sending.start()
+        sending.join(timeout=30)
+        assert not sending.is_alive()
+        assert not finished.is_set()  # done while the receiver was still trickling
+    [delivery] = _deliveries(client, shop)
+    assert (delivery["status"], delivery["attempts"]) == ("succeeded", 1)
+    [attempt] = delivery["attempt_log"]
+    assert attempt["status_code"] == 200
+    assert attempt["response_excerpt"].startswith("ok")
 
 
 def _deliveries(client: TestClient, shop: Shop) -> list[dict[str, Any]]:

@@ -210,18 +210,20 @@ class WebhookDeliverer:
             extensions = {"sni_hostname": pinned.server_name}
         started = time.monotonic()
         try:
-            response = self._client.post(
+            with self._client.stream(
+                "POST",
                 url,
                 content=job.payload,
                 headers=headers,
                 timeout=self.policy.timeout_s,
                 extensions=extensions,
-            )
+            ) as response:
+                excerpt = _answer_excerpt(response, started + self.policy.timeout_s)
         except httpx.HTTPError as exc:
             latency = int((time.monotonic() - started) * 1000)
             return SendResult(None, latency, None, f"{type(exc).__name__}: {exc}"[:500])
         latency = int((time.monotonic() - started) * 1000)
-        return SendResult(response.status_code, latency, mask(response.text, 500), None)
+        return SendResult(response.status_code, latency, mask(excerpt, 500), None)
 
     # Recording ----------------------------------------------------------------------
 
@@ -311,3 +313,19 @@ class WebhookDeliverer:
                 job.delivery_id,
             )
             return SendResult(None, 0, None, "internal error")
+
+
+_EXCERPT_BYTES = 2048
+
+
+def _answer_excerpt(response: httpx.Response, deadline: float) -> str:
+    """The start of the receiver's answer, for the attempt log. The status decides the
+    delivery; the body is read only this far and only until the send's time is up, so a
+    receiver that answers 200 and then trickles (or sends megabytes) neither holds the
+    delivery past its lease, where it would be sent again, nor fills the worker's memory."""
+    received = b""
+    for chunk in response.iter_bytes():
+        received += chunk
+        if len(received) >= _EXCERPT_BYTES or time.monotonic() >= deadline:
+            break
+    return received[:_EXCERPT_BYTES].decode(response.encoding or "utf-8", errors="replace")
