@@ -36,7 +36,12 @@ from knowpay.kit.config import Settings, get_settings
 from knowpay.kit.crypto import SecretBox, SecretHasher
 from knowpay.kit.csrf import CsrfMiddleware, CsrfTokens
 from knowpay.kit.db import Database
-from knowpay.kit.errors import Unauthorized, install_error_handlers, problem_response
+from knowpay.kit.errors import (
+    Unauthorized,
+    UnexpectedErrorMiddleware,
+    install_error_handlers,
+    problem_response,
+)
 from knowpay.kit.idempotency import IdempotencyMiddleware
 from knowpay.kit.masking import install_log_masking
 from knowpay.kit.middleware import (
@@ -166,12 +171,13 @@ def create_app(
 
     install_error_handlers(app)
     install_log_masking()
-    # Added innermost first: request id → security headers → CORS → rate limits → body size
-    # → CSRF → idempotency → HEAD as GET → the routes.
+    # Added innermost first: request id → security headers → CORS → rate limits → unexpected
+    # errors → body size → CSRF → idempotency → HEAD as GET → the routes.
     app.add_middleware(HeadAsGetMiddleware)
     app.add_middleware(IdempotencyMiddleware, resolve_scope=_idempotency_scope)
     app.add_middleware(CsrfMiddleware, tokens=app.state.csrf_tokens)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(UnexpectedErrorMiddleware)
     _add_edge_middleware(app, settings)
     app.add_middleware(RequestIdMiddleware)
 

@@ -156,6 +156,11 @@ def test_an_unexpected_error_is_a_500_problem_without_internals(
     body = _assert_problem(response, 500, "internal_error")
     assert "secret" not in response.text
     assert body["request_id"]
+    # Answered inside the middleware stack (found by a web audit: Starlette's outermost
+    # handler answered without them, then the server dropped the connection).
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert "content-security-policy" in response.headers
+    assert client.get("/healthz").status_code == 200
 
 
 def test_a_client_that_hangs_up_mid_body_is_no_server_error(

@@ -471,6 +471,9 @@ def test_static_files_are_served_locally(browser: TestClient) -> None:
     assert browser.get("/static/icons/alipay.svg").status_code == 200
     assert browser.get("/static/../session.py").status_code == 404
     assert browser.get("/static/%2e%2e/session.py").status_code == 404
+    # Found by a web audit: these were 500s (a NUL, a name too long for the file system).
+    for odd in ("/static/knowpay.css%00.js", "/static/%00", "/static/" + "A" * 5000):
+        assert browser.get(odd).status_code == 404, odd
 
 
 def test_csrf_cookie_is_reused_across_pages(browser: TestClient, shop: Shop) -> None:

@@ -12,6 +12,7 @@ from sqlalchemy import exc as sqlalchemy_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.routing import Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from knowpay.kit.middleware import GETS_WITH_EFFECTS, HEAD_AS_GET
 
@@ -304,6 +305,35 @@ async def _on_unexpected_error(request: Request, exc: Exception) -> JSONResponse
         title="Internal error",
         detail="Something went wrong on our side; nothing was changed. Quote the request id.",
     )
+
+
+class UnexpectedErrorMiddleware:
+    """Answers an exception nothing else handled with the 500 problem from inside the
+    middleware stack, so that answer too carries the security headers and the request id,
+    and the connection stays usable. (Starlette's outermost handler answers outside every
+    middleware and then re-raises to the server, which drops the keep-alive connection.)"""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as exc:
+            if started:  # too late for another answer: the server closes the connection
+                raise
+            response = await _on_unexpected_error(Request(scope), exc)
+            await response(scope, receive, send)
 
 
 def install_error_handlers(app: FastAPI) -> None:

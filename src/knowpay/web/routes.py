@@ -151,8 +151,12 @@ _STATIC_TYPES = {
 @pages.get("/static/{path:path}")
 def static_file(path: str) -> Response:
     """The pages' CSS, scripts and icons, served by knowpay itself (no CDN)."""
-    target = (_STATIC_ROOT / path).resolve()
-    if not target.is_relative_to(_STATIC_ROOT) or not target.is_file():
+    try:
+        target = (_STATIC_ROOT / path).resolve()
+        found = target.is_relative_to(_STATIC_ROOT) and target.is_file()
+    except (ValueError, OSError):  # a NUL in the path, a name too long for the file system
+        found = False
+    if not found:
         raise PageError(404, "not_found")
     media_type = _STATIC_TYPES.get(Path(path).suffix.lower())
     if media_type is None:
