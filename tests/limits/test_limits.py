@@ -91,6 +91,8 @@ def test_a_daily_limit_per_buyer_level_counts_each_order_once_and_says_what_rema
     assert problem["period_key"] == local_day.isoformat()
     next_midnight = datetime.combine(local_day + timedelta(days=1), datetime.min.time(), _SHANGHAI)
     assert datetime.fromisoformat(problem["resets_at"]) == next_midnight.astimezone(UTC)
+    assert problem["resets_at"].endswith("Z")  # as API.md writes times
+    assert "daily limit of" in problem["detail"]
 
     promoted = client.put(
         f"/v1/admin/users/{shop.buyer.id}/level",

@@ -46,6 +46,12 @@ def test_the_secret_is_shown_once(client: TestClient, app_caller: Caller) -> Non
         {"url": URL, "events": []},
         {"url": URL},
         {"url": URL, "events": ["*"], "secret": "mine"},
+        # Found by a webhook audit: accepted, then retried for days or shown back.
+        {"url": "http://:80/hooks", "events": ["*"]},  # no host
+        {"url": "http://127.0.0.1:99999/hooks", "events": ["*"]},
+        {"url": "http://127.0.0.1:0/hooks", "events": ["*"]},
+        {"url": "https://hooks.example.com:http/x", "events": ["*"]},
+        {"url": "https://user:secret@hooks.example.com/x", "events": ["*"]},
     ],
 )
 def test_bad_endpoints_are_422(

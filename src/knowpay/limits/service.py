@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from knowpay.accounts import service as accounts
 from knowpay.audit import service as audit
 from knowpay.kit.ids import new_id
-from knowpay.kit.outbox import emit
+from knowpay.kit.outbox import emit, rfc3339
 from knowpay.limits.errors import LimitExceeded, LimitNotFound
 from knowpay.limits.models import LimitReservation, LimitUsage, SpendingLimit
 from knowpay.limits.schemas import LimitCreate, LimitUpdate
@@ -205,7 +205,7 @@ def _period(limit: SpendingLimit, policy: LimitPolicy, now: datetime) -> _Period
 def _refuse(limit: SpendingLimit, period: _Period, used: int, spend: Spend) -> LimitExceeded:
     remaining = max(0, limit.max_amount_minor - used)
     scope = {"buyer": "buyer's", "app": "app's", "channel": f"{spend.channel} channel's"}
-    per = "single-payment" if limit.period == "transaction" else f"{limit.period}ly"
+    per = {"transaction": "single-payment", "day": "daily", "month": "monthly"}[limit.period]
     return LimitExceeded(
         f"This payment of {spend.amount_minor} {spend.currency} would exceed the "
         f"{scope[limit.scope]} {per} limit of {limit.max_amount_minor} {limit.currency}; "
@@ -219,7 +219,7 @@ def _refuse(limit: SpendingLimit, period: _Period, used: int, spend: Spend) -> L
         },
         period_key=period.key,
         remaining=remaining,
-        resets_at=period.resets_at.isoformat() if period.resets_at else None,
+        resets_at=rfc3339(period.resets_at) if period.resets_at else None,
     )
 
 
@@ -328,7 +328,7 @@ def _warn_when_near(
             "amount": limit.max_amount_minor,
             "remaining": limit.max_amount_minor - usage.used_minor,
             "currency": limit.currency,
-            "resets_at": period.resets_at.isoformat() if period.resets_at else None,
+            "resets_at": rfc3339(period.resets_at) if period.resets_at else None,
         },
         stream_key=f"limit:{usage.id}",
         app_id=spend.app_id,

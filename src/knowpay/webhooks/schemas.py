@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -48,6 +49,24 @@ class EndpointCreate(BaseModel):
     url: str = Field(max_length=2048, pattern=r"^https?://[^\s]+$")
     events: list[str] = Field(min_length=1, max_length=len(EVENT_TYPES) + 1)
     description: str | None = Field(default=None, max_length=200)
+
+    @field_validator("url")
+    @classmethod
+    def _sendable_url(cls, value: str) -> str:
+        """A host to send to, a port that exists, and no credentials in the URL (they would be
+        shown back in every listing and sent as Basic authentication)."""
+        parts = urlsplit(value)
+        try:
+            port = parts.port  # raises on a port out of range or not a number
+        except ValueError:
+            port = 0
+        if port == 0:
+            raise ValueError("the URL's port is not valid")
+        if not parts.hostname:
+            raise ValueError("the URL has no host")
+        if parts.username is not None or parts.password is not None:
+            raise ValueError("the URL must not carry a user name or password")
+        return value
 
     @field_validator("events")
     @classmethod
