@@ -21,6 +21,7 @@ from jinja2.ext import babel_extract
 from knowpay.auth.principals import Role
 from knowpay.kit.clock import FrozenClock
 from knowpay.kit.db import Database
+from knowpay.kit.masking import mask_email
 from knowpay.web.console.labels import ERRORS, NOTICES, VALUES
 from knowpay.web.errors import MESSAGES
 from knowpay.web.i18n import make_gettext, read_catalog
@@ -235,6 +236,27 @@ def test_support_reads_the_queue_but_cannot_approve(
     # Revenue reports follow the API: finance and admin only.
     assert browser.get("/admin/reports/revenue").status_code == 403
     assert browser.get("/admin/reports/success-rate").status_code == 200
+
+
+def test_support_and_finance_see_buyers_emails_masked_and_admins_in_full(
+    app: FastAPI, build: Builders, shop: Shop, clock: FrozenClock
+) -> None:
+    """Found by a web audit: the console showed support and finance every buyer's email in
+    full, where the API (and docs/security.md) masks it for them."""
+    refund = pending_refund(shop, clock)
+    email, masked = shop.buyer.email, mask_email(shop.buyer.email)
+    assert masked != email
+    pages = ("/admin/refunds", f"/admin/orders/{refund['order_id']}", "/admin")
+    for role in (Role.SUPPORT, Role.FINANCE):
+        browser, _ = staff_browser(app, build, role)
+        for path in pages:
+            text = browser.get(path, params={"q": email} if path == "/admin" else {}).text
+            typed = 1 if path == "/admin" else 0  # the search box shows what staff typed
+            assert text.count(email) == typed, (role, path)
+            assert masked in text, (role, path)
+    admin, _ = staff_browser(app, build, Role.ADMIN)
+    for path in pages:
+        assert email in admin.get(path, params={"q": email} if path == "/admin" else {}).text
 
 
 def test_buyers_apps_and_strangers_are_refused(app: FastAPI, shop: Shop) -> None:

@@ -12,6 +12,7 @@ from fastapi.responses import FileResponse, HTMLResponse
 
 from knowpay.alerts import service as alerts
 from knowpay.audit import service as audit
+from knowpay.auth.principals import Principal
 from knowpay.channels.registry import ChannelRegistry
 from knowpay.kit.pagination import PageParams
 from knowpay.kit.web import DbSession, SessionRoute
@@ -61,7 +62,7 @@ def search_page(
 ) -> HTMLResponse:
     """Search orders, payments and refunds; the newest when nothing is asked."""
     query = queries.SearchQuery(q=q.strip(), start=_date(start), end=_date(end))
-    results = queries.search(session, query)
+    results = queries.search(session, query, staff)
     return console_page(
         request,
         "console/search.html",
@@ -80,7 +81,7 @@ def search_page(
 @router.get("/orders/{order_id}", response_class=HTMLResponse)
 def order_page(order_id: str, request: Request, staff: Staff, session: DbSession) -> HTMLResponse:
     """An order's full story."""
-    story = queries.order_story(session, order_id)
+    story = queries.order_story(session, order_id, staff)
     if story is None:
         raise PageError(404, "order_not_found")
     return console_page(
@@ -92,18 +93,18 @@ def order_page(order_id: str, request: Request, staff: Staff, session: DbSession
 def refund_queue(request: Request, staff: Staff, session: DbSession) -> HTMLResponse:
     """Refunds waiting for finance, oldest first."""
     waiting = queries.pending_refunds(session)
-    emails = queries.emails_of(session, {r.user_id for r in waiting})
+    emails = queries.emails_of(session, {r.user_id for r in waiting}, staff)
     return console_page(
         request, "console/refunds.html", staff, section="refunds", refunds=waiting, emails=emails
     )
 
 
 def refund_queue_with_error(
-    request: Request, staff: Any, session: DbSession, code: str, status: int
+    request: Request, staff: Principal, session: DbSession, code: str, status: int
 ) -> HTMLResponse:
     """The queue again, with what went wrong with the form."""
     waiting = queries.pending_refunds(session)
-    emails = queries.emails_of(session, {r.user_id for r in waiting})
+    emails = queries.emails_of(session, {r.user_id for r in waiting}, staff)
     return console_page(
         request,
         "console/refunds.html",
@@ -130,7 +131,7 @@ def duplicates_page(request: Request, staff: Staff, session: DbSession) -> HTMLR
     )
 
 
-def _review_context(session: DbSession) -> dict[str, Any]:
+def _review_context(session: DbSession, staff: Principal) -> dict[str, Any]:
     waiting, _ = risk.list_reviews(session, PageParams(limit=100), "open")
     decided = [
         d
@@ -141,18 +142,18 @@ def _review_context(session: DbSession) -> dict[str, Any]:
         "section": "risk",
         "reviews": waiting,
         "decided": decided,
-        "emails": queries.emails_of(session, {d.user_id for d in waiting}),
+        "emails": queries.emails_of(session, {d.user_id for d in waiting}, staff),
     }
 
 
 @router.get("/risk", response_class=HTMLResponse)
 def risk_queue(request: Request, staff: Staff, session: DbSession) -> HTMLResponse:
     """Held payment attempts waiting for staff, newest first, and the last decided ones."""
-    return console_page(request, "console/risk.html", staff, **_review_context(session))
+    return console_page(request, "console/risk.html", staff, **_review_context(session, staff))
 
 
 def risk_queue_with_error(
-    request: Request, staff: Any, session: DbSession, code: str, status: int
+    request: Request, staff: Principal, session: DbSession, code: str, status: int
 ) -> HTMLResponse:
     return console_page(
         request,
@@ -160,7 +161,7 @@ def risk_queue_with_error(
         staff,
         status_code=status,
         error=code,
-        **_review_context(session),
+        **_review_context(session, staff),
     )
 
 

@@ -15,8 +15,9 @@ from sqlalchemy.orm import Session
 
 from knowpay.accounts.models import App, User
 from knowpay.audit.models import AuditRecord
+from knowpay.auth.principals import Principal, Role
 from knowpay.gateway_notifications.models import InboundNotification
-from knowpay.kit.masking import mask_text
+from knowpay.kit.masking import mask_email, mask_text
 from knowpay.kit.outbox_models import OutboxEvent
 from knowpay.ledger.models import JournalEntry, Posting
 from knowpay.orders.models import Order
@@ -67,7 +68,7 @@ def _user_ids(session: Session, q: str) -> list[str]:
     return list(rows)
 
 
-def search(session: Session, query: SearchQuery) -> SearchResults:
+def search(session: Session, query: SearchQuery, viewer: Principal) -> SearchResults:
     """Orders, payments and refunds matching `q` (any of their ids, the buyer's id or email,
     out_trade_no, the gateway's trade or refund number) created in the date range; the
     newest first, at most SEARCH_LIMIT of each. Without `q`, the newest in the range."""
@@ -130,16 +131,22 @@ def search(session: Session, query: SearchQuery) -> SearchResults:
     results = SearchResults(list(orders), list(payments), list(refunds))
     user_ids = {o.user_id for o in orders} | {p.user_id for p in payments}
     user_ids |= {r.user_id for r in refunds}
-    results.emails = emails_of(session, user_ids)
+    results.emails = emails_of(session, user_ids, viewer)
     return results
 
 
-def emails_of(session: Session, user_ids: set[str]) -> dict[str, str]:
-    """user id → email."""
+def emails_of(session: Session, user_ids: set[str], viewer: Principal) -> dict[str, str]:
+    """user id → email, as `viewer` may read it."""
     if not user_ids:
         return {}
     rows = session.execute(select(User.id, User.email).where(User.id.in_(user_ids))).all()
-    return {str(user_id): str(email) for user_id, email in rows}
+    return {str(user_id): shown_email(str(email), viewer) for user_id, email in rows}
+
+
+def shown_email(email: str, viewer: Principal) -> str:
+    """A buyer's email in full for admins; masked for finance and support, as the API shows
+    it them (docs/security.md)."""
+    return email if viewer.role is Role.ADMIN else mask_email(email)
 
 
 # An order's story ---------------------------------------------------------------------------
@@ -207,7 +214,7 @@ class OrderStory:
     audit: list[AuditRecord]
 
 
-def order_story(session: Session, order_id: str) -> OrderStory | None:
+def order_story(session: Session, order_id: str, viewer: Principal) -> OrderStory | None:
     """Everything knowpay knows about one order, each part oldest first; None when unknown."""
     order = session.get(Order, order_id)
     if order is None:
@@ -303,7 +310,7 @@ def order_story(session: Session, order_id: str) -> OrderStory | None:
     )
     return OrderStory(
         order=order,
-        buyer_email=buyer.email if buyer else None,
+        buyer_email=shown_email(buyer.email, viewer) if buyer else None,
         app_name=app.name if app else None,
         payments=payments,
         refunds=refunds,
