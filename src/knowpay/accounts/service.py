@@ -114,6 +114,12 @@ def get_user(session: Session, user_id: str) -> User:
     return user
 
 
+def end_web_sessions(session: Session, user_id: str, now: datetime) -> None:
+    """Logging out of the pages ends every page session the person began before `now`
+    (the cookie is signed, not stored: this is what a stolen copy is checked against)."""
+    get_user(session, user_id).web_sessions_ended_at = now
+
+
 def level_of(user_id: str) -> ColumnElement[str]:
     """The user's level as a scalar subquery: a statement that filters by it (the spending
     limits that apply) reads it without a round trip of its own."""

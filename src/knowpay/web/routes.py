@@ -18,7 +18,7 @@ from knowpay.accounts import service as accounts
 from knowpay.accounts.errors import InvalidCredentials
 from knowpay.kit.errors import KnowpayError
 from knowpay.kit.ratelimit import RateLimited, client_ip, enforce, limiter_of
-from knowpay.kit.web import DbSession, Hasher, SessionRoute
+from knowpay.kit.web import AppClock, DbSession, Hasher, SessionRoute
 from knowpay.web import i18n
 from knowpay.web.buyer import buyer_router
 from knowpay.web.cashier import api_router as cashier_api_router
@@ -112,8 +112,13 @@ def logout_page(request: Request) -> Response:
 
 
 @pages.post("/logout")
-def logout(request: Request) -> Response:
-    """End the session: a new anonymous one replaces it."""
+def logout(request: Request, session: DbSession, clock: AppClock) -> Response:
+    """End the session: a new anonymous one replaces it, and every page session the person
+    began before now is over (on every device: the cookie is signed, not stored, so a copy
+    of it is checked against the moment of the logout)."""
+    principal = logged_in(request)
+    if principal is not None:
+        accounts.end_web_sessions(session, principal.id, clock.now())
     start_session(request, None)
     return redirect(request, "/login")
 

@@ -49,6 +49,8 @@ class WebSession:
     user_id: str | None = None
     role: Role | None = None
     app_id: str | None = None
+    issued_at_ms: int | None = None
+    """When it began (milliseconds): a logout ends the sessions begun before it."""
 
     @property
     def principal(self) -> Principal | None:
@@ -65,6 +67,8 @@ class SessionCodec:
 
     def encode(self, session: WebSession) -> str:
         claims: dict[str, Any] = {"sid": session.sid, "exp": session.expires_at}
+        if session.issued_at_ms is not None:
+            claims["iat"] = session.issued_at_ms
         if session.user_id is not None and session.role is not None:
             claims.update(sub=session.user_id, role=session.role.value, app=session.app_id)
         payload = _b64(json.dumps(claims, separators=(",", ":"), sort_keys=True).encode())
@@ -88,13 +92,14 @@ class SessionCodec:
         if role is not None and role not in PERSON_ROLES:
             return None
         user_id = claims.get("sub") if role is not None else None
-        app_id = claims.get("app")
+        app_id, issued_at_ms = claims.get("app"), claims.get("iat")
         return WebSession(
             sid=sid,
             expires_at=expires_at,
             user_id=str(user_id) if user_id else None,
             role=role if user_id else None,
             app_id=app_id if isinstance(app_id, str) else None,
+            issued_at_ms=issued_at_ms if isinstance(issued_at_ms, int) else None,
         )
 
     def _mac(self, payload: str) -> str:
@@ -155,7 +160,8 @@ def _current(request: Request) -> _Current:
 
 
 def _new_session(request: Request, principal: Principal | None) -> WebSession:
-    now = int(_now(request).timestamp())
+    moment = _now(request)
+    now = int(moment.timestamp())
     if principal is None:
         return WebSession(sid=secrets.token_urlsafe(16), expires_at=now + ANONYMOUS_TTL_S)
     return WebSession(
@@ -164,7 +170,20 @@ def _new_session(request: Request, principal: Principal | None) -> WebSession:
         user_id=principal.id,
         role=principal.role,
         app_id=principal.app_id,
+        issued_at_ms=_ms(moment),
     )
+
+
+def _ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def _ended_by_a_logout(session: WebSession, ended_at: datetime | None) -> bool:
+    """Whether the person logged out after this session began (a cookie from before the
+    sessions carried their start counts as begun before any logout)."""
+    if ended_at is None:
+        return False
+    return session.issued_at_ms is None or session.issued_at_ms < _ms(ended_at)
 
 
 def start_session(request: Request, principal: Principal | None) -> None:
@@ -226,7 +245,8 @@ def logged_in(request: Request) -> Principal | None:
     cached: tuple[Principal | None] | None = getattr(request.state, "web_principal", None)
     if cached is not None:
         return cached[0]
-    principal = current_session(request).principal
+    web_session = current_session(request)
+    principal = web_session.principal
     if principal is not None:
         database: Database = request.app.state.database
         with database.session_scope(read_only=True) as db:
@@ -234,7 +254,12 @@ def logged_in(request: Request) -> Principal | None:
                 user = accounts.get_user(db, principal.id)
             except UserNotFound:
                 user = None
-            if user is None or user.disabled_at is not None or user.role != principal.role.value:
+            if (
+                user is None
+                or user.disabled_at is not None
+                or user.role != principal.role.value
+                or _ended_by_a_logout(web_session, user.web_sessions_ended_at)
+            ):
                 principal = None
             else:
                 remember_account_locale(request, user.locale)
