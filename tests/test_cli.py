@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -108,3 +111,72 @@ def test_an_explicit_public_url_wins_over_the_port(
     get_settings.cache_clear()
     seeded = runner.invoke(cli, ["demo", "--no-serve", "--port", "18123", "--json"])
     assert json.loads(seeded.output)["api"] == "https://pay.example.com/docs"
+
+
+# Found by a CLI audit --------------------------------------------------------------------------
+
+
+def test_output_to_a_file_or_pipe_keeps_whole_values(cli_env: Database) -> None:
+    """A table as wide as a terminal cut the API key printed once to `kp_live_hSMK…`."""
+    result = runner.invoke(cli, ["apps", "create", "--name", "web"])
+    assert result.exit_code == 0, result.output
+    printed = dict(line.split(": ", 1) for line in result.output.splitlines())
+    with cli_env.session_scope(read_only=True) as session:
+        assert session.scalars(select(ApiKey.key_hash)).one() == sha256_hex(printed["api_key"])
+    listed = runner.invoke(cli, ["apps", "list"])
+    assert printed["id"] in listed.output.splitlines()[1].split("\t")
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        ["users", "create-staff", "--email", "notanemail", "--role", "admin"],
+        ["users", "create-staff", "--email", "a@example.com", "--role", "admin", "--password", "1"],
+        ["apps", "create", "--name", ""],
+    ],
+)
+def test_the_cli_refuses_what_the_api_refuses(cli_env: Database, arguments: list[str]) -> None:
+    result = runner.invoke(cli, [*arguments, "--json"])
+    assert result.exit_code == 2, result.output
+    assert json.loads(result.output)["error"]["code"] == "validation_error"
+    with cli_env.session_scope(read_only=True) as session:
+        assert session.scalars(select(User)).all() == []
+
+
+def test_serve_refuses_the_development_key_in_production_before_it_starts(
+    cli_env: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KNOWPAY_ENVIRONMENT", "production")
+    get_settings.cache_clear()
+    result = runner.invoke(cli, ["serve", "--port", "1"])
+    assert result.exit_code == 2
+    assert "insecure_secret_key" in result.output
+
+
+@pytest.mark.parametrize(
+    ("database_url", "exit_code", "code"),
+    [
+        ("garbage", 2, "configuration_invalid"),
+        ("sqlite:///{tmp}/never-migrated.db", 1, "database_not_migrated"),
+        ("postgresql://postgres@127.0.0.1:1/nothing", 1, "database_unavailable"),
+    ],
+)
+def test_a_bad_configuration_or_database_is_a_sentence_not_a_traceback(
+    tmp_path: Path, database_url: str, exit_code: int, code: str
+) -> None:
+    environment = {
+        **os.environ,
+        "KNOWPAY_DATABASE_URL": database_url.format(tmp=tmp_path),
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "knowpay.cli.main", "ledger", "check", "--json"],
+        capture_output=True,
+        text=True,
+        env=environment,
+        cwd=tmp_path,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == exit_code, done.stderr
+    assert json.loads(done.stdout)["error"]["code"] == code
+    assert "Traceback" not in done.stderr

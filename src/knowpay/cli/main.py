@@ -4,20 +4,24 @@ from __future__ import annotations
 
 import os
 import secrets
-from typing import Annotated
+import sys
+from typing import Annotated, NoReturn
 
 import typer
 import uvicorn
+from pydantic import BaseModel, ValidationError
+from sqlalchemy import exc as sqlalchemy_exc
 
 from knowpay.accounts import service as accounts
+from knowpay.accounts.schemas import AppCreate, UserCreate
 from knowpay.auth.principals import STAFF_ROLES, Role
 from knowpay.cli.demo import seed_demo
-from knowpay.cli.output import console, emit
+from knowpay.cli.output import console, emit, fail
 from knowpay.cli.rates import rates_app
 from knowpay.cli.security import audit_app, gateways_app, secrets_app
 from knowpay.kit import context
 from knowpay.kit.clock import SystemClock
-from knowpay.kit.config import get_settings
+from knowpay.kit.config import Settings, get_settings
 from knowpay.kit.crypto import SecretHasher
 from knowpay.kit.db import Database
 from knowpay.kit.errors import KnowpayError
@@ -78,12 +82,60 @@ def _listening_at(host: str, port: int) -> None:
     get_settings.cache_clear()
 
 
-def _fail(error: KnowpayError, as_json: bool) -> None:
-    if as_json:
-        emit({"error": {"code": error.code, "detail": error.detail}}, as_json=True)
-    else:
-        console.print(f"[red]{error.code}[/red]: {error.detail}")
-    raise typer.Exit(1)
+def _fail(error: KnowpayError, as_json: bool) -> NoReturn:
+    fail(error.code, error.detail, as_json=as_json)
+
+
+def _valid(model: type[BaseModel], as_json: bool, **fields: str) -> None:
+    """The values as the API's schema would take them; exit 2 with its reasons otherwise."""
+    try:
+        model(**fields)
+    except ValidationError as invalid:
+        reasons = "; ".join(f"{item['loc'][0]}: {item['msg']}" for item in invalid.errors())
+        fail("validation_error", reasons, as_json=as_json, exit_code=2)
+
+
+def _refuse_the_development_key_in_production(settings: Settings) -> None:
+    if settings.uses_insecure_secret and settings.environment == "production":
+        fail(
+            "insecure_secret_key",
+            "KNOWPAY_SECRET_KEY must be set in production (it is the development key).",
+            as_json=False,
+            exit_code=2,
+        )
+
+
+def main() -> None:
+    """The `knowpay` command. A configuration that does not parse, a database that cannot be
+    reached or was never migrated are told in a sentence, not a traceback (exit 2, 1, 1)."""
+    try:
+        app()
+    except (ValidationError, sqlalchemy_exc.DBAPIError) as error:
+        try:
+            _explain(error, as_json="--json" in sys.argv)
+        except typer.Exit as told:  # outside the app, Click no longer turns it into an exit
+            raise SystemExit(told.exit_code) from None
+
+
+def _explain(error: ValidationError | sqlalchemy_exc.DBAPIError, *, as_json: bool) -> NoReturn:
+    if isinstance(error, ValidationError):
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in item['loc']) or 'settings'}: {item['msg']}"
+            for item in error.errors()
+        )
+        fail("configuration_invalid", f"The configuration is not valid: {problems}",
+             as_json=as_json, exit_code=2)  # fmt: skip
+    if _not_migrated(error):
+        fail("database_not_migrated",
+             "The database has no knowpay tables yet: run `knowpay migrate`.",
+             as_json=as_json)  # fmt: skip
+    reason = str(error.orig).strip().splitlines()[0] if str(error.orig).strip() else repr(error)
+    fail("database_unavailable", f"The database cannot be used: {reason}", as_json=as_json)
+
+
+def _not_migrated(error: sqlalchemy_exc.DBAPIError) -> bool:
+    """SQLite's "no such table", PostgreSQL's undefined_table (42P01)."""
+    return getattr(error.orig, "sqlstate", None) == "42P01" or "no such table" in str(error.orig)
 
 
 @app.command()
@@ -103,6 +155,7 @@ def serve(
     """Serve the API, the notification endpoints and the pages (migrates SQLite on start)."""
     _listening_at(host, port)
     settings = get_settings()
+    _refuse_the_development_key_in_production(settings)
     database = _database()
     if database.dialect == "sqlite":
         upgrade(database.engine)
@@ -127,8 +180,9 @@ def demo(
     ] = True,
     as_json: JsonFlag = False,
 ) -> None:
-    """Seed a demo catalog, app, buyer and staff, point Alipay and WeChat Pay at their
-    simulators (mounted under /sandbox/), print where to click, then serve."""
+    """Seed a demo catalog, app, buyer and staff, point every gateway (Alipay, WeChat Pay,
+    UnionPay, Stripe, PayPal) at its simulator (mounted under /sandbox/), print where to
+    click, then serve."""
     from knowpay.app import create_app
     from knowpay.cli.wiring import SANDBOX_PREFIX, wire_sandbox
 
@@ -169,6 +223,7 @@ def worker(
     from knowpay.worker.runner import Worker
 
     base_settings = get_settings()
+    _refuse_the_development_key_in_production(base_settings)
     configure_process_logging(base_settings.log_level, base_settings.log_format)
     database = Database(base_settings)
     settings = with_stored_credentials(base_settings, database)
@@ -271,6 +326,7 @@ def apps_create(
     as_json: JsonFlag = False,
 ) -> None:
     """Create an app; its API key is printed once and only its hash is stored."""
+    _valid(AppCreate, as_json, name=name)
     database = _database()
     with database.session_scope() as session:
         created = accounts.create_app(session, name=name, now=SystemClock().now())
@@ -329,6 +385,7 @@ def users_create_staff(
     if role not in {r.value for r in STAFF_ROLES}:
         raise typer.BadParameter("role must be admin, finance or support", param_hint="--role")
     chosen = password or secrets.token_urlsafe(12)
+    _valid(UserCreate, as_json, email=email, password=chosen)  # the API's own rules
     settings = get_settings()
     try:
         with _database().session_scope() as session:
@@ -367,4 +424,4 @@ def ledger_check(as_json: JsonFlag = False) -> None:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    app()
+    main()

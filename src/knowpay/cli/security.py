@@ -9,7 +9,7 @@ import typer
 
 from knowpay.audit import service as audit
 from knowpay.audit import tasks as audit_tasks
-from knowpay.cli.output import console, emit
+from knowpay.cli.output import console, emit, fail
 from knowpay.credentials import service as credentials
 from knowpay.credentials.models import GatewayCredential
 from knowpay.credentials.schemas import applies_when
@@ -36,11 +36,7 @@ def _database() -> Database:
 
 
 def _fail(code: str, detail: str, as_json: bool) -> NoReturn:
-    if as_json:
-        emit({"error": {"code": code, "detail": detail}}, as_json=True)
-    else:
-        console.print(f"[red]{code}[/red]: {detail}")
-    raise typer.Exit(1)
+    fail(code, detail, as_json=as_json)
 
 
 # Audit ----------------------------------------------------------------------------------------
@@ -140,7 +136,11 @@ def secrets_rotate(
                 },
             )
     except SecretBoxError as exc:
-        _fail("secret_unreadable", f"Nothing was changed: a stored value {exc}.", as_json)
+        _fail(
+            "secret_unreadable",
+            f"Nothing was changed: a stored value cannot be read ({exc}).",
+            as_json,
+        )
     finally:
         database.dispose()
     emit(
