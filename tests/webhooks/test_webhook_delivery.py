@@ -3,6 +3,7 @@ logged, in order per order, and a slow receiver does not hold up the others."""
 
 from __future__ import annotations
 
+import gzip
 import socket
 import threading
 import time
@@ -251,9 +252,9 @@ def test_a_receiver_that_never_answers_is_logged_as_a_timeout(
 
 
 @contextmanager
-def trickling_receiver() -> Iterator[tuple[str, threading.Event]]:
-    """Answers 200 at once, then sends its body a few bytes at a time for up to a minute;
-    the event is set once it has sent everything (or given up)."""
+def answering_200_then(behaviour: str) -> Iterator[tuple[str, threading.Event]]:
+    """Answers 200 at once, then `trickles` its 600-byte body 2 bytes at a time for a minute,
+    `stalls` after 2 bytes, or `hangs up` after 2 bytes; the event is set once it is done."""
     listener = socket.create_server(("127.0.0.1", 0))
     finished = threading.Event()
 
@@ -261,11 +262,12 @@ def trickling_receiver() -> Iterator[tuple[str, threading.Event]]:
         connection, _ = listener.accept()
         with connection:
             connection.recv(65536)
-            connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 600\r\n\r\n")
+            connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 600\r\n\r\nok")
             try:
-                for _ in range(300):  # 600 bytes over 60 s
-                    connection.sendall(b"ok")
+                for _ in range(300 if behaviour != "hangs up" else 0):
                     time.sleep(0.2)
+                    if behaviour == "trickles":
+                        connection.sendall(b"ok")
             except OSError:
                 pass  # knowpay hung up: it had what it needed
         finished.set()
@@ -278,18 +280,21 @@ def trickling_receiver() -> Iterator[tuple[str, threading.Event]]:
         listener.close()
 
 
-def test_a_receiver_that_answers_200_then_trickles_its_body_is_delivered_once_in_time(
+@pytest.mark.parametrize("behaviour", ["trickles", "stalls", "hangs up"])
+def test_a_receiver_that_answers_200_then_falters_is_delivered_once_in_time(
     app: FastAPI,
     client: TestClient,
     shop: Shop,
     settings: Settings,
     database: Database,
     clock: FrozenClock,
+    behaviour: str,
 ) -> None:
-    """Found by a webhook audit: the whole answer was read, each read within the timeout, so a
-    slow body held the send past its lease; the event was sent again every 25 s, for ever."""
+    """Found by a webhook audit (and its review): the whole answer was read, each read within
+    the timeout, so a slow body held the send past its lease and the event was sent again
+    every 25 s, for ever; a body that stalled or broke off after the 200 failed the send."""
     worker = _worker(app, settings, database, clock, timeout_s=1.0)
-    with trickling_receiver() as (url, finished):
+    with answering_200_then(behaviour) as (url, finished):
         _endpoint(client, shop, url, ["order.paid"])
         shop.confirm(shop.pay(shop.order()))
         while worker.dispatcher.run_once():
@@ -298,12 +303,41 @@ def test_a_receiver_that_answers_200_then_trickles_its_body_is_delivered_once_in
         sending.start()
         sending.join(timeout=30)
         assert not sending.is_alive()
-        assert not finished.is_set()  # done while the receiver was still trickling
+        if behaviour != "hangs up":
+            assert not finished.is_set()  # done while the receiver was still at it
     [delivery] = _deliveries(client, shop)
     assert (delivery["status"], delivery["attempts"]) == ("succeeded", 1)
     [attempt] = delivery["attempt_log"]
     assert attempt["status_code"] == 200
     assert attempt["response_excerpt"].startswith("ok")
+
+
+def test_a_compressed_answer_is_not_inflated_into_the_log(
+    app: FastAPI,
+    client: TestClient,
+    shop: Shop,
+    settings: Settings,
+    database: Database,
+    clock: FrozenClock,
+) -> None:
+    bomb = gzip.compress(b"0" * 20_000_000)  # 20 MB in about 20 KB
+
+    def serve(listener: socket.socket) -> None:
+        connection, _ = listener.accept()
+        with connection:
+            connection.recv(65536)
+            head = f"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: {len(bomb)}"
+            connection.sendall(head.encode() + b"\r\n\r\n" + bomb)
+
+    worker = _worker(app, settings, database, clock, timeout_s=2.0)
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        threading.Thread(target=serve, args=(listener,), daemon=True).start()
+        _endpoint(client, shop, f"http://127.0.0.1:{listener.getsockname()[1]}/h", ["order.paid"])
+        shop.confirm(shop.pay(shop.order()))
+        _pump(worker)
+    [delivery] = _deliveries(client, shop)
+    assert delivery["status"] == "succeeded"
+    assert delivery["attempt_log"][0]["response_excerpt"].startswith("[gzip-encoded answer")
 
 
 def _deliveries(client: TestClient, shop: Shop) -> list[dict[str, Any]]:

@@ -319,13 +319,27 @@ _EXCERPT_BYTES = 2048
 
 
 def _answer_excerpt(response: httpx.Response, deadline: float) -> str:
-    """The start of the receiver's answer, for the attempt log. The status decides the
-    delivery; the body is read only this far and only until the send's time is up, so a
-    receiver that answers 200 and then trickles (or sends megabytes) neither holds the
-    delivery past its lease, where it would be sent again, nor fills the worker's memory."""
+    """The start of the receiver's answer, for the attempt log. The status, already received,
+    decides the delivery; the body is read only this far and only until the send's time is
+    up, so a receiver that answers 200 and then trickles, stalls, hangs up or sends megabytes
+    neither holds the delivery past its lease, where it would be sent again, nor fills the
+    worker's memory. A compressed body is not inflated (a small one can inflate to a lot)."""
     received = b""
-    for chunk in response.iter_bytes():
-        received += chunk
-        if len(received) >= _EXCERPT_BYTES or time.monotonic() >= deadline:
-            break
-    return received[:_EXCERPT_BYTES].decode(response.encoding or "utf-8", errors="replace")
+    try:
+        for chunk in response.iter_raw():
+            received += chunk
+            if len(received) >= _EXCERPT_BYTES or time.monotonic() >= deadline:
+                break
+    except httpx.HTTPError as exc:  # after the status: the answer stands, its body is cut
+        return f"{_decoded(response, received)} [body cut short: {type(exc).__name__}]"
+    return _decoded(response, received)
+
+
+def _decoded(response: httpx.Response, raw: bytes) -> str:
+    encoding = response.headers.get("content-encoding", "identity").strip().lower()
+    if encoding not in ("", "identity"):
+        return f"[{encoding}-encoded answer of {len(raw)}+ bytes, not shown]"
+    try:
+        return raw[:_EXCERPT_BYTES].decode(response.charset_encoding or "utf-8", errors="replace")
+    except LookupError:  # a charset Python does not know
+        return raw[:_EXCERPT_BYTES].decode("utf-8", errors="replace")
