@@ -180,3 +180,22 @@ def test_a_bad_configuration_or_database_is_a_sentence_not_a_traceback(
     assert done.returncode == exit_code, done.stderr
     assert json.loads(done.stdout)["error"]["code"] == code
     assert "Traceback" not in done.stderr
+
+
+def test_only_the_settings_validation_is_called_a_bad_configuration(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """From a review: any pydantic error of a command was told as `configuration_invalid`."""
+    from pydantic import BaseModel, ValidationError
+
+    from knowpay.cli import main as cli_main
+
+    class Other(BaseModel):
+        count: int
+
+    def raises_another_models_error() -> None:
+        Other.model_validate({"count": "many"})
+
+    monkeypatch.setattr(cli_main, "app", raises_another_models_error)
+    with pytest.raises(ValidationError, match="count"):
+        cli_main.main()

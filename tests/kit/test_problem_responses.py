@@ -203,7 +203,24 @@ def test_a_duplicate_key_written_by_a_concurrent_request_is_a_retryable_409(
         response = client.post("/collides")
     _assert_problem(response, 409, "concurrent_update")
     assert response.headers["retry-after"] == "1"
-    assert [r.levelname for r in caplog.records if r.name == "knowpay.errors"] == ["WARNING"]
+    # An error in the log: should no concurrency explain it, it is a bug that repeats.
+    assert [r.levelname for r in caplog.records if r.name == "knowpay.errors"] == ["ERROR"]
+
+
+def test_on_a_page_the_collision_is_the_html_error_page(
+    client: TestClient, app: Any, database: Database
+) -> None:
+    from fastapi import Depends
+
+    from knowpay.web.session import mark_page
+
+    @app.get("/collides-on-a-page", dependencies=[Depends(mark_page)])
+    def collides_on_a_page() -> None:
+        _violate(database, "INSERT INTO probe VALUES ('taken')")
+
+    response = client.get("/collides-on-a-page")
+    assert response.status_code == 409
+    assert response.headers["content-type"].startswith("text/html")
 
 
 def test_a_constraint_no_concurrency_explains_is_still_an_internal_error(

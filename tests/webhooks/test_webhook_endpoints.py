@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import update
 
+from knowpay.kit.db import Database
+from knowpay.webhooks.models import WebhookEndpoint
 from tests.builders import Builders, Caller
 
 URL = "https://www.example.com/knowpay/hooks"
@@ -60,6 +63,21 @@ def test_bad_endpoints_are_422(
     response = client.post("/v1/webhook-endpoints", json=body, headers=app_caller.headers)
     assert response.status_code == 422
     assert client.get("/v1/webhook-endpoints", headers=app_caller.headers).json()["data"] == []
+
+
+def test_a_password_stored_in_an_endpoint_url_before_they_were_refused_is_not_shown(
+    client: TestClient, app_caller: Caller, database: Database
+) -> None:
+    created = _create(client, app_caller)
+    with database.session_scope() as session:
+        session.execute(
+            update(WebhookEndpoint)
+            .where(WebhookEndpoint.id == created["id"])
+            .values(url="https://hooks:s3cret@hooks.example.com/in")
+        )
+    listed = client.get("/v1/webhook-endpoints", headers=app_caller.headers)
+    assert "s3cret" not in listed.text
+    assert listed.json()["data"][0]["url"] == "https://hooks:***@hooks.example.com/in"
 
 
 def test_an_app_sees_only_its_endpoints(

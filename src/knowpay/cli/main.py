@@ -111,6 +111,8 @@ def main() -> None:
     try:
         app()
     except (ValidationError, sqlalchemy_exc.DBAPIError) as error:
+        if isinstance(error, ValidationError) and error.title != Settings.__name__:
+            raise  # not the configuration: a bug to see whole
         try:
             _explain(error, as_json="--json" in sys.argv)
         except typer.Exit as told:  # outside the app, Click no longer turns it into an exit

@@ -253,16 +253,19 @@ async def _on_integrity_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, sqlalchemy_exc.IntegrityError)
     if not is_unique_violation(exc):
         return await _on_unexpected_error(request, exc)
-    logger.warning(
-        "concurrent write collided: %s", exc.orig, extra={"request_id": request_id_of(request)}
+    # An error, not a warning: should no concurrency explain it, it is a bug that repeats.
+    logger.error(
+        "duplicate key (a concurrent write, or a missing check): %s",
+        exc.orig,
+        extra={"request_id": request_id_of(request)},
     )
     return problem_response(
         request,
         status=409,
         code="concurrent_update",
         title="Changed at the same moment",
-        detail="Another request wrote the same record at the same moment; nothing was changed. "
-        "Retry shortly.",
+        detail="Another request wrote the same record at the same moment; the write that "
+        "collided was rolled back. Retry shortly.",
         headers={"Retry-After": "1"},
     )
 

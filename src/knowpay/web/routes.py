@@ -12,6 +12,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, FastAPI, Form, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, RedirectResponse, Response
+from sqlalchemy.exc import IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from knowpay.accounts import service as accounts
@@ -213,11 +214,15 @@ def install_web_error_pages(app: FastAPI) -> None:
             if isinstance(exc, StarletteHTTPException):
                 code = "not_found" if exc.status_code == 404 else "forbidden"
                 return error_page(request, exc.status_code, code)
+            if isinstance(exc, IntegrityError):  # the API's answer decides: 409 or 500
+                answer: Response = await fallback(request, exc)
+                code = "concurrent_update" if answer.status_code == 409 else "internal_error"
+                return error_page(request, answer.status_code, code)
             return error_page(request, 422, "validation_error")
 
         return handler
 
     app.add_exception_handler(PageRedirect, on_redirect)
     app.add_exception_handler(PageError, on_page_error)
-    for kind in (KnowpayError, RequestValidationError, StarletteHTTPException):
+    for kind in (KnowpayError, RequestValidationError, StarletteHTTPException, IntegrityError):
         app.add_exception_handler(kind, page_or_api(kind))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from typing import Literal
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -102,13 +102,23 @@ class EndpointOut(BaseModel):
     def of(cls, endpoint: WebhookEndpoint, secret: str | None = None) -> EndpointOut:
         return cls(
             id=endpoint.id,
-            url=endpoint.url,
+            url=_without_password(endpoint.url),
             events=json.loads(endpoint.events_json),
             description=endpoint.description,
             status="deleted" if endpoint.deleted_at else "enabled",
             created_at=endpoint.created_at,
             secret=secret,
         )
+
+
+def _without_password(url: str) -> str:
+    """An endpoint stored with `user:password@` before such URLs were refused: the password
+    is not shown back."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
 
 
 class AttemptOut(BaseModel):
