@@ -60,5 +60,5 @@ class User(Base):
     payment_password_hash: Mapped[str | None] = mapped_column(String(255))
     payment_password_failures: Mapped[int] = mapped_column(default=0)
     payment_password_locked_until: Mapped[datetime | None]
-    web_sessions_ended_at: Mapped[datetime | None]
-    """When the person last logged out of the pages: every page session begun before is over."""
+    web_session_generation: Mapped[int] = mapped_column(default=0, server_default="0")
+    """Raised by each logout from the pages: page sessions carry the one they began in."""

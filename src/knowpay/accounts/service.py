@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement
+from sqlalchemy import ColumnElement, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -114,10 +114,19 @@ def get_user(session: Session, user_id: str) -> User:
     return user
 
 
-def end_web_sessions(session: Session, user_id: str, now: datetime) -> None:
-    """Logging out of the pages ends every page session the person began before `now`
-    (the cookie is signed, not stored: this is what a stolen copy is checked against)."""
-    get_user(session, user_id).web_sessions_ended_at = now
+def web_session_generation(session: Session, user_id: str) -> int:
+    """What a page session begun now carries; a logout raises it (web/session.py)."""
+    return get_user(session, user_id).web_session_generation
+
+
+def end_web_sessions(session: Session, user_id: str) -> None:
+    """Logging out of the pages ends every page session the person began before, on every
+    device: the cookie is signed, not stored, so a copy of it is checked against this."""
+    session.execute(
+        update(User)
+        .where(User.id == user_id)
+        .values(web_session_generation=User.web_session_generation + 1)
+    )
 
 
 def level_of(user_id: str) -> ColumnElement[str]:

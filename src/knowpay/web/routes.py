@@ -19,7 +19,7 @@ from knowpay.accounts import service as accounts
 from knowpay.accounts.errors import InvalidCredentials
 from knowpay.kit.errors import KnowpayError
 from knowpay.kit.ratelimit import RateLimited, client_ip, enforce, limiter_of
-from knowpay.kit.web import AppClock, DbSession, Hasher, SessionRoute
+from knowpay.kit.web import DbSession, Hasher, SessionRoute
 from knowpay.web import i18n
 from knowpay.web.buyer import buyer_router
 from knowpay.web.cashier import api_router as cashier_api_router
@@ -101,7 +101,7 @@ def login(
             error=message_for(exc.code, _),
             email=email,
         )
-    start_session(request, principal)
+    start_session(request, principal, accounts.web_session_generation(session, principal.id))
     return redirect(request, safe_next(next, home_for(principal)))
 
 
@@ -113,13 +113,12 @@ def logout_page(request: Request) -> Response:
 
 
 @pages.post("/logout")
-def logout(request: Request, session: DbSession, clock: AppClock) -> Response:
+def logout(request: Request, session: DbSession) -> Response:
     """End the session: a new anonymous one replaces it, and every page session the person
-    began before now is over (on every device: the cookie is signed, not stored, so a copy
-    of it is checked against the moment of the logout)."""
+    began before is over, on every device (a copy of the cookie included)."""
     principal = logged_in(request)
     if principal is not None:
-        accounts.end_web_sessions(session, principal.id, clock.now())
+        accounts.end_web_sessions(session, principal.id)
     start_session(request, None)
     return redirect(request, "/login")
 

@@ -49,8 +49,9 @@ class WebSession:
     user_id: str | None = None
     role: Role | None = None
     app_id: str | None = None
-    issued_at_ms: int | None = None
-    """When it began (milliseconds): a logout ends the sessions begun before it."""
+    generation: int = 0
+    """The person's `web_session_generation` when it began: a logout raises theirs, which
+    ends every session begun before (no clocks compared, so no skew between hosts)."""
 
     @property
     def principal(self) -> Principal | None:
@@ -67,8 +68,8 @@ class SessionCodec:
 
     def encode(self, session: WebSession) -> str:
         claims: dict[str, Any] = {"sid": session.sid, "exp": session.expires_at}
-        if session.issued_at_ms is not None:
-            claims["iat"] = session.issued_at_ms
+        if session.generation:
+            claims["gen"] = session.generation
         if session.user_id is not None and session.role is not None:
             claims.update(sub=session.user_id, role=session.role.value, app=session.app_id)
         payload = _b64(json.dumps(claims, separators=(",", ":"), sort_keys=True).encode())
@@ -92,14 +93,14 @@ class SessionCodec:
         if role is not None and role not in PERSON_ROLES:
             return None
         user_id = claims.get("sub") if role is not None else None
-        app_id, issued_at_ms = claims.get("app"), claims.get("iat")
+        app_id, generation = claims.get("app"), claims.get("gen", 0)
         return WebSession(
             sid=sid,
             expires_at=expires_at,
             user_id=str(user_id) if user_id else None,
             role=role if user_id else None,
             app_id=app_id if isinstance(app_id, str) else None,
-            issued_at_ms=issued_at_ms if isinstance(issued_at_ms, int) else None,
+            generation=generation if isinstance(generation, int) else -1,
         )
 
     def _mac(self, payload: str) -> str:
@@ -151,7 +152,7 @@ def _current(request: Request) -> _Current:
     codec, raw = _codec(request), request.cookies.get(SESSION_COOKIE, "")
     session = codec.decode(raw, _now(request)) if raw else None
     if session is None:
-        session = _new_session(request, None)
+        session = _new_session(request, None, 0)
         found = _Current(session, codec.encode(session), changed=True)
     else:
         found = _Current(session, raw, changed=False)
@@ -159,9 +160,8 @@ def _current(request: Request) -> _Current:
     return found
 
 
-def _new_session(request: Request, principal: Principal | None) -> WebSession:
-    moment = _now(request)
-    now = int(moment.timestamp())
+def _new_session(request: Request, principal: Principal | None, generation: int) -> WebSession:
+    now = int(_now(request).timestamp())
     if principal is None:
         return WebSession(sid=secrets.token_urlsafe(16), expires_at=now + ANONYMOUS_TTL_S)
     return WebSession(
@@ -170,25 +170,14 @@ def _new_session(request: Request, principal: Principal | None) -> WebSession:
         user_id=principal.id,
         role=principal.role,
         app_id=principal.app_id,
-        issued_at_ms=_ms(moment),
+        generation=generation,
     )
 
 
-def _ms(moment: datetime) -> int:
-    return int(moment.timestamp() * 1000)
-
-
-def _ended_by_a_logout(session: WebSession, ended_at: datetime | None) -> bool:
-    """Whether the person logged out after this session began (a cookie from before the
-    sessions carried their start counts as begun before any logout)."""
-    if ended_at is None:
-        return False
-    return session.issued_at_ms is None or session.issued_at_ms < _ms(ended_at)
-
-
-def start_session(request: Request, principal: Principal | None) -> None:
-    """Replace this request's session with a new one (login: the person; logout: nobody)."""
-    session = _new_session(request, principal)
+def start_session(request: Request, principal: Principal | None, generation: int = 0) -> None:
+    """Replace this request's session with a new one (login: the person, in their current
+    `web_session_generation`; logout: nobody)."""
+    session = _new_session(request, principal, generation)
     setattr(request.state, _STATE, _Current(session, _codec(request).encode(session), True))
     request.state.web_principal = None  # checked again against the account when asked
 
@@ -258,7 +247,7 @@ def logged_in(request: Request) -> Principal | None:
                 user is None
                 or user.disabled_at is not None
                 or user.role != principal.role.value
-                or _ended_by_a_logout(web_session, user.web_sessions_ended_at)
+                or web_session.generation != user.web_session_generation  # logged out since
             ):
                 principal = None
             else:

@@ -1,4 +1,4 @@
-"""users: web_sessions_ended_at, when the person last logged out of the pages
+"""users: web_session_generation, raised by each logout from the pages
 
 Revision ID: 20261127_0012
 Revises: 20261126_0011
@@ -12,8 +12,6 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import knowpay.kit.db
-
 revision: str = "20261127_0012"
 down_revision: str | None = "20261126_0011"
 branch_labels: str | Sequence[str] | None = None
@@ -23,12 +21,10 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     with op.batch_alter_table("users", schema=None) as batch_op:
         batch_op.add_column(
-            sa.Column(
-                "web_sessions_ended_at", knowpay.kit.db.UTCDateTime(timezone=True), nullable=True
-            )
+            sa.Column("web_session_generation", sa.BigInteger(), nullable=False, server_default="0")
         )
 
 
 def downgrade() -> None:
     with op.batch_alter_table("users", schema=None) as batch_op:
-        batch_op.drop_column("web_sessions_ended_at")
+        batch_op.drop_column("web_session_generation")
