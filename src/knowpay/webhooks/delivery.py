@@ -325,8 +325,11 @@ def _answer_excerpt(response: httpx.Response, deadline: float) -> str:
     neither holds the delivery past its lease, where it would be sent again, nor fills the
     worker's memory. A compressed body is not inflated (a small one can inflate to a lot)."""
     received = b""
+    # An answer already read into memory (a transport that is not the network) has no raw
+    # stream left; its decoded content is all there is.
+    chunks = iter([response.content]) if response.is_stream_consumed else response.iter_raw()
     try:
-        for chunk in response.iter_raw():
+        for chunk in chunks:
             received += chunk
             if len(received) >= _EXCERPT_BYTES or time.monotonic() >= deadline:
                 break
