@@ -157,6 +157,7 @@ def create_app(
         public_url=settings.public_url,
         preference=tuple(settings.channels.preference),
         limit_policy=LimitPolicy(settings.limits.timezone, settings.limits.near_percent),
+        return_url_origins=(*settings.cors_origins, *settings.return_url_origins),
     )
     app.state.risk_releaser = HeldPaymentReleaser(payments_context, clock)
     app.state.refunds_context = RefundsContext(payments=payments_context, policy=settings.refunds)

@@ -362,6 +362,9 @@ class Settings(BaseSettings):
     security_headers: SecurityHeaderSettings = SecurityHeaderSettings()
     cors_origins: CommaList = []
     """Origins (scheme://host[:port]) whose pages may call the API; empty: none may."""
+    return_url_origins: CommaList = []
+    """Origins a buyer-set payment `return_url` may lead to, besides knowpay's own and the
+    CORS origins (an app's key may name any): `/return/{id}` is then no open redirect."""
     trusted_proxies: CommaList = []
     """Addresses or networks of reverse proxies whose X-Forwarded-For/-Proto are believed."""
 
@@ -391,14 +394,14 @@ class Settings(BaseSettings):
     def _no_trailing_slash(cls, value: str) -> str:
         return value.rstrip("/")
 
-    @field_validator("cors_origins")
+    @field_validator("cors_origins", "return_url_origins")
     @classmethod
     def _exact_origins(cls, value: list[str]) -> list[str]:
         origins = [origin.rstrip("/") for origin in value]
         for origin in origins:
             if not _ORIGIN.match(origin):
                 raise ValueError(
-                    f"a CORS origin is scheme://host[:port], without wildcards: {origin!r}"
+                    f"an origin is scheme://host[:port], without wildcards: {origin!r}"
                 )
         return origins
 

@@ -25,6 +25,10 @@ class NoChannelAvailable(Unprocessable):
     code, title = "no_channel_available", "No channel can pay this order now"
 
 
+class ReturnUrlNotAllowed(Unprocessable):
+    code, title = "return_url_not_allowed", "The return_url leads outside the platform"
+
+
 class RiskDenied(Unprocessable):
     code, title = "risk_denied", "Risk control declined the payment"
 

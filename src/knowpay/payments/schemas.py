@@ -53,7 +53,14 @@ class PaymentCreate(BaseModel):
         max_length=128,
         description="A stable id of the payer's device (risk control counts attempts by it)",
     )
-    return_url: str | None = Field(default=None, max_length=2048, pattern=r"^https?://")
+    return_url: str | None = Field(
+        default=None,
+        max_length=2048,
+        pattern=r"^https?://",
+        description="Where the payer's browser goes after the gateway (through "
+        "`/return/{payment_id}`); set by a buyer, it must be on knowpay's own, a CORS or a "
+        "KNOWPAY_RETURN_URL_ORIGINS origin (422 return_url_not_allowed)",
+    )
     client_ip: str | None = Field(
         default=None,
         max_length=64,

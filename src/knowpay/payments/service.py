@@ -14,7 +14,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from sqlalchemy.orm import Session
 
@@ -56,6 +56,7 @@ from knowpay.payments.errors import (
     CurrencyNotSupported,
     GatewayError,
     PaymentNotFound,
+    ReturnUrlNotAllowed,
 )
 from knowpay.payments.models import Payment
 from knowpay.payments.schemas import PaymentCreate, PaymentOut
@@ -75,6 +76,15 @@ class PaymentsContext:
     """Routing order of channels when the payer names none."""
     limit_policy: limits.LimitPolicy = field(default_factory=limits.LimitPolicy)
     """Where a limit's day begins and when `limit.near` is sent."""
+    return_url_origins: tuple[str, ...] = ()
+    """Where a buyer-set `return_url` may lead besides `public_url` (CORS and configured)."""
+
+    def allows_buyer_return_to(self, url: str) -> bool:
+        """A buyer's own `return_url` must stay on the platform's origins: `/return/{id}`
+        sends the browser there from knowpay's address, and must not serve phishing."""
+        origin = url_origin(url)
+        allowed = {url_origin(known) for known in (self.public_url, *self.return_url_origins)}
+        return origin is not None and origin in allowed
 
     def notify_url(self, channel: Channel) -> str:
         return f"{self.public_url}/notify/{channel.gateway}"
@@ -87,6 +97,26 @@ class PaymentsContext:
     def cashier_url(self, order_id: str) -> str:
         """The order's cashier page (web/cashier.py), which shows the payer how it went."""
         return f"{self.public_url}/pay/{quote(order_id, safe='')}"
+
+
+def url_origin(url: str) -> str | None:
+    """`scheme://host[:port]` of an http(s) URL, lower-case and without a default port; None
+    for anything a browser might read another way (user info, backslashes, a bad port)."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https") or "\\" in url or "@" in parts.netloc:
+        return None
+    try:
+        port = parts.port
+    except ValueError:
+        return None
+    host = parts.hostname
+    if not host:
+        return None
+    if ":" in host:
+        host = f"[{host}]"
+    default_port = 80 if scheme == "http" else 443
+    return f"{scheme}://{host}" + (f":{port}" if port is not None and port != default_port else "")
 
 
 class CaptureOutcome(StrEnum):
@@ -162,6 +192,19 @@ def start_payment(
     on the channel asked for, or routed to the preferred one that can pay it now; with the
     order, locked for the rest of the transaction."""
     payer = payer or routing.Payer()
+    if body.return_url and not caller.is_app and not ctx.allows_buyer_return_to(body.return_url):
+        raise ReturnUrlNotAllowed(
+            "A return_url set by a buyer must lead to the platform's own pages: knowpay's "
+            "address, a CORS origin or KNOWPAY_RETURN_URL_ORIGINS.",
+            errors=[
+                {
+                    "field": "return_url",
+                    "in": "body",
+                    "message": "not one of the platform's origins",
+                    "type": "return_url_not_allowed",
+                }
+            ],
+        )
     order = orders.get_visible(session, caller, order_id, for_update=True)
     if order.status == OrderStatus.PAID or order.status == OrderStatus.PARTIALLY_REFUNDED:
         raise OrderAlreadyPaid(f"Order {order.id} is already paid.")
