@@ -8,6 +8,7 @@ from sqlalchemy import update
 
 from knowpay.kit.db import Database
 from knowpay.webhooks.models import WebhookEndpoint
+from knowpay.webhooks.schemas import ALL_EVENTS, EVENT_TYPES
 from tests.builders import Builders, Caller
 
 URL = "https://www.example.com/knowpay/hooks"
@@ -120,3 +121,10 @@ def test_rotation_returns_a_new_secret(client: TestClient, app_caller: Caller) -
     ).json()
     assert rotated["secret"].startswith("whsec_")
     assert rotated["secret"] != created["secret"]
+
+
+def test_the_schema_lists_every_event_an_endpoint_may_subscribe_to(client: TestClient) -> None:
+    schemas = client.get("/openapi.json").json()["components"]["schemas"]
+    events = schemas["EndpointCreate"]["properties"]["events"]
+
+    assert events["items"]["enum"] == sorted(EVENT_TYPES | {ALL_EVENTS})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -30,6 +30,9 @@ EVENT_TYPES = frozenset(
 )
 ALL_EVENTS = "*"
 
+EventName = Annotated[str, Field(json_schema_extra={"enum": sorted(EVENT_TYPES | {ALL_EVENTS})})]
+"""An event type, or `*` for every one: listed in the schema, so that clients know them all."""
+
 
 class EndpointCreate(BaseModel):
     """A URL that will receive the listed events (`*` for every event)."""
@@ -47,7 +50,7 @@ class EndpointCreate(BaseModel):
     )
 
     url: str = Field(max_length=2048, pattern=r"^https?://[^\s]+$")
-    events: list[str] = Field(min_length=1, max_length=len(EVENT_TYPES) + 1)
+    events: list[EventName] = Field(min_length=1, max_length=len(EVENT_TYPES) + 1)
     description: str | None = Field(default=None, max_length=200)
 
     @field_validator("url")
