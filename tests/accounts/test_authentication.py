@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import jwt
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
@@ -181,3 +182,16 @@ def test_a_revoked_or_unknown_api_key_is_401(
     assert response.json()["code"] == "invalid_api_key"
     unknown = client.get("/v1/products", headers={"Authorization": "Bearer kp_live_unknown"})
     assert unknown.json()["code"] == "invalid_api_key"
+
+
+@pytest.mark.parametrize("content_type", ["application/json", "text/plain", None])
+def test_a_login_body_nested_too_deep_to_parse_is_a_400_not_a_500(
+    client: TestClient, content_type: str | None
+) -> None:
+    headers = {"Content-Type": content_type} if content_type else {}
+    body = b"[" * 5000 + b"]" * 5000
+
+    response = client.post("/v1/auth/token", content=body, headers=headers)
+
+    assert response.status_code == 400, response.text
+    assert response.json()["code"] == "malformed_json"

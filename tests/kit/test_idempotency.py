@@ -12,7 +12,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.testclient import TestClient
 from pydantic import BaseModel
@@ -23,9 +23,11 @@ from starlette.types import Message, Receive, Scope, Send
 from knowpay.catalog.models import Product
 from knowpay.kit.clock import FrozenClock
 from knowpay.kit.db import Database
+from knowpay.kit.errors import Conflict
 from knowpay.kit.idempotency import (
     KEEP_FOR,
     LOCK_FOR,
+    keep_interim_outcome,
     purge_expired,
     request_fingerprint,
 )
@@ -367,6 +369,61 @@ def test_a_crashed_requests_key_is_taken_over_after_the_lock_passes(
     assert (taken_over.status_code, taken_over.json()) == (201, {"call": 1})
     assert replay.json() == {"call": 1}
     assert replay.headers["idempotent-replayed"] == "true"
+
+
+def test_an_interim_answer_of_a_crashed_request_is_replayed_once_the_lock_passes(
+    client: TestClient, app_caller: Caller, database: Database, clock: FrozenClock, probe: Probe
+) -> None:
+    """A request that kept an interim answer (`keep_interim_outcome`) and then died: until its
+    lock passes it may still be running (409), then the interim answer is what it did."""
+    with database.session_scope() as session:
+        session.add(
+            IdempotencyRecord(
+                scope=f"app:{app_caller.id}",
+                key="died-after-part",
+                request_fingerprint=request_fingerprint("POST", "/v1/_echo", b"", b"{}"),
+                state="completed",
+                locked_until=clock.now() + LOCK_FOR,
+                response_status=201,
+                response_headers='[["content-type", "application/json"]]',
+                response_body=b'{"status":"processing"}',
+                created_at=clock.now(),
+                expires_at=clock.now() + KEEP_FOR,
+            )
+        )
+    headers = {**_with_key(app_caller, "died-after-part"), "Content-Type": "application/json"}
+
+    maybe_running = client.post("/v1/_echo", content=b"{}", headers=headers)
+    clock.advance(LOCK_FOR)
+    after_the_lock = client.post("/v1/_echo", content=b"{}", headers=headers)
+
+    _assert_problem(maybe_running, 409, "idempotency_key_in_use")
+    assert (after_the_lock.status_code, after_the_lock.content) == (201, b'{"status":"processing"}')
+    assert after_the_lock.headers["idempotent-replayed"] == "true"
+    assert next(probe.calls) == 1  # the endpoint never ran
+
+
+def test_a_request_refused_after_keeping_an_interim_answer_leaves_that_answer_at_once(
+    app: FastAPI, client: TestClient, app_caller: Caller
+) -> None:
+    """What the part it committed did stands; its retries need not wait for the lock."""
+    router = APIRouter(route_class=SessionRoute)
+
+    @router.post("/v1/_part_then_refused")
+    def part_then_refused(request: Request, session: DbSession) -> JSONResponse:
+        keep_interim_outcome(session, request.scope, 201, lambda: b'{"part":"kept"}')
+        session.commit()
+        raise Conflict("The rest was refused.")
+
+    app.include_router(router)
+    headers = _with_key(app_caller, "part-then-refused")
+
+    first = client.post("/v1/_part_then_refused", json={}, headers=headers)
+    retry = client.post("/v1/_part_then_refused", json={}, headers=headers)
+
+    _assert_problem(first, 409, "conflict")
+    assert (retry.status_code, retry.content) == (201, b'{"part":"kept"}')
+    assert retry.headers["idempotent-replayed"] == "true"
 
 
 def _overtaken(

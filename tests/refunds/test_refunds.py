@@ -3,7 +3,9 @@ entitlements, failures, retries, manual resolution and duplicate payments."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
@@ -446,6 +448,38 @@ def test_a_refund_whose_request_died_after_its_approval_is_answered_from_the_key
     ]
     assert shop.get(f"/v1/orders/{order['id']}")["amount_refunded"] == 3000
     assert books.violations(database) == []
+
+
+def test_a_retry_while_the_refund_is_at_the_gateway_is_409_and_later_the_final_answer(
+    shop: Shop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The interim answer is kept for a request that died; while the request still runs, a
+    retry hears 409 `idempotency_key_in_use` (API.md), and afterwards the final answer."""
+    order = _paid_order(shop)
+    channel = shop.client.app.state.channel_registry.adapter("test")  # type: ignore[attr-defined]
+    original, at_gateway, go_on = channel.refund, threading.Event(), threading.Event()
+
+    def held_at_the_gateway(request: object) -> object:
+        at_gateway.set()
+        assert go_on.wait(10)
+        return original(request)
+
+    monkeypatch.setattr(channel, "refund", held_at_the_gateway)
+    headers = {**shop.app.headers, "Idempotency-Key": "refund-while-running"}
+    body = {"order_id": order["id"], "amount": 3000, "reason": "accidental_purchase"}
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        running = pool.submit(shop.client.post, "/v1/refunds", json=body, headers=headers)
+        assert at_gateway.wait(10)
+        during = shop.client.post("/v1/refunds", json=body, headers=headers)
+        go_on.set()
+        first = running.result(timeout=10)
+    after = shop.client.post("/v1/refunds", json=body, headers=headers)
+
+    assert (during.status_code, during.json()["code"]) == (409, "idempotency_key_in_use")
+    assert (first.status_code, first.json()["status"]) == (201, "succeeded"), first.text
+    assert (after.status_code, after.content) == (201, first.content)
+    assert after.headers["idempotent-replayed"] == "true"
+    assert len(shop.get(f"/v1/refunds?order_id={order['id']}")["data"]) == 1
 
 
 def test_a_retried_refund_request_replays_the_final_answer_not_the_interim_one(

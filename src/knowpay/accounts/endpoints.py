@@ -117,7 +117,7 @@ async def _token_request(request: Request) -> TokenRequest:
     else:
         try:
             data = json.loads(raw or b"null")
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested too deep to parse
             raise RequestValidationError(
                 [{"type": "json_invalid", "loc": ("body",), "msg": "JSON decode error"}]
             ) from None

@@ -232,6 +232,10 @@ def _claim_once(
     if record.request_fingerprint != fingerprint:
         return _REUSED
     if record.state == COMPLETED and record.response_status is not None:
+        if record.locked_until is not None and record.locked_until > now:
+            # An interim answer, and the request that stored it is still running: its final
+            # answer is yet to come (after a crash, the lock's end lets the interim one out).
+            return _IN_USE
         headers = [(str(n), str(v)) for n, v in json.loads(record.response_headers or "[]")]
         return _Replay(record.response_status, headers, record.response_body or b"")
     if record.locked_until is not None and record.locked_until > now:
@@ -323,8 +327,23 @@ def _complete(
     body: bytes,
     box: SecretBox | None = None,
 ) -> bool:
+    """Store the request's answer; False when the row is no longer this claim's, or holds an
+    interim answer (which then stands, the request being over)."""
     with database.session_scope() as session:
-        return _write_outcome(session, _owned(claim), claim, _Outcome(status, headers, body), box)
+        stored = _write_outcome(session, _owned(claim), claim, _Outcome(status, headers, body), box)
+        if not stored:
+            _let_interim_answer_stand(session, claim)
+        return stored
+
+
+def _let_interim_answer_stand(session: Session, claim: _Proceed) -> None:
+    """The request is over without a final answer: an interim one it stored is now what its
+    retries are told, at once rather than when the lock would have run out."""
+    session.execute(
+        update(IdempotencyRecord)
+        .where(_claimed_by(claim), IdempotencyRecord.state == COMPLETED)
+        .values(locked_until=None)
+    )
 
 
 def _pending_claim(scope: Scope) -> _Pending | None:
@@ -396,8 +415,11 @@ def keep_interim_outcome(
 
 
 def _release(database: Database, claim: _Proceed) -> None:
+    """Free the key of a request that ended without an answer to keep (a 5xx, Retry-After),
+    unless it stored an interim one: that stands."""
     with database.session_scope() as session:
         session.execute(delete(IdempotencyRecord).where(_owned(claim)))
+        _let_interim_answer_stand(session, claim)
 
 
 # The middleware ------------------------------------------------------------------------------
