@@ -374,6 +374,37 @@ def test_manual_redelivery_sends_again(
         assert [r.event["id"] for r in hooks.received] == [delivery["event_id"]] * 2
 
 
+def test_a_deleted_endpoint_takes_no_redelivery_and_no_new_secret(
+    app: FastAPI,
+    client: TestClient,
+    shop: Shop,
+    settings: Settings,
+    database: Database,
+    clock: FrozenClock,
+) -> None:
+    worker = _worker(app, settings, database, clock)
+    with receiver() as hooks:
+        endpoint = _endpoint(client, shop, hooks.url, ["order.paid"])
+        shop.confirm(shop.pay(shop.order()))
+        _pump(worker)
+        [delivery] = _deliveries(client, shop)
+        base = f"/v1/webhook-endpoints/{endpoint['id']}"
+        client.delete(base, headers=shop.app.headers)
+
+        redelivered = client.post(
+            f"{base}/deliveries/{delivery['id']}/redeliver", headers=shop.app.headers
+        )
+        rotated = client.post(f"{base}/rotate-secret", json={}, headers=shop.app.headers)
+        worker.deliverer.run_once()
+
+        for refused in (redelivered, rotated):
+            assert refused.status_code == 409, refused.text
+            assert refused.json()["code"] == "webhook_endpoint_deleted"
+        assert [r.event["id"] for r in hooks.received] == [delivery["event_id"]]
+        [kept] = client.get(f"{base}/deliveries", headers=shop.app.headers).json()["data"]
+        assert kept["status"] == delivery["status"]
+
+
 def test_during_rotation_both_secrets_verify_then_only_the_new(
     app: FastAPI,
     client: TestClient,

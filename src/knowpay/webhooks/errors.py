@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from knowpay.kit.errors import NotFound
+from knowpay.kit.errors import Conflict, NotFound
 
 
 class EndpointNotFound(NotFound):
     code, title = "webhook_endpoint_not_found", "No such webhook endpoint"
+
+
+class EndpointDeleted(Conflict):
+    code, title = "webhook_endpoint_deleted", "The webhook endpoint was deleted"
 
 
 class DeliveryNotFound(NotFound):

@@ -15,7 +15,7 @@ from knowpay.auth.principals import Principal
 from knowpay.kit.crypto import SecretBox
 from knowpay.kit.ids import new_id
 from knowpay.kit.pagination import PageParams, page_of
-from knowpay.webhooks.errors import DeliveryNotFound, EndpointNotFound
+from knowpay.webhooks.errors import DeliveryNotFound, EndpointDeleted, EndpointNotFound
 from knowpay.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from knowpay.webhooks.schemas import EndpointCreate
 
@@ -70,6 +70,17 @@ def get_endpoint(
     return endpoint
 
 
+def _live_endpoint(
+    session: Session, caller: Principal, endpoint_id: str, *, for_update: bool = False
+) -> WebhookEndpoint:
+    """One of the caller's endpoints that is not deleted (409 when it is: nothing is sent to
+    it any more, so it takes no new secret and no redelivery)."""
+    endpoint = get_endpoint(session, caller, endpoint_id, for_update=for_update)
+    if endpoint.deleted_at is not None:
+        raise EndpointDeleted(f"Webhook endpoint {endpoint_id} was deleted.")
+    return endpoint
+
+
 def list_endpoints(
     session: Session, caller: Principal, params: PageParams
 ) -> tuple[list[WebhookEndpoint], bool]:
@@ -113,7 +124,7 @@ def rotate_secret(
     now: datetime,
 ) -> tuple[WebhookEndpoint, str]:
     """A new secret; the old one keeps signing beside it for the grace period."""
-    endpoint = get_endpoint(session, caller, endpoint_id, for_update=True)
+    endpoint = _live_endpoint(session, caller, endpoint_id, for_update=True)
     secret = _new_secret()
     endpoint.previous_secret_sealed = endpoint.secret_sealed if grace_period_s > 0 else None
     endpoint.previous_secret_expires_at = (
@@ -182,7 +193,7 @@ def redeliver(
     session: Session, caller: Principal, endpoint_id: str, delivery_id: str, now: datetime
 ) -> WebhookDelivery:
     """Send a delivery again now, whatever became of it before."""
-    endpoint = get_endpoint(session, caller, endpoint_id)
+    endpoint = _live_endpoint(session, caller, endpoint_id)
     delivery = session.scalars(
         select(WebhookDelivery)
         .where(WebhookDelivery.id == delivery_id, WebhookDelivery.endpoint_id == endpoint.id)
