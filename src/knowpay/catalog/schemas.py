@@ -52,7 +52,7 @@ class ProductCreate(BaseModel):
     title: str = Field(min_length=1, max_length=200)
     kind: ProductKind
     prices: list[MoneyIn] = Field(default_factory=list, max_length=50)
-    period_days: int | None = Field(default=None, ge=1, le=_MAX_DAYS)
+    period_days: int | None = Field(default=None, ge=1, le=_MAX_DAYS, strict=True)
     description: str | None = Field(default=None, max_length=10000)
     creator_id: str | None = Field(default=None, max_length=40)
     status: Literal["draft", "published"] = "published"
@@ -73,7 +73,7 @@ class ProductUpdate(BaseModel):
     title: str | None = Field(default=None, min_length=1, max_length=200)
     description: str | None = Field(default=None, max_length=10000)
     prices: list[MoneyIn] | None = Field(default=None, max_length=50)
-    period_days: int | None = Field(default=None, ge=1, le=_MAX_DAYS)
+    period_days: int | None = Field(default=None, ge=1, le=_MAX_DAYS, strict=True)
 
     @model_validator(mode="after")
     def _consistent(self) -> ProductUpdate:

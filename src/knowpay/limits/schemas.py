@@ -43,7 +43,7 @@ class LimitCreate(BaseModel):
 
     scope: Scope
     period: Period
-    amount: int = Field(gt=0, le=10**15, description="The maximum, in minor units")
+    amount: int = Field(gt=0, le=10**15, strict=True, description="The maximum, in minor units")
     currency: str = Field(min_length=3, max_length=3)
     buyer_level: str | None = Field(default=None, min_length=1, max_length=16)
     app_id: str | None = Field(default=None, min_length=1, max_length=40)
@@ -71,7 +71,7 @@ class LimitCreate(BaseModel):
 class LimitUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    amount: int | None = Field(default=None, gt=0, le=10**15)
+    amount: int | None = Field(default=None, gt=0, le=10**15, strict=True)
     description: str | None = Field(default=None, max_length=200)
     enabled: bool | None = None
 

@@ -73,7 +73,9 @@ class PaymentCreate(BaseModel):
     test_outcome: Literal["succeeded", "failed", "pending", "unavailable"] | None = Field(
         default=None, description="Test channel only: the outcome to simulate"
     )
-    test_delay_ms: int | None = Field(default=None, ge=0, le=5000, description="Test channel only")
+    test_delay_ms: int | None = Field(
+        default=None, ge=0, le=5000, strict=True, description="Test channel only"
+    )
 
     @field_validator("client_ip")
     @classmethod

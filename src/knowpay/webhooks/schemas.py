@@ -85,6 +85,7 @@ class SecretRotation(BaseModel):
 
     grace_period_s: int = Field(
         default=86400,
+        strict=True,
         ge=0,
         le=7 * 86400,
         description="How long the old secret keeps signing beside the new one",
