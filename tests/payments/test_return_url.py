@@ -8,12 +8,13 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from pydantic import ValidationError
 from sqlalchemy import func, select
 
 from knowpay.kit.config import Settings
 from knowpay.kit.db import Database
+from knowpay.kit.urls import url_origin
 from knowpay.payments.models import Payment
-from knowpay.payments.service import url_origin
 from tests.builders import Builders, Shop
 
 
@@ -54,6 +55,9 @@ def _payments_of(database: Database, order_id: str) -> int:
     [
         "https://evil.example/phish",
         "https://www.shop.example@evil.example/",
+        "https://evil.example@www.shop.example/",  # user info is refused, wherever it leads
+        "https://[www.shop.example/",
+        "https://[127.0.0.1]/",
         "https://www.shop.example\\@evil.example/",
         "https://www.shop.example.evil.example/",
         "http://www.shop.example/",  # another scheme is another origin
@@ -111,7 +115,21 @@ def test_an_apps_key_may_name_any_return_url(shop: Shop, client: TestClient) -> 
         ("https://shop.example:99999/", None),
         ("javascript:alert(1)", None),
         ("https:///nohost", None),
+        ("https://[x", None),
+        ("https://a]b/", None),
+        ("https://[evil.example]/", None),
     ],
 )
 def test_an_origin_is_read_as_a_browser_reads_it(url: str, origin: str | None) -> None:
     assert url_origin(url) == origin
+
+
+@pytest.mark.parametrize(
+    "origin", ["https://[shop.example", "https://a]b", "https://shop.example:99999", "ftp://x"]
+)
+def test_a_configured_origin_a_browser_could_not_read_is_refused_at_start(
+    settings: Settings, origin: str
+) -> None:
+    for field in ("return_url_origins", "cors_origins"):
+        with pytest.raises(ValidationError, match="an origin is scheme://host"):
+            Settings.model_validate({**settings.model_dump(), field: [origin]})

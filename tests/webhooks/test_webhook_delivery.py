@@ -15,10 +15,12 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from sqlalchemy import update
 
 from knowpay.kit.clock import FrozenClock
 from knowpay.kit.config import Settings
 from knowpay.kit.db import Database
+from knowpay.webhooks.models import WebhookEndpoint
 from knowpay.webhooks.signing import verify_signature
 from knowpay.worker.runner import Worker
 from tests import books
@@ -403,6 +405,37 @@ def test_a_deleted_endpoint_takes_no_redelivery_and_no_new_secret(
         assert [r.event["id"] for r in hooks.received] == [delivery["event_id"]]
         [kept] = client.get(f"{base}/deliveries", headers=shop.app.headers).json()["data"]
         assert kept["status"] == delivery["status"]
+
+
+def test_a_delivery_left_queued_for_an_endpoint_deleted_meanwhile_is_cancelled_not_sent(
+    app: FastAPI,
+    client: TestClient,
+    shop: Shop,
+    settings: Settings,
+    database: Database,
+    clock: FrozenClock,
+) -> None:
+    """What a redelivery racing a delete could once leave behind: a pending delivery to an
+    endpoint that is deleted. The deliverer drops it instead of sending."""
+    worker = _worker(app, settings, database, clock)
+    with receiver() as hooks:
+        endpoint = _endpoint(client, shop, hooks.url, ["order.paid"])
+        shop.confirm(shop.pay(shop.order()))
+        while worker.dispatcher.run_once():  # queued, not yet sent
+            pass
+        with database.session_scope() as session:
+            session.execute(
+                update(WebhookEndpoint)
+                .where(WebhookEndpoint.id == endpoint["id"])
+                .values(deleted_at=clock.now())
+            )
+
+        worker.deliverer.run_once()
+
+        assert hooks.received == []
+        base = f"/v1/webhook-endpoints/{endpoint['id']}"
+        [dropped] = client.get(f"{base}/deliveries", headers=shop.app.headers).json()["data"]
+        assert dropped["status"] == "cancelled"
 
 
 def test_during_rotation_both_secrets_verify_then_only_the_new(

@@ -31,6 +31,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from knowpay.kit.urls import url_origin
+
 DEFAULT_DATABASE_URL = "sqlite:///./var/knowpay.db"
 _INSECURE_DEV_SECRET = "knowpay-dev-secret-change-me-in-production-0123456789"  # noqa: S105 - refused in production
 
@@ -399,7 +401,7 @@ class Settings(BaseSettings):
     def _exact_origins(cls, value: list[str]) -> list[str]:
         origins = [origin.rstrip("/") for origin in value]
         for origin in origins:
-            if not _ORIGIN.match(origin):
+            if not _ORIGIN.match(origin) or url_origin(origin) is None:
                 raise ValueError(
                     f"an origin is scheme://host[:port], without wildcards: {origin!r}"
                 )

@@ -14,7 +14,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 from sqlalchemy.orm import Session
 
@@ -40,6 +40,7 @@ from knowpay.kit.ids import new_id
 from knowpay.kit.money import Money
 from knowpay.kit.outbox import emit
 from knowpay.kit.pagination import PageParams
+from knowpay.kit.urls import url_origin
 from knowpay.ledger import accounts as ledger_accounts
 from knowpay.ledger.service import Leg, post_entry
 from knowpay.limits import service as limits
@@ -97,26 +98,6 @@ class PaymentsContext:
     def cashier_url(self, order_id: str) -> str:
         """The order's cashier page (web/cashier.py), which shows the payer how it went."""
         return f"{self.public_url}/pay/{quote(order_id, safe='')}"
-
-
-def url_origin(url: str) -> str | None:
-    """`scheme://host[:port]` of an http(s) URL, lower-case and without a default port; None
-    for anything a browser might read another way (user info, backslashes, a bad port)."""
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    if scheme not in ("http", "https") or "\\" in url or "@" in parts.netloc:
-        return None
-    try:
-        port = parts.port
-    except ValueError:
-        return None
-    host = parts.hostname
-    if not host:
-        return None
-    if ":" in host:
-        host = f"[{host}]"
-    default_port = 80 if scheme == "http" else 443
-    return f"{scheme}://{host}" + (f":{port}" if port is not None and port != default_port else "")
 
 
 class CaptureOutcome(StrEnum):

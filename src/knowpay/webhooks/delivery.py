@@ -174,6 +174,9 @@ class WebhookDeliverer:
                 endpoint = session.get(WebhookEndpoint, delivery.endpoint_id)
                 if endpoint is None:  # pragma: no cover - endpoints are never removed
                     continue
+                if endpoint.deleted_at is not None:  # deleted after this was queued
+                    delivery.status, delivery.finished_at = "cancelled", now
+                    continue
                 delivery.leased_until, delivery.lease_token = lease_until, secrets.token_hex(8)
                 jobs.append(
                     DeliveryJob(

@@ -192,8 +192,9 @@ def attempts_of(session: Session, delivery_id: str) -> list[WebhookAttempt]:
 def redeliver(
     session: Session, caller: Principal, endpoint_id: str, delivery_id: str, now: datetime
 ) -> WebhookDelivery:
-    """Send a delivery again now, whatever became of it before."""
-    endpoint = _live_endpoint(session, caller, endpoint_id)
+    """Send a delivery again now, whatever became of it before. The endpoint stays locked
+    until the delivery is queued, so a delete cannot slip in between and leave it queued."""
+    endpoint = _live_endpoint(session, caller, endpoint_id, for_update=True)
     delivery = session.scalars(
         select(WebhookDelivery)
         .where(WebhookDelivery.id == delivery_id, WebhookDelivery.endpoint_id == endpoint.id)
