@@ -403,25 +403,37 @@ def test_an_interim_answer_of_a_crashed_request_is_replayed_once_the_lock_passes
     assert next(probe.calls) == 1  # the endpoint never ran
 
 
-def test_a_request_refused_after_keeping_an_interim_answer_leaves_that_answer_at_once(
-    app: FastAPI, client: TestClient, app_caller: Caller
+@pytest.mark.parametrize(
+    ("ending", "status"),
+    [
+        ("refused", 409),  # a 4xx: the final answer cannot replace the interim one
+        ("try_again", 409),  # an answer with Retry-After is never stored
+        ("server_error", 503),  # nor a 5xx
+    ],
+)
+def test_a_request_that_ends_without_a_final_answer_after_an_interim_one_leaves_it_at_once(
+    app: FastAPI, client: TestClient, app_caller: Caller, ending: str, status: int
 ) -> None:
     """What the part it committed did stands; its retries need not wait for the lock."""
     router = APIRouter(route_class=SessionRoute)
 
-    @router.post("/v1/_part_then_refused")
-    def part_then_refused(request: Request, session: DbSession) -> JSONResponse:
+    @router.post("/v1/_part_then_stopped")
+    def part_then_stopped(request: Request, session: DbSession) -> JSONResponse:
         keep_interim_outcome(session, request.scope, 201, lambda: b'{"part":"kept"}')
         session.commit()
-        raise Conflict("The rest was refused.")
+        if ending == "refused":
+            raise Conflict("The rest was refused.")
+        if ending == "try_again":
+            raise Conflict("Try the rest again.", headers={"Retry-After": "1"})
+        return JSONResponse({"detail": "unavailable"}, status_code=503)
 
     app.include_router(router)
-    headers = _with_key(app_caller, "part-then-refused")
+    headers = _with_key(app_caller, f"part-then-{ending}")
 
-    first = client.post("/v1/_part_then_refused", json={}, headers=headers)
-    retry = client.post("/v1/_part_then_refused", json={}, headers=headers)
+    first = client.post("/v1/_part_then_stopped", json={}, headers=headers)
+    retry = client.post("/v1/_part_then_stopped", json={}, headers=headers)
 
-    _assert_problem(first, 409, "conflict")
+    assert first.status_code == status, first.text
     assert (retry.status_code, retry.content) == (201, b'{"part":"kept"}')
     assert retry.headers["idempotent-replayed"] == "true"
 
