@@ -9,6 +9,7 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import select
 
+from knowpay.channels.types import ChannelStatus, PaymentQueryResult
 from knowpay.kit.clock import FrozenClock
 from knowpay.kit.config import Settings
 from knowpay.kit.db import Database
@@ -116,6 +117,76 @@ def test_abandoned_attempts_are_closed_at_the_gateway_and_a_late_capture_is_reco
     assert duplicate["is_duplicate"] is True
     assert worker.run_jobs_once()["close_abandoned_attempts"] == 0
     assert books.violations(database) == []
+
+
+def _gateway_cannot_close_unopened_trades(app: FastAPI, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The test gateway closes as Alipay does an unscanned QR code: nothing to close yet, so
+    not closed (the code still makes a trade when scanned); a paid trade is reported paid."""
+    channel = app.state.channel_registry.adapter("test")
+
+    def close_payment(out_trade_no: str, *, gateway_trade_no: str | None = None) -> object:
+        found = channel.query_payment(out_trade_no)
+        paid = found.status is ChannelStatus.SUCCEEDED
+        return found if paid else PaymentQueryResult(status=ChannelStatus.PENDING)
+
+    monkeypatch.setattr(channel, "close_payment", close_payment)
+
+
+def _still_watched(database: Database, payment_id: str) -> bool:
+    with database.session_scope(read_only=True) as session:
+        return bool(
+            session.scalar(select(Payment.needs_gateway_close).where(Payment.id == payment_id))
+        )
+
+
+def test_an_attempt_the_gateway_cannot_close_yet_is_watched_and_a_late_payment_found(
+    app: FastAPI,
+    worker: Worker,
+    shop: Shop,
+    database: Database,
+    clock: FrozenClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The buyer opened two attempts and paid one; the other's QR code, not closable, is paid
+    later and its notification lost: the close job finds it and the money is owed back."""
+    _gateway_cannot_close_unopened_trades(app, monkeypatch)
+    order = shop.order(expires_in=1800)
+    paid, abandoned = shop.pay(order), shop.pay(order)
+    shop.confirm(paid)
+    worker.run_jobs_once()
+    assert _still_watched(database, abandoned["id"])
+
+    shop.confirm(abandoned, notify=False)  # scanned and paid after the close was tried
+    clock.advance(timedelta(seconds=31))
+    worker.run_jobs_once()
+
+    late = shop.get(f"/v1/payments/{abandoned['id']}")
+    assert (late["status"], late["is_duplicate"]) == ("succeeded", True)
+    assert not _still_watched(database, abandoned["id"])
+    assert books.violations(database) == []
+
+
+def test_an_attempt_the_gateway_cannot_close_is_let_go_once_its_expiry_there_has_passed(
+    app: FastAPI,
+    worker: Worker,
+    shop: Shop,
+    database: Database,
+    clock: FrozenClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _gateway_cannot_close_unopened_trades(app, monkeypatch)
+    order = shop.order(expires_in=600)
+    paid, abandoned = shop.pay(order), shop.pay(order)
+    shop.confirm(paid)
+    for _ in range(8):  # 10 min of expiry and 10 more of grace, in ever longer steps
+        worker.run_jobs_once()
+        assert _still_watched(database, abandoned["id"])
+        clock.advance(timedelta(minutes=2))
+    clock.advance(timedelta(minutes=5))  # past expiry + grace: the last try is due
+    worker.run_jobs_once()
+
+    assert not _still_watched(database, abandoned["id"])
+    assert shop.get(f"/v1/payments/{abandoned['id']}")["status"] == "closed"
 
 
 def test_an_unpaid_order_gets_one_reminder_shortly_before_it_expires(

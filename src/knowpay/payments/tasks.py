@@ -145,12 +145,23 @@ def query_silent_payments(ctx: JobContext) -> int:
 # Closing abandoned attempts at the gateway -------------------------------------------------
 
 
+GATEWAY_EXPIRY_GRACE = timedelta(minutes=10)
+"""How long after the order's expiry (the time_expire knowpay gave the gateway) an attempt the
+gateway could not close is still watched: a payment made just before then may report late."""
+
+
 def close_abandoned_attempts(ctx: JobContext) -> int:
-    """Close at the gateway the attempts knowpay gave up on; a capture found there is recorded."""
+    """Close at the gateway the attempts knowpay gave up on; a capture found there is recorded.
+
+    An attempt the gateway cannot close yet (an Alipay QR code nobody scanned has no trade to
+    close, but makes one when scanned; a WeChat order whose create call knowpay gave up on may
+    still appear) is asked again, with backoff, until its expiry at the gateway has passed:
+    a buyer who pays it meanwhile is found, and the money recorded (and owed back)."""
     now = ctx.clock.now()
     with ctx.database.session_scope(read_only=True) as session:
         candidates = session.execute(
-            select(Payment.id, Payment.gateway_close_attempts)
+            select(Payment.id, Payment.gateway_close_attempts, Order.expires_at)
+            .join(Order, Order.id == Payment.order_id)
             .where(
                 Payment.needs_gateway_close.is_(True),
                 or_(Payment.next_gateway_close_at.is_(None), Payment.next_gateway_close_at <= now),
@@ -158,7 +169,11 @@ def close_abandoned_attempts(ctx: JobContext) -> int:
             .limit(ctx.batch_size)
         ).all()
     done = 0
-    for payment_id, attempts in candidates:
+    for payment_id, attempts, expires_at in candidates:
+        watch_until = expires_at + GATEWAY_EXPIRY_GRACE
+        next_try = now + backoff(attempts + 1)
+        if now < watch_until:  # the last try comes right after the gateway's expiry
+            next_try = min(next_try, watch_until)
         with ctx.database.session_scope() as session:
             claimed = _claim(
                 session,
@@ -166,7 +181,7 @@ def close_abandoned_attempts(ctx: JobContext) -> int:
                 "next_gateway_close_at",
                 "gateway_close_attempts",
                 now,
-                now + backoff(attempts + 1),
+                next_try,
             )
             payment = session.get(Payment, payment_id) if claimed else None
         if payment is None:
@@ -180,6 +195,8 @@ def close_abandoned_attempts(ctx: JobContext) -> int:
         with ctx.database.session_scope() as session:
             if result.status is ChannelStatus.SUCCEEDED:
                 service.apply_query_result(session, payment_id, result, ctx.clock.now())
+            if result.status is ChannelStatus.PENDING and now < watch_until:
+                continue  # still payable at the gateway: asked again at next_try
             session.execute(
                 update(Payment).where(Payment.id == payment_id).values(needs_gateway_close=False)
             )

@@ -258,11 +258,12 @@ def test_an_answer_that_is_tampered_or_not_json_counts_as_no_answer(
         channels["qr"].query_payment("pay_1")
 
 
-def test_close_treats_an_unknown_trade_as_closed_and_a_paid_one_as_paid(
+def test_close_treats_an_unknown_trade_as_still_payable_and_a_paid_one_as_paid(
     channels: dict[str, AlipayChannel], gateway: Gateway
 ) -> None:
+    # An unscanned QR code has no trade to close, but makes one when scanned: not closed.
     gateway.answers.append(gateway.signed(_refusal("ACQ.TRADE_NOT_EXIST")))
-    assert channels["qr"].close_payment("pay_1").status is ChannelStatus.CLOSED
+    assert channels["qr"].close_payment("pay_1").status is ChannelStatus.PENDING
     gateway.answers.append(gateway.signed({**OK, "trade_no": "T1", "out_trade_no": "pay_1"}))
     assert channels["qr"].close_payment("pay_1").gateway_trade_no == "T1"
     paid = {**OK, "trade_status": "TRADE_SUCCESS", "total_amount": "99.00", "trade_no": "T1"}

@@ -211,9 +211,10 @@ def test_closing(wechat: FakeWechat, clock: FrozenClock) -> None:
     wechat.on("GET", QUERY, answer(200, transaction()))
     paid = channel(wechat, clock).close_payment("pay_01jd3k0000000000000000000a")
     assert (paid.status, paid.amount) == (ChannelStatus.SUCCEEDED, Money(9900, "CNY"))
+    # Not there yet (a create call given up on may still make it): not closed.
     wechat.on("POST", close, answer(404, {"code": "ORDER_NOT_EXIST", "message": "订单不存在"}))
     assert channel(wechat, clock).close_payment("pay_01jd3k0000000000000000000a").status is (
-        ChannelStatus.CLOSED
+        ChannelStatus.PENDING
     )
 
 

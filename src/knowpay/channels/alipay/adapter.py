@@ -140,9 +140,10 @@ class AlipayChannel:
             )
         except ChannelDeclined as declined:
             if declined.code == TRADE_NOT_EXIST:
-                # The buyer never opened it: no trade exists, and none can be paid any more
-                # once the order is closed on our side (PROTOCOLS.md 1.4).
-                return PaymentQueryResult(status=ChannelStatus.CLOSED)
+                # The buyer has not opened it yet, so there is nothing to close; but the QR
+                # code or page URL still makes the trade when opened, until its time_expire:
+                # not closed, so the attempt stays watched (payments/tasks.py).
+                return PaymentQueryResult(status=ChannelStatus.PENDING)
             # Paid or closed meanwhile (ACQ.TRADE_STATUS_ERROR …): the query says which.
             result = self.query_payment(out_trade_no)
             if result.status in (ChannelStatus.SUCCEEDED, ChannelStatus.CLOSED):

@@ -110,7 +110,9 @@ class WechatPayMerchant:
             if exc.error.kind is ErrorKind.ALREADY_PAID:
                 return self.query(out_trade_no)
             if exc.error.kind is ErrorKind.NOT_FOUND:
-                return PaymentQueryResult(status=ChannelStatus.CLOSED)
+                # Not there yet: an order whose create call knowpay gave up on may still be
+                # made by it. Not closed, so the attempt stays watched (payments/tasks.py).
+                return PaymentQueryResult(status=ChannelStatus.PENDING)
             raise GatewayRefused(exc.error.code, exc.error.message) from exc
         return PaymentQueryResult(status=ChannelStatus.CLOSED)
 
