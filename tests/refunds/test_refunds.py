@@ -16,12 +16,13 @@ from sqlalchemy import select
 
 from knowpay.alerts.models import Alert
 from knowpay.auth.principals import Role
-from knowpay.channels.types import ChannelStatus, RefundResult
+from knowpay.channels.types import ChannelStatus, RefundRequest, RefundResult
 from knowpay.kit.clock import FrozenClock
 from knowpay.kit.config import RefundSettings, Settings
 from knowpay.kit.db import Database
 from knowpay.ledger.accounts import PLATFORM_REVENUE, REFUNDS_IN_FLIGHT, channel_clearing
 from knowpay.refunds import service as refunds_service
+from knowpay.refunds.service import SENT_BY_THE_REQUEST_FOR
 from knowpay.worker.runner import Worker
 from tests import books
 from tests.builders import Builders, Caller, Shop
@@ -294,9 +295,40 @@ def test_an_unreachable_gateway_leaves_the_refund_processing_until_the_worker_se
     assert refund["status"] == "processing"
     assert books.violations(database) == []
     back_up()
+    worker.run_jobs_once()  # still the request's to send: the send job keeps off it a while
+    assert shop.get(f"/v1/refunds/{refund['id']}")["status"] == "processing"
+    clock.advance(SENT_BY_THE_REQUEST_FOR)
     worker.run_jobs_once()
     assert shop.get(f"/v1/refunds/{refund['id']}")["status"] == "succeeded"
     assert books.violations(database) == []
+
+
+def test_the_send_job_does_not_send_a_refund_while_its_request_is_sending_it(
+    shop: Shop, worker: Worker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two sends at once would be two calls at the gateway under one refund number."""
+    order = _paid_order(shop)
+    channel = shop.client.app.state.channel_registry.adapter("test")  # type: ignore[attr-defined]
+    original, at_gateway, go_on = channel.refund, threading.Event(), threading.Event()
+    calls: list[str] = []
+
+    def slow_gateway(request: RefundRequest) -> RefundResult:
+        calls.append(request.out_refund_no)
+        at_gateway.set()
+        assert go_on.wait(10)
+        result: RefundResult = original(request)
+        return result
+
+    monkeypatch.setattr(channel, "refund", slow_gateway)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        sending = pool.submit(_refund, shop, shop.app, order)
+        assert at_gateway.wait(10)
+        worker.run_jobs_once()  # the send job runs while the request waits for the gateway
+        go_on.set()
+        refund = sending.result(timeout=10).json()
+
+    assert refund["status"] == "succeeded"
+    assert calls == [refund["id"]]
 
 
 def test_a_refund_the_gateway_holds_is_on_the_timeline_and_brought_to_staff_once(
@@ -421,7 +453,11 @@ def test_a_reason_outside_the_list_is_kept_as_text_under_other(shop: Shop) -> No
 
 
 def test_a_refund_whose_request_died_after_its_approval_is_answered_from_the_key_not_made_twice(
-    shop: Shop, worker: Worker, database: Database, monkeypatch: pytest.MonkeyPatch
+    shop: Shop,
+    worker: Worker,
+    database: Database,
+    clock: FrozenClock,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The approval is committed before the gateway hears of the refund; a request that dies
     after that (here: an unexpected error in the gateway call, a 500) must leave its key
@@ -441,6 +477,7 @@ def test_a_refund_whose_request_died_after_its_approval_is_answered_from_the_key
     assert retry.status_code == 201, retry.text
     assert retry.headers["idempotent-replayed"] == "true"
     assert retry.json()["status"] == "processing"
+    clock.advance(SENT_BY_THE_REQUEST_FOR)
     worker.run_jobs_once()  # the send job sends the refund the dead request approved
     refunds = shop.get(f"/v1/refunds?order_id={order['id']}")["data"]
     assert [(r["id"], r["status"], r["amount"]) for r in refunds] == [

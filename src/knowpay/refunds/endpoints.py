@@ -70,6 +70,7 @@ def send_now(
     if refund.status != RefundStatus.PROCESSING or not refund.needs_gateway_call:
         return refund
     request, channel = service.refund_request(ctx, session, refund), refund.channel
+    service.leave_to_the_request(refund, clock.now())
     if answering is not None:
         # Should this request die once the approval is committed, a retry with its
         # Idempotency-Key is told of the refund as it stands, not asked to make another.
