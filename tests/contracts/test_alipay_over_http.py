@@ -28,6 +28,7 @@ from knowpay.kit.clock import FrozenClock, SystemClock
 from knowpay.kit.config import AlipaySettings, ChannelHealthSettings, Settings
 from knowpay.kit.db import Database
 from knowpay.kit.money import Money
+from knowpay.refunds.service import SENT_BY_THE_REQUEST_FOR
 from knowpay.sandbox.alipay import crypto
 from knowpay.sandbox.app import SandboxConfig, create_sandbox_app
 from tests import books
@@ -471,8 +472,9 @@ def test_a_refund_alipay_could_not_answer_is_sent_again_by_the_worker(world: Wor
     assert books.violations(world.database) == []
     world.sandbox.http.delete("/_faults")  # Alipay is back
     settings = world.app.state.settings
+    after_the_request = FrozenClock(datetime.now(UTC) + SENT_BY_THE_REQUEST_FOR)
     Worker(
-        settings, world.database, SystemClock(), world.app.state.channel_registry
+        settings, world.database, after_the_request, world.app.state.channel_registry
     ).run_jobs_once()
     after = world.knowpay.get(f"/v1/refunds/{refund['id']}", headers=world.shop.app.headers).json()
     assert after["status"] == "succeeded", after

@@ -30,6 +30,7 @@ from knowpay.kit.clock import FrozenClock, SystemClock
 from knowpay.kit.config import Settings, UnionPaySettings
 from knowpay.kit.db import Database
 from knowpay.refunds.models import Refund
+from knowpay.refunds.service import SENT_BY_THE_REQUEST_FOR
 from knowpay.sandbox.app import SandboxConfig, create_sandbox_app
 from knowpay.sandbox.unionpay.pki import new_key
 from tests import books
@@ -439,7 +440,7 @@ def test_a_refund_unionpay_could_not_answer_is_sent_again_by_the_worker(world: W
     assert world.sandbox.trade(payment["id"])["refunds"] == []  # nothing reached UnionPay
     assert books.violations(world.database) == []
     world.sandbox.http.delete("/_faults")  # UnionPay is back
-    world.worker_at(datetime.now(UTC))
+    world.worker_at(datetime.now(UTC) + SENT_BY_THE_REQUEST_FOR)  # the request's turn is over
     wait_for(lambda: world.refund_status(refund) == "succeeded")
     [at_unionpay] = world.sandbox.trade(payment["id"])["refunds"]
     assert at_unionpay["amount"] == 9900

@@ -14,9 +14,13 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
+from knowpay.channels.errors import ChannelUnavailable
+from knowpay.channels.health import ChannelCircuitOpen
 from knowpay.channels.types import ChannelStatus, PaymentQueryResult
 from knowpay.kit.db import Database
 from knowpay.ledger.accounts import DUPLICATE_PAYMENTS_PAYABLE, PLATFORM_REVENUE, channel_clearing
+from knowpay.payments.errors import RETRY_UNREACHABLE_AFTER_S
+from knowpay.payments.service import gateway_error
 from knowpay.payments.states import IllegalPaymentTransition, PaymentStatus, next_status
 from tests import books
 from tests.builders import Builders, Shop
@@ -109,6 +113,23 @@ def test_magic_amounts_decide_like_test_cards(
     assert shop.pay(shop.order(product))["status"] == status
 
 
+@pytest.mark.parametrize(
+    ("failure", "retry_after"),
+    [
+        (ChannelUnavailable("connection refused"), str(RETRY_UNREACHABLE_AFTER_S)),
+        (ChannelCircuitOpen("alipay", retry_after_s=17), "17"),  # the breaker's time left
+    ],
+)
+def test_a_gateway_that_cannot_be_reached_is_a_503_that_says_when_to_retry(
+    failure: ChannelUnavailable, retry_after: str
+) -> None:
+    """What a sync, a close or a payment's gateway call answers when the gateway is down."""
+    problem = gateway_error("alipay_qr", failure)
+
+    assert (problem.status, problem.code) == (503, "channel_unavailable")
+    assert problem.extra["headers"] == {"Retry-After": retry_after}
+
+
 def test_an_unreachable_gateway_is_503_and_the_order_stays_payable(
     shop: Shop, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -120,6 +141,7 @@ def test_an_unreachable_gateway_is_503_and_the_order_stays_payable(
             headers=shop.app.headers,
         )
     assert response.status_code == 503
+    assert response.headers["retry-after"] == str(RETRY_UNREACHABLE_AFTER_S)
     problem = response.json()
     assert problem["code"] == "channel_unavailable"
     # The reason is logged: the platform's 503 says only that the gateway was unreachable.

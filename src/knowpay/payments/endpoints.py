@@ -123,9 +123,11 @@ def _unreachable(
     gateway = ctx.registry.get(payment.channel).gateway
     alternatives = [c.channel.name for c in others if c.channel.gateway != gateway]
     session.rollback()
+    breaker_open = not ctx.registry.health.is_available(gateway)
     return ChannelUnavailableError(
         f"The {payment.channel} gateway cannot be reached; "
         + (f"try {', '.join(alternatives)}." if alternatives else "try again later."),
+        retry_after_s=ctx.registry.health.retry_after_s(gateway) if breaker_open else None,
         payment_id=payment.id,
         alternatives=alternatives,
     )

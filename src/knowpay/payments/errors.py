@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from knowpay.kit.errors import KnowpayError, NotFound, Unprocessable
 
 
@@ -33,8 +35,21 @@ class RiskDenied(Unprocessable):
     code, title = "risk_denied", "Risk control declined the payment"
 
 
+RETRY_UNREACHABLE_AFTER_S = 5
+"""What `Retry-After` says when a gateway failed a call and its breaker is not open (yet)."""
+
+
 class ChannelUnavailableError(KnowpayError):
+    """503 with `Retry-After`: the breaker's time left when it is open, else a few seconds."""
+
     status, code, title = 503, "channel_unavailable", "The payment channel cannot be reached"
+
+    def __init__(
+        self, detail: str | None = None, *, retry_after_s: int | None = None, **extra: Any
+    ) -> None:
+        seconds = RETRY_UNREACHABLE_AFTER_S if retry_after_s is None else max(1, retry_after_s)
+        extra.setdefault("headers", {"Retry-After": str(seconds)})
+        super().__init__(detail, **extra)
 
 
 class GatewayError(KnowpayError):

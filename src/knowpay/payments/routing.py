@@ -114,5 +114,5 @@ def choose(
         f"The {requested} channel is unavailable: its gateway is failing. "
         + (f"Try {', '.join(alternatives)}." if alternatives else "No other channel can pay it."),
         alternatives=alternatives,
-        headers={"Retry-After": str(max(1, retry_after))},
+        retry_after_s=retry_after,
     )

@@ -603,7 +603,10 @@ def _record_closed_at_gateway(session: Session, payment_id: str, now: datetime) 
 def gateway_error(channel: str, exc: ChannelError) -> KnowpayError:
     """A channel failure as the problem the caller sees: 503 when it may pass, else 502."""
     if isinstance(exc, ChannelUnavailable):
-        return ChannelUnavailableError(f"The {channel} gateway cannot be reached: {exc}")
+        return ChannelUnavailableError(
+            f"The {channel} gateway cannot be reached: {exc}",
+            retry_after_s=getattr(exc, "retry_after_s", None),  # a breaker's time left
+        )
     return GatewayError(f"The {channel} gateway refused the call: {exc}")
 
 
