@@ -196,9 +196,10 @@ def request_refund(
     session.add(refund)
     _audit(session, "refund.created", refund, None, now)
     _step(session, refund, "requested", actor_of(caller), now, body.reason_text)
-    _emit(session, "refund.created", refund, now)
+    session.flush()  # the row's defaults (its attempt counters) come with the insert
     if _auto_approves(session, ctx.policy, order, refund, now):
         approve(session, refund, SYSTEM, now, note="approved automatically by the refund policy")
+    _emit(session, "refund.created", refund, now)  # as the caller's answer shows it
     return refund
 
 
@@ -244,8 +245,9 @@ def start_duplicate_refund(session: Session, payment_id: str, now: datetime) -> 
     session.add(refund)
     _audit(session, "refund.created", refund, None, now)
     _step(session, refund, "requested", SYSTEM, now, "duplicate payment detected")
-    _emit(session, "refund.created", refund, now)
+    session.flush()  # the row's defaults (its attempt counters) come with the insert
     approve(session, refund, SYSTEM, now, note="duplicate payments are refunded automatically")
+    _emit(session, "refund.created", refund, now)
     return refund
 
 
