@@ -54,10 +54,15 @@ def _endpoint(
     return result
 
 
-def _pump(worker: Worker) -> None:
-    """One dispatch round and one delivery round, as the loops would do."""
+def _dispatch(worker: Worker) -> None:
+    """Turn every outbox event into its deliveries (queued, not yet sent)."""
     while worker.dispatcher.run_once():
         pass
+
+
+def _pump(worker: Worker) -> None:
+    """One dispatch round and one delivery round, as the loops would do."""
+    _dispatch(worker)
     worker.deliverer.run_once()
 
 
@@ -218,8 +223,7 @@ def test_a_receiver_that_never_answers_does_not_stall_the_others(
         slow_shop.confirm(slow_shop.pay(slow_shop.order()))
         for _ in range(5):
             quick_shop.confirm(quick_shop.pay(quick_shop.order()))
-        while worker.dispatcher.run_once():
-            pass
+        _dispatch(worker)
         stop = threading.Event()
         loop = threading.Thread(target=worker.deliverer.run_forever, args=(stop, 8, 0.02))
         loop.start()
@@ -299,8 +303,7 @@ def test_a_receiver_that_answers_200_then_falters_is_delivered_once_in_time(
     with answering_200_then(behaviour) as (url, finished):
         _endpoint(client, shop, url, ["order.paid"])
         shop.confirm(shop.pay(shop.order()))
-        while worker.dispatcher.run_once():
-            pass
+        _dispatch(worker)
         sending = threading.Thread(target=worker.deliverer.run_once)
         sending.start()
         sending.join(timeout=30)
@@ -421,8 +424,7 @@ def test_a_delivery_left_queued_for_an_endpoint_deleted_meanwhile_is_cancelled_n
     with receiver() as hooks:
         endpoint = _endpoint(client, shop, hooks.url, ["order.paid"])
         shop.confirm(shop.pay(shop.order()))
-        while worker.dispatcher.run_once():  # queued, not yet sent
-            pass
+        _dispatch(worker)
         with database.session_scope() as session:
             session.execute(
                 update(WebhookEndpoint)
