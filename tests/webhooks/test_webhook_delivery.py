@@ -16,6 +16,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import update
+from sqlalchemy.exc import OperationalError
 
 from knowpay.kit.clock import FrozenClock
 from knowpay.kit.config import Settings
@@ -377,6 +378,38 @@ def test_manual_redelivery_sends_again(
         assert response.json()["status"] == "pending"
         worker.deliverer.run_once()
         assert [r.event["id"] for r in hooks.received] == [delivery["event_id"]] * 2
+
+
+def test_a_sent_delivery_is_recorded_once_the_database_takes_connections_again(
+    app: FastAPI,
+    client: TestClient,
+    shop: Shop,
+    settings: Settings,
+    database: Database,
+    clock: FrozenClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The event reached the receiver; a database that refused a connection for a moment
+    (PostgreSQL's "too many clients") must not leave the lease to run out and send it again."""
+    worker = _worker(app, settings, database, clock)
+    recorded = worker.deliverer._record_once
+    refusals = iter([OperationalError("connect", {}, Exception("too many clients already"))])
+
+    def refused_once(job: Any, result: Any) -> None:
+        refusal = next(refusals, None)
+        if refusal is not None:
+            raise refusal
+        recorded(job, result)
+
+    monkeypatch.setattr(worker.deliverer, "_record_once", refused_once)
+    with receiver() as hooks:
+        _endpoint(client, shop, hooks.url, ["order.paid"])
+        shop.confirm(shop.pay(shop.order()))
+        _pump(worker)
+        [delivery] = _deliveries(client, shop)
+
+        assert delivery["status"] == "succeeded"
+        assert len(hooks.received) == 1
 
 
 def test_a_deleted_endpoint_takes_no_redelivery_and_no_new_secret(

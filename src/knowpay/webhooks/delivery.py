@@ -21,7 +21,9 @@ from datetime import timedelta
 
 import httpx
 from sqlalchemy import or_, select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, aliased
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from knowpay.alerts.service import raise_alert
 from knowpay.kit.clock import Clock
@@ -231,7 +233,19 @@ class WebhookDeliverer:
     # Recording ----------------------------------------------------------------------
 
     def record(self, job: DeliveryJob, result: SendResult) -> None:
-        """Log the attempt and settle the delivery, if this worker still holds its lease."""
+        """Log the attempt and settle the delivery, if this worker still holds its lease. The
+        event is already at the receiver: a database that refuses a connection for a moment
+        is waited for a few seconds (well inside the lease), or the send is repeated."""
+        for attempt in Retrying(
+            retry=retry_if_exception_type(OperationalError),
+            wait=wait_exponential(multiplier=0.25, max=2),
+            stop=stop_after_attempt(RECORD_ATTEMPTS),
+            reraise=True,
+        ):
+            with attempt:
+                self._record_once(job, result)
+
+    def _record_once(self, job: DeliveryJob, result: SendResult) -> None:
         with self._database.session_scope() as session:
             now = self._clock.now()
             session.add(
@@ -319,6 +333,9 @@ class WebhookDeliverer:
 
 
 _EXCERPT_BYTES = 2048
+RECORD_ATTEMPTS = 4
+"""Tries to record a sent delivery (0.25, 0.5 and 1 s apart) before its lease is left to run
+out and the event is sent again."""
 
 
 def _answer_excerpt(response: httpx.Response, deadline: float) -> str:
