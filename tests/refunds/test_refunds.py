@@ -286,6 +286,66 @@ def test_finance_can_resolve_a_failed_refund_to_the_wallet(
         assert session.scalars(select(Alert.kind)).all() == []
 
 
+def _set_test_trade(shop: Shop, order: dict[str, Any], status: str) -> None:
+    """Put the test gateway's trade of `order` in `status` ("frozen": refunds are refused)."""
+    from knowpay.channels.testchannel.store import TestGatewayTrade
+
+    payment_id = shop.get(f"/v1/orders/{order['id']}")["payment_id"]
+    store = shop.client.app.state.channel_registry.adapter("test")._store  # type: ignore[attr-defined]
+    with store._database.session_scope() as session:
+        session.get(TestGatewayTrade, payment_id).status = status
+
+
+@pytest.mark.parametrize(
+    ("action", "body"),
+    [("retry", None), ("resolve", {"method": "offline"}), ("resolve", {"method": "wallet"})],
+)
+def test_a_failed_refund_cannot_be_sent_again_or_paid_by_hand_once_later_refunds_took_its_amount(
+    shop: Shop, finance: Caller, database: Database, action: str, body: dict[str, str] | None
+) -> None:
+    order = _paid_order(shop)  # 9900
+    _set_test_trade(shop, order, "frozen")
+    failed = _refund(shop, shop.app, order, amount=3000).json()
+    assert failed["status"] == "failed"  # its 3000 are refundable again
+    _set_test_trade(shop, order, "paid")
+    assert _refund(shop, shop.app, order, amount=9000).json()["status"] == "succeeded"
+
+    response = shop.client.post(
+        f"/v1/refunds/{failed['id']}/{action}", json=body, headers=_as(shop, finance)
+    )
+
+    assert response.status_code == 422
+    assert response.json()["code"] == "refund_exceeds_captured"
+    assert response.json()["refundable"] == 900
+    assert shop.get(f"/v1/refunds/{failed['id']}")["status"] == "failed"
+    after = shop.get(f"/v1/orders/{order['id']}")
+    assert (after["status"], after["amount_refunded"]) == ("partially_refunded", 9000)
+    assert books.account_balance(database, f"buyer_wallet:{shop.buyer.id}") == 0
+    assert books.violations(database) == []
+
+
+def test_a_failed_refund_can_be_paid_by_hand_when_its_amount_is_still_refundable(
+    shop: Shop, finance: Caller, database: Database
+) -> None:
+    order = _paid_order(shop)  # 9900
+    _set_test_trade(shop, order, "frozen")
+    failed = _refund(shop, shop.app, order, amount=3000).json()
+    _set_test_trade(shop, order, "paid")
+    assert _refund(shop, shop.app, order, amount=6900).json()["status"] == "succeeded"
+
+    resolved = shop.client.post(
+        f"/v1/refunds/{failed['id']}/resolve",
+        json={"method": "offline"},
+        headers=_as(shop, finance),
+    )
+
+    assert resolved.status_code == 200
+    assert resolved.json()["status"] == "succeeded"
+    after = shop.get(f"/v1/orders/{order['id']}")
+    assert (after["status"], after["amount_refunded"]) == ("refunded", 9900)
+    assert books.violations(database) == []
+
+
 def test_an_unreachable_gateway_leaves_the_refund_processing_until_the_worker_sends_it(
     shop: Shop,
     worker: Worker,

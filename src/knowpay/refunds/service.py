@@ -152,6 +152,29 @@ def open_amount(session: Session, order_id: str) -> int:
     return int(total or 0)
 
 
+def _refundable(session: Session, order: Order) -> int:
+    """What is left to refund of an order (locked by the caller): captured, less what was
+    refunded and what open refunds hold."""
+    return order.amount_minor - order.refunded_minor - open_amount(session, order.id)
+
+
+def _take_back_its_amount(session: Session, refund: Refund) -> None:
+    """A failed refund let its amount go back to what is refundable, and later refunds may
+    have taken it since: sending it again, or paying it by hand, takes it once more, so it
+    must still be there. The order is locked (`lock_with_order`). A duplicate payment's
+    refund returns a payment the order never counted, and has nothing to share."""
+    if refund.kind != "request" or refund.status != RefundStatus.FAILED:
+        return  # not a failed request: the state change itself says no, as a 409
+    refundable = _refundable(session, orders.lock(session, refund.order_id))
+    if refund.amount_minor > refundable:
+        raise RefundExceedsCaptured(
+            f"Refund {refund.id} is for {refund.amount_minor} {refund.currency} minor units; "
+            f"only {refundable} can still be refunded (other refunds took the rest since it "
+            "failed).",
+            refundable=refundable,
+        )
+
+
 # Requesting ---------------------------------------------------------------------------------
 
 
@@ -168,7 +191,7 @@ def request_refund(
         raise RefundWindowClosed(
             f"Refunds can be asked for up to {window.days} days after payment."
         )
-    refundable = order.amount_minor - order.refunded_minor - open_amount(session, order.id)
+    refundable = _refundable(session, order)
     amount = body.amount if body.amount is not None else refundable
     if amount <= 0 or amount > refundable:
         raise RefundExceedsCaptured(
@@ -332,6 +355,7 @@ def reject(session: Session, refund: Refund, actor: str, reason: str, now: datet
 
 def retry(session: Session, refund: Refund, actor: str, now: datetime) -> Refund:
     """failed → processing: send it again (a new refund number at the gateway)."""
+    _take_back_its_amount(session, refund)
     _transition(session, refund, RefundStatus.PROCESSING, now)
     refund.updated_at = now
     _send(session, refund, now)
@@ -349,6 +373,7 @@ def resolve_manually(
     policy: RefundSettings,
 ) -> Refund:
     """failed → succeeded outside the gateway: to the buyer's wallet, or paid offline."""
+    _take_back_its_amount(session, refund)
     refund.resolution = method
     _transition(session, refund, RefundStatus.SUCCEEDED, now)
     target = (
