@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from alembic import command
+from sqlalchemy import select
 
 from knowpay.auth.principals import Role
+from knowpay.entitlements.models import EntitlementGrant
 from knowpay.kit.clock import FrozenClock
 from knowpay.kit.db import Database
+from knowpay.kit.migrations import alembic_config, upgrade
 from tests import books
 from tests.builders import Builders, Shop
 
@@ -89,3 +95,110 @@ def test_only_the_app_or_the_buyer_records_an_opening_and_strangers_change_nothi
     assert opened.status_code == 200, opened.text
     [noted] = books.entitlements(database, shop.buyer.id)
     assert noted.first_accessed_at is not None
+
+
+def _refund_in_full(shop: Shop, order: dict[str, Any]) -> None:
+    response = shop.client.post(
+        "/v1/refunds",
+        json={"order_id": order["id"], "reason": "accidental_purchase"},
+        headers=shop.app.headers,
+    )
+    assert response.json()["status"] == "succeeded", response.json()
+
+
+def _bought_twice(
+    build: Builders, clock: FrozenClock, **product: Any
+) -> tuple[Shop, dict[str, Any], dict[str, Any]]:
+    """One buyer pays two orders of the same product, a day apart."""
+    shop = Shop(build)
+    bought = build.product(shop.app, prices=[{"amount": 3000, "currency": "CNY"}], **product)
+    first = shop.order(bought)
+    shop.confirm(shop.pay(first))
+    clock.advance(timedelta(days=1))
+    second = shop.order(bought)
+    shop.confirm(shop.pay(second))
+    return shop, first, second
+
+
+def test_refunding_the_first_of_two_membership_payments_leaves_what_the_second_bought(
+    build: Builders, database: Database, clock: FrozenClock
+) -> None:
+    shop, first, second = _bought_twice(build, clock, kind="membership", period_days=30)
+    [both] = books.entitlements(database, shop.buyer.id)
+    assert both.valid_until == datetime(2026, 3, 2, 12, 0, tzinfo=UTC)  # 60 days
+
+    _refund_in_full(shop, first)
+
+    [left] = books.entitlements(database, shop.buyer.id)
+    assert left.revoked_at is None
+    paid_second = datetime(2026, 1, 2, 12, 0, tzinfo=UTC)
+    assert (left.valid_from, left.valid_until) == (paid_second, paid_second + timedelta(days=30))
+    assert left.payment_id == shop.get(f"/v1/orders/{second['id']}")["payment_id"]
+    assert books.violations(database) == []
+
+
+def test_refunding_the_second_of_two_membership_payments_leaves_what_the_first_bought(
+    build: Builders, database: Database, clock: FrozenClock
+) -> None:
+    shop, first, second = _bought_twice(build, clock, kind="membership", period_days=30)
+
+    _refund_in_full(shop, second)
+
+    [left] = books.entitlements(database, shop.buyer.id)
+    assert left.revoked_at is None
+    assert left.valid_until == datetime(2026, 1, 31, 12, 0, tzinfo=UTC)
+    assert left.payment_id == shop.get(f"/v1/orders/{first['id']}")["payment_id"]
+    listed = shop.get(f"/v1/entitlements?user_id={shop.buyer.id}")["data"]
+    assert [(e["valid_until"], e["revoked_at"]) for e in listed] == [("2026-01-31T12:00:00Z", None)]
+    assert books.violations(database) == []
+
+
+def test_a_course_bought_twice_stays_open_when_one_purchase_is_refunded_and_closes_with_both(
+    build: Builders, database: Database, clock: FrozenClock
+) -> None:
+    shop, first, second = _bought_twice(build, clock, kind="course")
+
+    _refund_in_full(shop, second)
+    [kept] = books.entitlements(database, shop.buyer.id)
+    assert (kept.revoked_at, kept.valid_until) == (None, None)
+
+    _refund_in_full(shop, first)
+    [gone] = books.entitlements(database, shop.buyer.id)
+    assert gone.revoked_at == clock.now()
+    assert books.violations(database) == []
+
+
+def _grants(database: Database) -> dict[str, tuple[str, int | None, datetime | None]]:
+    with database.session_scope() as session:
+        return {
+            g.id: (g.order_id, g.days, g.revoked_at)
+            for g in session.scalars(select(EntitlementGrant)).all()
+        }
+
+
+def test_the_migration_gives_existing_grants_their_days_and_the_refunds_that_took_them_back(
+    build: Builders, database: Database, clock: FrozenClock
+) -> None:
+    _, m1, m2 = _bought_twice(build, clock, kind="membership", period_days=30)
+    twice, c1, c2 = _bought_twice(build, clock, kind="course")
+    _refund_in_full(twice, c1)  # the entitlement stays: the order says what was taken back
+    once = Shop(build)
+    single = once.order()
+    once.confirm(once.pay(single))
+    clock.advance(timedelta(hours=1))
+    _refund_in_full(once, single)  # revoked: the entitlement says when
+    before = _grants(database)
+    by_order = {order_id: (days, revoked) for order_id, days, revoked in before.values()}
+    assert by_order == {
+        m1["id"]: (30, None),
+        m2["id"]: (30, None),
+        c1["id"]: (None, datetime(2026, 1, 3, 12, 0, tzinfo=UTC)),
+        c2["id"]: (None, None),
+        single["id"]: (None, datetime(2026, 1, 3, 13, 0, tzinfo=UTC)),
+    }
+
+    command.downgrade(alembic_config(database.engine), "20261127_0012")  # as grants were
+    upgrade(database.engine)
+
+    assert _grants(database) == before
+    assert books.violations(database) == []

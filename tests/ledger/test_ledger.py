@@ -178,3 +178,20 @@ def test_ledger_check_finds_an_order_that_disagrees_with_its_postings(
     assert code == 1
     rules = {(v["rule"], v["object_id"]) for v in report["violations"]}  # type: ignore[union-attr]
     assert ("order_matches_ledger", order["id"]) in rules
+
+
+def test_ledger_check_finds_an_entitlement_in_force_whose_every_grant_was_taken_back(
+    build: Builders, database: Database, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shop = Shop(build)
+    shop.confirm(shop.pay(shop.order()))
+    [entitlement] = books.entitlements(database, shop.buyer.id)
+    with database.engine.begin() as connection:
+        connection.execute(
+            text("UPDATE entitlement_grants SET revoked_at = created_at WHERE entitlement_id = :e"),
+            {"e": entitlement.id},
+        )
+    code, report = _ledger_check(settings, monkeypatch)
+    assert code == 1
+    rules = {(v["rule"], v["object_id"]) for v in report["violations"]}  # type: ignore[union-attr]
+    assert rules == {("entitlement_has_payment", entitlement.id)}

@@ -33,7 +33,9 @@ class Entitlement(Base):
 
 
 class EntitlementGrant(Base):
-    """Each payment that granted or extended an entitlement (the history behind it)."""
+    """Each payment that granted or extended an entitlement (the history behind it). The
+    entitlement is what its grants still in force give, applied in the order they were paid:
+    a refund takes back one payment's grants, not the whole access."""
 
     __tablename__ = "entitlement_grants"
     __table_args__ = (UniqueConstraint("payment_id", "entitlement_id"),)
@@ -44,4 +46,8 @@ class EntitlementGrant(Base):
     order_id: Mapped[str] = mapped_column(String(40))
     valid_from: Mapped[datetime]
     valid_until: Mapped[datetime | None]
+    days: Mapped[int | None]
+    """What the payment bought: days of access (period × quantity), None for life."""
+    revoked_at: Mapped[datetime | None]
+    """When a refund took this grant back."""
     created_at: Mapped[datetime]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from knowpay.entitlements.models import Entitlement, EntitlementGrant
@@ -37,14 +37,18 @@ def _locked(session: Session, user_id: str, product_id: str) -> Entitlement | No
     return session.scalars(statement).first()
 
 
+def _days_bought(request: GrantRequest) -> int | None:
+    return None if request.period_days is None else request.period_days * request.quantity
+
+
 def _extend(
-    entitlement: Entitlement, request: GrantRequest, now: datetime
+    entitlement: Entitlement, days: int | None, now: datetime
 ) -> tuple[datetime, datetime | None]:
     """Renewal: a lifetime grant makes it lifetime; a period extends from the current end
     (or from now when it has lapsed or was revoked). Either way a revoked access (a refunded
     purchase) is restored: this payment bought it again."""
     revoked = entitlement.revoked_at is not None
-    if request.period_days is None:
+    if days is None:
         if revoked:
             entitlement.valid_from = now
         entitlement.valid_until = None
@@ -58,19 +62,20 @@ def _extend(
         if entitlement.valid_until is None:  # lifetime already: a period adds nothing
             return now, None
         start = entitlement.valid_until
-    entitlement.valid_until = start + timedelta(days=request.period_days * request.quantity)
+    entitlement.valid_until = start + timedelta(days=days)
     entitlement.revoked_at = None
     return start, entitlement.valid_until
 
 
 def grant(session: Session, request: GrantRequest, now: datetime) -> Entitlement:
     """Grant or extend a buyer's access for a payment, recording the grant."""
+    days = _days_bought(request)
     entitlement = _locked(session, request.user_id, request.product_id)
     if entitlement is None:
         entitlement = _insert_or_lock(session, request, now)
         start, until = entitlement.valid_from, entitlement.valid_until
     else:
-        start, until = _extend(entitlement, request, now)
+        start, until = _extend(entitlement, days, now)
     entitlement.payment_id = request.payment_id
     entitlement.updated_at = now
     session.add(
@@ -81,6 +86,7 @@ def grant(session: Session, request: GrantRequest, now: datetime) -> Entitlement
             order_id=request.order_id,
             valid_from=start,
             valid_until=until,
+            days=days,
             created_at=now,
         )
     )
@@ -89,11 +95,8 @@ def grant(session: Session, request: GrantRequest, now: datetime) -> Entitlement
 
 
 def _insert_or_lock(session: Session, request: GrantRequest, now: datetime) -> Entitlement:
-    until = (
-        None
-        if request.period_days is None
-        else now + timedelta(days=request.period_days * request.quantity)
-    )
+    days = _days_bought(request)
+    until = None if days is None else now + timedelta(days=days)
     values = {
         "id": new_id("ent"),
         "user_id": request.user_id,
@@ -112,7 +115,7 @@ def _insert_or_lock(session: Session, request: GrantRequest, now: datetime) -> E
     existing = _locked(session, request.user_id, request.product_id)
     if existing is None:  # pragma: no cover - the conflicting row cannot vanish (never deleted)
         raise RuntimeError(f"entitlement of {request.user_id} to {request.product_id} vanished")
-    _extend(existing, request, now)
+    _extend(existing, days, now)
     return existing
 
 
@@ -125,11 +128,14 @@ def list_for_user(
 
 
 def entitlements_without_grant(session: Session) -> list[str]:
-    """Ids of entitlements that no payment granted (must always be empty)."""
+    """Ids of entitlements that no payment granted, or in force with every grant taken back
+    (must always be empty)."""
+    grants_of_it = select(EntitlementGrant.id).where(
+        EntitlementGrant.entitlement_id == Entitlement.id
+    )
+    in_force = grants_of_it.where(EntitlementGrant.revoked_at.is_(None))
     statement = select(Entitlement.id).where(
-        ~select(EntitlementGrant.id)
-        .where(EntitlementGrant.entitlement_id == Entitlement.id)
-        .exists()
+        or_(~grants_of_it.exists(), and_(Entitlement.revoked_at.is_(None), ~in_force.exists()))
     )
     return list(session.scalars(statement).all())
 
@@ -145,24 +151,67 @@ def grants(session: Session) -> list[tuple[str, str]]:
 
 
 def revoke_granted_by(session: Session, payment_id: str, now: datetime) -> list[Entitlement]:
-    """Take away what one payment granted (on a full refund); returns the revoked entitlements."""
-    statement = (
-        select(Entitlement)
-        .where(Entitlement.payment_id == payment_id, Entitlement.revoked_at.is_(None))
-        .with_for_update()
-    )
-    revoked = list(session.scalars(statement).all())
-    for entitlement in revoked:
-        entitlement.revoked_at = now
-        entitlement.updated_at = now
+    """Take back what one payment granted (a refund): its grants end, and each entitlement
+    they fed becomes what its other grants give, or is revoked when none is left. Returns
+    those entitlements."""
+    taken = session.scalars(
+        select(EntitlementGrant).where(
+            EntitlementGrant.payment_id == payment_id, EntitlementGrant.revoked_at.is_(None)
+        )
+    ).all()
+    changed = []
+    for entitlement_id in sorted({g.entitlement_id for g in taken}):
+        entitlement = session.scalars(
+            select(Entitlement).where(Entitlement.id == entitlement_id).with_for_update()
+        ).one()
+        for grant_taken in taken:
+            if grant_taken.entitlement_id == entitlement_id:
+                grant_taken.revoked_at = now
+        session.flush()
+        _rebuild(entitlement, _grants_in_force(session, entitlement_id), now)
+        changed.append(entitlement)
     session.flush()
-    return revoked
+    return changed
+
+
+def _grants_in_force(session: Session, entitlement_id: str) -> list[EntitlementGrant]:
+    statement = (
+        select(EntitlementGrant)
+        .where(
+            EntitlementGrant.entitlement_id == entitlement_id,
+            EntitlementGrant.revoked_at.is_(None),
+        )
+        .order_by(EntitlementGrant.created_at, EntitlementGrant.id)
+    )
+    return list(session.scalars(statement).all())
+
+
+def _rebuild(entitlement: Entitlement, in_force: list[EntitlementGrant], now: datetime) -> None:
+    """The entitlement as if only the grants `in_force` had been paid, each applied when it
+    was, as `grant` applied it; revoked when there are none."""
+    entitlement.updated_at = now
+    if not in_force:
+        entitlement.revoked_at = now
+        return
+    first, *later = in_force
+    entitlement.valid_from = first.created_at
+    entitlement.valid_until = (
+        None if first.days is None else first.created_at + timedelta(days=first.days)
+    )
+    entitlement.revoked_at = None
+    for later_grant in later:
+        _extend(entitlement, later_grant.days, later_grant.created_at)
+    entitlement.payment_id = in_force[-1].payment_id
 
 
 def any_used(session: Session, payment_id: str) -> bool:
     """Whether the buyer has opened any content this payment granted."""
-    statement = select(Entitlement.id).where(
-        Entitlement.payment_id == payment_id, Entitlement.first_accessed_at.is_not(None)
+    statement = (
+        select(Entitlement.id)
+        .join(EntitlementGrant, EntitlementGrant.entitlement_id == Entitlement.id)
+        .where(
+            EntitlementGrant.payment_id == payment_id, Entitlement.first_accessed_at.is_not(None)
+        )
     )
     return session.scalars(statement).first() is not None
 
