@@ -6,6 +6,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
+from decimal import Decimal
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -30,9 +31,10 @@ router = APIRouter(
 Text = Annotated[str, Query(max_length=40)]
 
 
-def _major(amount_minor: int, currency: str) -> str:
-    """Minor units as a plain decimal for CSV (9900 CNY → 99.00)."""
-    return Money(amount_minor, currency).to_decimal_string()
+def _major(amount_minor: int, currency: str) -> Decimal:
+    """Minor units as a plain decimal for CSV (9900 CNY → 99.00); a number, not text, so the
+    CSV writer leaves a negative amount as it is (reports.csv_cell)."""
+    return Decimal(Money(amount_minor, currency).to_decimal_string())
 
 
 @dataclass(frozen=True)

@@ -267,11 +267,26 @@ def revenue_per_creator(session: Session, period: Period) -> list[CreatorRevenue
 # CSV ----------------------------------------------------------------------------------------
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+"""What makes a spreadsheet read a text cell as a formula (OWASP, CSV injection)."""
+
+
+def csv_cell(cell: object) -> object:
+    """A cell as written: text that a spreadsheet would run as a formula (an email such as
+    `=HYPERLINK(…)`) gets a leading `'`, so it shows as text. Numbers (int, float, Decimal)
+    are decided by their type, not their text, so `-1.00` stays a number."""
+    if cell is None:
+        return ""
+    if isinstance(cell, str) and cell.startswith(FORMULA_STARTS):
+        return "'" + cell
+    return cell
+
+
 def csv_bytes(header: Sequence[str], rows: Iterable[Sequence[object]]) -> bytes:
-    """UTF-8 with a BOM (so Excel reads Chinese correctly), CRLF line ends."""
+    """UTF-8 with a BOM (so Excel reads Chinese correctly), CRLF line ends, no live formula."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerow(header)
+    writer.writerow([csv_cell(cell) for cell in header])
     for row in rows:
-        writer.writerow(["" if cell is None else cell for cell in row])
+        writer.writerow([csv_cell(cell) for cell in row])
     return ("\ufeff" + buffer.getvalue()).encode("utf-8")
