@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import csv
 import io
+from datetime import date
 from decimal import Decimal
 
+import pytest
 from fastapi import FastAPI
 from sqlalchemy import update
 
 from knowpay.accounts.models import User
 from knowpay.auth.principals import Role
 from knowpay.kit.db import Database
-from knowpay.web.console.reports import csv_bytes
+from knowpay.web.console.pages import _date
+from knowpay.web.console.reports import Period, csv_bytes
 from tests.builders import Builders, Shop
 from tests.web.test_console import staff_browser
 
@@ -63,3 +66,33 @@ def test_a_creator_email_that_is_a_formula_is_exported_as_text(
     assert answer.status_code == 200, answer.text
     rows = _rows(answer.content)
     assert rows[1] == [creator.id, "'" + FORMULA, "CNY", "1", "99.00", "0.00", "99.00"]
+
+
+@pytest.mark.parametrize(
+    ("path", "params"),
+    [
+        ("/admin/reports/success-rate", {"end": "0001-01-10"}),
+        ("/admin/reports/refund-rate", {"start": "0001-01-01", "end": "0001-01-01"}),
+        ("/admin/reports/revenue", {"end": "0001-01-15"}),
+        ("/admin/reports/creators", {"end": "0001-01-01", "format": "csv"}),
+        ("/admin/reports/channel-mix", {"start": "9999-12-31", "end": "9999-12-31"}),
+        ("/admin/reports/revenue", {"start": "9999-12-01", "end": "9999-12-31"}),
+        ("/admin", {"start": "0001-01-01", "end": "9999-12-31"}),
+        ("/admin", {"start": "9999-12-31", "end": "0001-01-01"}),
+        ("/admin/audit", {"start": "0001-01-01", "end": "9999-12-31"}),
+        ("/admin/audit", {"start": "9999-12-31", "end": "0001-01-01"}),
+    ],
+)
+def test_dates_at_the_ends_of_the_calendar_are_kept_in_range_not_a_500(
+    app: FastAPI, build: Builders, path: str, params: dict[str, str]
+) -> None:
+    browser, _ = staff_browser(app, build, Role.ADMIN)
+    answer = browser.get(path, params=params)
+    assert answer.status_code == 200, answer.text[:500]
+
+
+def test_a_report_period_before_1970_is_clamped_to_1970() -> None:
+    period = Period.of(None, _date("0001-01-10"), date(2026, 11, 27))
+    assert (period.start, period.end) == (date(1969, 12, 2), date(1970, 1, 1))
+    assert _date("9999-12-31") == date(9999, 12, 30)
+    assert _date("2026-02-30") is None  # malformed is still no date

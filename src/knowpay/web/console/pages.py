@@ -35,14 +35,23 @@ router = APIRouter(
 Text = Annotated[str, Query(max_length=200)]
 
 
+EARLIEST_DAY = date(1970, 1, 1)
+LATEST_DAY = date(9999, 12, 30)
+"""A date typed in a filter is kept within these days: knowpay holds nothing outside them, and
+a report's period (up to MAX_DAYS before its end) or a time zone's midnight reckoned near
+date.min or date.max overflows Python's dates."""
+
+
 def _date(value: str | None) -> date | None:
-    """A date from a form field; empty or malformed is no date."""
+    """A date from a form field, kept within [EARLIEST_DAY, LATEST_DAY]; empty or malformed
+    is no date."""
     if not value:
         return None
     try:
-        return date.fromisoformat(value)
+        day = date.fromisoformat(value)
     except ValueError:
         return None
+    return min(max(day, EARLIEST_DAY), LATEST_DAY)
 
 
 @router.get("/static/console.css", response_model=None)
