@@ -469,3 +469,25 @@ def test_the_order_story_shows_the_notification_and_the_ledger(
     by_out_trade_no = browser.get("/admin", params={"q": order["out_trade_no"]})
     assert order["id"] in by_out_trade_no.text
     assert browser.get("/admin/orders/ord_missing").status_code == 404
+
+
+@pytest.mark.parametrize("amount", ["5e999999", "1e999999", "9" * 30, "NaN", "sNaN", "-Infinity"])
+def test_a_limit_amount_too_large_to_hold_gets_the_invalid_amount_page(
+    app: FastAPI, build: Builders, client: TestClient, amount: str
+) -> None:
+    browser, finance = staff_browser(app, build, Role.FINANCE)
+    token = csrf_of(browser.get("/admin/limits").text)
+    form = {"csrf_token": token, "scope": "buyer", "period": "day", "currency": "CNY"}
+    added = browser.post("/admin/limits", data={**form, "amount": amount})
+    assert added.status_code == 422, added.text[:300]
+    assert make_gettext("zh_CN")(ERRORS["invalid_amount"]) in added.text
+    assert client.get("/v1/admin/limits", headers=finance.headers).json()["data"] == []
+    assert browser.post("/admin/limits", data={**form, "amount": "500"}).status_code == 303
+    [limit] = client.get("/v1/admin/limits", headers=finance.headers).json()["data"]
+    changed = browser.post(
+        f"/admin/limits/{limit['id']}", data={"csrf_token": token, "amount": amount}
+    )
+    assert changed.status_code == 422, changed.text[:300]
+    assert make_gettext("zh_CN")(ERRORS["invalid_amount"]) in changed.text
+    [after] = client.get("/v1/admin/limits", headers=finance.headers).json()["data"]
+    assert after == limit

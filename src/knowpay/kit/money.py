@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal, DecimalException, InvalidOperation
 from functools import lru_cache
 
 from iso4217 import Currency
@@ -95,7 +95,10 @@ class Money:
             value = Decimal(text.strip())
         except InvalidOperation as exc:  # pragma: no cover - guarded by the pattern
             raise MoneyError(f"not a decimal amount: {text!r}") from exc
-        scaled = value.scaleb(exponent)
+        try:
+            scaled = value.scaleb(exponent)
+        except DecimalException as exc:  # a million digits pass the pattern, then overflow
+            raise MoneyError(f"amount out of range: {text[:40]!r}…") from exc
         if abs(scaled) > MAX_AMOUNT_MINOR:
             raise MoneyError(f"amount out of range: {text[:40]!r}…")
         if scaled != scaled.to_integral_value():

@@ -4,7 +4,7 @@ roles; the CSRF middleware has checked the form's token before any of this runs.
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal, DecimalException
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, Request
@@ -12,7 +12,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from pydantic import ValidationError
 
 from knowpay.kit.errors import KnowpayError
-from knowpay.kit.money import MoneyError, currency_exponent
+from knowpay.kit.money import MAX_AMOUNT_MINOR, MoneyError, currency_exponent
 from knowpay.kit.web import AppClock, DbSession, SessionRoute
 from knowpay.limits import service as limits
 from knowpay.limits.schemas import LimitCreate, LimitUpdate
@@ -156,11 +156,13 @@ def minor_units(amount: str, currency: str) -> int:
     """`500` or `500.00` in `currency` → 50000 minor units; InvalidAmount otherwise."""
     try:
         exponent = currency_exponent(currency.strip().upper())
-        value = Decimal(amount.strip().replace(",", ""))
-    except (InvalidOperation, MoneyError) as exc:
+        # Any decimal error, not just a malformed number: `5e999999` parses, then overflows.
+        minor = Decimal(amount.strip().replace(",", "")).scaleb(exponent)
+    except (DecimalException, MoneyError) as exc:
         raise InvalidAmount(amount) from exc
-    minor = value.scaleb(exponent)
-    if not minor.is_finite() or minor != minor.to_integral_value() or minor <= 0:
+    if not minor.is_finite() or minor != minor.to_integral_value():
+        raise InvalidAmount(amount)
+    if not 0 < minor <= MAX_AMOUNT_MINOR:  # and never build a million-digit int
         raise InvalidAmount(amount)
     return int(minor)
 
