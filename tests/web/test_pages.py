@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from fastapi import FastAPI
@@ -500,3 +501,57 @@ def test_csrf_cookie_is_reused_across_pages(browser: TestClient, shop: Shop) -> 
     first = browser.get("/me")
     second = browser.get("/me")
     assert csrf_of(first.text) == csrf_of(second.text) == browser.cookies.get(CSRF_COOKIE)
+
+
+def _logged_out_elsewhere(app: FastAPI, shop: Shop) -> None:
+    """The buyer logs out on another device: every page session of theirs ends."""
+    with TestClient(app, raise_server_exceptions=False) as other:
+        logged_in_buyer(other, shop)
+        other.post("/logout", data={"csrf_token": csrf_of(other.get("/me").text)})
+
+
+def test_a_form_posted_after_the_session_ended_logs_in_back_to_the_form_page(
+    app: FastAPI, browser: TestClient, shop: Shop, build: Builders
+) -> None:
+    """Found by a web audit: `next` was the POST-only path of the form, so after login the
+    browser opened it with a GET and got a 405."""
+    order = paid_order(shop)
+    logged_in_buyer(browser, shop)
+    token = csrf_of(browser.get("/me").text)
+    _logged_out_elsewhere(app, shop)
+    expected = {
+        "/me/refunds": "/me",
+        f"/pay/{order['id']}/payments": f"/pay/{order['id']}",
+        f"/pay/{order['id']}/again": f"/pay/{order['id']}",
+    }
+    for path, page in expected.items():
+        answer = browser.post(
+            path,
+            data={"csrf_token": token, "order_id": order["id"], "channel": "test"},
+            follow_redirects=False,
+        )
+        assert answer.status_code == 303, (path, answer.text)
+        assert answer.headers["location"] == "/login?next=" + quote(page, safe=""), path
+        back = login(browser, shop.buyer.email, shop.buyer.password, next_url=page)
+        assert back.headers["location"] == page
+        assert browser.get(page).status_code == 200, page
+        token = csrf_of(browser.get("/me").text)
+        _logged_out_elsewhere(app, shop)
+    assert shop.get(f"/v1/refunds?order_id={order['id']}")["data"] == []  # nothing happened
+    staff = build.staff(Role.FINANCE)
+    console = TestClient(app, raise_server_exceptions=False)
+    login(console, staff.email, staff.password)
+    token = csrf_of(console.get("/admin/refunds").text)
+    console.post("/logout", data={"csrf_token": token})
+    token = csrf_of(console.get("/login").text)
+    for path, page in {
+        "/admin/refunds/rf_1/approve": "/admin/refunds",
+        "/admin/risk/rd_1/release": "/admin/risk",
+        "/admin/limits/lim_1": "/admin/limits",
+        "/admin/limits": "/admin/limits",
+    }.items():
+        answer = console.post(path, data={"csrf_token": token}, follow_redirects=False)
+        assert answer.headers["location"] == "/login?next=" + quote(page, safe=""), path
+    # A GET still comes back to itself, query and all.
+    answer = console.get("/admin/audit?action=x", follow_redirects=False)
+    assert answer.headers["location"] == "/login?next=" + quote("/admin/audit?action=x", safe="")

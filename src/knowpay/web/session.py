@@ -23,6 +23,7 @@ from urllib.parse import quote
 
 from fastapi import Request
 from starlette.responses import Response
+from starlette.routing import Match
 
 from knowpay.accounts import service as accounts
 from knowpay.accounts.errors import UserNotFound
@@ -217,8 +218,33 @@ class PageError(Exception):
 
 
 def login_url(request: Request) -> str:
-    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-    return "/login?next=" + quote(target, safe="")
+    """/login, then back: to this page, or for a form's POST to the page the form is on (the
+    POST's own path would be opened with a GET after login and answer 405)."""
+    if request.method in ("GET", "HEAD"):
+        query = f"?{request.url.query}" if request.url.query else ""
+        target: str | None = request.url.path + query
+    else:
+        target = form_page(request)
+    return "/login" if target is None else "/login?next=" + quote(target, safe="")
+
+
+def form_page(request: Request) -> str | None:
+    """The page a form posted to this path lives on: the path itself or the nearest one
+    above it that a GET route serves (`/admin/refunds/rf_1/approve` → `/admin/refunds`,
+    `/pay/ord_1/again` → `/pay/ord_1`, `/me/refunds` → `/me`). Not the Referer: every
+    page is sent with `Referrer-Policy: no-referrer`, and a header is the client's word."""
+    parts = request.url.path.rstrip("/").split("/")
+    while len(parts) > 1:
+        path = "/".join(parts)
+        if _serves_get(request, path):
+            return path
+        parts.pop()
+    return None
+
+
+def _serves_get(request: Request, path: str) -> bool:
+    scope = {**request.scope, "method": "GET", "path": path, "root_path": ""}
+    return any(route.matches(scope)[0] is Match.FULL for route in request.app.router.routes)
 
 
 def home_for(principal: Principal) -> str:
