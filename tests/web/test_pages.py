@@ -555,3 +555,33 @@ def test_a_form_posted_after_the_session_ended_logs_in_back_to_the_form_page(
     # A GET still comes back to itself, query and all.
     answer = console.get("/admin/audit?action=x", follow_redirects=False)
     assert answer.headers["location"] == "/login?next=" + quote("/admin/audit?action=x", safe="")
+
+
+def test_a_refunded_order_says_refunded_not_payment_successful(
+    browser: TestClient, shop: Shop
+) -> None:
+    """Found by a web audit: a refunded order's cashier said "Payment successful – your
+    content is ready" and its status said `paid`."""
+    order = paid_order(shop)
+    logged_in_buyer(browser, shop)
+    for amount, state, title_zh, title_en in (
+        (3000, "partially_refunded", "此订单已部分退款", "This order was partly refunded"),
+        (None, "refunded", "此订单已退款", "This order was refunded"),
+    ):
+        asked = shop.client.post(
+            "/v1/refunds",
+            json={"order_id": order["id"], "reason": "other", "amount": amount},
+            headers=shop.buyer.headers,
+        )
+        assert asked.status_code == 201, asked.text
+        assert shop.get(f"/v1/orders/{order['id']}")["status"] == state
+        status = browser.get(f"/pay/{order['id']}/status").json()
+        assert (status["state"], status["order_status"]) == (state, state)
+        zh = browser.get(f"/pay/{order['id']}", headers=ZH).text
+        assert title_zh in zh
+        assert "支付成功" not in zh
+        assert untranslated(zh) == []
+        en = browser.get(f"/pay/{order['id']}?lang=en").text
+        assert title_en in en
+        assert "Payment successful" not in en
+    assert "已向您退回 ¥99.00。" in browser.get(f"/pay/{order['id']}", headers=ZH).text

@@ -247,10 +247,13 @@ def _latest_payment(session: Session, order: Order) -> Payment | None:
 
 
 def cashier_state(order: Order, payment: Payment | None, now: datetime) -> str:
-    """One word for what the buyer sees: paid, expired, pending (an attempt waiting for the
-    payer), failed (the last attempt failed) or choose (no attempt yet)."""
-    if order.status in (OrderStatus.PAID, OrderStatus.PARTIALLY_REFUNDED, OrderStatus.REFUNDED):
+    """One word for what the buyer sees: paid, refunded, partially_refunded (paid, then money
+    paid back), expired, pending (an attempt waiting for the payer), failed (the last attempt
+    failed) or choose (no attempt yet)."""
+    if order.status == OrderStatus.PAID:
         return "paid"
+    if order.status in (OrderStatus.REFUNDED, OrderStatus.PARTIALLY_REFUNDED):
+        return str(order.status)
     if order.status == OrderStatus.CLOSED or orders.is_expired(order, now):
         return "expired"
     if payment is None:
