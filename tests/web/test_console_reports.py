@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import pytest
@@ -14,6 +14,7 @@ from sqlalchemy import update
 
 from knowpay.accounts.models import User
 from knowpay.auth.principals import Role
+from knowpay.kit.clock import FrozenClock
 from knowpay.kit.db import Database
 from knowpay.web.console.pages import _date
 from knowpay.web.console.reports import Period, csv_bytes
@@ -92,7 +93,40 @@ def test_dates_at_the_ends_of_the_calendar_are_kept_in_range_not_a_500(
 
 
 def test_a_report_period_before_1970_is_clamped_to_1970() -> None:
-    period = Period.of(None, _date("0001-01-10"), date(2026, 11, 27))
+    period = Period.of(None, _date("0001-01-10"), date(2026, 11, 27), "Asia/Shanghai")
     assert (period.start, period.end) == (date(1969, 12, 2), date(1970, 1, 1))
     assert _date("9999-12-31") == date(9999, 12, 30)
     assert _date("2026-02-30") is None  # malformed is still no date
+
+
+def test_console_date_filters_and_reports_count_days_as_the_console_shows_them(
+    app: FastAPI, build: Builders, clock: FrozenClock
+) -> None:
+    """Found by a web audit: the filters used UTC days while every time is shown in Beijing
+    time, so an order made at 07:00 on the 27th (23:00 UTC on the 26th) was not found by a
+    search for the 27th."""
+    clock.set(datetime(2026, 11, 26, 23, 0, tzinfo=UTC))  # 2026-11-27 07:00 in Beijing
+    shop = Shop(build)
+    order = shop.order()
+    shop.confirm(shop.pay(order))
+    browser, _ = staff_browser(app, build, Role.ADMIN)
+    the_27th = {"start": "2026-11-27", "end": "2026-11-28"}
+    the_26th = {"start": "2026-11-26", "end": "2026-11-27"}
+    assert order["id"] in browser.get("/admin", params=the_27th).text
+    assert order["id"] not in browser.get("/admin", params=the_26th).text
+    listed = f"order {order['id']}</td>"
+    audit = browser.get("/admin/audit", params={**the_27th, "object_id": order["id"]})
+    assert listed in audit.text
+    audit = browser.get("/admin/audit", params={**the_26th, "object_id": order["id"]})
+    assert listed not in audit.text
+    rows = _rows(
+        browser.get(
+            "/admin/reports/success-rate", params={**the_26th, "end": "2026-11-28", "format": "csv"}
+        ).content
+    )
+    assert [row[:3] for row in rows[1:]] == [["2026-11-26", "0", "0"], ["2026-11-27", "1", "1"]]
+    mix = browser.get("/admin/reports/channel-mix", params={**the_27th, "format": "csv"})
+    assert _rows(mix.content)[1][:3] == ["test", "CNY", "1"]
+    # Today is the console's today: the default period ends after the 27th, Beijing time.
+    default = browser.get("/admin/reports/success-rate", params={"format": "csv"})
+    assert default.headers["content-disposition"].endswith('-2026-10-29-2026-11-28.csv"')

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from datetime import date
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo
 
 from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse
 
 from knowpay.auth.principals import STAFF_ROLES, Principal, Role
 from knowpay.kit.clock import Clock
+from knowpay.kit.config import Settings
 from knowpay.web import i18n
 from knowpay.web.buyer import REASON_NAMES
 from knowpay.web.console.labels import NOTICES, error_message, value_label
@@ -33,9 +35,17 @@ Reviewer = Annotated[Principal, Depends(page_principal(*REVIEWERS))]
 RevenueReader = Annotated[Principal, Depends(page_principal(*REVENUE_READERS))]
 
 
+def display_timezone(request: Request) -> str:
+    """The time zone every console time is shown in (`limits.timezone`, as render uses); its
+    days are the days of the console's date filters and reports."""
+    settings: Settings = request.app.state.settings
+    return settings.limits.timezone
+
+
 def today(request: Request) -> date:
+    """Today in the console's time zone."""
     clock: Clock = request.app.state.clock
-    return clock.now().date()
+    return clock.now().astimezone(ZoneInfo(display_timezone(request))).date()
 
 
 def _translate(message: str) -> str:

@@ -20,7 +20,7 @@ from knowpay.limits import service as limits
 from knowpay.payments import service as payments
 from knowpay.risk import service as risk
 from knowpay.web.console import queries
-from knowpay.web.console.common import Staff, console_page
+from knowpay.web.console.common import Staff, console_page, display_timezone
 from knowpay.web.console.queries import compact_json, day_start
 from knowpay.web.session import PageError, mark_page
 
@@ -70,7 +70,9 @@ def search_page(
     end: Text = "",
 ) -> HTMLResponse:
     """Search orders, payments and refunds; the newest when nothing is asked."""
-    query = queries.SearchQuery(q=q.strip(), start=_date(start), end=_date(end))
+    query = queries.SearchQuery(
+        q=q.strip(), start=_date(start), end=_date(end), timezone=display_timezone(request)
+    )
     results = queries.search(session, query, staff)
     return console_page(
         request,
@@ -208,14 +210,14 @@ def audit_page(
     starting_after: Annotated[str, Query(max_length=64, pattern=r"^[A-Za-z0-9_]*$")] = "",
 ) -> HTMLResponse:
     """The audit log, newest first, filtered like GET /v1/admin/audit."""
-    start_day, end_day = _date(start), _date(end)
+    start_day, end_day, timezone = _date(start), _date(end), display_timezone(request)
     filters = audit.SearchFilters(
         actor=actor.strip() or None,
         action=action.strip() or None,
         object_type=object_type.strip() or None,
         object_id=object_id.strip() or None,
-        created_gte=day_start(start_day) if start_day else None,
-        created_lt=day_start(end_day) if end_day else None,
+        created_gte=day_start(start_day, timezone) if start_day else None,
+        created_lt=day_start(end_day, timezone) if end_day else None,
     )
     found, has_more = audit.search(
         session, filters, PageParams(limit=50, starting_after=starting_after or None)

@@ -7,8 +7,9 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time
+from datetime import date, datetime, time
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import Select, and_, or_, select
 from sqlalchemy.orm import Session
@@ -29,19 +30,22 @@ SEARCH_LIMIT = 50
 RAW_BODY_LIMIT = 4000
 
 
-def day_start(day: date) -> datetime:
-    """Midnight UTC at the start of `day`."""
-    return datetime.combine(day, time.min, tzinfo=UTC)
+def day_start(day: date, timezone: str) -> datetime:
+    """Midnight at the start of `day` in `timezone`: the console's, the one every time it shows
+    is in, so a date staff type means the day they read on its pages (not UTC's, which began
+    at 08:00 in Beijing)."""
+    return datetime.combine(day, time.min, tzinfo=ZoneInfo(timezone))
 
 
 @dataclass(frozen=True, slots=True)
 class SearchQuery:
     """What staff typed: an id, email, out_trade_no or gateway number, and a date range
-    [start, end) on creation time."""
+    [start, end) on creation time, in days of `timezone`."""
 
     q: str = ""
     start: date | None = None
     end: date | None = None
+    timezone: str = "UTC"
 
 
 @dataclass(slots=True)
@@ -55,9 +59,9 @@ class SearchResults:
 
 def _in_range(statement: Select[Any], column: Any, query: SearchQuery) -> Select[Any]:
     if query.start is not None:
-        statement = statement.where(column >= day_start(query.start))
+        statement = statement.where(column >= day_start(query.start, query.timezone))
     if query.end is not None:
-        statement = statement.where(column < day_start(query.end))
+        statement = statement.where(column < day_start(query.end, query.timezone))
     return statement
 
 

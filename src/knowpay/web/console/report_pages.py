@@ -17,7 +17,13 @@ from knowpay.kit.web import DbSession, SessionRoute
 from knowpay.reports.schemas import parse_currency
 from knowpay.web import i18n
 from knowpay.web.console import charts, reports
-from knowpay.web.console.common import RevenueReader, Staff, console_page, today
+from knowpay.web.console.common import (
+    RevenueReader,
+    Staff,
+    console_page,
+    display_timezone,
+    today,
+)
 from knowpay.web.console.pages import _date
 from knowpay.web.session import mark_page
 
@@ -57,7 +63,7 @@ class Asked:
 
 
 def _asked(request: Request, start: Text = "", end: Text = "", format: Text = "html") -> Asked:
-    period = reports.Period.of(_date(start), _date(end), today(request))
+    period = reports.Period.of(_date(start), _date(end), today(request), display_timezone(request))
     return Asked(period, as_csv=format == "csv")
 
 

@@ -10,6 +10,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -29,13 +30,14 @@ PAID_STATUSES = ("paid", "partially_refunded", "refunded")
 
 @dataclass(frozen=True, slots=True)
 class Period:
-    """Days in [start, end)."""
+    """Days in [start, end) of `timezone` (the console's, see common.display_timezone)."""
 
     start: date
     end: date
+    timezone: str = "UTC"
 
     @classmethod
-    def of(cls, start: date | None, end: date | None, today: date) -> Period:
+    def of(cls, start: date | None, end: date | None, today: date, timezone: str) -> Period:
         """The asked period, by default the last 30 days up to today; at most MAX_DAYS."""
         end = end or today + timedelta(days=1)
         start = start or end - timedelta(days=30)
@@ -43,24 +45,23 @@ class Period:
             start = end - timedelta(days=1)
         if (end - start).days > MAX_DAYS:
             start = end - timedelta(days=MAX_DAYS)
-        return cls(start, end)
+        return cls(start, end, timezone)
 
     @property
     def lower(self) -> datetime:
-        return day_start(self.start)
+        return day_start(self.start, self.timezone)
 
     @property
     def upper(self) -> datetime:
-        return day_start(self.end)
+        return day_start(self.end, self.timezone)
 
     def days(self) -> list[date]:
         return [self.start + timedelta(days=n) for n in range((self.end - self.start).days)]
 
-
-def _day(moment: datetime | None) -> date:
-    """The UTC day of a time the query's filter made sure is set."""
-    assert moment is not None
-    return moment.date()
+    def day_of(self, moment: datetime | None) -> date:
+        """The day, in the period's time zone, of a time the query's filter made sure is set."""
+        assert moment is not None
+        return moment.astimezone(ZoneInfo(self.timezone)).date()
 
 
 def percent(part: int, whole: int) -> float | None:
@@ -94,7 +95,7 @@ def success_rate(session: Session, period: Period) -> list[SuccessDay]:
         )
     ).all()
     for created_at, status in rows:
-        counts.setdefault(_day(created_at), defaultdict(int))[str(status)] += 1
+        counts.setdefault(period.day_of(created_at), defaultdict(int))[str(status)] += 1
     return [
         SuccessDay(
             day=day,
@@ -136,7 +137,7 @@ def refund_rate(session: Session, period: Period) -> list[RefundDay]:
             Payment.succeeded_at < period.upper,
         )
     ).all():
-        cell = captured[(_day(succeeded_at), str(currency))]
+        cell = captured[(period.day_of(succeeded_at), str(currency))]
         cell[0] += 1
         cell[1] += int(amount)
     for succeeded_at, currency, amount in session.execute(
@@ -147,7 +148,7 @@ def refund_rate(session: Session, period: Period) -> list[RefundDay]:
             Refund.succeeded_at < period.upper,
         )
     ).all():
-        cell = captured[(_day(succeeded_at), str(currency))]
+        cell = captured[(period.day_of(succeeded_at), str(currency))]
         cell[2] += 1
         cell[3] += int(amount)
     return [
@@ -195,7 +196,8 @@ def channel_mix(session: Session, period: Period) -> list[ChannelShare]:
 
 
 def revenue_per_day(session: Session, period: Period, base_currency: str) -> RevenueReport:
-    """The ledger's net revenue per day (reports.service.revenue)."""
+    """The ledger's net revenue per day (reports.service.revenue). Its days are UTC days, as
+    the ledger and GET /v1/admin/reports/revenue count them, not the period's time zone."""
     return reports.revenue(session, base_currency, period.start, period.end)
 
 
