@@ -491,3 +491,29 @@ def test_a_limit_amount_too_large_to_hold_gets_the_invalid_amount_page(
     assert make_gettext("zh_CN")(ERRORS["invalid_amount"]) in changed.text
     [after] = client.get("/v1/admin/limits", headers=finance.headers).json()["data"]
     assert after == limit
+
+
+def test_a_payment_rejected_in_review_is_explained_on_the_cashier_in_the_buyers_words(
+    app: FastAPI, build: Builders, shop: Shop, client: TestClient
+) -> None:
+    """Found by a web audit: the cashier said, in English on the Chinese page, that the
+    payment provider gave "Rejected in risk review." as the reason."""
+    finance = build.staff(Role.FINANCE)
+    payment = held_payment(shop, client, finance)
+    browser, _ = staff_browser(app, build, Role.SUPPORT)
+    queue = browser.get("/admin/risk")
+    decision_id = re.search(r'action="/admin/risk/([^/"]+)/reject"', queue.text)
+    assert decision_id
+    rejected = browser.post(
+        f"/admin/risk/{decision_id.group(1)}/reject", data={"csrf_token": csrf_of(queue.text)}
+    )
+    assert rejected.status_code == 303, rejected.text
+    buyer = web_client(app)
+    web_login(buyer, shop.buyer)
+    cashier = buyer.get(f"/pay/{payment['order_id']}").text
+    assert "我们的团队审核了这笔支付，未予通过。" in cashier
+    assert "Rejected in risk review" not in cashier
+    assert make_gettext("zh_CN")("Reason given by the payment provider") not in cashier
+    english = buyer.get(f"/pay/{payment['order_id']}", params={"lang": "en"}).text
+    assert "Our team checked this payment and did not let it through." in english
+    assert "payment provider" not in english

@@ -89,7 +89,15 @@ FAILURE_MESSAGES: dict[str, str] = {
     "CLOSED": N_("The payment was closed before it was completed."),
     "PAYERROR": N_("The payment was declined."),
     "risk_denied": N_("For your security this payment was declined. Contact support if needed."),
+    "risk_rejected": N_(
+        "Our team checked this payment and did not let it through. Contact support if needed."
+    ),
+    "order_not_payable": N_("This order can no longer be paid."),
 }
+OWN_FAILURES = frozenset({"risk_denied", "risk_rejected", "order_not_payable"})
+"""Failures knowpay decided itself (risk control, a review, an order that moved on): their
+stored text is ours, in English, not the payment provider's reason, so the page shows only
+the catalog's sentence."""
 DEFAULT_FAILURE = N_("The payment did not go through.")
 KIND_NAMES: dict[str, str] = {
     "course": N_("Course"),
@@ -272,6 +280,11 @@ def failure_text(payment: Payment, _: i18n.Gettext) -> str:
     return _(FAILURE_MESSAGES.get(payment.failure_code or "", DEFAULT_FAILURE))
 
 
+def gateway_reason(payment: Payment) -> str | None:
+    """The payment provider's own words for a failure, when the provider gave them."""
+    return None if payment.failure_code in OWN_FAILURES else payment.failure_message
+
+
 def qr_svg(code_url: str) -> Markup:
     """The QR code of a `code_url` as inline SVG (segno; encoded exactly as given)."""
     qr = segno.make(code_url, error="m", micro=False)
@@ -341,7 +354,7 @@ def _page(request: Request, session: Session, access: CashierAccess) -> Response
         "action": action,
         "qr": qr_svg(action["code_url"]) if action.get("code_url") else None,
         "failure": failure_text(payment, _) if payment and state == "failed" else None,
-        "gateway_reason": payment.failure_message if payment and state == "failed" else None,
+        "gateway_reason": gateway_reason(payment) if payment and state == "failed" else None,
         "channels": _channel_options(request, order, _) if view in ("choose", "failed") else [],
         "error": message_for(error_code, _) if error_code else None,
         "seconds_left": max(0, int((order.expires_at - now).total_seconds())),
