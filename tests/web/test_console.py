@@ -20,11 +20,13 @@ from jinja2.ext import babel_extract
 
 from knowpay.auth.principals import Role
 from knowpay.kit.clock import FrozenClock
+from knowpay.kit.config import Settings
 from knowpay.kit.db import Database
 from knowpay.kit.masking import mask_email
 from knowpay.web.console.labels import ERRORS, NOTICES, VALUES
 from knowpay.web.errors import MESSAGES
 from knowpay.web.i18n import make_gettext, read_catalog
+from knowpay.worker.runner import Worker
 from tests.builders import Builders, Caller, Shop
 
 TEMPLATES = Path(__file__).parents[2] / "src" / "knowpay" / "web" / "templates" / "console"
@@ -517,3 +519,34 @@ def test_a_payment_rejected_in_review_is_explained_on_the_cashier_in_the_buyers_
     english = buyer.get(f"/pay/{payment['order_id']}", params={"lang": "en"}).text
     assert "Our team checked this payment and did not let it through." in english
     assert "payment provider" not in english
+
+
+def test_releasing_a_held_payment_whose_order_expired_says_it_went_nowhere(
+    app: FastAPI,
+    build: Builders,
+    shop: Shop,
+    client: TestClient,
+    clock: FrozenClock,
+    settings: Settings,
+    database: Database,
+) -> None:
+    """Found by a web audit: the worker had closed the order and its held payment, and the
+    release form still said "The payment was released to its gateway"."""
+    finance = build.staff(Role.FINANCE)
+    payment = held_payment(shop, client, finance)
+    clock.advance(timedelta(hours=3))
+    worker = Worker(settings, database, clock, app.state.channel_registry)
+    assert worker.run_jobs_once()["expire_orders"] >= 1
+    browser, _ = staff_browser(app, build, Role.SUPPORT)
+    queue = browser.get("/admin/risk", params={"lang": "en"})
+    decision_id = re.search(r'action="/admin/risk/([^/"]+)/release"', queue.text)
+    assert decision_id
+    released = browser.post(
+        f"/admin/risk/{decision_id.group(1)}/release", data={"csrf_token": csrf_of(queue.text)}
+    )
+    assert released.status_code == 303, released.text
+    assert "done=review_released_payment_closed" in released.headers["location"]
+    after = browser.get(released.headers["location"] + "&lang=en").text
+    assert "the payment did not go through to its gateway" in after
+    assert "The payment was released to its gateway." not in after
+    assert shop.get(f"/v1/payments/{payment['id']}")["status"] == "closed"

@@ -16,6 +16,8 @@ from knowpay.kit.money import MAX_AMOUNT_MINOR, MoneyError, currency_exponent
 from knowpay.kit.web import AppClock, DbSession, SessionRoute
 from knowpay.limits import service as limits
 from knowpay.limits.schemas import LimitCreate, LimitUpdate
+from knowpay.payments import service as payments
+from knowpay.payments.states import PaymentStatus
 from knowpay.refunds import service as refunds
 from knowpay.refunds.endpoints import send_now
 from knowpay.risk import service as risk
@@ -109,14 +111,24 @@ def _decide(
     if releaser is None:
         return risk_queue_with_error(request, staff, session, "risk_review_releaser_missing", 503)
     try:
-        risk.decide_review(
+        decision = risk.decide_review(
             session, decision_id, staff.id, outcome, note.strip() or None, clock.now(), releaser
         )
     except KnowpayError as exc:
         session.rollback()
         return risk_queue_with_error(request, staff, session, exc.code, exc.status)
-    done = "review_released" if outcome is ReviewOutcome.RELEASE else "review_rejected"
-    return _back("/admin/risk", done, decision_id)
+    if outcome is ReviewOutcome.REJECT:
+        return _back("/admin/risk", "review_rejected", decision_id)
+    return _back("/admin/risk", _released_notice(session, decision.payment_id), decision_id)
+
+
+def _released_notice(session: DbSession, payment_id: str) -> str:
+    """What releasing did: the attempt is at its gateway (pending there, or already paid), or
+    it went nowhere — it had closed meanwhile (its order expired), its order could no longer be
+    paid, or the gateway was unreachable. The releaser does not say; the payment does."""
+    status = payments.get_payment(session, payment_id).status
+    sent = status in (PaymentStatus.PENDING, PaymentStatus.SUCCEEDED)
+    return "review_released" if sent else "review_released_payment_closed"
 
 
 @router.post("/risk/{decision_id}/release", response_model=None)

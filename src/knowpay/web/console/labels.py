@@ -56,6 +56,10 @@ NOTICES: dict[str, str] = {
     "refund_approved": N_("The refund was approved."),
     "refund_rejected": N_("The refund was rejected."),
     "review_released": N_("The payment was released to its gateway."),
+    "review_released_payment_closed": N_(
+        "The review is closed, but the payment did not go through to its gateway: it had "
+        "already closed, its order can no longer be paid, or the gateway did not take it."
+    ),
     "review_rejected": N_("The held payment was rejected."),
     "limit_created": N_("The limit was added."),
     "limit_updated": N_("The limit was saved."),
