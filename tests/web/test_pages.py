@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 from urllib.parse import quote
@@ -11,10 +12,13 @@ from urllib.parse import quote
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
 from knowpay.auth.principals import Role
 from knowpay.kit.clock import FrozenClock
 from knowpay.kit.csrf import CSRF_COOKIE, SESSION_COOKIE
+from knowpay.kit.db import Database
+from knowpay.orders.models import Order
 from knowpay.web import i18n
 from tests.builders import Builders, Shop
 from tests.web.helpers import csrf_of, login, untranslated
@@ -585,3 +589,30 @@ def test_a_refunded_order_says_refunded_not_payment_successful(
         assert title_en in en
         assert "Payment successful" not in en
     assert "已向您退回 ¥99.00。" in browser.get(f"/pay/{order['id']}", headers=ZH).text
+
+
+def test_start_again_twice_leads_to_the_one_order_it_made(
+    app: FastAPI, browser: TestClient, shop: Shop, clock: FrozenClock, database: Database
+) -> None:
+    """Found by a web audit: each POST /pay/{id}/again made another new order."""
+    order = shop.order(expires_in=60)
+    logged_in_buyer(browser, shop)
+    clock.advance(timedelta(minutes=2))
+    token = csrf_of(browser.get(f"/pay/{order['id']}").text)
+
+    def again(_: int) -> str:
+        answer = browser.post(
+            f"/pay/{order['id']}/again", data={"csrf_token": token}, follow_redirects=False
+        )
+        assert answer.status_code == 303, answer.text
+        location: str = answer.headers["location"]
+        return location
+
+    with ThreadPoolExecutor(max_workers=2) as pool:  # two at once, then one more
+        locations = {*pool.map(again, range(2)), again(2)}
+    assert len(locations) == 1
+    with database.session_scope(read_only=True) as session:
+        restarts = session.scalars(
+            select(Order.id).where(Order.metadata_json.contains(order["id"]))
+        ).all()
+    assert [f"/pay/{new_id}" for new_id in restarts] == list(locations)

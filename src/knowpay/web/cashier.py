@@ -426,10 +426,16 @@ def start_payment(
     return _back(access.order.id, go=go)
 
 
+def restart_out_trade_no(order_id: str) -> str:
+    """The out_trade_no of the order that starts `order_id` again: one per old order."""
+    return f"{order_id}.again"
+
+
 @cashier_router.post("/pay/{order_id}/again")
 def start_again(order_id: str, request: Request, session: DbSession, clock: AppClock) -> Response:
     """An expired or closed order: a new order with the same items, for the same buyer,
-    on behalf of the app that made the first one (its metadata names the old order)."""
+    on behalf of the app that made the first one (its metadata names the old order). Once
+    only: a second POST, even at the same moment, leads to the order the first one made."""
     access = _access(request, session, order_id)
     old = access.order
     if cashier_state(old, None, clock.now()) != "expired":
@@ -439,6 +445,9 @@ def start_again(order_id: str, request: Request, session: DbSession, clock: AppC
         user_id=old.user_id,
         items=[OrderItemIn(product_id=i.product_id, quantity=i.quantity) for i in old.items],
         currency=old.currency,
+        # The app's unique (app_id, out_trade_no) makes this idempotent: create_order returns
+        # the order already made under it, the one a concurrent POST inserted included.
+        out_trade_no=restart_out_trade_no(old.id),
         metadata={"restarted_from": old.id},
     )
     try:
