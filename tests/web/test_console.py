@@ -550,3 +550,29 @@ def test_releasing_a_held_payment_whose_order_expired_says_it_went_nowhere(
     assert "the payment did not go through to its gateway" in after
     assert "The payment was released to its gateway." not in after
     assert shop.get(f"/v1/payments/{payment['id']}")["status"] == "closed"
+
+
+def test_the_order_story_shows_stored_kinds_and_steps_in_the_pages_language(
+    app: FastAPI, build: Builders, shop: Shop
+) -> None:
+    """Found by a web audit: product kind, refund timeline steps and ledger entry kinds were
+    shown as stored (`course`, `sent_to_gateway`, `payment_captured`) on Chinese pages."""
+    order = paid_order(shop)
+    refund = shop.client.post(
+        "/v1/refunds",
+        json={"order_id": order["id"], "reason": "other"},
+        headers=shop.buyer.headers,
+    )
+    assert refund.status_code == 201, refund.text
+    steps = [entry["step"] for entry in refund.json()["timeline"]]
+    assert {"requested", "approved", "sent_to_gateway"} <= set(steps)
+    browser, _ = staff_browser(app, build, Role.ADMIN)
+    story = browser.get(f"/admin/orders/{order['id']}").text
+    parser = _Text()
+    parser.feed(story)
+    shown = set(parser.nodes) | {part.strip() for node in parser.nodes for part in node.split("·")}
+    for stored in ("course", *steps, "payment_captured", "refund_sent"):
+        assert stored not in shown, stored
+    for chinese in ("课程", "已申请", "已批准", "已发往网关", "支付入账", "退款已发出"):
+        assert chinese in story, chinese
+    assert untranslated(story) == []

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from knowpay.web.cashier import KIND_NAMES
 from knowpay.web.errors import GENERIC, MESSAGES, N_
 
 Translate = Callable[[str], str]
@@ -42,6 +43,25 @@ VALUES: dict[str, str] = {
     "transaction": N_("per transaction"),
     "day": N_("per day"),
     "month": N_("per month"),
+    # refund timeline steps
+    "requested": N_("requested"),
+    "approved": N_("approved"),
+    "retried": N_("sent again"),
+    "sent_to_gateway": N_("sent to the gateway"),
+    "gateway_needs_action": N_("gateway needs action"),
+    "money_returned": N_("money returned"),
+    "resolved_wallet": N_("paid back to the wallet"),
+    "resolved_offline": N_("paid back offline"),
+    "gateway_refused": N_("refused by the gateway"),
+    # ledger entries
+    "payment_captured": N_("payment captured"),
+    "duplicate_captured": N_("duplicate payment captured"),
+    "refund_sent": N_("refund sent"),
+    "refund_succeeded": N_("refund succeeded"),
+    "refund_failed": N_("refund failed"),
+    "refund_resolved": N_("refund resolved"),
+    # product kinds, in the cashier's words
+    **KIND_NAMES,
     # roles
     "admin": N_("admin"),
     "finance": N_("finance"),
