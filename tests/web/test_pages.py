@@ -616,3 +616,27 @@ def test_start_again_twice_leads_to_the_one_order_it_made(
             select(Order.id).where(Order.metadata_json.contains(order["id"]))
         ).all()
     assert [f"/pay/{new_id}" for new_id in restarts] == list(locations)
+
+
+@pytest.mark.parametrize("path", ["/me/typo", "/admin/typo", "/pay/a/b", "/admin/orders/x/y"])
+def test_an_unknown_page_path_gets_the_404_page_in_the_visitors_language(
+    browser: TestClient, path: str
+) -> None:
+    answer = browser.get(path, headers=ZH)
+    assert answer.status_code == 404
+    assert answer.headers["content-type"].startswith("text/html")
+    assert i18n.make_gettext("zh_CN")("We could not find that page.") in answer.text
+    assert untranslated(answer.text) == []
+
+
+@pytest.mark.parametrize("path", ["/v1/typo", "/notify/typo", "/v1/orders/x/typo", "/typo"])
+def test_an_unknown_api_path_keeps_its_problem_json(browser: TestClient, path: str) -> None:
+    answer = browser.get(path, headers=ZH)
+    assert answer.status_code in (404, 405)  # GET /notify/{gateway}: a POST-only route
+    assert answer.headers["content-type"].startswith("application/problem+json")
+
+
+def test_a_get_of_a_form_only_page_path_gets_the_page_not_json(browser: TestClient) -> None:
+    answer = browser.get("/me/refunds", headers=ZH)
+    assert answer.status_code == 405
+    assert answer.headers["content-type"].startswith("text/html")

@@ -189,6 +189,15 @@ def error_page(request: Request, status: int, code: str, **context: Any) -> Resp
     )
 
 
+PAGE_PREFIXES = ("/me", "/admin", "/pay")
+"""Paths that are pages whether or not a route matched: an unknown one (a typo, an old
+bookmark) gets the 404 page, not the API's problem+json (/v1 and /notify keep that)."""
+
+
+def is_page_path(path: str) -> bool:
+    return any(path == prefix or path.startswith(prefix + "/") for prefix in PAGE_PREFIXES)
+
+
 def install_web_error_pages(app: FastAPI) -> None:
     """Errors of page routes render as pages; every other route keeps its problem+json."""
     api_handlers = dict(app.exception_handlers)
@@ -205,13 +214,15 @@ def install_web_error_pages(app: FastAPI) -> None:
         fallback = api_handlers[kind]
 
         async def handler(request: Request, exc: Exception) -> Response:
-            if not getattr(request.state, "web_page", False):
+            # No route matched (404, 405): no page dependency ran, so the path decides.
+            unmatched = isinstance(exc, StarletteHTTPException) and is_page_path(request.url.path)
+            if not (getattr(request.state, "web_page", False) or unmatched):
                 result: Response = await fallback(request, exc)
                 return result
             if isinstance(exc, KnowpayError):
                 return error_page(request, exc.status, exc.code)
             if isinstance(exc, StarletteHTTPException):
-                code = "not_found" if exc.status_code == 404 else "forbidden"
+                code = "not_found" if exc.status_code in (404, 405) else "forbidden"
                 return error_page(request, exc.status_code, code)
             if isinstance(exc, IntegrityError):  # the API's answer decides: 409 or 500
                 answer: Response = await fallback(request, exc)
