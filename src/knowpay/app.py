@@ -67,7 +67,7 @@ from knowpay.refunds.service import RefundsContext
 from knowpay.reports.endpoints import router as reports_router
 from knowpay.risk.endpoints import router as risk_router
 from knowpay.web.console import console_router
-from knowpay.web.routes import install_web_error_pages, web_router
+from knowpay.web.routes import csrf_refusal_page, install_web_error_pages, web_router
 from knowpay.webhooks.endpoints import router as webhooks_router
 from knowpay.worker.runner import Worker
 
@@ -176,7 +176,7 @@ def create_app(
     # errors → body size → CSRF → idempotency → HEAD as GET → the routes.
     app.add_middleware(HeadAsGetMiddleware)
     app.add_middleware(IdempotencyMiddleware, resolve_scope=_idempotency_scope)
-    app.add_middleware(CsrfMiddleware, tokens=app.state.csrf_tokens)
+    app.add_middleware(CsrfMiddleware, tokens=app.state.csrf_tokens, page_refusal=csrf_refusal_page)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(UnexpectedErrorMiddleware)
     _add_edge_middleware(app, settings)

@@ -208,7 +208,7 @@ def test_every_form_refuses_a_missing_csrf_token(browser: TestClient, shop: Shop
     browser.get("/login")  # the anonymous pre-session: the login form is checked too
     refused = browser.post("/login", data={"email": shop.buyer.email, "password": "x"})
     assert refused.status_code == 403
-    assert refused.json()["code"] == "csrf_failed"
+    assert 'data-code="csrf_failed"' in refused.text
     logged_in_buyer(browser, shop)
     forms: list[tuple[str, dict[str, Any]]] = [
         ("/logout", {}),
@@ -221,7 +221,7 @@ def test_every_form_refuses_a_missing_csrf_token(browser: TestClient, shop: Shop
     for path, data in forms:
         response = browser.post(path, data=data, follow_redirects=False)
         assert response.status_code == 403, path
-        assert response.json()["code"] == "csrf_failed", path
+        assert 'data-code="csrf_failed"' in response.text, path
         # A token from another session does not do either.
         response = browser.post(
             path, data={**data, "csrf_token": "forged.token"}, follow_redirects=False
@@ -640,3 +640,32 @@ def test_a_get_of_a_form_only_page_path_gets_the_page_not_json(browser: TestClie
     answer = browser.get("/me/refunds", headers=ZH)
     assert answer.status_code == 405
     assert answer.headers["content-type"].startswith("text/html")
+
+
+def test_a_refused_form_gets_the_expired_form_page_in_the_visitors_language(
+    browser: TestClient, shop: Shop
+) -> None:
+    """Found by a web audit: a Chinese page's form with a stale token got raw English
+    problem+json."""
+    order = paid_order(shop)
+    logged_in_buyer(browser, shop)
+    refused = browser.post(
+        "/me/refunds",
+        data={"order_id": order["id"], "reason": "other", "csrf_token": "stale.token"},
+        headers=ZH,
+    )
+    assert refused.status_code == 403
+    assert refused.headers["content-type"].startswith("text/html")
+    assert "表单已过期，请刷新页面后重试。" in refused.text
+    assert untranslated(refused.text) == []
+    # The page hands out a token that works.
+    again = browser.post(
+        "/me/refunds",
+        data={"order_id": order["id"], "reason": "other", "csrf_token": csrf_of(refused.text)},
+        follow_redirects=False,
+    )
+    assert again.status_code == 303
+    # The API keeps its problem+json.
+    api = browser.post("/v1/refunds", json={"order_id": order["id"]}, headers={"X-CSRF-Token": "x"})
+    assert api.status_code == 403
+    assert api.json()["code"] == "csrf_failed"

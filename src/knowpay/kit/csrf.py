@@ -5,9 +5,10 @@ session cookie)`, under a key derived from the master key. A page that renders a
 `issue_csrf_token`, which sets the token in the `knowpay_csrf` cookie and returns it for a
 hidden `csrf_token` field (or the `X-CSRF-Token` header of a script's request). Every unsafe
 request (POST, PUT, PATCH, DELETE) that carries the session cookie must then send a token
-that equals the cookie's and was signed for that very session; otherwise 403 problem+json
-`csrf_failed`, before any endpoint runs. A token stolen from another session, or planted
-in a cookie by a sibling subdomain, does not verify.
+that equals the cookie's and was signed for that very session; otherwise 403 `csrf_failed`,
+before any endpoint runs: problem+json, or for a page's form the page the web layer makes of
+it (`page_refusal`: the error page in the visitor's language). A token stolen from another
+session, or planted in a cookie by a sibling subdomain, does not verify.
 
 The pages (every path outside `/v1/`) check a form even without a session cookie: a
 cross-site POST never carries the SameSite=Lax cookie, so letting cookie-less forms through
@@ -30,8 +31,10 @@ import base64
 import hashlib
 import hmac
 import secrets
+from collections.abc import Callable
 from urllib.parse import parse_qs
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -54,6 +57,11 @@ _CROSS_SITE_TYPES = (*_FORM_TYPES, "text/plain")  # sent by other sites with no 
 
 class CsrfFailed(Forbidden):
     code, title = "csrf_failed", "The form's CSRF token is missing or not valid"
+
+
+PageRefusal = Callable[[Request], Response | None]
+"""The refusal of a page's form as a page (app.py passes the web layer's; kit knows no
+pages); None: not a page, answer problem+json."""
 
 
 class CsrfTokens:
@@ -98,9 +106,12 @@ def issue_csrf_token(request: Request, response: Response) -> str:
 class CsrfMiddleware:
     """Refuses cookie-authenticated unsafe requests without a valid token (see the module)."""
 
-    def __init__(self, app: ASGIApp, *, tokens: CsrfTokens) -> None:
+    def __init__(
+        self, app: ASGIApp, *, tokens: CsrfTokens, page_refusal: PageRefusal | None = None
+    ) -> None:
         self.app = app
         self.tokens = tokens
+        self.page_refusal = page_refusal
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
@@ -133,17 +144,21 @@ class CsrfMiddleware:
             and session
             and self.tokens.valid(submitted, session)
         ):
-            error = CsrfFailed("Reload the page and submit the form again.")
-            response = problem_response(
-                request,
-                status=error.status,
-                code=error.code,
-                title=error.title,
-                detail=error.detail,
-            )
+            response = await self._refusal(request)
             await response(scope, receive, send)
             return
         await self.app(scope, receive if body is None else _replay(body, receive), send)
+
+    async def _refusal(self, request: Request) -> Response:
+        if self.page_refusal is not None and not request.url.path.startswith(API_PREFIX):
+            # The page is rendered with the session's account (a database read): off the loop.
+            page = await run_in_threadpool(self.page_refusal, request)
+            if page is not None:
+                return page
+        error = CsrfFailed("Reload the page and submit the form again.")
+        return problem_response(
+            request, status=error.status, code=error.code, title=error.title, detail=error.detail
+        )
 
 
 async def _read_body(receive: Receive) -> bytes:

@@ -189,13 +189,20 @@ def error_page(request: Request, status: int, code: str, **context: Any) -> Resp
     )
 
 
-PAGE_PREFIXES = ("/me", "/admin", "/pay")
+PAGE_PREFIXES = ("/me", "/admin", "/pay", "/login", "/logout", "/lang")
 """Paths that are pages whether or not a route matched: an unknown one (a typo, an old
-bookmark) gets the 404 page, not the API's problem+json (/v1 and /notify keep that)."""
+bookmark) gets the 404 page, and a form refused by the CSRF middleware the 403 page, not the
+API's problem+json (/v1 and /notify keep that)."""
 
 
 def is_page_path(path: str) -> bool:
     return any(path == prefix or path.startswith(prefix + "/") for prefix in PAGE_PREFIXES)
+
+
+def csrf_refusal_page(request: Request) -> Response | None:
+    """The CSRF middleware's refusal of a page's form (`kit.csrf.PageRefusal`): the error
+    page with the catalog's "The form had expired…", which hands out a fresh token."""
+    return error_page(request, 403, "csrf_failed") if is_page_path(request.url.path) else None
 
 
 def install_web_error_pages(app: FastAPI) -> None:
