@@ -539,8 +539,12 @@ def test_releasing_a_held_payment_whose_order_expired_says_it_went_nowhere(
     assert worker.run_jobs_once()["expire_orders"] >= 1
     browser, _ = staff_browser(app, build, Role.SUPPORT)
     queue = browser.get("/admin/risk", params={"lang": "en"})
-    decision_id = re.search(r'action="/admin/risk/([^/"]+)/release"', queue.text)
+    decision_id = re.search(r'action="/admin/risk/([^/"]+)/reject"', queue.text)
     assert decision_id
+    # The queue says so and offers no Release; a page opened before the order expired does.
+    assert "The payment closed before a decision: there is nothing to release." in queue.text
+    assert f"/admin/risk/{decision_id.group(1)}/release" not in queue.text
+    assert untranslated(browser.get("/admin/risk").text) == []
     released = browser.post(
         f"/admin/risk/{decision_id.group(1)}/release", data={"csrf_token": csrf_of(queue.text)}
     )

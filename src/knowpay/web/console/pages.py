@@ -154,6 +154,9 @@ def _review_context(session: DbSession, staff: Principal) -> dict[str, Any]:
         "reviews": waiting,
         "decided": decided,
         "emails": queries.emails_of(session, {d.user_id for d in waiting}, staff),
+        # A review stays open when its held attempt closes first (the worker expired the
+        # order): the queue says so, and offers no Release that would send nothing.
+        "payment_status": queries.payment_statuses(session, {d.payment_id for d in waiting}),
     }
 
 

@@ -337,6 +337,14 @@ def compact_json(raw: str | None) -> str:
         return raw
 
 
+def payment_statuses(session: Session, payment_ids: set[str]) -> dict[str, str]:
+    """payment id → status (the risk queue: a held attempt may have closed meanwhile)."""
+    if not payment_ids:
+        return {}
+    rows = session.execute(select(Payment.id, Payment.status).where(Payment.id.in_(payment_ids)))
+    return {str(payment_id): str(status) for payment_id, status in rows}
+
+
 def pending_refunds(session: Session, limit: int = 100) -> list[Refund]:
     """Refunds waiting for finance, oldest first (the queue's order)."""
     return list(
