@@ -33,7 +33,7 @@ from knowpay.gateway_notifications.endpoints import router as notifications_rout
 from knowpay.gateway_notifications.forms import router as gateway_forms_router
 from knowpay.kit.clock import Clock, SystemClock
 from knowpay.kit.config import Settings, get_settings
-from knowpay.kit.crypto import SecretBox, SecretHasher
+from knowpay.kit.crypto import SecretHasher, secret_box
 from knowpay.kit.csrf import CsrfMiddleware, CsrfTokens
 from knowpay.kit.db import Database
 from knowpay.kit.errors import (
@@ -161,7 +161,7 @@ def create_app(
     )
     app.state.risk_releaser = HeldPaymentReleaser(payments_context, clock)
     app.state.refunds_context = RefundsContext(payments=payments_context, policy=settings.refunds)
-    app.state.secret_box = SecretBox(settings.secret_key.get_secret_value())
+    app.state.secret_box = secret_box(settings)
     app.state.trusted_proxies = TrustedProxies(settings.trusted_proxies)
     app.state.rate_limiter = RateLimiter(
         settings.rate_limits,

@@ -29,6 +29,7 @@ from knowpay.credentials.errors import StoredCredentialsUnreadable
 from knowpay.credentials.models import GatewayCredential
 from knowpay.kit.clock import FrozenClock
 from knowpay.kit.config import Settings, get_settings
+from knowpay.kit.crypto import SecretBox
 from knowpay.kit.db import Database
 from knowpay.kit.money import Money
 from tests.builders import Builders, Caller
@@ -258,3 +259,78 @@ def test_a_process_with_the_wrong_master_key_refuses_to_start(
     assert key_pair("merchant").body_lines[3] not in str(refused.value)
     with database.session_scope(read_only=True) as session:
         assert len(session.scalars(select(GatewayCredential)).all()) == 4
+
+
+GARBAGE_KEY = "-----BEGIN PRIVATE KEY-----\nZ2FyYmFnZS1rZXktYm9keQ==\n-----END PRIVATE KEY-----\n"
+"""PEM-shaped (the settings take it), but no key: the Alipay adapter cannot load it."""
+
+
+def test_a_key_that_does_not_load_is_refused_and_nothing_is_stored(
+    client: TestClient, build: Builders, database: Database
+) -> None:
+    admin = build.staff(Role.ADMIN)
+
+    refused = put_alipay(client, admin, {**alipay_fields(), "private_key": GARBAGE_KEY})
+
+    assert refused.status_code == 422
+    assert refused.json()["code"] == "invalid_gateway_credentials"
+    assert "do not load" in refused.json()["detail"]
+    assert "Z2FyYmFnZS1rZXktYm9keQ" not in refused.text
+    with database.session_scope(read_only=True) as session:
+        assert session.scalars(select(GatewayCredential)).all() == []
+    assert put_alipay(client, admin, alipay_fields()).status_code == 200  # a good one is taken
+
+
+def test_a_stored_key_that_does_not_load_leaves_its_gateway_on_env_settings_not_every_process_down(
+    build: Builders,
+    settings: Settings,
+    database: Database,
+    clock: FrozenClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    box = SecretBox(settings.secret_key.get_secret_value())
+    with database.session_scope() as session:  # stored before the check, or by hand in SQL
+        for field, value in {**alipay_fields(), "private_key": GARBAGE_KEY}.items():
+            session.add(
+                GatewayCredential(
+                    id=f"gcred_{field}",
+                    gateway="alipay",
+                    field=field,
+                    value_sealed=box.seal(
+                        value, context=credentials.sealing_context("alipay", field)
+                    ),
+                    fingerprint=credentials.fingerprint(value),
+                    created_at=clock.now(),
+                    updated_at=clock.now(),
+                )
+            )
+
+    app = create_app(settings, clock=clock, database=database, run_worker=False)
+
+    registry = app.state.channel_registry
+    assert "alipay_page" not in registry.names()  # env has no Alipay: as if nothing stored
+    assert "test" in registry.names()
+    assert "the stored alipay credentials do not load" in caplog.text
+    assert "Z2FyYmFnZS1rZXktYm9keQ" not in caplog.text
+
+
+def test_values_sealed_under_a_previous_master_key_open_while_it_is_listed(
+    client: TestClient, build: Builders, settings: Settings, database: Database, clock: FrozenClock
+) -> None:
+    old_key = settings.secret_key
+    put_alipay(client, build.staff(Role.ADMIN), alipay_fields())  # sealed under the old key
+    rotated = settings.model_copy(
+        update={
+            "secret_key": SecretStr("the-new-master-key-0123456789-abcdefgh"),
+            "previous_secret_keys": [old_key],
+        }
+    )
+
+    assert_alipay_signs(rotated, database, clock)
+    new_app = create_app(rotated, clock=clock, database=database, run_worker=False)
+    assert (
+        new_app.state.secret_box.key_id == SecretBox(rotated.secret_key.get_secret_value()).key_id
+    )
+    without_old = rotated.model_copy(update={"previous_secret_keys": []})
+    with pytest.raises(StoredCredentialsUnreadable, match="KNOWPAY_PREVIOUS_SECRET_KEYS"):
+        create_app(without_old, database=database, run_worker=False)

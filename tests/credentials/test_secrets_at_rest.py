@@ -21,11 +21,12 @@ from knowpay.app import create_app
 from knowpay.audit.models import AuditRecord
 from knowpay.auth.principals import Role
 from knowpay.cli.main import app as cli
+from knowpay.credentials import service as credentials
 from knowpay.credentials.errors import StoredCredentialsUnreadable
 from knowpay.credentials.models import GatewayCredential
 from knowpay.kit.clock import FrozenClock
 from knowpay.kit.config import Settings, get_settings
-from knowpay.kit.crypto import SecretBox, derive_key
+from knowpay.kit.crypto import SecretBox, derive_key, secret_box
 from knowpay.kit.db import Database
 from knowpay.kit.idempotency_models import IdempotencyRecord
 from knowpay.webhooks.models import WebhookEndpoint
@@ -255,3 +256,37 @@ def test_rotation_refuses_a_short_key_and_changes_nothing_when_a_value_does_not_
     with database.session_scope(read_only=True) as session:
         after = sorted(c.value_sealed for c in session.scalars(select(GatewayCredential)).all())
     assert after == before
+
+
+def test_rotation_in_the_documented_order_never_leaves_a_value_no_process_can_open(
+    client: TestClient,
+    build: Builders,
+    settings: Settings,
+    database: Database,
+    clock: FrozenClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    old_key = settings.secret_key
+    _store_gateways(client, build.staff(Role.ADMIN))  # sealed under the old key
+    # 1. Every process restarts on the new key, the old one listed as previous.
+    both = settings.model_copy(
+        update={"secret_key": SecretStr(NEW_KEY), "previous_secret_keys": [old_key]}
+    )
+    restarted = create_app(both, clock=clock, database=database, run_worker=False)
+    assert restarted.state.settings.alipay.app_id == "2021000000000001"  # the old seal opens
+    with database.session_scope() as session:  # a change made meanwhile: under the new key
+        credentials.set_fields(
+            session, secret_box(both), both, "alipay", {"app_id": "2021000000000002"}, clock.now()
+        )
+    # 2. The rotation re-seals what the old key still holds.
+    monkeypatch.setenv("KNOWPAY_PREVIOUS_SECRET_KEYS", json.dumps([old_key.get_secret_value()]))
+    result = _rotate(both, monkeypatch, "--new-key", NEW_KEY)
+    assert result.exit_code == 0, result.output
+    with database.session_scope(read_only=True) as session:
+        sealed = [c.value_sealed for c in session.scalars(select(GatewayCredential)).all()]
+    assert len(sealed) == 6
+    assert all(SecretBox(NEW_KEY).is_current(value) for value in sealed)
+    # 3. The old key can go.
+    only_new = both.model_copy(update={"previous_secret_keys": []})
+    app = create_app(only_new, clock=clock, database=database, run_worker=False)
+    assert app.state.settings.alipay.app_id == "2021000000000002"

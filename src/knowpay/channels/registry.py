@@ -45,6 +45,25 @@ _GATEWAY_BUILDERS: dict[str, ChannelBuilder] = {
 }
 
 
+def load_problem(section: str, settings: Settings, clock: Clock) -> Exception | None:
+    """What keeps a gateway's channels from loading with `settings` (a key that does not
+    parse …), or None; the channels built to find out are closed again."""
+    try:
+        channels = _GATEWAY_BUILDERS[section](settings, clock)
+    except Exception as exc:  # each adapter's own refusal (ValueError, TypeError …)
+        return exc
+    for channel in channels.values():
+        _close(channel)
+    return None
+
+
+def _close(adapter: Channel) -> None:
+    """Close an adapter's HTTP connections (the adapters that hold any have `close`)."""
+    close = getattr(adapter, "close", None)
+    if callable(close):
+        close()
+
+
 class UnknownChannel(Unprocessable):
     code, title = "unknown_channel", "No such channel"
 
@@ -138,9 +157,7 @@ class ChannelRegistry:
     def close(self) -> None:
         """Close every adapter's HTTP connections, retired ones too (at shutdown)."""
         for adapter in [*self._adapters.values(), *self._retired]:
-            close = getattr(adapter, "close", None)
-            if callable(close):
-                close()
+            _close(adapter)
 
     def all(self) -> list[Channel]:
         """Every configured channel, by name."""

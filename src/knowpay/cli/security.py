@@ -15,7 +15,7 @@ from knowpay.credentials.models import GatewayCredential
 from knowpay.credentials.schemas import applies_when
 from knowpay.kit.clock import SystemClock
 from knowpay.kit.config import get_settings
-from knowpay.kit.crypto import SecretBox, SecretBoxError
+from knowpay.kit.crypto import SecretBox, SecretBoxError, secret_box
 from knowpay.kit.db import Database
 from knowpay.kit.errors import KnowpayError
 from knowpay.kit.idempotency import reseal_bodies
@@ -114,7 +114,9 @@ def secrets_rotate(
             f"The new master key must be at least {MIN_MASTER_KEY_CHARS} characters.",
             as_json,
         )
-    opener = SecretBox(old, previous_keys=[new_key])  # also reads values already moved
+    # Also reads values already moved, and any still under a key the rotation before left.
+    earlier = [key.get_secret_value() for key in settings.previous_secret_keys]
+    opener = SecretBox(old, previous_keys=[new_key, *earlier])
     sealer = SecretBox(new_key)
     database = Database(settings)
     try:
@@ -211,7 +213,7 @@ def gateways_set(
         with database.session_scope() as session:
             rows = credentials.set_fields(
                 session,
-                SecretBox(settings.secret_key.get_secret_value()),
+                secret_box(settings),
                 settings,
                 gateway,
                 fields,

@@ -16,7 +16,7 @@ from knowpay.channels.registry import ChannelRegistry
 from knowpay.credentials import repository
 from knowpay.credentials.service import stored_settings
 from knowpay.kit.config import Settings
-from knowpay.kit.crypto import SecretBox
+from knowpay.kit.crypto import secret_box
 from knowpay.kit.db import Database
 
 logger = logging.getLogger("knowpay.credentials")
@@ -40,7 +40,7 @@ class CredentialsRefresher:
         self._registry = registry
         self._on_change = on_change
         self._interval_s = interval_s
-        self._box = SecretBox(base.secret_key.get_secret_value())
+        self._box = secret_box(base)
         self._applied: Revision | None = None
         self._refused: Revision | None = None
         self._stop = threading.Event()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, get_origin
@@ -21,6 +22,7 @@ from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.orm import Session
 
 from knowpay.audit import service as audit
+from knowpay.channels.registry import load_problem
 from knowpay.credentials import repository
 from knowpay.credentials.errors import (
     InvalidCredentials,
@@ -28,12 +30,16 @@ from knowpay.credentials.errors import (
     UnknownGateway,
 )
 from knowpay.credentials.models import GatewayCredential
+from knowpay.kit.clock import SystemClock
 from knowpay.kit.config import GatewaySettings, Settings
-from knowpay.kit.crypto import SecretBox, SecretBoxError
+from knowpay.kit.crypto import SecretBox, SecretBoxError, secret_box
 from knowpay.kit.db import Database
 from knowpay.kit.ids import new_id
 
 logger = logging.getLogger("knowpay.credentials")
+
+_ENV_NAME_PREFIX = re.compile(r"^KNOWPAY_[A-Z0-9_]+: ")
+"""Adapters name the environment variable a bad value came from; a stored one came from here."""
 
 
 def gateway_sections() -> dict[str, type[GatewaySettings]]:
@@ -108,7 +114,8 @@ def set_fields(
             fields=unknown,
         )
     new_values = {field: value for field, value in fields.items() if value is not None}
-    _section(model, getattr(settings, gateway), new_values)
+    section = _section(model, getattr(settings, gateway), new_values)
+    _refuse_what_does_not_load(settings.model_copy(update={gateway: section}), gateway, new_values)
     for field, value in sorted(new_values.items()):
         sealed = box.seal(value, context=sealing_context(gateway, field))
         row = repository.get(session, gateway, field)
@@ -147,6 +154,22 @@ def set_fields(
     return repository.all_rows(session, gateway)
 
 
+def _refuse_what_does_not_load(settings: Settings, gateway: str, values: Mapping[str, str]) -> None:
+    """InvalidCredentials when the gateway's channels would not load with the new values (a
+    PEM-shaped key that does not parse): stored, it would be refused by every process. The
+    adapter's reason is given unless it quotes a value."""
+    problem = load_problem(gateway, settings, SystemClock())
+    if problem is None:
+        return
+    reason = _ENV_NAME_PREFIX.sub("", str(problem))
+    if any(value and value in reason for value in values.values()):
+        reason = type(problem).__name__
+    fields = sorted(values)
+    raise InvalidCredentials(
+        f"The {gateway} channels do not load with these values: {reason}", fields=fields
+    )
+
+
 def list_fields(session: Session, gateway: str | None = None) -> list[GatewayCredential]:
     """What is stored (rows carry only sealed values and fingerprints)."""
     if gateway is not None:
@@ -171,7 +194,8 @@ def stored_settings(settings: Settings, session: Session, box: SecretBox) -> Set
         except SecretBoxError as exc:
             raise StoredCredentialsUnreadable(
                 f"the stored {row.gateway}.{row.field} does not open with KNOWPAY_SECRET_KEY "
-                f"({exc}); was the key rotated without restarting with the new one?"
+                f"({exc}); if it was sealed under an earlier master key, list that key in "
+                "KNOWPAY_PREVIOUS_SECRET_KEYS (docs/audit.md, rotating the master key)"
             ) from None
         by_gateway.setdefault(row.gateway, {})[row.field] = value
     if not by_gateway:
@@ -186,16 +210,36 @@ def stored_settings(settings: Settings, session: Session, box: SecretBox) -> Set
 def with_stored_credentials(settings: Settings, database: Database) -> Settings:
     """The start-up overlay (app and worker): stored credentials over env/TOML settings. A
     database that is not migrated yet (or not reachable) leaves the settings as they are."""
-    box = SecretBox(settings.secret_key.get_secret_value())
+    box = secret_box(settings)
     try:
         with database.session_scope(read_only=True) as session:
-            return stored_settings(settings, session, box)
+            stored = stored_settings(settings, session, box)
     except (OperationalError, ProgrammingError) as exc:
         logger.error(
             "stored gateway credentials were not loaded (%s); gateways use env/TOML settings only",
             type(exc).__name__,
         )
         return settings
+    return _only_what_loads(settings, stored)
+
+
+def _only_what_loads(base: Settings, stored: Settings) -> Settings:
+    """`stored`, but a gateway whose stored values do not load keeps its env/TOML settings:
+    one bad value in the store must not keep every process from starting."""
+    kept = stored
+    for gateway in gateway_sections():
+        if getattr(stored, gateway) == getattr(base, gateway):
+            continue
+        problem = load_problem(gateway, stored, SystemClock())
+        if problem is not None:
+            logger.error(
+                "the stored %s credentials do not load (%s); %s uses its env/TOML settings",
+                gateway,
+                type(problem).__name__,
+                gateway,
+            )
+            kept = kept.model_copy(update={gateway: getattr(base, gateway)})
+    return kept
 
 
 def reseal_all(session: Session, opener: SecretBox, sealer: SecretBox) -> int:

@@ -320,6 +320,9 @@ class Settings(BaseSettings):
     public_url: str = "http://127.0.0.1:8000"
     redis_url: str | None = None
     secret_key: SecretStr = SecretStr(_INSECURE_DEV_SECRET)
+    # Master keys stored secrets may still be sealed under while a rotation is under way:
+    # opened with, never sealed with (docs/audit.md, "Rotating the master key").
+    previous_secret_keys: list[SecretStr] = []
     environment: str = "development"
 
     # Per process: `serve --workers 4` opens up to 4 × 20 connections to PostgreSQL. A request

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from knowpay.kit.config import PasswordHashSettings
+from knowpay.kit.config import PasswordHashSettings, Settings
 
 
 class SecretHasher:
@@ -165,3 +165,12 @@ class SecretBox:
 def _fernet(master_key: str) -> Fernet:
     """The legacy box (before v2): Fernet under an HMAC-derived key."""
     return Fernet(base64.urlsafe_b64encode(derive_key(master_key, "knowpay/secret-box/v1")))
+
+
+def secret_box(settings: Settings) -> SecretBox:
+    """The deployment's box: seals under `secret_key`, also opens what is still sealed under a
+    `previous_secret_keys` entry (a rotation under way)."""
+    return SecretBox(
+        settings.secret_key.get_secret_value(),
+        previous_keys=[key.get_secret_value() for key in settings.previous_secret_keys],
+    )

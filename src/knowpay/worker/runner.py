@@ -17,7 +17,7 @@ from knowpay.audit import tasks as audit_tasks
 from knowpay.channels.registry import ChannelRegistry
 from knowpay.kit.clock import Clock
 from knowpay.kit.config import Settings
-from knowpay.kit.crypto import SecretBox
+from knowpay.kit.crypto import secret_box
 from knowpay.kit.db import Database
 from knowpay.kit.idempotency import purge_expired
 from knowpay.kit.outbox import OutboxDispatcher
@@ -46,7 +46,7 @@ class Worker:
         self.deliverer = WebhookDeliverer(
             database,
             clock,
-            SecretBox(settings.secret_key.get_secret_value()),
+            secret_box(settings),
             DeliveryPolicy(
                 timeout_s=options.webhook_timeout_s,
                 retry_window=timedelta(seconds=options.webhook_retry_window_s),
