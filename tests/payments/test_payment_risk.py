@@ -3,13 +3,20 @@ an amount anomaly is held for review and goes to the gateway only when staff rel
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
+from knowpay.audit.models import AuditRecord
 from knowpay.auth.principals import Role
+from knowpay.kit.clock import FrozenClock
+from knowpay.kit.config import Settings
 from knowpay.kit.db import Database
+from knowpay.worker.runner import Worker
 from tests import books
 from tests.builders import Builders, Caller, Shop
 
@@ -137,3 +144,49 @@ def test_a_rejected_review_fails_the_attempt(
         False,
     )
     assert shop.get(f"/v1/orders/{order['id']}")["status"] == "created"
+
+
+def test_a_review_whose_attempt_closed_first_leaves_the_queue_as_closed(
+    app: FastAPI,
+    shop: Shop,
+    client: TestClient,
+    finance: Caller,
+    settings: Settings,
+    database: Database,
+    clock: FrozenClock,
+) -> None:
+    """Found by a web audit: the worker closed an expired order and its held attempt, and the
+    review stayed open, offering a Release that would send nothing."""
+    order = anomalous_order(shop, client, finance)
+    payment = try_to_pay(shop, order).json()
+    [review] = client.get("/v1/admin/risk/reviews?status=open", headers=finance.headers).json()[
+        "data"
+    ]
+    clock.advance(timedelta(hours=3))
+    worker = Worker(settings, database, clock, app.state.channel_registry)
+
+    ran = worker.run_jobs_once()
+    finance = shop.build.relogin(finance)  # three hours on: a fresh token
+
+    assert (ran["expire_orders"], ran["close_moot_reviews"]) == (1, 1)
+    assert (
+        client.get("/v1/admin/risk/reviews?status=open", headers=finance.headers).json()["data"]
+        == []
+    )
+    [closed] = client.get("/v1/admin/risk/reviews?status=closed", headers=finance.headers).json()[
+        "data"
+    ]
+    assert (closed["id"], closed["review_status"]) == (review["id"], "closed")
+    after = shop.get(f"/v1/payments/{payment['id']}")
+    assert (after["status"], after["held_for_review"]) == ("closed", False)
+    late = client.post(
+        f"/v1/admin/risk/reviews/{review['id']}/release", json={}, headers=finance.headers
+    )
+    assert late.status_code == 409
+    assert late.json()["review_status"] == "closed"
+    assert worker.run_jobs_once()["close_moot_reviews"] == 0
+    with database.session_scope(read_only=True) as session:
+        actions = session.scalars(
+            select(AuditRecord.action).where(AuditRecord.object_id == review["id"])
+        ).all()
+    assert actions == ["risk_review.closed"]

@@ -449,7 +449,7 @@ def test_reviews_page_newest_first_and_other_decisions_are_not_reviews(
         == 404
     )
     assert (
-        client.get("/v1/admin/risk/reviews?status=closed", headers=finance.headers).status_code
+        client.get("/v1/admin/risk/reviews?status=pending", headers=finance.headers).status_code
         == 422
     )
 

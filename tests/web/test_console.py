@@ -23,6 +23,7 @@ from knowpay.kit.clock import FrozenClock
 from knowpay.kit.config import Settings
 from knowpay.kit.db import Database
 from knowpay.kit.masking import mask_email
+from knowpay.payments import tasks
 from knowpay.web.console.labels import ERRORS, NOTICES, VALUES
 from knowpay.web.errors import MESSAGES
 from knowpay.web.i18n import make_gettext, read_catalog
@@ -536,7 +537,9 @@ def test_releasing_a_held_payment_whose_order_expired_says_it_went_nowhere(
     payment = held_payment(shop, client, finance)
     clock.advance(timedelta(hours=3))
     worker = Worker(settings, database, clock, app.state.channel_registry)
-    assert worker.run_jobs_once()["expire_orders"] >= 1
+    # Only the expiry: the page as staff see it before `close_moot_reviews` takes the review
+    # out of the queue (tests/payments/test_payment_risk.py).
+    assert tasks.expire_orders(worker.jobs) >= 1
     browser, _ = staff_browser(app, build, Role.SUPPORT)
     queue = browser.get("/admin/risk", params={"lang": "en"})
     decision_id = re.search(r'action="/admin/risk/([^/"]+)/reject"', queue.text)

@@ -27,6 +27,9 @@ from knowpay.orders.states import OrderStatus
 from knowpay.payments import service
 from knowpay.payments.models import Payment
 from knowpay.payments.states import PaymentStatus
+from knowpay.risk import service as risk
+from knowpay.risk.models import RiskDecision
+from knowpay.risk.states import ReviewStatus
 
 logger = logging.getLogger("knowpay.jobs")
 
@@ -140,6 +143,35 @@ def query_silent_payments(ctx: JobContext) -> int:
         except (KnowpayError, ChannelError) as exc:
             logger.warning("query of %s failed; will retry: %s", payment_id, exc)
     return settled
+
+
+# Reviews of attempts that closed first -----------------------------------------------------
+
+
+def close_moot_reviews(ctx: JobContext) -> int:
+    """Take out of the staff's queue the reviews whose held attempt closed before anyone
+    decided (its order expired or was closed, another attempt paid it): there is nothing to
+    release. A review staff are deciding at this moment is left to them."""
+    with ctx.database.session_scope(read_only=True) as session:
+        moot = session.execute(
+            select(RiskDecision.id, RiskDecision.payment_id)
+            .join(Payment, Payment.id == RiskDecision.payment_id)
+            .where(
+                RiskDecision.review_status == ReviewStatus.OPEN,
+                Payment.status != PaymentStatus.PENDING,
+            )
+            .limit(ctx.batch_size)
+        ).all()
+    closed = 0
+    for decision_id, payment_id in moot:
+        with ctx.database.session_scope() as session:
+            if risk.close_moot_review(session, decision_id, ctx.clock.now()) is None:
+                continue
+            session.execute(  # it waits for nobody now (the API shows held_for_review)
+                update(Payment).where(Payment.id == payment_id).values(held_for_review=False)
+            )
+            closed += 1
+    return closed
 
 
 # Closing abandoned attempts at the gateway -------------------------------------------------

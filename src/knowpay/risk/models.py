@@ -97,7 +97,7 @@ class RiskDecision(Base):
         UniqueConstraint("payment_id"),
         CheckConstraint("decision in ('allow', 'review', 'deny')", name="decision_known"),
         CheckConstraint(
-            "(decision = 'review' AND review_status in ('open', 'released', 'rejected')) "
+            "(decision = 'review' AND review_status in ('open', 'released', 'rejected', 'closed')) "
             "OR (decision <> 'review' AND review_status IS NULL)",
             name="review_status_only_on_reviews",
         ),

@@ -291,7 +291,7 @@ class RiskDecisionOut(BaseModel):
     decision: Literal["allow", "review", "deny"]
     reasons: list[ReasonOut]
     rule_ids: list[str]
-    review_status: Literal["open", "released", "rejected"] | None
+    review_status: Literal["open", "released", "rejected", "closed"] | None
     reviewed_by: str | None
     reviewed_at: datetime | None
     review_note: str | None

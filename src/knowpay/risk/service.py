@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any, Literal, Protocol
 
 from pydantic import ValidationError
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -52,7 +53,10 @@ from knowpay.risk.states import (
 
 logger = logging.getLogger("knowpay.risk")
 
-ReviewFilter = Literal["open", "released", "rejected"]
+SYSTEM_REVIEWER = "system"
+"""`reviewed_by` of a review nobody decided (closed with its attempt)."""
+
+ReviewFilter = Literal["open", "released", "rejected", "closed"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,6 +227,33 @@ def get_review(session: Session, decision_id: str) -> RiskDecision:
     decision = repository.get_decision(session, decision_id)
     if decision is None or decision.review_status is None:
         raise ReviewNotFound(f"No risk review {decision_id}.")
+    return decision
+
+
+def close_moot_review(session: Session, decision_id: str, now: datetime) -> RiskDecision | None:
+    """An open review whose attempt closed before anyone decided (the caller saw it closed)
+    leaves the queue as `closed`; None when it is no longer open, or staff are deciding it
+    right now (their decision stands)."""
+    decision = session.scalars(
+        select(RiskDecision)
+        .where(RiskDecision.id == decision_id, RiskDecision.review_status == ReviewStatus.OPEN)
+        .with_for_update(skip_locked=True)
+    ).first()
+    if decision is None:
+        return None
+    decision.review_status = ReviewStatus.CLOSED.value
+    decision.reviewed_by = SYSTEM_REVIEWER
+    decision.reviewed_at = now
+    session.flush()
+    audit.record(
+        session,
+        action="risk_review.closed",
+        object_type="risk_decision",
+        object_id=decision.id,
+        before={"review_status": ReviewStatus.OPEN.value},
+        after={"review_status": ReviewStatus.CLOSED.value, "payment_id": decision.payment_id},
+        now=now,
+    )
     return decision
 
 

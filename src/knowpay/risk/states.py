@@ -27,6 +27,9 @@ class ReviewStatus(StrEnum):
     """Staff let it through; the payments domain sends it to the gateway."""
     REJECTED = "rejected"
     """Staff refused it; the attempt never reaches the gateway."""
+    CLOSED = "closed"
+    """Nobody decided: the attempt closed first (its order expired or was closed, or another
+    attempt paid it), so there is nothing left to release."""
 
 
 class ReviewOutcome(StrEnum):

@@ -83,6 +83,7 @@ class Worker:
             "expire_orders": lambda: tasks.expire_orders(self.jobs),
             "query_silent_payments": lambda: tasks.query_silent_payments(self.jobs),
             "close_abandoned_attempts": lambda: tasks.close_abandoned_attempts(self.jobs),
+            "close_moot_reviews": lambda: tasks.close_moot_reviews(self.jobs),
             "remind_unpaid_orders": lambda: tasks.remind_unpaid_orders(self.jobs),
             "refund_duplicates": lambda: refund_tasks.refund_duplicates(self.refund_jobs),
             "send_refunds": lambda: refund_tasks.send_refunds(self.refund_jobs),
