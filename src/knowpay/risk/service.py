@@ -245,16 +245,22 @@ def close_moot_review(session: Session, decision_id: str, now: datetime) -> Risk
     decision.reviewed_by = SYSTEM_REVIEWER
     decision.reviewed_at = now
     session.flush()
+    _record_review(session, decision, ReviewStatus.OPEN.value, now)
+    return decision
+
+
+def _record_review(session: Session, decision: RiskDecision, before: str, now: datetime) -> None:
+    """The audit record of a review that left `before` for its status now."""
+    after = decision.review_status
     audit.record(
         session,
-        action="risk_review.closed",
+        action=f"risk_review.{after}",
         object_type="risk_decision",
         object_id=decision.id,
-        before={"review_status": ReviewStatus.OPEN.value},
-        after={"review_status": ReviewStatus.CLOSED.value, "payment_id": decision.payment_id},
+        before={"review_status": before},
+        after={"review_status": after, "payment_id": decision.payment_id},
         now=now,
     )
-    return decision
 
 
 def decide_review(
@@ -283,15 +289,7 @@ def decide_review(
         allowed_from = [o.value for o in outcomes_allowing(denied)]
         repository.set_outcome(session, decision.payment_id, denied.value, allowed_from, now)
     session.flush()
-    audit.record(
-        session,
-        action=f"risk_review.{after.value}",
-        object_type="risk_decision",
-        object_id=decision.id,
-        before={"review_status": before},
-        after={"review_status": after.value, "payment_id": decision.payment_id},
-        now=now,
-    )
+    _record_review(session, decision, before, now)
     if releaser is not None:
         if after is ReviewStatus.REJECTED:
             releaser.reject(session, decision)
