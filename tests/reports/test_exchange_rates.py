@@ -127,6 +127,36 @@ def test_a_bad_rate_is_refused_and_nothing_is_stored(
     assert client.get("/v1/admin/exchange-rates", headers=admin.headers).json()["data"] == []
 
 
+@pytest.mark.parametrize(
+    ("period", "field"),
+    [
+        ({"end": "0001-01-01"}, "end"),
+        ({"end": "0001-01-30"}, "end"),
+        ({"start": "0001-01-01", "end": "1970-01-02"}, "start"),
+        ({"start": "1969-12-31", "end": "1970-01-02"}, "start"),
+        ({"start": "9999-12-01", "end": "9999-12-31"}, "end"),
+        ({"start": "9999-12-31"}, "start"),
+    ],
+)
+def test_a_report_day_beyond_1970_to_9999_12_30_is_a_422_naming_it_not_a_500(
+    shop: Shop, client: TestClient, period: dict[str, str], field: str
+) -> None:
+    finance = shop.build.staff(Role.FINANCE)
+    answer = client.get("/v1/admin/reports/revenue", params=period, headers=finance.headers)
+    assert answer.status_code == 422, answer.text
+    assert answer.headers["content-type"].startswith("application/problem+json")
+    assert [e["field"] for e in answer.json()["errors"]] == [field]
+    edges = {"start": "1970-01-01", "end": "9999-12-30"}
+    widest = client.get("/v1/admin/reports/revenue", params=edges, headers=finance.headers)
+    assert widest.status_code == 422  # longer than a report may be, but no overflow
+    assert widest.json()["code"] == "invalid_period"
+    last = {"start": "9999-12-29", "end": "9999-12-30"}
+    assert (
+        client.get("/v1/admin/reports/revenue", params=last, headers=finance.headers).json()["end"]
+        == "9999-12-30"
+    )
+
+
 def test_only_finance_and_admins_set_rates_and_read_revenue(shop: Shop, client: TestClient) -> None:
     rate = {"currency": "USD", "base_currency": "CNY", "rate": "7", "date": "2026-11-20"}
     for caller in (shop.app, shop.buyer, shop.build.staff(Role.SUPPORT)):

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt
 
 from knowpay.kit.money import Money, MoneyError, normalize_currency
+
+EARLIEST_DAY = date(1970, 1, 1)
+LATEST_DAY = date(9999, 12, 30)
+"""knowpay holds nothing outside these days. The API refuses a date beyond them and the
+console keeps a typed one within them: a period reckoned back from date.min, or a time zone's
+midnight near date.max, overflows Python's dates."""
 
 # 10^15 minor units: far above any real price, far below where a sum could overflow BIGINT.
 MAX_AMOUNT_MINOR = 10**15
@@ -33,6 +40,16 @@ AmountMinor = Annotated[
         description="Integer count of the currency's minor unit (fen, cent; JPY has none)",
     ),
 ]
+
+
+def _day_in_range(day: date) -> date:
+    if not EARLIEST_DAY <= day <= LATEST_DAY:
+        raise ValueError(f"Date should be within {EARLIEST_DAY} … {LATEST_DAY}")
+    return day
+
+
+Day = Annotated[date, AfterValidator(_day_in_range)]
+"""A date (YYYY-MM-DD) within [EARLIEST_DAY, LATEST_DAY]; another is a validation error."""
 
 
 class Strict(BaseModel):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
@@ -11,6 +11,7 @@ from knowpay.auth.dependencies import require_roles
 from knowpay.auth.principals import STAFF_ROLES, Principal, Role
 from knowpay.kit.errors import Unprocessable
 from knowpay.kit.pagination import Page
+from knowpay.kit.schemas import EARLIEST_DAY, LATEST_DAY, Day
 from knowpay.kit.web import AppClock, DbSession, SessionRoute
 from knowpay.reports import service
 from knowpay.reports.schemas import RateOut, RatesIn, RevenueReport, parse_currency
@@ -20,6 +21,7 @@ router = APIRouter(route_class=SessionRoute, prefix="/v1/admin", tags=["admin"])
 Staff = Annotated[Principal, Depends(require_roles(*STAFF_ROLES))]
 Finance = Annotated[Principal, Depends(require_roles(Role.ADMIN, Role.FINANCE))]
 MAX_REPORT_DAYS = 366
+DAYS = f"YYYY-MM-DD within {EARLIEST_DAY} … {LATEST_DAY} (another is 422)"
 
 
 class InvalidPeriod(Unprocessable):
@@ -62,8 +64,8 @@ def revenue_report(
     session: DbSession,
     clock: AppClock,
     base_currency: Annotated[str, Query(min_length=3, max_length=3)] = "CNY",
-    start: date | None = None,
-    end: date | None = None,
+    start: Annotated[Day | None, Query(description=f"First day; {DAYS}")] = None,
+    end: Annotated[Day | None, Query(description=f"Day after the last; {DAYS}")] = None,
 ) -> RevenueReport:
     """Net revenue per day and currency in [start, end) (default: the last 30 days), with
     each day translated to `base_currency` at the latest rate on or before it."""

@@ -15,6 +15,7 @@ from knowpay.audit import service as audit
 from knowpay.auth.principals import Principal
 from knowpay.channels.registry import ChannelRegistry
 from knowpay.kit.pagination import PageParams
+from knowpay.kit.schemas import EARLIEST_DAY, LATEST_DAY
 from knowpay.kit.web import DbSession, SessionRoute
 from knowpay.limits import service as limits
 from knowpay.payments import service as payments
@@ -33,13 +34,6 @@ router = APIRouter(
 )
 
 Text = Annotated[str, Query(max_length=200)]
-
-
-EARLIEST_DAY = date(1970, 1, 1)
-LATEST_DAY = date(9999, 12, 30)
-"""A date typed in a filter is kept within these days: knowpay holds nothing outside them, and
-a report's period (up to MAX_DAYS before its end) or a time zone's midnight reckoned near
-date.min or date.max overflows Python's dates."""
 
 
 def _date(value: str | None) -> date | None:
