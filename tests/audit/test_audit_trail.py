@@ -184,6 +184,28 @@ def test_the_admin_endpoint_filters_pages_newest_first_and_is_for_staff_only(
     assert all_ids == sorted(all_ids, reverse=True)
 
 
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("created_lt", "9999-12-31T23:59:59-01:00"),
+        ("created_gte", "9999-12-31T23:30:00-05:00"),
+        ("created_gte", "0001-01-01T00:30:00+01:00"),
+        ("created_lt", "9999-12-31T23:59:59"),
+        ("created_gte", "1969-12-31T23:59:59Z"),
+    ],
+)
+def test_a_time_filter_beyond_1970_to_9999_12_31_is_a_422_naming_it_not_a_500(
+    build: Builders, client: TestClient, name: str, value: str
+) -> None:
+    support = build.staff(Role.SUPPORT)
+    answer = client.get("/v1/admin/audit", params={name: value}, headers=support.headers)
+    assert answer.status_code == 422, answer.text
+    assert answer.headers["content-type"].startswith("application/problem+json")
+    assert [e["field"] for e in answer.json()["errors"]] == [name]
+    edges = {"created_gte": "1970-01-01T08:00:00+08:00", "created_lt": "9999-12-31T00:00:00Z"}
+    assert _audit(client, support, **edges)["data"]  # the edges themselves are kept
+
+
 def test_a_record_commits_or_rolls_back_with_its_transaction(database: Database) -> None:
     with database.session_scope() as session:
         audit.record(session, action="test.kept", object_type="thing", object_id="t1")

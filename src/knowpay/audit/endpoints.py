@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
@@ -12,18 +11,13 @@ from knowpay.audit.schemas import AuditRecordOut
 from knowpay.auth.dependencies import require_roles
 from knowpay.auth.principals import STAFF_ROLES, Principal
 from knowpay.kit.pagination import Page, PageParams, page_params
+from knowpay.kit.schemas import TIME_RANGE, UtcTime
 from knowpay.kit.web import DbSession, SessionRoute
 
 router = APIRouter(route_class=SessionRoute, prefix="/v1/admin/audit", tags=["admin"])
 
 Staff = Annotated[Principal, Depends(require_roles(*STAFF_ROLES))]
-
-
-def _utc(moment: datetime | None) -> datetime | None:
-    """A time without an offset is read as UTC."""
-    if moment is None or moment.tzinfo is not None:
-        return moment
-    return moment.replace(tzinfo=UTC)
+TIMES = f"RFC 3339 within {TIME_RANGE} (another is 422); without an offset, UTC"
 
 
 @router.get("", response_model=Page[AuditRecordOut])
@@ -36,8 +30,8 @@ def list_audit_records(
     object_type: Annotated[str | None, Query(max_length=40, examples=["refund"])] = None,
     object_id: Annotated[str | None, Query(max_length=160)] = None,
     request_id: Annotated[str | None, Query(max_length=128)] = None,
-    created_gte: Annotated[datetime | None, Query(description="At or after (RFC 3339)")] = None,
-    created_lt: Annotated[datetime | None, Query(description="Before (RFC 3339)")] = None,
+    created_gte: Annotated[UtcTime | None, Query(description=f"At or after; {TIMES}")] = None,
+    created_lt: Annotated[UtcTime | None, Query(description=f"Before; {TIMES}")] = None,
 ) -> Page[AuditRecordOut]:
     """The audit log, newest first (staff). Every filter given must match."""
     filters = service.SearchFilters(
@@ -46,8 +40,8 @@ def list_audit_records(
         object_type=object_type,
         object_id=object_id,
         request_id=request_id,
-        created_gte=_utc(created_gte),
-        created_lt=_utc(created_lt),
+        created_gte=created_gte,
+        created_lt=created_lt,
     )
     found, has_more = service.search(session, filters, params)
     return Page[AuditRecordOut](data=[AuditRecordOut.of(r) for r in found], has_more=has_more)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt
@@ -50,6 +50,24 @@ def _day_in_range(day: date) -> date:
 
 Day = Annotated[date, AfterValidator(_day_in_range)]
 """A date (YYYY-MM-DD) within [EARLIEST_DAY, LATEST_DAY]; another is a validation error."""
+
+EARLIEST_TIME = datetime.combine(EARLIEST_DAY, time.min, tzinfo=UTC)
+LATEST_TIME = datetime.combine(LATEST_DAY + timedelta(days=1), time.min, tzinfo=UTC)
+TIME_RANGE = f"{EARLIEST_TIME:%Y-%m-%dT%H:%M:%SZ} … {LATEST_TIME:%Y-%m-%dT%H:%M:%SZ}"
+
+
+def _utc_in_range(moment: datetime) -> datetime:
+    """The time in UTC (one without an offset is read as UTC). It is compared before it is
+    converted: 9999-12-31T23:59:59-01:00 or 0001-01-01T00:30:00+01:00 has no UTC datetime."""
+    moment = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    if not EARLIEST_TIME <= moment <= LATEST_TIME:
+        raise ValueError(f"Time should be within {TIME_RANGE}")
+    return moment.astimezone(UTC)
+
+
+UtcTime = Annotated[datetime, AfterValidator(_utc_in_range)]
+"""An RFC 3339 time within [EARLIEST_TIME, LATEST_TIME], as UTC; another is a validation
+error."""
 
 
 class Strict(BaseModel):
