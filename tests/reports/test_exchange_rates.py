@@ -9,6 +9,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
@@ -18,6 +19,7 @@ from knowpay.kit.clock import FrozenClock
 from knowpay.kit.config import Settings, get_settings
 from knowpay.reports.service import convert_minor
 from tests.builders import Builders, Shop
+from tests.openapi_conformance import assert_documented
 
 pytestmark = pytest.mark.db
 
@@ -197,3 +199,56 @@ def test_the_cli_loads_rates_from_a_csv_file(
     refused = CliRunner().invoke(cli, ["rates", "load", str(broken), "--json"])
     assert refused.exit_code == 2
     assert json.loads(refused.output)["error"]["code"] == "invalid_rates"
+
+
+@pytest.mark.usefixtures("cli_settings")
+@pytest.mark.parametrize(
+    "content", ["[null]", "[1, 2]", "5", '{"rates": null}', '{"rate": []}', '"USD"', "[[]]"]
+)
+def test_the_cli_refuses_json_whose_rates_are_not_objects_as_invalid_rates_not_a_traceback(
+    tmp_path: Path, content: str
+) -> None:
+    rates = tmp_path / "rates.json"
+    rates.write_text(content, encoding="utf-8")
+    refused = CliRunner().invoke(cli, ["rates", "load", str(rates), "--json"])
+    assert refused.exit_code == 2, refused.output
+    assert refused.exception is None or isinstance(refused.exception, SystemExit)
+    assert json.loads(refused.output)["error"]["code"] == "invalid_rates"
+
+
+@pytest.mark.usefixtures("cli_settings")
+def test_the_cli_loads_a_csv_saved_by_excel_with_a_byte_order_mark(
+    tmp_path: Path, shop: Shop, client: TestClient
+) -> None:
+    rates = tmp_path / "rates.csv"
+    rates.write_bytes(
+        "currency,base_currency,rate,date\r\nUSD,CNY,7.1,2026-11-24\r\n".encode("utf-8-sig")
+    )
+    loaded = CliRunner().invoke(cli, ["rates", "load", str(rates), "--json"])
+    assert loaded.exit_code == 0, loaded.output
+    assert json.loads(loaded.output) == {"loaded": 1}
+    admin = shop.build.staff(Role.ADMIN)
+    listed = client.get("/v1/admin/exchange-rates", headers=admin.headers).json()["data"]
+    assert [(r["currency"], r["base_currency"], r["rate"]) for r in listed] == [
+        ("USD", "CNY", "7.1")
+    ]
+
+
+@pytest.mark.usefixtures("cli_settings")
+def test_a_rate_of_a_currency_in_itself_is_refused_by_the_api_and_the_cli(
+    tmp_path: Path, shop: Shop, client: TestClient, app: FastAPI
+) -> None:
+    admin = shop.build.staff(Role.ADMIN)
+    same = {"currency": "usd", "base_currency": "USD", "rate": "3", "date": "2026-11-20"}
+    answer = client.put("/v1/admin/exchange-rates", json={"rates": [same]}, headers=admin.headers)
+    assert answer.status_code == 422, answer.text
+    assert answer.headers["content-type"].startswith("application/problem+json")
+    assert "currency and base_currency are both USD" in answer.json()["errors"][0]["message"]
+    assert_documented(app, "PUT", "/v1/admin/exchange-rates", answer)
+
+    rates = tmp_path / "rates.csv"
+    rates.write_text("currency,base_currency,rate,date\nUSD,USD,3,2026-11-20\n", "utf-8")
+    refused = CliRunner().invoke(cli, ["rates", "load", str(rates), "--json"])
+    assert refused.exit_code == 2, refused.output
+    assert json.loads(refused.output)["error"]["code"] == "invalid_rates"
+    assert client.get("/v1/admin/exchange-rates", headers=admin.headers).json()["data"] == []

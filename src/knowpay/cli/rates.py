@@ -15,21 +15,22 @@ from knowpay.kit.clock import SystemClock
 from knowpay.kit.config import get_settings
 from knowpay.kit.db import Database
 from knowpay.reports import service
-from knowpay.reports.schemas import RateIn, RatesIn
+from knowpay.reports.schemas import RatesIn
 
 rates_app = typer.Typer(help="Exchange rates used for reports in a base currency.")
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for programs.")]
 
 
-def _read(path: Path) -> list[dict[str, Any]]:
-    """Rows of `currency, base_currency, rate, date`, from CSV (with a header) or JSON."""
-    text = path.read_text(encoding="utf-8")
+def _read(path: Path) -> Any:
+    """Rows of `currency, base_currency, rate, date`, from CSV (with a header) or JSON (a list
+    or `{"rates": [...]}`), as read: RatesIn checks that they are a list of objects."""
+    # utf-8-sig: Excel's "CSV UTF-8" starts with a BOM, which would become part of `currency`.
+    text = path.read_text(encoding="utf-8-sig")
     if path.suffix.lower() == ".json":
         data = json.loads(text)
-        rows = data["rates"] if isinstance(data, dict) else data
-        return [dict(row) for row in rows]
-    return [dict(row) for row in csv.DictReader(text.splitlines())]
+        return data.get("rates") if isinstance(data, dict) else data
+    return list(csv.DictReader(text.splitlines()))
 
 
 @rates_app.command("load")
@@ -40,8 +41,8 @@ def rates_load(
 ) -> None:
     """Store dated rates; a rate for a known currency, base and date replaces it."""
     try:
-        body = RatesIn(rates=[RateIn.model_validate(row) for row in _read(path)], source=source)
-    except (ValidationError, ValueError, KeyError) as exc:
+        body = RatesIn.model_validate({"rates": _read(path), "source": source})
+    except (ValidationError, ValueError) as exc:
         emit({"error": {"code": "invalid_rates", "detail": str(exc)}}, as_json=as_json)
         raise typer.Exit(code=2) from exc
     database = Database(get_settings())

@@ -6,7 +6,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from knowpay.kit.money import MoneyError, normalize_currency
 from knowpay.reports.models import ExchangeRate
@@ -21,7 +21,8 @@ def parse_currency(value: str) -> str:
 
 
 class RateIn(BaseModel):
-    """One unit of `currency` is worth `rate` units of `base_currency` on `date`."""
+    """One unit of `currency` is worth `rate` units of `base_currency` on `date`; the two
+    currencies differ (a currency is always worth 1 of itself)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -31,6 +32,13 @@ class RateIn(BaseModel):
     date: date
 
     _currencies = field_validator("currency", "base_currency")(parse_currency)
+
+    @model_validator(mode="after")
+    def _two_currencies(self) -> RateIn:
+        # Reports use 1 for a currency in itself: a stored rate for it would never be read.
+        if self.currency == self.base_currency:
+            raise ValueError(f"currency and base_currency are both {self.currency}")
+        return self
 
 
 class RatesIn(BaseModel):
