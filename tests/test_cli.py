@@ -199,3 +199,19 @@ def test_only_the_settings_validation_is_called_a_bad_configuration(
     monkeypatch.setattr(cli_main, "app", raises_another_models_error)
     with pytest.raises(ValidationError, match="count"):
         cli_main.main()
+
+
+def test_a_gateway_field_from_a_file_that_is_not_utf8_is_a_usage_error_naming_it(
+    cli_env: Database, tmp_path: Path
+) -> None:
+    (tmp_path / "merchant.der").write_bytes(b"\x30\x82\x04\xbe\xff\xfe not text")
+    # a relative path (cli_env works in tmp_path), so the message fits the error box's lines
+    result = runner.invoke(
+        cli, ["gateways", "set", "alipay", "--field", "private_key=@merchant.der"]
+    )
+    assert result.exit_code == 2, result.output
+    assert not isinstance(result.exception, UnicodeDecodeError)
+    assert "merchant.der" in result.output
+    assert "not UTF-8" in result.output
+    listed = runner.invoke(cli, ["gateways", "list", "--json"])
+    assert "private_key" not in listed.output  # nothing was stored

@@ -183,8 +183,24 @@ def _parse_field(assignment: str) -> tuple[str, str]:
         path = Path(value[1:]).expanduser()
         if not path.is_file():
             raise typer.BadParameter(f"no such file for {name}: {path}")
-        value = path.read_text(encoding="utf-8").rstrip("\r\n")
+        value = _read_field_file(name, path)
     return name.strip(), value
+
+
+def _read_field_file(name: str, path: Path) -> str:
+    """A field's value from a text file; one that is not UTF-8 (a DER key, a UTF-16 export)
+    or cannot be read is a usage error naming it, not a traceback."""
+    try:
+        return path.read_text(encoding="utf-8").rstrip("\r\n")
+    except UnicodeDecodeError as exc:
+        raise typer.BadParameter(
+            f"{path} for {name} is not UTF-8 text (byte {exc.start}); give a PEM or text file",
+            param_hint="--field",
+        ) from exc
+    except OSError as exc:
+        raise typer.BadParameter(
+            f"cannot read {path} for {name}: {exc.strerror}", param_hint="--field"
+        ) from exc
 
 
 @gateways_app.command("set")
