@@ -13,6 +13,7 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from knowpay.accounts.models import ApiKey, User
+from knowpay.cli import main as cli_main
 from knowpay.cli.main import app as cli
 from knowpay.kit.config import get_settings
 from knowpay.kit.crypto import sha256_hex
@@ -215,3 +216,17 @@ def test_a_gateway_field_from_a_file_that_is_not_utf8_is_a_usage_error_naming_it
     assert "not UTF-8" in result.output
     listed = runner.invoke(cli, ["gateways", "list", "--json"])
     assert "private_key" not in listed.output  # nothing was stored
+
+
+@pytest.mark.parametrize("command", ["serve", "demo", "sandbox"])
+@pytest.mark.parametrize("port", ["99999", "65536", "0", "-1"])
+def test_a_port_outside_1_to_65535_is_a_usage_error_before_anything_listens(
+    cli_env: Database, monkeypatch: pytest.MonkeyPatch, command: str, port: str
+) -> None:
+    listened: list[object] = []
+    monkeypatch.setattr(cli_main.uvicorn, "run", lambda *a, **kw: listened.append(kw["port"]))
+    result = runner.invoke(cli, [command, "--port", port])
+    assert result.exit_code == 2, result.output
+    assert "--port" in result.output
+    assert "running on" not in result.output
+    assert listened == []

@@ -44,6 +44,8 @@ app.add_typer(gateways_app, name="gateways")
 app.add_typer(rates_app, name="rates")
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for programs.")]
+# Checked here: uvicorn would take 99999 and listen on 99999 mod 65536 (34463).
+Port = Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on (1-65535).")]
 
 
 def _database() -> Database:
@@ -151,7 +153,7 @@ def migrate(as_json: JsonFlag = False) -> None:
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    port: Port = 8000,
     workers: Annotated[int, typer.Option(min=1, help="Server processes.")] = 1,
 ) -> None:
     """Serve the API, the notification endpoints and the pages (migrates SQLite on start)."""
@@ -176,7 +178,7 @@ def serve(
 @app.command()
 def demo(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    port: Port = 8000,
     serve_after: Annotated[
         bool, typer.Option("--serve/--no-serve", help="Start serving after seeding.")
     ] = True,
@@ -258,7 +260,7 @@ def worker(
 @app.command()
 def sandbox(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8100,
+    port: Port = 8100,
     time_scale: Annotated[
         float,
         typer.Option(
