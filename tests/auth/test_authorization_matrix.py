@@ -421,7 +421,7 @@ def test_strangers_change_nothing_of_anothers(world: World, database: Database) 
         endpoint_row = session.get(WebhookEndpoint, world.ids["endpoint_id"])
         assert endpoint_row is not None
         assert endpoint_row.secret_sealed == secret_before
-        assert endpoint_row.previous_secret_sealed is None
+        assert endpoint_row.previous_secrets_json == "[]"
 
 
 def test_collection_routes_never_show_anothers_objects(world: World) -> None:

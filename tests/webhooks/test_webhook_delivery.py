@@ -506,6 +506,73 @@ def test_during_rotation_both_secrets_verify_then_only_the_new(
     assert verify_signature(second.body, second_header, rotated["secret"], now=at)
 
 
+def _rotate(client: TestClient, shop: Shop, endpoint: dict[str, Any], grace_s: int) -> str:
+    rotated = client.post(
+        f"/v1/webhook-endpoints/{endpoint['id']}/rotate-secret",
+        json={"grace_period_s": grace_s},
+        headers=shop.app.headers,
+    )
+    assert rotated.status_code == 200, rotated.text
+    secret: str = rotated.json()["secret"]
+    return secret
+
+
+def test_rotating_twice_within_the_grace_keeps_each_old_secret_signing_until_its_own_expiry(
+    app: FastAPI,
+    client: TestClient,
+    shop: Shop,
+    settings: Settings,
+    database: Database,
+    clock: FrozenClock,
+) -> None:
+    worker = _worker(app, settings, database, clock)
+    with receiver() as hooks:
+        endpoint = _endpoint(client, shop, hooks.url, ["order.paid"])
+        s0 = endpoint["secret"]
+        s1 = _rotate(client, shop, endpoint, 3600)  # s0 signs until +1 h
+        clock.advance(timedelta(seconds=1))
+        s2 = _rotate(client, shop, endpoint, 7200)  # s1 signs until +2 h, s0 still until +1 h
+        sent_at = []
+        for later in (timedelta(0), timedelta(hours=1), timedelta(hours=1)):
+            clock.advance(later)
+            shop.confirm(shop.pay(shop.order()))
+            _pump(worker)
+            sent_at.append(clock.now().timestamp())
+        first, second, third = hooks.received
+
+    def signs(delivery: Any, secret: str, at: float) -> bool:
+        return verify_signature(
+            delivery.body, delivery.headers["knowpay-signature"], secret, now=at
+        )
+
+    assert [signs(first, s, sent_at[0]) for s in (s0, s1, s2)] == [True, True, True]
+    assert [signs(second, s, sent_at[1]) for s in (s0, s1, s2)] == [False, True, True]
+    assert [signs(third, s, sent_at[2]) for s in (s0, s1, s2)] == [False, False, True]
+
+
+def test_rotating_with_no_grace_stops_every_old_secret_at_once(
+    app: FastAPI,
+    client: TestClient,
+    shop: Shop,
+    settings: Settings,
+    database: Database,
+    clock: FrozenClock,
+) -> None:
+    worker = _worker(app, settings, database, clock)
+    with receiver() as hooks:
+        endpoint = _endpoint(client, shop, hooks.url, ["order.paid"])
+        s1 = _rotate(client, shop, endpoint, 3600)
+        s2 = _rotate(client, shop, endpoint, 0)  # s1 leaked, say: nothing old signs any more
+        shop.confirm(shop.pay(shop.order()))
+        _pump(worker)
+        [delivery] = hooks.received
+    header, at = delivery.headers["knowpay-signature"], clock.now().timestamp()
+    assert header.count("v1=") == 1
+    assert verify_signature(delivery.body, header, s2, now=at)
+    for old in (endpoint["secret"], s1):
+        assert not verify_signature(delivery.body, header, old, now=at)
+
+
 def test_no_endpoint_no_delivery_and_events_of_other_apps_stay_theirs(
     app: FastAPI,
     client: TestClient,

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
-import pytest
-from fastapi.testclient import TestClient
-from sqlalchemy import update
+from datetime import timedelta
 
+import pytest
+from alembic import command
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy import text, update
+
+from knowpay.kit.clock import FrozenClock
 from knowpay.kit.db import Database
+from knowpay.kit.migrations import alembic_config, upgrade
+from knowpay.webhooks import service
 from knowpay.webhooks.models import WebhookEndpoint
 from knowpay.webhooks.schemas import ALL_EVENTS, EVENT_TYPES
 from tests.builders import Builders, Caller
@@ -128,3 +135,59 @@ def test_the_schema_lists_every_event_an_endpoint_may_subscribe_to(client: TestC
     events = schemas["EndpointCreate"]["properties"]["events"]
 
     assert events["items"]["enum"] == sorted(EVENT_TYPES | {ALL_EVENTS})
+
+
+def test_migration_0015_moves_the_previous_secret_into_the_list_and_back(
+    client: TestClient, app_caller: Caller, database: Database, app: FastAPI, clock: FrozenClock
+) -> None:
+    created = _create(client, app_caller)
+    rotated = client.post(
+        f"/v1/webhook-endpoints/{created['id']}/rotate-secret",
+        json={"grace_period_s": 3600},
+        headers=app_caller.headers,
+    ).json()
+    config = alembic_config(database.engine)
+
+    command.downgrade(config, "20261127_0014")  # one previous secret, in its two columns
+    with database.engine.connect() as connection:
+        sealed, expires_at = connection.execute(
+            text(
+                "SELECT previous_secret_sealed, previous_secret_expires_at"
+                " FROM webhook_endpoints WHERE id = :id"
+            ),
+            {"id": created["id"]},
+        ).one()
+    assert sealed
+    assert str(expires_at).startswith("2026-01-01 13:00:00")
+    upgrade(database.engine)
+
+    with database.session_scope(read_only=True) as session:
+        endpoint = session.get(WebhookEndpoint, created["id"])
+        assert endpoint is not None
+        box = app.state.secret_box
+        assert service.signing_secrets(box, endpoint, clock.now()) == [
+            rotated["secret"],
+            created["secret"],
+        ]
+        later = clock.now() + timedelta(hours=1)
+        assert service.signing_secrets(box, endpoint, later) == [rotated["secret"]]
+
+
+def test_at_most_ten_old_secrets_sign_beside_the_current_one(
+    client: TestClient, app_caller: Caller, database: Database, app: FastAPI, clock: FrozenClock
+) -> None:
+    created = _create(client, app_caller)
+    secrets = [str(created["secret"])]
+    for grace_s in range(3600, 3600 + 12):  # each later one is kept longer
+        secrets.append(
+            client.post(
+                f"/v1/webhook-endpoints/{created['id']}/rotate-secret",
+                json={"grace_period_s": grace_s},
+                headers=app_caller.headers,
+            ).json()["secret"]
+        )
+    with database.session_scope(read_only=True) as session:
+        endpoint = session.get(WebhookEndpoint, created["id"])
+        assert endpoint is not None
+        signing = service.signing_secrets(app.state.secret_box, endpoint, clock.now())
+    assert signing == [secrets[-1], *secrets[-11:-1]]  # the two that stop first are gone

@@ -86,7 +86,8 @@ def rotate_secret(
     box: Box,
     body: SecretRotation | None = None,
 ) -> EndpointOut:
-    """A new signing secret (shown once); the old one also signs during the grace period."""
+    """A new signing secret (shown once); the old one also signs during the grace period, and
+    earlier ones during what is left of theirs (at most 10 old secrets at once)."""
     grace = (body or SecretRotation()).grace_period_s
     endpoint, secret = service.rotate_secret(session, box, caller, endpoint_id, grace, clock.now())
     return EndpointOut.of(endpoint, secret)

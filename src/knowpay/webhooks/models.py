@@ -22,8 +22,9 @@ class WebhookEndpoint(Base):
     events_json: Mapped[str] = mapped_column(Text)
     description: Mapped[str | None] = mapped_column(String(200))
     secret_sealed: Mapped[str] = mapped_column(Text)
-    previous_secret_sealed: Mapped[str | None] = mapped_column(Text)
-    previous_secret_expires_at: Mapped[datetime | None]
+    # Earlier secrets still signing in their grace periods, each sealed like the current one:
+    # JSON [{"sealed": …, "expires_at": RFC 3339}] (webhooks.service reads and writes it).
+    previous_secrets_json: Mapped[str] = mapped_column(Text, default="[]", server_default="[]")
     created_at: Mapped[datetime]
     deleted_at: Mapped[datetime | None]
 

@@ -88,7 +88,10 @@ class SecretRotation(BaseModel):
         strict=True,
         ge=0,
         le=7 * 86400,
-        description="How long the old secret keeps signing beside the new one",
+        description=(
+            "How long the old secret keeps signing beside the new one (earlier old secrets keep"
+            " their own grace periods; 0 stops every old secret at once)"
+        ),
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
@@ -18,6 +19,9 @@ from knowpay.kit.pagination import PageParams, page_of
 from knowpay.webhooks.errors import DeliveryNotFound, EndpointDeleted, EndpointNotFound
 from knowpay.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from knowpay.webhooks.schemas import EndpointCreate
+
+MAX_PREVIOUS_SECRETS = 10
+"""Old secrets signing at once, at most (repeated rotations within their grace periods)."""
 
 
 def _new_secret() -> str:
@@ -115,6 +119,27 @@ def delete_endpoint(
     return endpoint
 
 
+@dataclass(frozen=True, slots=True)
+class _OldSecret:
+    """An earlier secret (sealed) that keeps signing until `expires_at`."""
+
+    sealed: str
+    expires_at: datetime
+
+
+def _old_secrets(endpoint: WebhookEndpoint) -> list[_OldSecret]:
+    return [
+        _OldSecret(item["sealed"], datetime.fromisoformat(item["expires_at"]))
+        for item in json.loads(endpoint.previous_secrets_json or "[]")
+    ]
+
+
+def _keep_old_secrets(endpoint: WebhookEndpoint, old: list[_OldSecret]) -> None:
+    endpoint.previous_secrets_json = json.dumps(
+        [{"sealed": s.sealed, "expires_at": s.expires_at.isoformat()} for s in old]
+    )
+
+
 def rotate_secret(
     session: Session,
     box: SecretBox,
@@ -123,32 +148,39 @@ def rotate_secret(
     grace_period_s: int,
     now: datetime,
 ) -> tuple[WebhookEndpoint, str]:
-    """A new secret; the old one keeps signing beside it for the grace period."""
+    """A new secret; the old one keeps signing beside it for the grace period, and so do
+    earlier ones still in theirs. A grace period of 0 stops every old secret at once."""
     endpoint = _live_endpoint(session, caller, endpoint_id, for_update=True)
     secret = _new_secret()
-    endpoint.previous_secret_sealed = endpoint.secret_sealed if grace_period_s > 0 else None
-    endpoint.previous_secret_expires_at = (
-        now + timedelta(seconds=grace_period_s) if grace_period_s > 0 else None
-    )
+    kept: list[_OldSecret] = []
+    if grace_period_s > 0:
+        kept = [s for s in _old_secrets(endpoint) if s.expires_at > now]
+        kept.append(_OldSecret(endpoint.secret_sealed, now + timedelta(seconds=grace_period_s)))
+        # Each one adds a signature to every delivery's header: past the cap, those that
+        # would stop first go now.
+        kept = sorted(kept, key=lambda s: s.expires_at)[-MAX_PREVIOUS_SECRETS:]
+    _keep_old_secrets(endpoint, kept)
     endpoint.secret_sealed = box.seal(secret, context=_sealing_context(endpoint.id))
     audit.record(
         session,
         action="webhook_endpoint.secret_rotated",
         object_type="webhook_endpoint",
         object_id=endpoint.id,
-        after={"grace_period_s": grace_period_s},
+        after={"grace_period_s": grace_period_s, "old_secrets_signing": len(kept)},
         now=now,
     )
     return endpoint, secret
 
 
 def signing_secrets(box: SecretBox, endpoint: WebhookEndpoint, now: datetime) -> list[str]:
-    """The secrets that sign now: the current one, and the old one during its grace period."""
+    """The secrets that sign now: the current one, and each old one during its grace period."""
     context = _sealing_context(endpoint.id)
     found = [box.open(endpoint.secret_sealed, context=context)]
-    expires = endpoint.previous_secret_expires_at
-    if endpoint.previous_secret_sealed and expires is not None and expires > now:
-        found.append(box.open(endpoint.previous_secret_sealed, context=context))
+    found += [
+        box.open(old.sealed, context=context)
+        for old in _old_secrets(endpoint)
+        if old.expires_at > now
+    ]
     return found
 
 
@@ -162,11 +194,12 @@ def reseal_secrets(session: Session, opener: SecretBox, sealer: SecretBox) -> in
         context = _sealing_context(endpoint.id)
         endpoint.secret_sealed = opener.reseal(endpoint.secret_sealed, context=context, into=sealer)
         count += 1
-        if endpoint.previous_secret_sealed:
-            endpoint.previous_secret_sealed = opener.reseal(
-                endpoint.previous_secret_sealed, context=context, into=sealer
-            )
-            count += 1
+        old = [
+            replace(s, sealed=opener.reseal(s.sealed, context=context, into=sealer))
+            for s in _old_secrets(endpoint)
+        ]
+        _keep_old_secrets(endpoint, old)
+        count += len(old)
     return count
 
 
