@@ -143,6 +143,7 @@ def create_app(
         telemetry=None if settings.opentelemetry else TELEMETRY_OFF,
     )
     app.state.settings = settings
+    app.state.base_settings = base_settings  # env/TOML alone, under the stored credentials
     app.state.clock = clock = clock or SystemClock()
     app.state.database = database
     app.state.secret_hasher = SecretHasher(settings.password_hash)

@@ -38,6 +38,7 @@ from tests.credentials.test_gateway_credentials import (
     alipay_request_params,
     assert_registry_signs_with_stored_alipay_key,
     put_alipay,
+    store_bad_alipay_key_by_hand,
 )
 from tests.serving import server_environment
 
@@ -266,4 +267,36 @@ def test_a_refresh_interval_of_zero_leaves_credentials_to_the_start(
     running = credentials_refresher(settings, database, registry)
     assert running is not None
     running.stop()
+    registry.close()
+
+
+def test_a_stored_gateway_that_does_not_load_holds_back_no_other_gateways_change(
+    settings: Settings,
+    clock: FrozenClock,
+    database: Database,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Found in review: the refresher rebuilt every changed gateway at once, so one stored
+    gateway that does not load refused every later change to the others."""
+    box = SecretBox(settings.secret_key.get_secret_value())
+    store_bad_alipay_key_by_hand(settings, database, clock)  # the API refuses it
+    base = credentials.with_stored_credentials(settings, database)  # as a process starts
+    registry = ChannelRegistry.from_settings(base, clock)
+    refresher = refresher_for(settings, database, registry)
+    assert refresher.check() == []  # alipay stays as it started: on env settings
+    with database.session_scope() as session:
+        credentials.set_fields(
+            session,
+            box,
+            settings,
+            "stripe",
+            {"enabled": "true", "secret_key": "sk_test_later", "webhook_secret": "whsec_later"},
+            clock.now(),
+        )
+
+    assert refresher.check() == ["stripe"]
+
+    assert "stripe" in registry.names()
+    assert "alipay_page" not in registry.names()
+    assert "the stored alipay credentials do not load" in caplog.text
     registry.close()

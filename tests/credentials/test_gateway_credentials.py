@@ -265,6 +265,39 @@ GARBAGE_KEY = "-----BEGIN PRIVATE KEY-----\nZ2FyYmFnZS1rZXktYm9keQ==\n-----END P
 """PEM-shaped (the settings take it), but no key: the Alipay adapter cannot load it."""
 
 
+def store_bad_alipay_key_by_hand(
+    settings: Settings, database: Database, clock: FrozenClock
+) -> None:
+    """Alipay stored whole with GARBAGE_KEY, past the API's check (as SQL by hand would)."""
+    box = SecretBox(settings.secret_key.get_secret_value())
+    with database.session_scope() as session:
+        for field, value in {**alipay_fields(), "private_key": GARBAGE_KEY}.items():
+            session.add(
+                GatewayCredential(
+                    id=f"gcred_{field}",
+                    gateway="alipay",
+                    field=field,
+                    value_sealed=box.seal(
+                        value, context=credentials.sealing_context("alipay", field)
+                    ),
+                    fingerprint=credentials.fingerprint(value),
+                    created_at=clock.now(),
+                    updated_at=clock.now(),
+                )
+            )
+
+
+def invoke_cli(settings: Settings, monkeypatch: pytest.MonkeyPatch, *args: str) -> Any:
+    """`knowpay …` against the test database, with the test master key."""
+    monkeypatch.setenv("KNOWPAY_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("KNOWPAY_SECRET_KEY", settings.secret_key.get_secret_value())
+    get_settings.cache_clear()
+    try:
+        return runner.invoke(cli, list(args))
+    finally:
+        get_settings.cache_clear()
+
+
 def test_a_key_that_does_not_load_is_refused_and_nothing_is_stored(
     client: TestClient, build: Builders, database: Database
 ) -> None:
@@ -281,6 +314,38 @@ def test_a_key_that_does_not_load_is_refused_and_nothing_is_stored(
     assert put_alipay(client, admin, alipay_fields()).status_code == 200  # a good one is taken
 
 
+def test_a_key_that_does_not_load_with_what_is_stored_is_refused_alone_too(
+    client: TestClient,
+    build: Builders,
+    settings: Settings,
+    database: Database,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Found in review: the check built the gateway from the process's settings, without the
+    fields already stored, so a bad key sent alone passed (the gateway looked unconfigured)."""
+    admin = build.staff(Role.ADMIN)
+    assert put_alipay(client, admin, alipay_fields()).status_code == 200
+    with database.session_scope(read_only=True) as session:
+        before = {c.field: c.fingerprint for c in session.scalars(select(GatewayCredential))}
+
+    refused = put_alipay(client, admin, {"private_key": GARBAGE_KEY})
+
+    assert refused.status_code == 422
+    assert refused.json()["fields"] == ["private_key"]
+    with database.session_scope(read_only=True) as session:
+        after = {c.field: c.fingerprint for c in session.scalars(select(GatewayCredential))}
+    assert after == before
+    result = invoke_cli(
+        settings, monkeypatch, "gateways", "set", "alipay", "--field", f"private_key={GARBAGE_KEY}"
+    )
+    assert result.exit_code != 0
+    assert "invalid_gateway_credentials" in result.output
+    with database.session_scope(read_only=True) as session:
+        assert {
+            c.field: c.fingerprint for c in session.scalars(select(GatewayCredential))
+        } == before
+
+
 def test_a_stored_key_that_does_not_load_leaves_its_gateway_on_env_settings_not_every_process_down(
     build: Builders,
     settings: Settings,
@@ -288,22 +353,7 @@ def test_a_stored_key_that_does_not_load_leaves_its_gateway_on_env_settings_not_
     clock: FrozenClock,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    box = SecretBox(settings.secret_key.get_secret_value())
-    with database.session_scope() as session:  # stored before the check, or by hand in SQL
-        for field, value in {**alipay_fields(), "private_key": GARBAGE_KEY}.items():
-            session.add(
-                GatewayCredential(
-                    id=f"gcred_{field}",
-                    gateway="alipay",
-                    field=field,
-                    value_sealed=box.seal(
-                        value, context=credentials.sealing_context("alipay", field)
-                    ),
-                    fingerprint=credentials.fingerprint(value),
-                    created_at=clock.now(),
-                    updated_at=clock.now(),
-                )
-            )
+    store_bad_alipay_key_by_hand(settings, database, clock)  # stored before the check
 
     app = create_app(settings, clock=clock, database=database, run_worker=False)
 

@@ -15,17 +15,15 @@ from cryptography.fernet import Fernet
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 from sqlalchemy import select, text
-from typer.testing import CliRunner
 
 from knowpay.app import create_app
 from knowpay.audit.models import AuditRecord
 from knowpay.auth.principals import Role
-from knowpay.cli.main import app as cli
 from knowpay.credentials import service as credentials
 from knowpay.credentials.errors import StoredCredentialsUnreadable
 from knowpay.credentials.models import GatewayCredential
 from knowpay.kit.clock import FrozenClock
-from knowpay.kit.config import Settings, get_settings
+from knowpay.kit.config import Settings
 from knowpay.kit.crypto import SecretBox, derive_key, secret_box
 from knowpay.kit.db import Database
 from knowpay.kit.idempotency_models import IdempotencyRecord
@@ -34,10 +32,13 @@ from knowpay.webhooks.signing import verify_signature
 from knowpay.worker.runner import Worker
 from tests.builders import Builders, Caller, Shop
 from tests.credentials.keys import key_pair
-from tests.credentials.test_gateway_credentials import alipay_fields, assert_alipay_signs
+from tests.credentials.test_gateway_credentials import (
+    alipay_fields,
+    assert_alipay_signs,
+    invoke_cli,
+)
 from tests.webhooks.receiver import receiver
 
-runner = CliRunner()
 NEW_KEY = "rotated-master-key-0123456789-abcdefghijklmnopq"
 APIV3_KEY = "apiv3key0123456789abcdefghijklmn"
 
@@ -149,13 +150,7 @@ def test_listings_and_logs_never_show_secrets(
 
 
 def _rotate(settings: Settings, monkeypatch: pytest.MonkeyPatch, *args: str) -> Any:
-    monkeypatch.setenv("KNOWPAY_DATABASE_URL", settings.database_url)
-    monkeypatch.setenv("KNOWPAY_SECRET_KEY", settings.secret_key.get_secret_value())
-    get_settings.cache_clear()
-    try:
-        return runner.invoke(cli, ["secrets", "rotate", *args, "--json"])
-    finally:
-        get_settings.cache_clear()
+    return invoke_cli(settings, monkeypatch, "secrets", "rotate", *args, "--json")
 
 
 def test_rotation_re_encrypts_everything_and_the_new_key_keeps_it_all_working(

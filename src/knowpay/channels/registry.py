@@ -110,6 +110,11 @@ class ChannelRegistry:
         }
         self._adapters = adapters
 
+    @property
+    def settings(self) -> Settings:
+        """The settings the channels in use were built from."""
+        return self._settings
+
     def reconfigure(self, settings: Settings) -> list[str]:
         """Rebuild the channels of every gateway whose settings section differs from the one
         they were built from (new credentials); the sections rebuilt. The breakers' state is

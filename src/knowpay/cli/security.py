@@ -153,7 +153,8 @@ def secrets_rotate(
             "webhook_secrets": webhook_values,
             "gateway_credentials": gateway_values,
             "stored_responses": stored_responses,
-            "next": "restart every knowpay process with KNOWPAY_SECRET_KEY set to the new key",
+            "next": "run every knowpay process with KNOWPAY_SECRET_KEY set to the new key; drop "
+            "KNOWPAY_PREVIOUS_SECRET_KEYS at the next restart (docs/audit.md)",
         },
         as_json=as_json,
         title="secrets re-encrypted",

@@ -11,6 +11,7 @@ from knowpay.auth.dependencies import require_roles
 from knowpay.auth.principals import Principal, Role
 from knowpay.credentials import service
 from knowpay.credentials.schemas import CredentialsUpdate, GatewayCredentialsOut
+from knowpay.kit.config import Settings
 from knowpay.kit.crypto import SecretBox
 from knowpay.kit.pagination import Page
 from knowpay.kit.web import AppClock, AppSettings, DbSession, SessionRoute
@@ -26,6 +27,15 @@ async def _box(request: Request) -> SecretBox:
 
 
 Box = Annotated[SecretBox, Depends(_box)]
+
+
+async def _env_settings(request: Request) -> Settings:
+    """The settings from env/TOML alone: what a gateway falls back to without stored values."""
+    settings: Settings = request.app.state.base_settings
+    return settings
+
+
+EnvSettings = Annotated[Settings, Depends(_env_settings)]
 
 
 @router.get("", response_model=Page[GatewayCredentialsOut])
@@ -59,10 +69,11 @@ def put_gateway_credentials(
     caller: Admin,
     session: DbSession,
     clock: AppClock,
-    settings: AppSettings,
+    settings: EnvSettings,
     box: Box,
 ) -> GatewayCredentialsOut:
     """Store fields of a gateway's settings encrypted (null removes one); every process
-    applies them within `applies_within_s` seconds (admin)."""
+    applies them within `applies_within_s` seconds (admin). Values its channels would not
+    load with (with what else is stored for it) are refused: 422, nothing stored."""
     rows = service.set_fields(session, box, settings, gateway, body.fields, clock.now())
     return GatewayCredentialsOut.of(gateway, rows, settings.credentials_refresh_s)

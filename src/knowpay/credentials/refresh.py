@@ -14,7 +14,7 @@ from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from knowpay.channels.registry import ChannelRegistry
 from knowpay.credentials import repository
-from knowpay.credentials.service import stored_settings
+from knowpay.credentials.service import only_what_loads, stored_settings
 from knowpay.kit.config import Settings
 from knowpay.kit.crypto import secret_box
 from knowpay.kit.db import Database
@@ -61,6 +61,10 @@ class CredentialsRefresher:
             except Exception:
                 self._refused = revision
                 raise
+        # A gateway whose new values do not load keeps the channels it has; the others apply.
+        settings = only_what_loads(
+            settings, self._registry.settings, "its channels stay as they were in this process"
+        )
         try:
             rebuilt = self._registry.reconfigure(settings)
         except Exception:

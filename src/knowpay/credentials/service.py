@@ -104,7 +104,8 @@ def set_fields(
     now: datetime,
 ) -> list[GatewayCredential]:
     """Store (or, with None, remove) fields of a gateway; returns what is stored for it now.
-    Running processes apply it within `credentials_refresh_s` (`credentials.refresh`)."""
+    `settings` are the env/TOML ones (stored values are read here). Running processes apply it
+    within `credentials_refresh_s` (`credentials.refresh`)."""
     model = _model(gateway)
     unknown = sorted(set(fields) - set(model.model_fields))
     if unknown:
@@ -114,8 +115,16 @@ def set_fields(
             fields=unknown,
         )
     new_values = {field: value for field, value in fields.items() if value is not None}
-    section = _section(model, getattr(settings, gateway), new_values)
-    _refuse_what_does_not_load(settings.model_copy(update={gateway: section}), gateway, new_values)
+    try:
+        stored = _opened(session, box, gateway).get(gateway, {})
+    except StoredCredentialsUnreadable as exc:
+        raise InvalidCredentials(str(exc), fields=sorted(fields)) from None
+    # What the gateway will be built from: env/TOML, what stays stored, and the new values.
+    after = {**{f: v for f, v in stored.items() if f not in fields}, **new_values}
+    section = _section(model, getattr(settings, gateway), after)
+    _refuse_what_does_not_load(
+        settings.model_copy(update={gateway: section}), gateway, after, sorted(fields)
+    )
     for field, value in sorted(new_values.items()):
         sealed = box.seal(value, context=sealing_context(gateway, field))
         row = repository.get(session, gateway, field)
@@ -154,17 +163,18 @@ def set_fields(
     return repository.all_rows(session, gateway)
 
 
-def _refuse_what_does_not_load(settings: Settings, gateway: str, values: Mapping[str, str]) -> None:
-    """InvalidCredentials when the gateway's channels would not load with the new values (a
-    PEM-shaped key that does not parse): stored, it would be refused by every process. The
-    adapter's reason is given unless it quotes a value."""
+def _refuse_what_does_not_load(
+    settings: Settings, gateway: str, values: Mapping[str, str], fields: list[str]
+) -> None:
+    """InvalidCredentials, naming `fields`, when the gateway's channels would not load from
+    `settings` (a PEM-shaped key that does not parse): stored, it would be refused by every
+    process. The adapter's reason is given unless it quotes one of `values`."""
     problem = load_problem(gateway, settings, SystemClock())
     if problem is None:
         return
     reason = _ENV_NAME_PREFIX.sub("", str(problem))
     if any(value and value in reason for value in values.values()):
         reason = type(problem).__name__
-    fields = sorted(values)
     raise InvalidCredentials(
         f"The {gateway} channels do not load with these values: {reason}", fields=fields
     )
@@ -177,12 +187,14 @@ def list_fields(session: Session, gateway: str | None = None) -> list[GatewayCre
     return repository.all_rows(session, gateway)
 
 
-def stored_settings(settings: Settings, session: Session, box: SecretBox) -> Settings:
-    """`settings` with every stored credential opened and laid over its gateway's section.
-    StoredCredentialsUnreadable when one does not open with this master key."""
+def _opened(
+    session: Session, box: SecretBox, gateway: str | None = None
+) -> dict[str, dict[str, str]]:
+    """Stored values, opened, per gateway (of one gateway when named). StoredCredentialsUnreadable
+    when one does not open with this box's master keys."""
     sections = gateway_sections()
     by_gateway: dict[str, dict[str, str]] = {}
-    for row in repository.all_rows(session):
+    for row in repository.all_rows(session, gateway):
         model = sections.get(row.gateway)
         if model is None or row.field not in model.model_fields:
             logger.warning(
@@ -198,8 +210,16 @@ def stored_settings(settings: Settings, session: Session, box: SecretBox) -> Set
                 "KNOWPAY_PREVIOUS_SECRET_KEYS (docs/audit.md, rotating the master key)"
             ) from None
         by_gateway.setdefault(row.gateway, {})[row.field] = value
+    return by_gateway
+
+
+def stored_settings(settings: Settings, session: Session, box: SecretBox) -> Settings:
+    """`settings` with every stored credential opened and laid over its gateway's section.
+    StoredCredentialsUnreadable when one does not open with this master key."""
+    by_gateway = _opened(session, box)
     if not by_gateway:
         return settings
+    sections = gateway_sections()
     update = {
         gateway: _section(sections[gateway], getattr(settings, gateway), values)
         for gateway, values in by_gateway.items()
@@ -220,25 +240,26 @@ def with_stored_credentials(settings: Settings, database: Database) -> Settings:
             type(exc).__name__,
         )
         return settings
-    return _only_what_loads(settings, stored)
+    return only_what_loads(stored, settings, "{gateway} uses its env/TOML settings")
 
 
-def _only_what_loads(base: Settings, stored: Settings) -> Settings:
-    """`stored`, but a gateway whose stored values do not load keeps its env/TOML settings:
-    one bad value in the store must not keep every process from starting."""
+def only_what_loads(stored: Settings, fallback: Settings, instead: str) -> Settings:
+    """`stored`, but a gateway whose stored values do not load keeps its `fallback` section
+    (logged: the gateway, the error's type and `instead`, never a value). One bad value in the
+    store must neither keep a process from starting nor hold back other gateways' changes."""
     kept = stored
     for gateway in gateway_sections():
-        if getattr(stored, gateway) == getattr(base, gateway):
+        if getattr(stored, gateway) == getattr(fallback, gateway):
             continue
         problem = load_problem(gateway, stored, SystemClock())
         if problem is not None:
             logger.error(
-                "the stored %s credentials do not load (%s); %s uses its env/TOML settings",
+                "the stored %s credentials do not load (%s); %s",
                 gateway,
                 type(problem).__name__,
-                gateway,
+                instead.format(gateway=gateway),
             )
-            kept = kept.model_copy(update={gateway: getattr(base, gateway)})
+            kept = kept.model_copy(update={gateway: getattr(fallback, gateway)})
     return kept
 
 
