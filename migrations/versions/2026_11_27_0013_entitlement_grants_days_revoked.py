@@ -5,8 +5,10 @@ many days it bought (None: for life) and when a refund took it back, and the ent
 what its grants still in force give.
 
 Existing grants: `days` is the length of the period they added (a grant that added nothing
-to a lifetime access was recorded as for life, and stays so); grants of a revoked
-entitlement, or of a fully refunded order, are taken back when that happened.
+to a lifetime access was recorded as for life, and stays so); grants of a fully refunded
+order are taken back when the order was. Entitlements are left as they are: one the old
+rule revoked by its latest payment while an earlier one still stood stays revoked until the
+buyer's next purchase or refund of it rebuilds it from its grants.
 
 Revision ID: 20261127_0013
 Revises: 20261127_0012
@@ -60,11 +62,6 @@ def _backfill_days() -> None:
 
 
 def _backfill_revoked() -> None:
-    op.execute(
-        "UPDATE entitlement_grants SET revoked_at = (SELECT e.revoked_at FROM entitlements e"
-        " WHERE e.id = entitlement_grants.entitlement_id)"
-        " WHERE entitlement_id IN (SELECT id FROM entitlements WHERE revoked_at IS NOT NULL)"
-    )
     op.execute(
         "UPDATE entitlement_grants SET revoked_at = (SELECT o.updated_at FROM orders o"
         " WHERE o.id = entitlement_grants.order_id)"

@@ -159,17 +159,22 @@ def revoke_granted_by(session: Session, payment_id: str, now: datetime) -> list[
             EntitlementGrant.payment_id == payment_id, EntitlementGrant.revoked_at.is_(None)
         )
     ).all()
-    changed = []
-    for entitlement_id in sorted({g.entitlement_id for g in taken}):
-        entitlement = session.scalars(
-            select(Entitlement).where(Entitlement.id == entitlement_id).with_for_update()
-        ).one()
-        for grant_taken in taken:
-            if grant_taken.entitlement_id == entitlement_id:
-                grant_taken.revoked_at = now
-        session.flush()
-        _rebuild(entitlement, _grants_in_force(session, entitlement_id), now)
-        changed.append(entitlement)
+    if not taken:
+        return []
+    # Locked by product, as a capture grants them: no deadlock with a capture of the buyer's.
+    changed = list(
+        session.scalars(
+            select(Entitlement)
+            .where(Entitlement.id.in_({g.entitlement_id for g in taken}))
+            .order_by(Entitlement.product_id)
+            .with_for_update()
+        ).all()
+    )
+    for grant_taken in taken:
+        grant_taken.revoked_at = now
+    session.flush()
+    for entitlement in changed:
+        _rebuild(entitlement, _grants_in_force(session, entitlement.id), now)
     session.flush()
     return changed
 

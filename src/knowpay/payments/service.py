@@ -492,7 +492,8 @@ def _pay_order(session: Session, order: Order, payment: Payment, now: datetime) 
     orders.record_status_change(session, order, OrderStatus.CREATED.value, now)
     _post_capture(session, payment, "payment_captured", ledger_accounts.PLATFORM_REVENUE, now)
     _emit_order(session, "order.paid", order, now)
-    for item in order.items:
+    # By product: the order every flow locks a buyer's entitlements in (a refund's too).
+    for item in sorted(order.items, key=lambda line: line.product_id):
         entitlement = entitlements.grant(
             session,
             entitlements.GrantRequest(
