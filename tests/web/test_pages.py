@@ -642,6 +642,17 @@ def test_a_get_of_a_form_only_page_path_gets_the_page_not_json(browser: TestClie
     assert answer.headers["content-type"].startswith("text/html")
 
 
+def test_another_method_on_a_page_path_keeps_the_apis_405_with_its_allow_header(
+    browser: TestClient,
+) -> None:
+    """Found in review: an OPTIONS (a CORS preflight) got the HTML "not found" page, 405
+    without Allow."""
+    answer = browser.options("/me/refunds")
+    assert answer.status_code == 405
+    assert answer.headers["content-type"].startswith("application/problem+json")
+    assert "POST" in answer.headers["allow"]
+
+
 def test_a_refused_form_gets_the_expired_form_page_in_the_visitors_language(
     browser: TestClient, shop: Shop
 ) -> None:

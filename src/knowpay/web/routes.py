@@ -221,8 +221,13 @@ def install_web_error_pages(app: FastAPI) -> None:
         fallback = api_handlers[kind]
 
         async def handler(request: Request, exc: Exception) -> Response:
-            # No route matched (404, 405): no page dependency ran, so the path decides.
-            unmatched = isinstance(exc, StarletteHTTPException) and is_page_path(request.url.path)
+            # No route matched (404, 405): no page dependency ran, so the path decides, for a
+            # browser's GET; other methods keep the API's answer (405 with its Allow header).
+            unmatched = (
+                isinstance(exc, StarletteHTTPException)
+                and request.method in ("GET", "HEAD")
+                and is_page_path(request.url.path)
+            )
             if not (getattr(request.state, "web_page", False) or unmatched):
                 result: Response = await fallback(request, exc)
                 return result
