@@ -34,5 +34,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.execute("UPDATE risk_decisions SET review_status = 'open' WHERE review_status = 'closed'")
+    op.execute(
+        "UPDATE risk_decisions SET review_status = 'open', reviewed_by = NULL, reviewed_at = NULL"
+        " WHERE review_status = 'closed'"
+    )
     _replace_rule("'open', 'released', 'rejected'")
