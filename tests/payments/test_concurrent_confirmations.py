@@ -152,6 +152,41 @@ def test_a_capture_waiting_while_the_gateways_answer_is_recorded_does_not_deadlo
     assert books.violations(database) == []
 
 
+@pytest.mark.postgres_only
+def test_a_capture_locks_a_buyers_entitlements_in_product_order_as_a_refund_does(
+    build: Builders, database: Database, clock: FrozenClock
+) -> None:
+    """Found in review: a capture locked a buyer's entitlements in its items' order, a refund
+    in another, so the two could deadlock. Here a transaction holds the first entitlement by
+    product, as a refund's does, while a capture of an order listing the products the other
+    way round runs; it then takes the second. Were the capture to lock the second first,
+    PostgreSQL would report a deadlock."""
+    if database.dialect != "postgresql":
+        pytest.skip("row locks held across connections: PostgreSQL")
+    shop = Shop(build)
+    products = [build.product(shop.app, prices=[{"amount": 100, "currency": "CNY"}]) for _ in "ab"]
+    low, high = sorted(products, key=lambda product: product["id"])
+    shop.confirm(shop.pay(shop.order(low, high)))  # the buyer has both entitlements
+    payment = shop.pay(shop.order(high, low))  # listed the other way round
+    lock = text(
+        "SELECT id FROM entitlements WHERE user_id = :user AND product_id = :product FOR UPDATE"
+    )
+
+    def capture() -> None:
+        with database.session_scope() as session:
+            payments.record_capture(session, payment["id"], Money(200, "CNY"), "T-2", clock.now())
+
+    with ThreadPoolExecutor(max_workers=1) as pool, database.session_scope() as refund_like:
+        refund_like.execute(lock, {"user": shop.buyer.id, "product": low["id"]})
+        capturing = pool.submit(capture)
+        _wait_for_a_lock_wait(database)
+        refund_like.execute(lock, {"user": shop.buyer.id, "product": high["id"]})
+    capturing.result(timeout=30)
+
+    assert shop.get(f"/v1/payments/{payment['id']}")["status"] == "succeeded"
+    assert books.violations(database) == []
+
+
 @pytest.fixture(autouse=True)
 def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in (
