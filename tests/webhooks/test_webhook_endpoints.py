@@ -39,6 +39,17 @@ def _create(
     return result
 
 
+def _rotate(client: TestClient, caller: Caller, endpoint_id: object, grace_s: int) -> str:
+    rotated = client.post(
+        f"/v1/webhook-endpoints/{endpoint_id}/rotate-secret",
+        json={"grace_period_s": grace_s},
+        headers=caller.headers,
+    )
+    assert rotated.status_code == 200, rotated.text
+    secret: str = rotated.json()["secret"]
+    return secret
+
+
 def test_the_secret_is_shown_once(client: TestClient, app_caller: Caller) -> None:
     created = _create(client, app_caller, ["order.paid", "refund.succeeded", "order.paid"])
     assert str(created["secret"]).startswith("whsec_")
@@ -121,13 +132,9 @@ def test_delete_stops_the_endpoint(client: TestClient, app_caller: Caller) -> No
 
 def test_rotation_returns_a_new_secret(client: TestClient, app_caller: Caller) -> None:
     created = _create(client, app_caller)
-    rotated = client.post(
-        f"/v1/webhook-endpoints/{created['id']}/rotate-secret",
-        json={"grace_period_s": 3600},
-        headers=app_caller.headers,
-    ).json()
-    assert rotated["secret"].startswith("whsec_")
-    assert rotated["secret"] != created["secret"]
+    rotated = _rotate(client, app_caller, created["id"], 3600)
+    assert rotated.startswith("whsec_")
+    assert rotated != created["secret"]
 
 
 def test_the_schema_lists_every_event_an_endpoint_may_subscribe_to(client: TestClient) -> None:
@@ -141,11 +148,7 @@ def test_migration_0015_moves_the_previous_secret_into_the_list_and_back(
     client: TestClient, app_caller: Caller, database: Database, app: FastAPI, clock: FrozenClock
 ) -> None:
     created = _create(client, app_caller)
-    rotated = client.post(
-        f"/v1/webhook-endpoints/{created['id']}/rotate-secret",
-        json={"grace_period_s": 3600},
-        headers=app_caller.headers,
-    ).json()
+    rotated = _rotate(client, app_caller, created["id"], 3600)
     config = alembic_config(database.engine)
 
     command.downgrade(config, "20261127_0014")  # one previous secret, in its two columns
@@ -166,11 +169,11 @@ def test_migration_0015_moves_the_previous_secret_into_the_list_and_back(
         assert endpoint is not None
         box = app.state.secret_box
         assert service.signing_secrets(box, endpoint, clock.now()) == [
-            rotated["secret"],
+            rotated,
             created["secret"],
         ]
         later = clock.now() + timedelta(hours=1)
-        assert service.signing_secrets(box, endpoint, later) == [rotated["secret"]]
+        assert service.signing_secrets(box, endpoint, later) == [rotated]
 
 
 def test_at_most_ten_old_secrets_sign_beside_the_current_one(
@@ -179,13 +182,7 @@ def test_at_most_ten_old_secrets_sign_beside_the_current_one(
     created = _create(client, app_caller)
     secrets = [str(created["secret"])]
     for grace_s in range(3600, 3600 + 12):  # each later one is kept longer
-        secrets.append(
-            client.post(
-                f"/v1/webhook-endpoints/{created['id']}/rotate-secret",
-                json={"grace_period_s": grace_s},
-                headers=app_caller.headers,
-            ).json()["secret"]
-        )
+        secrets.append(_rotate(client, app_caller, created["id"], grace_s))
     with database.session_scope(read_only=True) as session:
         endpoint = session.get(WebhookEndpoint, created["id"])
         assert endpoint is not None

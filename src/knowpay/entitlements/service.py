@@ -72,7 +72,7 @@ def grant(session: Session, request: GrantRequest, now: datetime) -> Entitlement
     days = _days_bought(request)
     entitlement = _locked(session, request.user_id, request.product_id)
     if entitlement is None:
-        entitlement = _insert_or_lock(session, request, now)
+        entitlement = _insert_or_lock(session, request, days, now)
         start, until = entitlement.valid_from, entitlement.valid_until
     else:
         start, until = _extend(entitlement, days, now)
@@ -94,8 +94,9 @@ def grant(session: Session, request: GrantRequest, now: datetime) -> Entitlement
     return entitlement
 
 
-def _insert_or_lock(session: Session, request: GrantRequest, now: datetime) -> Entitlement:
-    days = _days_bought(request)
+def _insert_or_lock(
+    session: Session, request: GrantRequest, days: int | None, now: datetime
+) -> Entitlement:
     until = None if days is None else now + timedelta(days=days)
     values = {
         "id": new_id("ent"),
