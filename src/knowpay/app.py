@@ -101,8 +101,13 @@ def create_app(
     process (default: `worker.in_process`, else only on the embedded SQLite database)."""
     base_settings = settings or get_settings()
     database = database or Database(base_settings)
-    # Gateway credentials stored encrypted in the database win over env/TOML values.
-    settings = with_stored_credentials(base_settings, database)
+    clock = clock or SystemClock()
+    # Gateway credentials stored encrypted in the database win over env/TOML values; a
+    # stored gateway whose channels do not load stays on env/TOML (the registry says which).
+    registry = ChannelRegistry.from_settings(
+        with_stored_credentials(base_settings, database), clock, fallback=base_settings
+    )
+    settings = registry.settings
     if run_worker is None:
         in_process = settings.worker.in_process
         run_worker = database.dialect == "sqlite" if in_process is None else in_process
@@ -144,14 +149,14 @@ def create_app(
     )
     app.state.settings = settings
     app.state.base_settings = base_settings  # env/TOML alone, under the stored credentials
-    app.state.clock = clock = clock or SystemClock()
+    app.state.clock = clock
     app.state.database = database
     app.state.secret_hasher = SecretHasher(settings.password_hash)
     app.state.token_service = TokenService(
         settings.secret_key.get_secret_value(), settings.access_token_ttl_s
     )
     app.state.api_key_resolver = accounts_service.resolve_api_key
-    app.state.channel_registry = registry = ChannelRegistry.from_settings(settings, clock)
+    app.state.channel_registry = registry
     registry.health.set_listener(alerts_service.breaker_alerts(database, clock))
     app.state.payments_context = payments_context = PaymentsContext(
         registry=registry,

@@ -21,6 +21,7 @@ from fastapi.testclient import TestClient
 
 from knowpay.app import create_app
 from knowpay.auth.principals import Role
+from knowpay.channels.alipay.signing import AlipayKeyError
 from knowpay.channels.health import ChannelCircuitOpen
 from knowpay.channels.registry import ChannelRegistry
 from knowpay.channels.unionpay import transformers as unionpay_form
@@ -29,11 +30,12 @@ from knowpay.credentials.errors import StoredCredentialsUnreadable
 from knowpay.credentials.models import GatewayCredential
 from knowpay.credentials.refresh import CredentialsRefresher, credentials_refresher
 from knowpay.kit.clock import FrozenClock
-from knowpay.kit.config import AlipaySettings, Settings
+from knowpay.kit.config import AlipaySettings, Settings, StripeSettings
 from knowpay.kit.crypto import SecretBox
 from knowpay.kit.db import Database
 from tests.builders import Builders
 from tests.credentials.test_gateway_credentials import (
+    GARBAGE_KEY,
     alipay_fields,
     alipay_request_params,
     assert_registry_signs_with_stored_alipay_key,
@@ -114,6 +116,49 @@ def test_only_the_gateways_a_change_touches_are_rebuilt_and_breakers_keep_their_
 
     assert registry.reconfigure(settings) == ["alipay"]  # the gateway no longer configured
     assert not [name for name in registry.names() if name.startswith("alipay")]
+    registry.close()
+
+
+def test_a_section_that_does_not_load_falls_back_when_the_registry_is_built(
+    settings: Settings, clock: FrozenClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    from_env = settings.model_copy(update={"alipay": alipay_section(settings, **alipay_fields())})
+    stored = from_env.model_copy(
+        update={
+            "alipay": alipay_section(settings, **{**alipay_fields(), "private_key": GARBAGE_KEY})
+        }
+    )
+    with pytest.raises(AlipayKeyError):  # without a fallback the refusal is the caller's
+        ChannelRegistry.from_settings(stored, clock)
+
+    registry = ChannelRegistry.from_settings(stored, clock, fallback=from_env)
+
+    assert registry.settings.alipay == from_env.alipay  # what requests read says so too
+    assert_registry_signs_with_stored_alipay_key(registry, clock)  # built once, from env
+    assert "the alipay credentials do not load (AlipayKeyError)" in caplog.text
+    registry.close()
+
+
+def test_a_change_that_does_not_load_keeps_its_channels_and_its_section_alone(
+    settings: Settings, clock: FrozenClock
+) -> None:
+    before = settings.model_copy(update={"alipay": alipay_section(settings, **alipay_fields())})
+    registry = ChannelRegistry.from_settings(before, clock)
+    alipay_adapter = registry.adapter("alipay_qr")
+    stripe = StripeSettings.model_validate(
+        {"enabled": True, "secret_key": "sk_test_new", "webhook_secret": "whsec_new"}
+    )
+    bad_alipay = alipay_section(settings, **{**alipay_fields(), "private_key": GARBAGE_KEY})
+
+    rebuilt = registry.reconfigure(
+        before.model_copy(update={"alipay": bad_alipay, "stripe": stripe})
+    )
+
+    assert rebuilt == ["stripe"]
+    assert registry.adapter("alipay_qr") is alipay_adapter
+    assert registry.settings.alipay == before.alipay
+    assert registry.settings.stripe == stripe
+    assert "stripe" in registry.names()
     registry.close()
 
 
@@ -280,8 +325,8 @@ def test_a_stored_gateway_that_does_not_load_holds_back_no_other_gateways_change
     gateway that does not load refused every later change to the others."""
     box = SecretBox(settings.secret_key.get_secret_value())
     store_bad_alipay_key_by_hand(settings, database, clock)  # the API refuses it
-    base = credentials.with_stored_credentials(settings, database)  # as a process starts
-    registry = ChannelRegistry.from_settings(base, clock)
+    stored = credentials.with_stored_credentials(settings, database)  # as a process starts
+    registry = ChannelRegistry.from_settings(stored, clock, fallback=settings)
     refresher = refresher_for(settings, database, registry)
     assert refresher.check() == []  # alipay stays as it started: on env settings
     with database.session_scope() as session:
@@ -298,5 +343,5 @@ def test_a_stored_gateway_that_does_not_load_holds_back_no_other_gateways_change
 
     assert "stripe" in registry.names()
     assert "alipay_page" not in registry.names()
-    assert "the stored alipay credentials do not load" in caplog.text
+    assert "the alipay credentials do not load" in caplog.text
     registry.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 
@@ -21,6 +22,8 @@ from knowpay.kit.crypto import derive_key
 from knowpay.kit.errors import Unprocessable
 
 KNOWN_CHANNELS = tuple(CHANNEL_GATEWAYS)
+
+logger = logging.getLogger("knowpay.channels")
 
 
 ChannelBuilder = Callable[[Settings, Clock], dict[str, Channel]]
@@ -57,6 +60,17 @@ def load_problem(section: str, settings: Settings, clock: Clock) -> Exception | 
     return None
 
 
+def _log_refusal(section: str, problem: Exception, instead: str) -> None:
+    """Name the gateway and the error's type, never its text: it may quote a key."""
+    logger.error(
+        "the %s credentials do not load (%s); %s", section, type(problem).__name__, instead
+    )
+
+
+def _with_section_of(settings: Settings, section: str, source: Settings) -> Settings:
+    return settings.model_copy(update={section: getattr(source, section)})
+
+
 def _close(adapter: Channel) -> None:
     """Close an adapter's HTTP connections (the adapters that hold any have `close`)."""
     close = getattr(adapter, "close", None)
@@ -91,14 +105,27 @@ class ChannelRegistry:
         self._install()
 
     @classmethod
-    def from_settings(cls, settings: Settings, clock: Clock) -> ChannelRegistry:
-        """Every channel whose gateway is configured (each builder skips an unconfigured one)."""
+    def from_settings(
+        cls, settings: Settings, clock: Clock, *, fallback: Settings | None = None
+    ) -> ChannelRegistry:
+        """Every channel whose gateway is configured (each builder skips an unconfigured one).
+        With `fallback` (the env/TOML settings under stored credentials), a gateway whose
+        channels do not load from `settings` is built from fallback's section instead and
+        logged, and the registry's `settings` say so: one bad stored value must not keep a
+        process from starting. Without it, such a gateway raises."""
         built = {"test": _test_channels(settings, clock)}
-        built.update(
-            {section: build(settings, clock) for section, build in _GATEWAY_BUILDERS.items()}
-        )
+        in_use = settings
+        for section, build in _GATEWAY_BUILDERS.items():
+            try:
+                built[section] = build(settings, clock)
+            except Exception as problem:  # each adapter's own refusal (ValueError, TypeError …)
+                if fallback is None or getattr(fallback, section) == getattr(settings, section):
+                    raise
+                _log_refusal(section, problem, f"{section} uses its env/TOML settings")
+                in_use = _with_section_of(in_use, section, fallback)
+                built[section] = build(in_use, clock)
         health = ChannelHealth(settings.channels, redis_url=settings.redis_url)
-        return cls(settings, clock, built, health)
+        return cls(in_use, clock, built, health)
 
     def _install(self) -> None:
         adapters = {
@@ -118,24 +145,28 @@ class ChannelRegistry:
     def reconfigure(self, settings: Settings) -> list[str]:
         """Rebuild the channels of every gateway whose settings section differs from the one
         they were built from (new credentials); the sections rebuilt. The breakers' state is
-        kept. A builder that fails (a key that does not load) raises before anything changes.
-        Calls already under way finish on the adapters they started with."""
+        kept. A gateway whose new section does not load (a key that does not parse) keeps the
+        channels it has, logged, and holds back no other gateway's change; `settings` then
+        keeps its old section. Calls already under way finish on the adapters they started
+        with."""
         with self._reconfiguring:
-            changed = [
-                section
-                for section in _GATEWAY_BUILDERS
-                if getattr(settings, section) != getattr(self._settings, section)
-            ]
-            rebuilt = {
-                section: _GATEWAY_BUILDERS[section](settings, self._clock) for section in changed
-            }
+            in_use = settings
+            rebuilt: dict[str, dict[str, Channel]] = {}
+            for section, build in _GATEWAY_BUILDERS.items():
+                if getattr(settings, section) == getattr(self._settings, section):
+                    continue
+                try:
+                    rebuilt[section] = build(settings, self._clock)
+                except Exception as problem:
+                    _log_refusal(section, problem, "its channels stay as they were in this process")
+                    in_use = _with_section_of(in_use, section, self._settings)
             for section, channels in rebuilt.items():
                 self._retired.extend(self._built[section].values())
                 self._built[section] = channels
-            self._settings = settings
+            self._settings = in_use
             if rebuilt:
                 self._install()
-            return changed
+            return list(rebuilt)
 
     def get(self, name: str) -> Channel:
         """The channel for a name, its gateway calls guarded by the gateway's breaker;

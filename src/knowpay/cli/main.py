@@ -230,9 +230,11 @@ def worker(
     _refuse_the_development_key_in_production(base_settings)
     configure_process_logging(base_settings.log_level, base_settings.log_format)
     database = Database(base_settings)
-    settings = with_stored_credentials(base_settings, database)
     clock = SystemClock()
-    registry = ChannelRegistry.from_settings(settings, clock)
+    registry = ChannelRegistry.from_settings(
+        with_stored_credentials(base_settings, database), clock, fallback=base_settings
+    )
+    settings = registry.settings  # a stored gateway that does not load stays on env/TOML
     registry.health.set_listener(breaker_alerts(database, clock))
     runner = Worker(settings, database, clock, registry)
     if once:

@@ -14,7 +14,7 @@ from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from knowpay.channels.registry import ChannelRegistry
 from knowpay.credentials import repository
-from knowpay.credentials.service import only_what_loads, stored_settings
+from knowpay.credentials.service import stored_settings
 from knowpay.kit.config import Settings
 from knowpay.kit.crypto import secret_box
 from knowpay.kit.db import Database
@@ -62,9 +62,6 @@ class CredentialsRefresher:
                 self._refused = revision
                 raise
         # A gateway whose new values do not load keeps the channels it has; the others apply.
-        settings = only_what_loads(
-            settings, self._registry.settings, "its channels stay as they were in this process"
-        )
         try:
             rebuilt = self._registry.reconfigure(settings)
         except Exception:
@@ -75,7 +72,7 @@ class CredentialsRefresher:
             # Only a real change is published: the first look finds what the process started
             # with, and the settings requests read are left as they are.
             if self._on_change is not None:
-                self._on_change(settings)
+                self._on_change(self._registry.settings)
             logger.info("gateway credentials changed: rebuilt %s", ", ".join(rebuilt))
         return rebuilt
 

@@ -229,38 +229,19 @@ def stored_settings(settings: Settings, session: Session, box: SecretBox) -> Set
 
 def with_stored_credentials(settings: Settings, database: Database) -> Settings:
     """The start-up overlay (app and worker): stored credentials over env/TOML settings. A
-    database that is not migrated yet (or not reachable) leaves the settings as they are."""
+    database that is not migrated yet (or not reachable) leaves the settings as they are.
+    A stored gateway whose channels do not load falls back when the registry is built
+    (`ChannelRegistry.from_settings(…, fallback=settings)`)."""
     box = secret_box(settings)
     try:
         with database.session_scope(read_only=True) as session:
-            stored = stored_settings(settings, session, box)
+            return stored_settings(settings, session, box)
     except (OperationalError, ProgrammingError) as exc:
         logger.error(
             "stored gateway credentials were not loaded (%s); gateways use env/TOML settings only",
             type(exc).__name__,
         )
         return settings
-    return only_what_loads(stored, settings, "{gateway} uses its env/TOML settings")
-
-
-def only_what_loads(stored: Settings, fallback: Settings, instead: str) -> Settings:
-    """`stored`, but a gateway whose stored values do not load keeps its `fallback` section
-    (logged: the gateway, the error's type and `instead`, never a value). One bad value in the
-    store must neither keep a process from starting nor hold back other gateways' changes."""
-    kept = stored
-    for gateway in gateway_sections():
-        if getattr(stored, gateway) == getattr(fallback, gateway):
-            continue
-        problem = load_problem(gateway, stored, SystemClock())
-        if problem is not None:
-            logger.error(
-                "the stored %s credentials do not load (%s); %s",
-                gateway,
-                type(problem).__name__,
-                instead.format(gateway=gateway),
-            )
-            kept = kept.model_copy(update={gateway: getattr(fallback, gateway)})
-    return kept
 
 
 def reseal_all(session: Session, opener: SecretBox, sealer: SecretBox) -> int:
