@@ -436,6 +436,55 @@ def test_the_buyer_center_lists_orders_and_content(browser: TestClient, shop: Sh
     assert order["id"] in zh.text
 
 
+def test_a_link_from_another_site_does_not_note_an_opening_until_the_buyer_presses_open(
+    browser: TestClient, shop: Shop
+) -> None:
+    """An opening costs the buyer the refund of unopened content: a cross-site link (or an
+    image a page embeds) must not note one for them."""
+    paid_order(shop)
+    logged_in_buyer(browser, shop)
+    [entitlement] = shop.get(f"/v1/entitlements?user_id={shop.buyer.id}")["data"]
+    path = f"/me/content/{entitlement['id']}"
+
+    linked = browser.get(path, headers={**ZH, "Sec-Fetch-Site": "cross-site"})
+
+    assert linked.status_code == 200
+    assert "打开" in linked.text
+    assert "您已开通此内容" not in linked.text
+    [still] = shop.get(f"/v1/entitlements?user_id={shop.buyer.id}")["data"]
+    assert still["first_accessed_at"] is None
+    opened = browser.post(path, data={"csrf_token": csrf_of(linked.text)}, headers=ZH)
+    assert opened.status_code == 200
+    assert "您已开通此内容" in opened.text
+    [noted] = shop.get(f"/v1/entitlements?user_id={shop.buyer.id}")["data"]
+    assert noted["first_accessed_at"] is not None
+
+
+def test_opening_from_knowpays_own_pages_notes_the_opening_at_once(
+    browser: TestClient, shop: Shop
+) -> None:
+    paid_order(shop)
+    logged_in_buyer(browser, shop)
+    [entitlement] = shop.get(f"/v1/entitlements?user_id={shop.buyer.id}")["data"]
+
+    browser.get(f"/me/content/{entitlement['id']}", headers={"Sec-Fetch-Site": "same-origin"})
+
+    [noted] = shop.get(f"/v1/entitlements?user_id={shop.buyer.id}")["data"]
+    assert noted["first_accessed_at"] is not None
+
+
+def test_the_open_button_needs_the_pages_csrf_token(browser: TestClient, shop: Shop) -> None:
+    paid_order(shop)
+    logged_in_buyer(browser, shop)
+    [entitlement] = shop.get(f"/v1/entitlements?user_id={shop.buyer.id}")["data"]
+
+    forged = browser.post(f"/me/content/{entitlement['id']}", data={})
+
+    assert forged.status_code == 403
+    [still] = shop.get(f"/v1/entitlements?user_id={shop.buyer.id}")["data"]
+    assert still["first_accessed_at"] is None
+
+
 def test_a_refund_request_from_the_buyer_center(browser: TestClient, shop: Shop) -> None:
     order = paid_order(shop)
     logged_in_buyer(browser, shop)

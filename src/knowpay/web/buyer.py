@@ -14,6 +14,7 @@ from knowpay.auth.principals import STAFF_ROLES, Principal, Role
 from knowpay.catalog import repository as catalog_repository
 from knowpay.entitlements import service as entitlements
 from knowpay.entitlements.models import Entitlement
+from knowpay.kit.clock import Clock
 from knowpay.kit.db import Database
 from knowpay.kit.errors import KnowpayError
 from knowpay.kit.pagination import PageParams
@@ -175,12 +176,44 @@ def request_refund(
     return RedirectResponse(f"/me?refunded=1#order-{order_id}", status_code=303)
 
 
+_OWN_NAVIGATION = frozenset({"same-origin", "none"})
+"""`Sec-Fetch-Site` of a navigation the buyer made here: a link on knowpay's own pages, or
+the address typed or bookmarked."""
+
+
 @buyer_router.get("/me/content/{entitlement_id}")
 def open_content(
     entitlement_id: str, request: Request, buyer: Buyer, session: DbSession, clock: AppClock
 ) -> Response:
     """The buyer opens something they own (a stand-in for the platform's player/reader;
-    the first opening is noted, as the refund policy asks)."""
+    the first opening is noted, as the refund policy asks). A link from another site only
+    shows a button: an opening it could note would cost the buyer their unopened refund."""
+    fetched_from = request.headers.get("Sec-Fetch-Site")
+    if fetched_from is not None and fetched_from not in _OWN_NAVIGATION:
+        item = _open_content(entitlement_id, request, buyer, session, clock, record=False)
+        return _content_page(request, item, opened=False)
+    item = _open_content(entitlement_id, request, buyer, session, clock, record=True)
+    return _content_page(request, item, opened=True)
+
+
+@buyer_router.post("/me/content/{entitlement_id}")
+def open_content_by_button(
+    entitlement_id: str, request: Request, buyer: Buyer, session: DbSession, clock: AppClock
+) -> Response:
+    """The button a link from another site leads to (the form carries the CSRF token)."""
+    item = _open_content(entitlement_id, request, buyer, session, clock, record=True)
+    return _content_page(request, item, opened=True)
+
+
+def _open_content(
+    entitlement_id: str,
+    request: Request,
+    buyer: Principal,
+    session: Session,
+    clock: Clock,
+    *,
+    record: bool,
+) -> dict[str, Any]:
     now = clock.now()
     owned = {e.id: e for e in entitlements.list_for_user(session, buyer.id, _LIST)[0]}
     entitlement = owned.get(entitlement_id)
@@ -189,14 +222,22 @@ def open_content(
     item = _content(session, entitlement, now)
     if not item["active"]:
         raise PageError(403, "forbidden")
-    database: Database = request.app.state.database
-    with database.session_scope() as writer:  # a GET's own session only reads
-        held = entitlements.get(writer, entitlement.id)
-        if held is not None:
-            entitlements.record_access(held, now)
+    if record and request.method == "POST":
+        entitlements.record_access(entitlement, now)  # committed with the request
+    elif record:
+        database: Database = request.app.state.database
+        with database.session_scope() as writer:  # a GET's own session only reads
+            held = entitlements.get(writer, entitlement.id)
+            if held is not None:
+                entitlements.record_access(held, now)
+    return item
+
+
+def _content_page(request: Request, item: dict[str, Any], *, opened: bool) -> Response:
     return render(
         request,
         "content.html",
         item=item,
+        opened=opened,
         kind=i18n.gettext_for(request)(KIND_NAMES.get(item["kind"], item["kind"])),
     )
