@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
@@ -12,6 +12,11 @@ from knowpay.entitlements.models import Entitlement, EntitlementGrant
 from knowpay.kit.db import insert_unless_present
 from knowpay.kit.ids import new_id
 from knowpay.kit.pagination import PageParams, page_of
+from knowpay.kit.schemas import LATEST_DAY
+
+LATEST_UNTIL = datetime.combine(LATEST_DAY, time.min, tzinfo=UTC)
+"""The furthest end of a period (the last day knowpay holds anything for): a membership bought
+for longer is capped there, since a later date cannot be represented at all."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +40,14 @@ def _locked(session: Session, user_id: str, product_id: str) -> Entitlement | No
         .with_for_update()
     )
     return session.scalars(statement).first()
+
+
+def _plus_days(start: datetime, days: int) -> datetime:
+    """`start` + `days`, capped at LATEST_UNTIL (100 units of a 36,600-day membership, or a
+    few such renewals stacked, would otherwise overflow and fail the capture that grants it)."""
+    if days >= (LATEST_UNTIL - start).days:
+        return max(start, LATEST_UNTIL)
+    return start + timedelta(days=days)
 
 
 def _days_bought(request: GrantRequest) -> int | None:
@@ -62,7 +75,7 @@ def _extend(
         if entitlement.valid_until is None:  # lifetime already: a period adds nothing
             return now, None
         start = entitlement.valid_until
-    entitlement.valid_until = start + timedelta(days=days)
+    entitlement.valid_until = _plus_days(start, days)
     entitlement.revoked_at = None
     return start, entitlement.valid_until
 
@@ -97,7 +110,7 @@ def grant(session: Session, request: GrantRequest, now: datetime) -> Entitlement
 def _insert_or_lock(
     session: Session, request: GrantRequest, days: int | None, now: datetime
 ) -> Entitlement:
-    until = None if days is None else now + timedelta(days=days)
+    until = None if days is None else _plus_days(now, days)
     values = {
         "id": new_id("ent"),
         "user_id": request.user_id,
@@ -202,7 +215,7 @@ def _rebuild(entitlement: Entitlement, in_force: list[EntitlementGrant], now: da
     first, *later = in_force
     entitlement.valid_from = first.created_at
     entitlement.valid_until = (
-        None if first.days is None else first.created_at + timedelta(days=first.days)
+        None if first.days is None else _plus_days(first.created_at, first.days)
     )
     entitlement.revoked_at = None
     for later_grant in later:
