@@ -130,3 +130,33 @@ def test_console_date_filters_and_reports_count_days_as_the_console_shows_them(
     # Today is the console's today: the default period ends after the 27th, Beijing time.
     default = browser.get("/admin/reports/success-rate", params={"format": "csv"})
     assert default.headers["content-disposition"].endswith('-2026-10-29-2026-11-28.csv"')
+
+
+def test_revenue_per_creator_shares_a_refund_among_lines_without_losing_a_fen(
+    app: FastAPI, build: Builders, database: Database
+) -> None:
+    """A 1.00 refund of an order of three 1.00 lines used to be shared as 0.33 × 3: the
+    report's refunds came to 0.99 and its net to a fen more than the ledger's."""
+    shop = Shop(build)
+    products = [
+        build.product(
+            shop.app,
+            creator_id=build.buyer(shop.app).id,
+            prices=[{"amount": 100, "currency": "CNY"}],
+        )
+        for _ in range(3)
+    ]
+    order = shop.order(*products)
+    shop.confirm(shop.pay(order))
+    refund = shop.client.post(
+        "/v1/refunds",
+        json={"order_id": order["id"], "amount": 100, "reason": "other"},
+        headers=shop.app.headers,
+    )
+    assert refund.json()["status"] == "succeeded", refund.text
+    browser, _ = staff_browser(app, build, Role.ADMIN)
+    answer = browser.get("/admin/reports/creators", params={"format": "csv"})
+    assert answer.status_code == 200, answer.text
+    lines = _rows(answer.content)[1:]
+    assert sorted(line[5] for line in lines) == ["0.33", "0.33", "0.34"]
+    assert sum(Decimal(line[6]) for line in lines) == Decimal("2.00")  # 3.00 captured − 1.00

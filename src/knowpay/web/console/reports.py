@@ -236,13 +236,21 @@ def revenue_per_creator(session: Session, period: Period) -> list[CreatorRevenue
             Order.paid_at < period.upper,
         )
     ).all()
+    lines_of: dict[str, list[tuple[str | None, str, int]]] = defaultdict(list)
+    refunded_of: dict[str, tuple[int, int]] = {}
+    for order_id, currency, total, refunded, line, creator in rows:
+        key = str(order_id)
+        lines_of[key].append((None if creator is None else str(creator), str(currency), int(line)))
+        refunded_of[key] = (int(total), int(refunded))
     cells: dict[tuple[str | None, str], list[int]] = defaultdict(lambda: [0, 0])
     orders: dict[tuple[str | None, str], set[str]] = defaultdict(set)
-    for order_id, currency, total, refunded, line, creator in rows:
-        key = (None if creator is None else str(creator), str(currency))
-        cells[key][0] += int(line)
-        cells[key][1] += int(refunded) * int(line) // int(total) if total else 0
-        orders[key].add(str(order_id))
+    for order_id, lines in lines_of.items():
+        total, refunded = refunded_of[order_id]
+        shares = share_by_amount(refunded, [amount for _c, _cur, amount in lines], total)
+        for (creator, currency, amount), share in zip(lines, shares, strict=True):
+            cells[(creator, currency)][0] += amount
+            cells[(creator, currency)][1] += share
+            orders[(creator, currency)].add(order_id)
     creator_ids = {c for c, _ in cells if c is not None}
     emails: dict[str, str] = {}
     if creator_ids:
@@ -264,6 +272,20 @@ def revenue_per_creator(session: Session, period: Period) -> list[CreatorRevenue
         for (creator, cur), c in cells.items()
     ]
     return sorted(result, key=lambda r: (r.currency, -r.net, r.creator_id or ""))
+
+
+def share_by_amount(amount: int, lines: Sequence[int], total: int) -> list[int]:
+    """`amount` shared among `lines` (whose sum is `total`) in proportion to each, in whole
+    minor units that add up to `amount` exactly: each line gets its floor, and the minor units
+    left over go one each to the lines with the largest remainders (the first on a tie)."""
+    if not total:
+        return [0 for _ in lines]
+    floors = [amount * line // total for line in lines]
+    remainders = [amount * line % total for line in lines]
+    left = amount - sum(floors)
+    for index in sorted(range(len(lines)), key=lambda i: (-remainders[i], i))[:left]:
+        floors[index] += 1
+    return floors
 
 
 # CSV ----------------------------------------------------------------------------------------
