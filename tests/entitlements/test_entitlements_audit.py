@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from knowpay.auth.principals import Role
 from knowpay.kit.clock import FrozenClock
 from knowpay.kit.db import Database
 from tests import books
@@ -76,4 +77,41 @@ def test_renewals_that_stack_past_the_last_representable_day_are_capped(
     assert refund.status_code == 201, refund.text
     [rebuilt] = books.entitlements(database, shop.buyer.id)
     assert rebuilt.valid_until == LATEST_UNTIL
+    assert books.violations(database) == []
+
+
+def test_content_bought_again_after_a_full_refund_counts_as_never_opened_until_opened(
+    build: Builders, database: Database, clock: FrozenClock
+) -> None:
+    """The refund policy approves a refund automatically when the content "was never opened".
+    A purchase refunded in full and bought again kept the first purchase's opening, so a
+    refund of the new purchase, never opened, waited for finance."""
+    shop = Shop(build)
+    big = build.product(shop.app, prices=[{"amount": 50000, "currency": "CNY"}])  # > auto max
+    first = shop.order(big)
+    shop.confirm(shop.pay(first))
+    [entitlement] = books.entitlements(database, shop.buyer.id)
+    opened = shop.client.post(
+        f"/v1/entitlements/{entitlement.id}/access", headers=shop.buyer.headers
+    )
+    assert opened.status_code == 200, opened.text
+    asked = shop.client.post(
+        "/v1/refunds", json={"order_id": first["id"], "reason": "other"}, headers=shop.app.headers
+    )
+    assert asked.json()["status"] == "pending_approval"  # opened and large: finance decides
+    finance = build.staff(Role.FINANCE)
+    approved = shop.client.post(
+        f"/v1/refunds/{asked.json()['id']}/approve", json={}, headers=finance.headers
+    )
+    assert approved.json()["status"] == "succeeded", approved.text
+
+    clock.advance(timedelta(days=1))
+    second = shop.order(big)
+    shop.confirm(shop.pay(second))
+    [again] = books.entitlements(database, shop.buyer.id)
+    assert (again.revoked_at, again.first_accessed_at) == (None, None)
+    refund = shop.client.post(
+        "/v1/refunds", json={"order_id": second["id"], "reason": "other"}, headers=shop.app.headers
+    )
+    assert refund.json()["status"] == "succeeded", refund.json()  # never opened: automatic
     assert books.violations(database) == []

@@ -59,8 +59,11 @@ def _extend(
 ) -> tuple[datetime, datetime | None]:
     """Renewal: a lifetime grant makes it lifetime; a period extends from the current end
     (or from now when it has lapsed or was revoked). Either way a revoked access (a refunded
-    purchase) is restored: this payment bought it again."""
+    purchase) is restored: this payment bought it again, and as a new purchase it has not been
+    opened yet (the refund policy's "never opened" reads `first_accessed_at`)."""
     revoked = entitlement.revoked_at is not None
+    if revoked:
+        entitlement.first_accessed_at = None
     if days is None:
         if revoked:
             entitlement.valid_from = now
