@@ -115,3 +115,34 @@ def test_content_bought_again_after_a_full_refund_counts_as_never_opened_until_o
     )
     assert refund.json()["status"] == "succeeded", refund.json()  # never opened: automatic
     assert books.violations(database) == []
+
+
+def test_an_opening_of_content_the_buyer_no_longer_has_is_refused_and_changes_nothing(
+    build: Builders, database: Database, clock: FrozenClock
+) -> None:
+    """The buyer center refuses to open revoked or expired content (403); the API noted the
+    opening all the same, as if the buyer had used content they no longer had."""
+    shop = Shop(build)
+    course = shop.order()
+    shop.confirm(shop.pay(course))
+    refunded = shop.client.post(
+        "/v1/refunds", json={"order_id": course["id"], "reason": "other"}, headers=shop.app.headers
+    )
+    assert refunded.json()["status"] == "succeeded"
+    membership = build.product(
+        shop.app, kind="membership", period_days=7, prices=[{"amount": 800, "currency": "CNY"}]
+    )
+    shop.confirm(shop.pay(shop.order(membership)))
+    clock.advance(timedelta(days=7))  # ends exactly now: no longer in force
+    buyer = build.relogin(shop.buyer)
+    for entitlement in books.entitlements(database, shop.buyer.id):
+        for caller in (shop.app, buyer):
+            answer = shop.client.post(
+                f"/v1/entitlements/{entitlement.id}/access", headers=caller.headers
+            )
+            assert answer.status_code == 409, answer.text
+            assert answer.json()["code"] == "entitlement_not_active"
+    assert [e.first_accessed_at for e in books.entitlements(database, shop.buyer.id)] == [
+        None,
+        None,
+    ]

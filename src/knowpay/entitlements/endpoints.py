@@ -10,10 +10,15 @@ from knowpay.auth.dependencies import CurrentPrincipal
 from knowpay.auth.scoping import can_see
 from knowpay.entitlements import service
 from knowpay.entitlements.schemas import EntitlementOut
-from knowpay.kit.errors import Forbidden, InvalidRequest, NotFound
+from knowpay.kit.errors import Conflict, Forbidden, InvalidRequest, NotFound
 from knowpay.kit.openapi import problem_responses
 from knowpay.kit.pagination import Page, PageParams, page_params
 from knowpay.kit.web import AppClock, DbSession, SessionRoute
+
+
+class EntitlementNotActive(Conflict):
+    code, title = "entitlement_not_active", "The buyer no longer has this content"
+
 
 router = APIRouter(route_class=SessionRoute, prefix="/v1/entitlements", tags=["entitlements"])
 
@@ -44,13 +49,15 @@ def list_entitlements(
 @router.post(
     "/{entitlement_id}/access",
     response_model=EntitlementOut,
-    responses=problem_responses(403),  # staff: only the app or the buyer says so
+    # 403 staff: only the app or the buyer says so; 409 revoked or ended: nothing to open
+    responses=problem_responses(403, 409),
 )
 def record_access(
     entitlement_id: str, caller: CurrentPrincipal, session: DbSession, clock: AppClock
 ) -> EntitlementOut:
     """Note that the buyer opened the content (the first time counts for refund rules).
-    Said by the app or by the buyer: staff looking at content is not the buyer using it."""
+    Said by the app or by the buyer: staff looking at content is not the buyer using it.
+    Content revoked or ended is not opened: 409 `entitlement_not_active`."""
     if caller.is_staff:
         raise Forbidden("Only the app or the buyer records that the buyer opened the content.")
     entitlement = service.get(session, entitlement_id)
@@ -58,4 +65,9 @@ def record_access(
         caller, owner_app_id=entitlement.app_id, owner_user_id=entitlement.user_id
     ):
         raise NotFound(f"No such entitlement: {entitlement_id}")
-    return EntitlementOut.of(service.record_access(entitlement, clock.now()))
+    now = clock.now()
+    if not service.in_force(entitlement, now):  # as the buyer center refuses to open it
+        raise EntitlementNotActive(
+            f"Entitlement {entitlement_id} was revoked or has ended; nothing was recorded."
+        )
+    return EntitlementOut.of(service.record_access(entitlement, now))

@@ -242,6 +242,14 @@ def get(session: Session, entitlement_id: str) -> Entitlement | None:
     return session.get(Entitlement, entitlement_id)
 
 
+def in_force(entitlement: Entitlement, now: datetime) -> bool:
+    """Whether the buyer may open the content now: not revoked, and not ended (a period's
+    `valid_until` is the first moment without access)."""
+    return entitlement.revoked_at is None and (
+        entitlement.valid_until is None or entitlement.valid_until > now
+    )
+
+
 def record_access(entitlement: Entitlement, now: datetime) -> Entitlement:
     """Note the first time the buyer opened the content (it decides automatic refunds)."""
     if entitlement.first_accessed_at is None:

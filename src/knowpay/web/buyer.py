@@ -88,9 +88,7 @@ def timeline_steps(refund: Refund, session: Session, _: i18n.Gettext) -> list[di
 
 def _content(session: Session, entitlement: Entitlement, now: datetime) -> dict[str, Any]:
     product = catalog_repository.get(session, entitlement.product_id)
-    active = entitlement.revoked_at is None and (
-        entitlement.valid_until is None or entitlement.valid_until > now
-    )
+    active = entitlements.in_force(entitlement, now)
     return {
         "id": entitlement.id,
         "title": product.title if product else entitlement.product_id,
