@@ -168,6 +168,37 @@ def test_a_course_bought_twice_stays_open_when_one_purchase_is_refunded_and_clos
     assert books.violations(database) == []
 
 
+def test_each_change_to_an_entitlement_carries_a_later_updated_at_even_at_one_moment(
+    build: Builders, database: Database, clock: FrozenClock
+) -> None:
+    """Its events come from different orders, so a platform may get them out of order (a
+    revocation retried after the next purchase's grant): the later `updated_at` stands,
+    even when the clock did not move between the changes."""
+    shop = Shop(build)
+    course = build.product(shop.app, kind="course", prices=[{"amount": 3000, "currency": "CNY"}])
+    first = shop.order(course)
+    shop.confirm(shop.pay(first))
+    _refund_in_full(shop, first)
+    second = shop.order(course)
+    shop.confirm(shop.pay(second))
+
+    changes = [
+        (e["type"], e["data"]["object"]["updated_at"])
+        for e in books.events(database)
+        if e["type"].startswith("entitlement.")
+    ]
+    assert [kind for kind, _ in changes] == [
+        "entitlement.granted",
+        "entitlement.revoked",
+        "entitlement.granted",
+    ]
+    times = [datetime.fromisoformat(at) for _, at in changes]
+    assert times == sorted(set(times))  # strictly later each time, the clock frozen
+    [now_listed] = shop.get(f"/v1/entitlements?user_id={shop.buyer.id}")["data"]
+    assert now_listed["updated_at"] == changes[-1][1]
+    assert now_listed["revoked_at"] is None
+
+
 def _grants(database: Database) -> dict[str, tuple[str, int | None, datetime | None]]:
     with database.session_scope() as session:
         return {

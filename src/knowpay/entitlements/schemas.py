@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from knowpay.entitlements.models import Entitlement
 
@@ -20,6 +20,11 @@ class EntitlementOut(BaseModel):
     payment_id: str
     revoked_at: datetime | None
     first_accessed_at: datetime | None
+    updated_at: datetime = Field(
+        description="When access last changed (a grant, a renewal, a refund taking it back or "
+        "shortening it); later changes always carry a later time, so of two copies of one "
+        "entitlement, in events that arrived out of order, the later `updated_at` stands."
+    )
 
     @classmethod
     def of(cls, entitlement: Entitlement) -> EntitlementOut:
@@ -32,4 +37,5 @@ class EntitlementOut(BaseModel):
             payment_id=entitlement.payment_id,
             revoked_at=entitlement.revoked_at,
             first_accessed_at=entitlement.first_accessed_at,
+            updated_at=entitlement.updated_at,
         )

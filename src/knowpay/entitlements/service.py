@@ -92,8 +92,8 @@ def grant(session: Session, request: GrantRequest, now: datetime) -> Entitlement
         start, until = entitlement.valid_from, entitlement.valid_until
     else:
         start, until = _extend(entitlement, days, now)
+        _touch(entitlement, now)
     entitlement.payment_id = request.payment_id
-    entitlement.updated_at = now
     session.add(
         EntitlementGrant(
             id=new_id("eg"),
@@ -133,7 +133,15 @@ def _insert_or_lock(
     if existing is None:  # pragma: no cover - the conflicting row cannot vanish (never deleted)
         raise RuntimeError(f"entitlement of {request.user_id} to {request.product_id} vanished")
     _extend(existing, days, now)
+    _touch(existing, now)
     return existing
+
+
+def _touch(entitlement: Entitlement, now: datetime) -> None:
+    """`updated_at` moves forward with every change, if only by a microsecond: its events
+    come from different orders and may reach a platform out of order, and the newest
+    `updated_at` is the state that stands (the row is locked, so changes are in turn)."""
+    entitlement.updated_at = max(now, entitlement.updated_at + timedelta(microseconds=1))
 
 
 def list_for_user(
@@ -211,7 +219,7 @@ def _grants_in_force(session: Session, entitlement_id: str) -> list[EntitlementG
 def _rebuild(entitlement: Entitlement, in_force: list[EntitlementGrant], now: datetime) -> None:
     """The entitlement as if only the grants `in_force` had been paid, each applied when it
     was, as `grant` applied it; revoked when there are none."""
-    entitlement.updated_at = now
+    _touch(entitlement, now)
     if not in_force:
         entitlement.revoked_at = now
         return

@@ -1,4 +1,4 @@
-"""Entitlements found wanting by the audit of paid access (tests/…/audit-ent)."""
+"""Periods too long to represent, and content bought again after a refund took it away."""
 
 from __future__ import annotations
 
