@@ -293,3 +293,78 @@ def test_a_failure_notice_fails_the_attempt_and_one_needing_attention_is_alerted
     assert _receive(database, clock, "test", note) == "processed"
     assert shop.get(f"/v1/payments/{flagged['id']}")["status"] == "failed"
     assert _alert_kinds(database) == ["payment_needs_action"]
+
+
+def test_a_refund_failed_by_notification_keeps_the_gateways_reason(
+    build: Builders, database: Database, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by the international-gateways audit: Stripe's refund.failed carries
+    failure_reason (expired_or_canceled_card …) and docs/gateways/stripe.md maps it to the
+    refund's failure_code, but a refund failed by a webhook was recorded as `refund_failed`
+    with no message: only the refund query's path kept the gateway's reason."""
+    from knowpay.channels.errors import ChannelUnavailable
+
+    shop = Shop(build)
+    payment = shop.pay(order := shop.order())
+    shop.confirm(payment)
+    channel = shop.client.app.state.channel_registry.adapter("test")  # type: ignore[attr-defined]
+
+    def unreachable(_request: object) -> object:
+        raise ChannelUnavailable("connection refused")
+
+    monkeypatch.setattr(channel, "refund", unreachable)
+    created = shop.client.post(
+        "/v1/refunds",
+        json={"order_id": order["id"], "amount": 3000, "reason": "other"},
+        headers=shop.app.headers,
+    )
+    assert created.status_code == 201, created.text
+    refund = created.json()
+    assert refund["status"] == "processing"
+    note = replace(
+        _refund_note(refund, payment["id"]),
+        status=ChannelStatus.FAILED,
+        failure_code="expired_or_canceled_card",
+        failure_message="Stripe's refund is failed",
+    )
+    assert _receive(database, clock, "test", note) == "processed"
+    after = shop.get(f"/v1/refunds/{refund['id']}")
+    assert (after["status"], after["failure_code"], after["failure_message"]) == (
+        "failed",
+        "expired_or_canceled_card",
+        "Stripe's refund is failed",
+    )
+    assert books.violations(database) == []
+
+
+def test_a_payment_failed_by_notification_keeps_the_gateways_reason(
+    build: Builders, database: Database, clock: FrozenClock
+) -> None:
+    """PayPal's approval webhook whose capture is refused (INSTRUMENT_DECLINED) failed the
+    attempt as `gateway_failed`: the adapter's code was lost between notification and core."""
+    shop = Shop(build)
+    payment = shop.pay(shop.order())
+    note = replace(
+        _capture(payment["id"], ChannelStatus.FAILED),
+        failure_code="INSTRUMENT_DECLINED",
+        failure_message="PayPal's capture is DECLINED",
+    )
+    assert _receive(database, clock, "test", note) == "processed"
+    after = shop.get(f"/v1/payments/{payment['id']}")
+    assert (after["status"], after["failure_code"], after["failure_message"]) == (
+        "failed",
+        "INSTRUMENT_DECLINED",
+        "PayPal's capture is DECLINED",
+    )
+
+
+def test_a_failure_reason_a_text_column_cannot_hold_is_refused_before_anything_is_stored(
+    build: Builders, database: Database, clock: FrozenClock
+) -> None:
+    """The gateway's reason now reaches the payment's and refund's columns, so a NUL in it
+    (valid JSON, refused by PostgreSQL's text columns) is refused like one in any id."""
+    shop = Shop(build)
+    payment = shop.pay(shop.order())
+    note = replace(_capture(payment["id"], ChannelStatus.FAILED), failure_code="DECLINED\x00")
+    assert _receive(database, clock, "test", note) == "rejected"
+    assert shop.get(f"/v1/payments/{payment['id']}")["status"] == "pending"

@@ -174,6 +174,10 @@ class Notification:
     trade_amount: Money | None = None
     """For a refund: the amount of the payment it refunds, where the gateway states it
     (Alipay's total_amount, WeChat Pay's amount.total). It must be the payment's amount."""
+    failure_code: str | None = None
+    """For a failed payment or refund: the gateway's reason (Stripe's failure_reason, PayPal's
+    status_details.reason), kept as the query's path keeps it."""
+    failure_message: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -196,8 +196,8 @@ def _dispatch(
         payments.record_failure(
             session,
             note.out_trade_no,
-            "gateway_failed",
-            "The gateway reported a failure.",
+            note.failure_code or "gateway_failed",
+            note.failure_message or "The gateway reported a failure.",
             now,
             gateway=gateway,
         )
@@ -248,7 +248,11 @@ def _dispatch_refund(
                 f"the gateway said {note.trade_amount}"
             )
     result = RefundResult(
-        note.status, gateway_refund_no=note.gateway_refund_no, attention=note.attention
+        note.status,
+        gateway_refund_no=note.gateway_refund_no,
+        failure_code=note.failure_code,
+        failure_message=note.failure_message,
+        attention=note.attention,
     )
     refunds.apply_result(
         session, refund.id, result, now, "gateway", policy, out_refund_no=note.out_refund_no
@@ -334,6 +338,8 @@ def _check_storable(note: Notification) -> None:
         note.out_refund_no,
         note.gateway_refund_no,
         note.payer_account,
+        note.failure_code,
+        note.failure_message,
     )
     for text in texts:
         if text is not None and _printable(text) != text:

@@ -257,3 +257,22 @@ def test_a_time_without_an_offset_is_refused(text: str) -> None:
 def test_the_acknowledgement_is_any_2xx_and_a_refusal_is_retried() -> None:
     assert transformers.ack(True).status_code == 200
     assert transformers.ack(False).status_code == 400
+
+
+def test_failed_refund_and_denied_capture_events_carry_paypals_reason() -> None:
+    """A refund failed (or a capture denied) by webhook lost PayPal's reason on the way to the
+    core (recorded as `refund_failed` / `gateway_failed`); the query's path kept it."""
+    refund = {
+        "id": "1JU08902781691411",
+        "status": "FAILED",
+        "status_details": {"reason": "ECHECK"},
+        "amount": {"currency_code": "USD", "value": "30.00"},
+        "invoice_id": "pay_1",
+        "custom_id": "rfd_1",
+    }
+    note = transformers.refund_notification(_event("PAYMENT.REFUND.FAILED", refund))
+    assert (note.status, note.failure_code) == (ChannelStatus.FAILED, "ECHECK")
+    denied = {**CAPTURE, "status": "DECLINED", "status_details": {"reason": "BUYER_COMPLAINT"}}
+    note = transformers.capture_notification(_event("PAYMENT.CAPTURE.DENIED", denied))
+    assert (note.status, note.failure_code) == (ChannelStatus.FAILED, "BUYER_COMPLAINT")
+    assert note.failure_message

@@ -219,6 +219,20 @@ def test_refund_events_name_our_refund_and_its_own_amount() -> None:
     assert failed.status is ChannelStatus.FAILED
 
 
+def test_a_failed_refund_event_carries_stripes_failure_reason() -> None:
+    """docs/gateways/stripe.md: failed/canceled → failed, failure_code = failure_reason; the
+    webhook's notification dropped it (only the refund query kept it)."""
+    refund = {"id": "re_9", "object": "refund", "amount": 500, "currency": "usd",
+              "status": "failed", "failure_reason": "expired_or_canceled_card",
+              "payment_intent": "pi_123",
+              "metadata": {"out_trade_no": "pay_1", "out_refund_no": "rfd_1"}}  # fmt: skip
+    note = t.notification(event("refund.failed", refund))
+    assert (note.status, note.failure_code) == (ChannelStatus.FAILED, "expired_or_canceled_card")
+    assert note.failure_message
+    succeeded = t.notification(event("refund.updated", {**refund, "status": "succeeded"}))
+    assert (succeeded.failure_code, succeeded.failure_message) == (None, None)
+
+
 def test_unrelated_events_become_notes_that_change_nothing() -> None:
     charge = {"id": "ch_1", "object": "charge", "metadata": {"out_trade_no": "pay_1"}}
     note = t.notification(event("charge.succeeded", charge))

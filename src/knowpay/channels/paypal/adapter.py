@@ -396,6 +396,8 @@ class PayPalChannel:
             gateway_trade_no=order_id,
             amount=result.amount or transformers.money(unit.get("amount"), "amount"),
             paid_at=result.paid_at,
+            failure_code=result.failure_code,
+            failure_message=result.failure_message,
         )
 
     def notification_ack(self, accepted: bool) -> NotificationAck:

@@ -250,6 +250,12 @@ def capture_notification(event: Mapping[str, Any]) -> Notification:
         if event_type == "PAYMENT.CAPTURE.PENDING"
         else ChannelStatus.FAILED
     )
+    failure_code = failure_message = None
+    if status is ChannelStatus.FAILED:
+        details = capture.get("status_details")
+        reason = details.get("reason") if isinstance(details, Mapping) else None
+        failure_code = str(reason or capture.get("status") or event_type)
+        failure_message = f"PayPal's capture is {capture.get('status')}"
     return Notification(
         kind="payment",
         external_id=str(event["id"]),
@@ -258,6 +264,8 @@ def capture_notification(event: Mapping[str, Any]) -> Notification:
         gateway_trade_no=order_id,
         amount=money(capture.get("amount"), "resource.amount"),
         merchant_id=_payee(capture),
+        failure_code=failure_code,
+        failure_message=failure_message,
         paid_at=parse_time(_text(capture, "create_time"))
         if status is ChannelStatus.SUCCEEDED
         else None,
@@ -279,6 +287,8 @@ def refund_notification(event: Mapping[str, Any]) -> Notification:
         amount=money(refund.get("amount"), "resource.amount"),
         out_refund_no=_text(refund, "custom_id"),
         gateway_refund_no=result.gateway_refund_no,
+        failure_code=result.failure_code,
+        failure_message=result.failure_message,
     )
 
 

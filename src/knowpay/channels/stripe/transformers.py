@@ -345,15 +345,18 @@ def notification(event: Mapping[str, Any]) -> Notification:
         if obj.get("object") != "refund":
             raise ProtocolError(f"{event_type} carries a {obj.get('object')!r}")
         intent = obj.get("payment_intent")
+        result = refund_result(obj)
         return Notification(
             kind="refund",
             external_id=event_id,
             out_trade_no=out_trade_no,
-            status=refund_status(obj.get("status")),
+            status=result.status,
             gateway_trade_no=intent if isinstance(intent, str) else None,
             amount=from_stripe_amount(obj.get("amount"), obj.get("currency")),
             out_refund_no=metadata(obj, "out_refund_no"),
-            gateway_refund_no=object_id(obj, "re_"),
+            gateway_refund_no=result.gateway_refund_no,
+            failure_code=result.failure_code,
+            failure_message=result.failure_message,
         )
     return Notification(
         kind="payment",
