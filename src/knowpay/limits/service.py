@@ -337,7 +337,20 @@ def _warn_when_near(
 
 
 def _release(session: Session, reservations: list[LimitReservation], now: datetime) -> None:
-    for reservation in sorted(reservations, key=lambda r: r.usage_id):
+    """Give reservations back, locking their usage rows in the order `reserve` does: by limit
+    (then subject and period). Locking them in another order (the rows' own ids, which follow
+    when each row was made, not its limit) could deadlock with a payment of the same buyer."""
+    if not reservations:
+        return
+    keys = {
+        row.id: (row.limit_id, row.subject, row.period_key)
+        for row in session.execute(
+            select(
+                LimitUsage.id, LimitUsage.limit_id, LimitUsage.subject, LimitUsage.period_key
+            ).where(LimitUsage.id.in_({r.usage_id for r in reservations}))
+        )
+    }
+    for reservation in sorted(reservations, key=lambda r: (keys[r.usage_id], r.usage_id)):
         usage = session.scalars(
             select(LimitUsage)
             .where(LimitUsage.id == reservation.usage_id)
