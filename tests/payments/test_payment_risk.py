@@ -190,3 +190,35 @@ def test_a_review_whose_attempt_closed_first_leaves_the_queue_as_closed(
             select(AuditRecord.action).where(AuditRecord.object_id == review["id"])
         ).all()
     assert actions == ["risk_review.closed"]
+
+
+def test_releasing_a_review_whose_order_closed_first_leaves_its_attempt_held_no_more(
+    app: FastAPI,
+    shop: Shop,
+    client: TestClient,
+    finance: Caller,
+    settings: Settings,
+    database: Database,
+    clock: FrozenClock,
+) -> None:
+    """Found in an audit: released after its order was closed, but before the worker's
+    close_moot_reviews ran, a review's closed attempt kept `held_for_review: true` for good
+    (the job looks only at open reviews), though nobody would ever decide it again."""
+    order = anomalous_order(shop, client, finance)
+    payment = try_to_pay(shop, order).json()
+    [review] = client.get("/v1/admin/risk/reviews?status=open", headers=finance.headers).json()[
+        "data"
+    ]
+    closed = client.post(f"/v1/orders/{order['id']}/close", headers=shop.app.headers)
+    assert closed.json()["status"] == "closed", closed.text
+
+    late = client.post(
+        f"/v1/admin/risk/reviews/{review['id']}/release", json={}, headers=finance.headers
+    )
+
+    assert late.status_code == 200, late.text  # recorded; the console says it went nowhere
+    after = shop.get(f"/v1/payments/{payment['id']}")
+    assert (after["status"], after["held_for_review"], after["action"]) == ("closed", False, None)
+    worker = Worker(settings, database, clock, app.state.channel_registry)
+    assert worker.run_jobs_once()["close_moot_reviews"] == 0
+    assert books.violations(database) == []

@@ -28,9 +28,12 @@ class HeldPaymentReleaser:
     def release(self, session: Session, decision: RiskDecision) -> None:
         """Open the held attempt at its gateway (unless the order moved on meanwhile)."""
         order, payment = service.lock_order_then_payment(session, decision.payment_id)
-        if not payment.held_for_review or payment.status != PaymentStatus.PENDING:
+        if not payment.held_for_review:
             return
-        payment.held_for_review = False
+        payment.held_for_review = False  # decided: it waits for nobody now, whatever follows
+        if payment.status != PaymentStatus.PENDING:  # closed meanwhile: nothing to send
+            payment.updated_at = self._clock.now()
+            return
         now = self._clock.now()
         if order.status != OrderStatus.CREATED or order.expires_at <= now:
             service.record_failure(session, payment.id, "order_not_payable", order.status, now)
