@@ -242,3 +242,25 @@ def test_only_finance_and_admins_change_limits(shop: Shop, client: TestClient) -
         assert level.status_code == 403
     for caller in (shop.app, shop.buyer):
         assert client.get("/v1/admin/limits", headers=caller.headers).status_code == 403
+
+
+def test_an_order_retried_after_midnight_counts_once(
+    shop: Shop, client: TestClient, finance: Caller, clock: FrozenClock
+) -> None:
+    """Found in an audit: an order's first attempt counted on the day it was made, its retry
+    after local midnight on the next day as well, so the one order, once paid, used up both
+    days' allowance (docs/limits.md: counted once per order, a retry counts nothing new)."""
+    limit = add_limit(client, finance, scope="buyer", period="day", amount=10000)
+    local = clock.now().astimezone(_SHANGHAI)
+    to_midnight = datetime.combine(local.date() + timedelta(days=1), datetime.min.time(), _SHANGHAI)
+    clock.advance(to_midnight - local - timedelta(minutes=5))  # 23:55 in Shanghai
+    order = shop.order(priced(shop, 6000))
+    assert try_to_pay(shop, order, test_outcome="failed").json()["status"] == "failed"
+    clock.advance(timedelta(minutes=10))  # 00:05: the order is still payable
+    shop.confirm(shop.pay(order))
+    assert shop.get(f"/v1/orders/{order['id']}")["status"] == "paid"
+
+    finance = shop.build.relogin(finance)  # hours on: a fresh token
+    usage = client.get(f"/v1/admin/limits/{limit['id']}/usage", headers=finance.headers)
+    assert sum(row["used"] for row in usage.json()["data"]) == 6000, usage.json()
+    assert try_to_pay(shop, shop.order(priced(shop, 4000))).status_code == 201

@@ -273,7 +273,23 @@ def _reserve_one(
     session: Session, policy: LimitPolicy, limit: SpendingLimit, spend: Spend, now: datetime
 ) -> None:
     period = _period(limit, policy, now)
-    usage = _locked_usage(session, limit, _subject(limit, spend), period.key, now)
+    subject = _subject(limit, spend)
+    # Counted already in an earlier period (a retry after midnight): once per order. The
+    # order is locked by the caller, so its reservations cannot change meanwhile.
+    if session.scalar(
+        select(LimitReservation.id)
+        .join(LimitUsage, LimitUsage.id == LimitReservation.usage_id)
+        .where(
+            LimitReservation.order_id == spend.order_id,
+            LimitReservation.released_at.is_(None),
+            LimitUsage.limit_id == limit.id,
+            LimitUsage.subject == subject,
+            LimitUsage.period_key != period.key,
+        )
+        .limit(1)
+    ):
+        return
+    usage = _locked_usage(session, limit, subject, period.key, now)
     held = session.scalar(
         select(LimitReservation).where(
             LimitReservation.usage_id == usage.id, LimitReservation.order_id == spend.order_id
