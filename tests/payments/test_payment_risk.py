@@ -222,3 +222,31 @@ def test_releasing_a_review_whose_order_closed_first_leaves_its_attempt_held_no_
     worker = Worker(settings, database, clock, app.state.channel_registry)
     assert worker.run_jobs_once()["close_moot_reviews"] == 0
     assert books.violations(database) == []
+
+
+def test_a_buyer_cannot_name_another_ip_to_get_past_an_ip_rule(
+    app: FastAPI, shop: Shop, client: TestClient, finance: Caller
+) -> None:
+    """Found in an audit: a buyer paying through the API with their own token could send any
+    `client_ip`, and risk control took it as the payer's address, so a blacklisted address (or
+    an IP velocity rule) was passed by naming another. Only an app reports a payer's address;
+    a buyer's is the one they call from."""
+    add_rule(client, finance, kind="blacklist", action="deny")
+    listed = client.post(
+        "/v1/admin/risk/blacklist",
+        json={"kind": "ip", "value": "203.0.113.9", "reason": "card testing"},
+        headers=finance.headers,
+    )
+    assert listed.status_code == 201, listed.text
+    order = shop.order()
+    with TestClient(app, client=("203.0.113.9", 50000)) as from_there:
+        answer = from_there.post(
+            f"/v1/orders/{order['id']}/payments",
+            json={"channel": "test", "client_ip": "198.51.100.7"},
+            headers={**shop.buyer.headers, "Idempotency-Key": "buyer-1"},
+        )
+    assert (answer.status_code, answer.json().get("code")) == (422, "risk_denied"), answer.text
+    [decision] = client.get("/v1/admin/risk/decisions", headers=finance.headers).json()["data"]
+    assert (decision["decision"], decision["client_ip"]) == ("deny", "203.0.113.9")
+    # An app still reports the payer's address.
+    assert try_to_pay(shop, order, client_ip="198.51.100.7").status_code == 201

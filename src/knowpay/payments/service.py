@@ -40,6 +40,7 @@ from knowpay.kit.ids import new_id
 from knowpay.kit.money import Money
 from knowpay.kit.outbox import emit
 from knowpay.kit.pagination import PageParams
+from knowpay.kit.proxies import is_ip_address
 from knowpay.kit.urls import url_origin
 from knowpay.ledger import accounts as ledger_accounts
 from knowpay.ledger.service import Leg, post_entry
@@ -203,6 +204,9 @@ def start_payment(
         ctx.registry, list(ctx.preference), order, payer, body.channel, excluded=excluded
     )
     payment_id = new_id("pay")
+    if not caller.is_app:  # only an app reports the payer's address; a buyer's is their own
+        peer = context.current().ip
+        body = body.model_copy(update={"client_ip": peer if peer and is_ip_address(peer) else None})
     client_ip = body.client_ip or context.current().ip
     decision = risk.assess(session, _risk_attempt(payment_id, order, channel, body, client_ip), now)
     if decision.decision != "deny":
