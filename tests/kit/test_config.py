@@ -79,3 +79,19 @@ def test_an_unknown_database_is_refused(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setenv("KNOWPAY_DATABASE_URL", "mysql://root@localhost/x")
     with pytest.raises(ValidationError):
         Settings()
+
+
+@pytest.mark.parametrize("zone", ["Asia/Shangai", "UTC+8", "", "../etc/passwd"])
+def test_a_limits_time_zone_that_does_not_exist_is_refused(
+    monkeypatch: pytest.MonkeyPatch, zone: str
+) -> None:
+    """Found in an audit: a misspelt KNOWPAY_LIMITS__TIMEZONE was taken, the service said it
+    was ready, and every payment a day or month limit applied to failed with a 500."""
+    monkeypatch.setenv("KNOWPAY_LIMITS__TIMEZONE", zone)
+    with pytest.raises(ValidationError, match="time zone"):
+        Settings()
+
+
+def test_a_limits_time_zone_is_an_iana_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KNOWPAY_LIMITS__TIMEZONE", "Europe/Berlin")
+    assert Settings().limits.timezone == "Europe/Berlin"

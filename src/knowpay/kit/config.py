@@ -13,6 +13,7 @@ import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from limits import parse_many as _parse_rate_limits
 from pydantic import (
@@ -224,6 +225,16 @@ class LimitSettings(BaseModel):
     """Where a limit's day and month begin."""
     near_percent: int = Field(default=80, ge=1, le=100)
     """`limit.near` is sent once per period when usage reaches this share of a limit."""
+
+    @field_validator("timezone")
+    @classmethod
+    def _a_known_time_zone(cls, value: str) -> str:
+        """Refused at start: an unknown zone would fail every payment a limit applies to."""
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{value!r} is not a known IANA time zone") from None
+        return value
 
 
 def _rate_limit(value: str) -> str:
