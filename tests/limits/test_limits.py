@@ -219,6 +219,9 @@ def test_a_changed_limit_applies_to_the_next_payment_without_a_restart(
         {"scope": "app", "period": "day", "amount": 1, "buyer_level": "verified"},
         {"scope": "buyer", "period": "day", "amount": 1, "channel": "test"},
         {"scope": "buyer", "period": "day", "amount": 1, "currency": "XYZ"},
+        # A typo made a limit that never applied (found in an audit).
+        {"scope": "channel", "period": "day", "amount": 1, "channel": "wechat_nativ"},
+        {"scope": "buyer", "period": "day", "amount": 1, "app_id": "app_does_not_exist"},
     ],
 )
 def test_a_bad_limit_is_refused_and_nothing_is_stored(

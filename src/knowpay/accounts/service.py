@@ -107,6 +107,11 @@ def authenticate(session: Session, hasher: SecretHasher, *, email: str, password
     return Principal(id=user.id, role=Role(user.role), app_id=user.app_id)
 
 
+def app_exists(session: Session, app_id: str) -> bool:
+    """Whether an app with this id was ever created."""
+    return repository.get_app(session, app_id) is not None
+
+
 def get_user(session: Session, user_id: str) -> User:
     user = repository.get_user(session, user_id)
     if user is None:

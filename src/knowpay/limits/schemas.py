@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from knowpay.channels.types import CHANNEL_GATEWAYS
 from knowpay.kit.money import MoneyError, normalize_currency
 from knowpay.limits.models import LimitUsage, SpendingLimit
 
@@ -58,6 +59,13 @@ class LimitCreate(BaseModel):
             return normalize_currency(value)
         except MoneyError as exc:
             raise ValueError(str(exc)) from exc
+
+    @field_validator("channel")
+    @classmethod
+    def _known_channel(cls, value: str | None) -> str | None:
+        if value is not None and value not in CHANNEL_GATEWAYS:
+            raise ValueError(f"no channel named {value!r}; known: {', '.join(CHANNEL_GATEWAYS)}")
+        return value
 
     @model_validator(mode="after")
     def _selectors_fit_the_scope(self) -> LimitCreate:

@@ -23,7 +23,7 @@ from knowpay.accounts import service as accounts
 from knowpay.audit import service as audit
 from knowpay.kit.ids import new_id
 from knowpay.kit.outbox import emit, rfc3339
-from knowpay.limits.errors import LimitExceeded, LimitNotFound
+from knowpay.limits.errors import InvalidLimit, LimitExceeded, LimitNotFound
 from knowpay.limits.models import LimitReservation, LimitUsage, SpendingLimit
 from knowpay.limits.schemas import LimitCreate, LimitUpdate
 
@@ -59,6 +59,13 @@ class _Period:
 
 def create_limit(session: Session, body: LimitCreate, now: datetime) -> SpendingLimit:
     """A new limit; it applies to the next payment, no restart needed."""
+    if body.app_id is not None and not accounts.app_exists(session, body.app_id):
+        raise InvalidLimit(
+            f"No app {body.app_id}: the limit would never apply.",
+            errors=[
+                {"field": "app_id", "in": "body", "message": "no such app", "type": "not_found"}
+            ],
+        )
     limit = SpendingLimit(
         id=new_id("lim"),
         scope=body.scope,
