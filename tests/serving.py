@@ -61,6 +61,7 @@ def running_server(
     log: Path | None = None,
     in_process_worker: bool | None = False,
     extra_env: dict[str, str] | None = None,
+    ready_within_s: float = 120,
 ) -> Iterator[str]:
     """`knowpay serve --workers N` on a free port; yields its base URL, stops it afterwards.
     The worker loops stay off unless asked for (None: knowpay's own default)."""
@@ -86,7 +87,7 @@ def running_server(
         stderr=subprocess.STDOUT,
     )
     try:
-        _wait_until_ready(base_url, process)
+        _wait_until_ready(base_url, process, ready_within_s)
         yield base_url
     finally:
         process.terminate()

@@ -150,6 +150,10 @@ def migrate(as_json: JsonFlag = False) -> None:
     emit({"migrated": True, "database": database.dialect}, as_json=as_json)
 
 
+WORKER_HEALTHCHECK_TIMEOUT_S = 30
+"""How long a server process may take to answer the supervisor (`serve --workers N`)."""
+
+
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
@@ -170,6 +174,9 @@ def serve(
         host=host,
         port=port,
         workers=workers,
+        # A child answers the supervisor's ping only once its imports are done: seconds on a
+        # loaded machine, past uvicorn's 5 s, and it was killed and started again, for good.
+        timeout_worker_healthcheck=WORKER_HEALTHCHECK_TIMEOUT_S,
         proxy_headers=True,
         log_config=log_config(settings.log_level, settings.log_format),
     )
