@@ -6,6 +6,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from knowpay.auth.principals import Role
 from knowpay.catalog import service
 from knowpay.catalog.errors import PriceNotAvailable, ProductNotForSale
 from knowpay.catalog.models import Product
@@ -184,3 +185,34 @@ def test_an_unknown_creator_is_422_and_writes_nothing(
     assert response.json()["code"] == "creator_not_found"
     with database.session_scope(read_only=True) as session:
         assert session.scalars(select(Product)).all() == []
+
+
+def test_a_creator_of_another_app_or_a_staff_member_is_answered_as_an_unknown_creator(
+    client: TestClient, build: Builders, database: Database
+) -> None:
+    """An app names as a product's creator only a person it registered: naming another
+    app's user (or staff) is answered exactly as an unknown id, and writes nothing. Before,
+    only the foreign key was checked, so app B could make app A's buyer (or an admin) the
+    creator of its product: their e-mail then showed on B's cashier and in the creators
+    report, and the 422 / 201 difference told B which user ids exist in other apps."""
+    mine, other = build.app(), build.app()
+    others_user = build.buyer(other)
+    admin = build.staff(Role.ADMIN)
+    own = build.buyer(mine, role="creator")
+    for creator_id in (others_user.id, admin.id, "usr_nope"):
+        response = client.post(
+            "/v1/products",
+            json={
+                "title": "t",
+                "kind": "course",
+                "creator_id": creator_id,
+                "prices": [{"amount": 1, "currency": "CNY"}],
+            },
+            headers=mine.headers,
+        )
+        assert response.status_code == 422, response.text
+        assert response.json()["code"] == "creator_not_found"
+        assert response.json()["detail"] == f"No such creator: {creator_id}"
+    with database.session_scope(read_only=True) as session:
+        assert session.scalars(select(Product)).all() == []
+    assert build.product(mine, creator_id=own.id)["creator_id"] == own.id

@@ -50,6 +50,19 @@ def _visible_to(product: Product, caller: Principal) -> bool:
     return caller.is_app and product.app_id == caller.id
 
 
+_CREATOR_ROLES = frozenset({Role.BUYER.value, Role.CREATOR.value})
+
+
+def _ensure_creator(session: Session, caller: Principal, creator_id: str | None) -> None:
+    """A creator is a person (not staff) and, for an app, one that app registered: another
+    app's user is answered exactly as an unknown id (docs/security.md)."""
+    if creator_id is None:
+        return
+    found = repository.person(session, creator_id)
+    if found is None or found[0] not in _CREATOR_ROLES or (caller.is_app and found[1] != caller.id):
+        raise CreatorNotFound(f"No such creator: {creator_id}")
+
+
 def _ensure_may_edit(product: Product, caller: Principal) -> None:
     if caller.role is Role.ADMIN or (caller.is_app and product.app_id == caller.id):
         return
@@ -60,6 +73,7 @@ def create_product(
     session: Session, caller: Principal, body: ProductCreate, now: datetime
 ) -> Product:
     """Add a product to the catalog (published unless `status` is draft)."""
+    _ensure_creator(session, caller, body.creator_id)
     product = Product(
         id=new_id("prod"),
         app_id=caller.id if caller.is_app else None,
