@@ -19,6 +19,7 @@ from knowpay.gateway_notifications.forms import router as forms_router
 from knowpay.kit.clock import FrozenClock
 from knowpay.kit.config import SecurityHeaderSettings, Settings, load_settings
 from knowpay.kit.db import Database
+from tests.builders import Builders
 
 FRONT_URL = "https://gateway.test.95516.com/gateway/api/frontTransReq.do"
 
@@ -58,6 +59,30 @@ def test_api_responses_carry_the_security_headers_but_no_hsts_over_http(
         assert policy["frame-ancestors"] == ["'none'"]
         assert policy["object-src"] == ["'none'"]
         assert "strict-transport-security" not in headers
+
+
+def test_api_answers_with_tokens_and_secrets_are_never_cached(
+    client: TestClient, build: Builders
+) -> None:
+    """A login token, a new webhook secret, any API answer (personal data): `no-store`, as
+    RFC 6749 5.1 asks of a token response and as knowpay's own pages already are. Before,
+    only the pages were marked, so a shared or browser cache could keep a bearer token."""
+    app = build.app()
+    build.buyer(app, email="cache@example.com", password="cache-password-1")
+    token = client.post(
+        "/v1/auth/token", data={"username": "cache@example.com", "password": "cache-password-1"}
+    )
+    endpoint = client.post(
+        "/v1/webhook-endpoints",
+        json={"url": "https://hooks.example.com/k", "events": ["*"]},
+        headers=app.headers,
+    )
+    assert (token.status_code, endpoint.status_code) == (200, 201)
+    for response in (token, endpoint, client.get("/v1/orders")):
+        assert response.headers["cache-control"] == "no-store"
+    # An endpoint's own Cache-Control still wins (the static files keep theirs).
+    static = client.get("/static/knowpay.css")
+    assert static.headers["cache-control"] == "max-age=3600"
 
 
 def test_a_refused_oversized_body_has_them_too(client: TestClient) -> None:

@@ -1,6 +1,7 @@
 """Security headers on every response: Content-Security-Policy (per path prefix),
-X-Content-Type-Options, X-Frame-Options, Referrer-Policy, and Strict-Transport-Security when
-the request came over TLS (or knowpay's public URL is https).
+X-Content-Type-Options, X-Frame-Options, Referrer-Policy, Strict-Transport-Security when
+the request came over TLS (or knowpay's public URL is https), and `Cache-Control: no-store`
+on the API under /v1/.
 
 A policy may name `{inline-script-hashes}`: for an HTML response the middleware then reads
 the page, hashes each inline `<script>` and inline event handler (`onload="…"`), and puts
@@ -97,6 +98,10 @@ class SecurityHeadersMiddleware:
         ]
         if self.hsts and (self.public_https or self.proxies.is_https(scope)):
             fixed.append((b"strict-transport-security", self.hsts.encode("latin-1")))
+        if scope["path"].startswith("/v1/"):
+            # Tokens, secrets shown once, personal data: never kept by a cache (RFC 6749 5.1
+            # for the token; the pages are marked the same way by their renderer).
+            fixed.append((b"cache-control", b"no-store"))
 
         def finish(message: Message, csp: str) -> None:
             headers = list(message.get("headers", []))
