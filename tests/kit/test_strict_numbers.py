@@ -1,5 +1,6 @@
-"""A number in a JSON body is a JSON number: `true` is not 1 and `"30"` is not 30. Each is a
-422 naming the field, and nothing is written."""
+"""A number in a JSON body is a JSON number (`true` is not 1, `"30"` is not 30) and a switch a
+JSON boolean (`"yes"` and 1 are not true). Each is a 422 naming the field, and nothing is
+written."""
 
 from __future__ import annotations
 
@@ -58,3 +59,49 @@ def test_a_rotations_grace_period_is_a_number(
 
     _assert_refused(rotated, "grace_period_s")
     assert rotated.json()["errors"][0]["in"] == "body"
+
+
+NOT_BOOLEANS = ["yes", "true", 1, 0]
+
+
+@pytest.mark.parametrize("value", NOT_BOOLEANS)
+def test_switching_a_limit_on_or_off_takes_a_json_boolean(
+    client: TestClient, build: Builders, value: Any
+) -> None:
+    finance = build.staff(Role.FINANCE)
+    body = {"scope": "buyer", "period": "day", "amount": 5000, "currency": "CNY"}
+    limit = client.post("/v1/admin/limits", json=body, headers=finance.headers).json()
+
+    patched = client.patch(
+        f"/v1/admin/limits/{limit['id']}", json={"enabled": value}, headers=finance.headers
+    )
+
+    _assert_refused(patched, "enabled")
+    assert client.get("/v1/admin/limits", headers=finance.headers).json()["data"][0]["enabled"]
+    created = client.post(
+        "/v1/admin/limits", json={**body, "enabled": value}, headers=finance.headers
+    )
+    _assert_refused(created, "enabled")
+
+
+@pytest.mark.parametrize("value", NOT_BOOLEANS)
+def test_switching_a_risk_rule_on_or_off_takes_a_json_boolean(
+    client: TestClient, build: Builders, value: Any
+) -> None:
+    finance = build.staff(Role.FINANCE)
+    rule = {
+        "kind": "velocity",
+        "action": "deny",
+        "params": {"subject": "buyer", "max_attempts": 5, "window_s": 60},
+    }
+    created = client.post(
+        "/v1/admin/risk/rules", json={**rule, "enabled": value}, headers=finance.headers
+    )
+    _assert_refused(created, "velocity.enabled")  # the rule kinds are a tagged union
+    made = client.post("/v1/admin/risk/rules", json=rule, headers=finance.headers).json()
+
+    patched = client.patch(
+        f"/v1/admin/risk/rules/{made['id']}", json={"enabled": value}, headers=finance.headers
+    )
+
+    _assert_refused(patched, "enabled")

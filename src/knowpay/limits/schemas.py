@@ -5,7 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    field_validator,
+    model_validator,
+)
 
 from knowpay.channels.types import CHANNEL_GATEWAYS
 from knowpay.kit.money import MoneyError, normalize_currency
@@ -50,7 +57,7 @@ class LimitCreate(BaseModel):
     app_id: str | None = Field(default=None, min_length=1, max_length=40)
     channel: str | None = Field(default=None, min_length=1, max_length=32)
     description: str | None = Field(default=None, max_length=200)
-    enabled: bool = True
+    enabled: StrictBool = True
 
     @field_validator("currency")
     @classmethod
@@ -81,7 +88,7 @@ class LimitUpdate(BaseModel):
 
     amount: int | None = Field(default=None, gt=0, le=10**15, strict=True)
     description: str | None = Field(default=None, max_length=200)
-    enabled: bool | None = None
+    enabled: StrictBool | None = None
 
 
 class LimitOut(BaseModel):

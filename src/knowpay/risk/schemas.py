@@ -13,6 +13,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    StrictBool,
     StrictInt,
     TypeAdapter,
     model_validator,
@@ -124,7 +125,7 @@ def dump_params(params: BaseModel) -> dict[str, Any]:
 
 class _RuleCreateBase(Strict):
     action: RuleAction
-    enabled: bool = True
+    enabled: StrictBool = True
     priority: Annotated[StrictInt, Field(ge=0, le=1_000_000)] = 100
     description: str | None = Field(default=None, max_length=500)
 
@@ -177,7 +178,7 @@ class RuleUpdate(Strict):
         json_schema_extra={"examples": [{"enabled": False}, {"params": {"max_attempts": 3}}]},
     )
 
-    enabled: bool | None = None
+    enabled: StrictBool | None = None
     action: RuleAction | None = None
     params: dict[str, Any] | None = None
     priority: Annotated[StrictInt, Field(ge=0, le=1_000_000)] | None = None
