@@ -267,3 +267,38 @@ def test_an_order_retried_after_midnight_counts_once(
     usage = client.get(f"/v1/admin/limits/{limit['id']}/usage", headers=finance.headers)
     assert sum(row["used"] for row in usage.json()["data"]) == 6000, usage.json()
     assert try_to_pay(shop, shop.order(priced(shop, 4000))).status_code == 201
+
+
+def test_a_limits_usage_is_listed_in_pages_like_every_list(
+    build: Builders, client: TestClient, finance: Caller
+) -> None:
+    """One row per buyer and day adds up: the list pages with `limit` and `starting_after`
+    (it was cut at 500 rows with `has_more: false`)."""
+    limit = add_limit(client, finance, scope="buyer", period="day", amount=100000)
+    buyers = [Shop(build) for _ in range(3)]
+    for shop in buyers:
+        assert try_to_pay(shop, shop.order(priced(shop, 1000))).status_code == 201
+    path = f"/v1/admin/limits/{limit['id']}/usage"
+
+    first = client.get(f"{path}?limit=2", headers=finance.headers).json()
+    rest = client.get(
+        f"{path}?limit=2&starting_after={first['data'][-1]['id']}", headers=finance.headers
+    ).json()
+
+    assert (len(first["data"]), first["has_more"]) == (2, True)
+    assert (len(rest["data"]), rest["has_more"]) == (1, False)
+    subjects = {row["subject"] for row in first["data"] + rest["data"]}
+    assert subjects == {shop.buyer.id for shop in buyers}
+
+
+def test_a_staff_account_has_no_buyer_level_to_set(
+    build: Builders, client: TestClient, finance: Caller
+) -> None:
+    admin = build.staff(Role.ADMIN)
+
+    answer = client.put(
+        f"/v1/admin/users/{admin.id}/level", json={"level": "verified"}, headers=finance.headers
+    )
+
+    assert answer.status_code == 404, answer.text
+    assert answer.json()["code"] == "user_not_found"

@@ -119,6 +119,14 @@ def get_user(session: Session, user_id: str) -> User:
     return user
 
 
+def get_buyer(session: Session, user_id: str) -> User:
+    """A buyer or creator (someone who pays); a staff account is answered as no such buyer."""
+    user = repository.get_user(session, user_id)
+    if user is None or user.role not in (Role.BUYER.value, Role.CREATOR.value):
+        raise UserNotFound(f"No such buyer: {user_id}")
+    return user
+
+
 def web_session_generation(session: Session, user_id: str) -> int:
     """What a page session begun now carries; a logout raises it (web/session.py)."""
     return get_user(session, user_id).web_session_generation

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, status
 
 from knowpay.auth.dependencies import require_roles
 from knowpay.auth.principals import STAFF_ROLES, Principal, Role
-from knowpay.kit.pagination import Page
+from knowpay.kit.pagination import Page, PageParams, page_params
 from knowpay.kit.web import AppClock, DbSession, SessionRoute
 from knowpay.limits import service
 from knowpay.limits.schemas import LevelUpdate, LimitCreate, LimitOut, LimitUpdate, UsageOut
@@ -56,10 +56,15 @@ def disable_limit(limit_id: str, caller: Finance, session: DbSession, clock: App
 
 
 @router.get("/limits/{limit_id}/usage", response_model=Page[UsageOut])
-def limit_usage(limit_id: str, caller: Staff, session: DbSession) -> Page[UsageOut]:
-    """How much each subject used of the limit per period, newest period first."""
-    rows = service.usage_of(session, limit_id)
-    return Page[UsageOut](data=[UsageOut.of(u) for u in rows], has_more=False)
+def limit_usage(
+    limit_id: str,
+    caller: Staff,
+    session: DbSession,
+    params: Annotated[PageParams, Depends(page_params)],
+) -> Page[UsageOut]:
+    """How much each subject used of the limit per period (one row each), newest first."""
+    rows, has_more = service.usage_of(session, limit_id, params)
+    return Page[UsageOut](data=[UsageOut.of(u) for u in rows], has_more=has_more)
 
 
 @router.put("/users/{user_id}/level", response_model=LevelUpdate)

@@ -126,6 +126,7 @@ class LimitOut(BaseModel):
 
 class UsageOut(BaseModel):
     object: Literal["limit_usage"] = "limit_usage"
+    id: str = Field(description="The cursor for `starting_after`")
     limit_id: str
     subject: str
     period_key: str
@@ -135,6 +136,7 @@ class UsageOut(BaseModel):
     @classmethod
     def of(cls, usage: LimitUsage) -> UsageOut:
         return cls(
+            id=usage.id,
             limit_id=usage.limit_id,
             subject=usage.subject,
             period_key=usage.period_key,

@@ -23,6 +23,7 @@ from knowpay.accounts import service as accounts
 from knowpay.audit import service as audit
 from knowpay.kit.ids import new_id
 from knowpay.kit.outbox import emit, rfc3339
+from knowpay.kit.pagination import PageParams, page_of
 from knowpay.limits.errors import InvalidLimit, LimitExceeded, LimitNotFound
 from knowpay.limits.models import LimitReservation, LimitUsage, SpendingLimit
 from knowpay.limits.schemas import LimitCreate, LimitUpdate
@@ -143,22 +144,18 @@ def list_limits(session: Session) -> list[SpendingLimit]:
     return list(session.scalars(select(SpendingLimit).order_by(SpendingLimit.id.desc())))
 
 
-def usage_of(session: Session, limit_id: str) -> list[LimitUsage]:
-    """A limit's usage rows, newest period first (at most 500)."""
+def usage_of(session: Session, limit_id: str, params: PageParams) -> tuple[list[LimitUsage], bool]:
+    """A page of a limit's usage rows (one per subject and period), newest first."""
     get_limit(session, limit_id)
-    return list(
-        session.scalars(
-            select(LimitUsage)
-            .where(LimitUsage.limit_id == limit_id)
-            .order_by(LimitUsage.period_key.desc(), LimitUsage.subject)
-            .limit(500)
-        )
+    return page_of(
+        session, select(LimitUsage).where(LimitUsage.limit_id == limit_id), LimitUsage.id, params
     )
 
 
 def set_buyer_level(session: Session, user_id: str, level: str) -> str:
-    """A buyer's level, which chooses the buyer limits that apply to them."""
-    user = accounts.get_user(session, user_id)
+    """A buyer's level, which chooses the buyer limits that apply to them. Staff have none:
+    their id is answered as no buyer's."""
+    user = accounts.get_buyer(session, user_id)
     before, user.level = user.level, level
     session.flush()
     audit.record(
