@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -12,6 +13,7 @@ from fastapi.responses import JSONResponse
 from fastapi.security.utils import get_authorization_scheme_param
 from fastapi.telemetry import TelemetryConfig
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import SecretStr
 from sqlalchemy.orm import Session
 
 from knowpay import __version__
@@ -50,7 +52,7 @@ from knowpay.kit.middleware import (
     RequestIdMiddleware,
 )
 from knowpay.kit.migrations import head_revision, revision_of
-from knowpay.kit.openapi import install_openapi
+from knowpay.kit.openapi import install_openapi, problem_responses
 from knowpay.kit.proxies import TrustedProxies
 from knowpay.kit.ratelimit import RateLimiter, RateLimitMiddleware
 from knowpay.kit.request_threads import limit_request_threads
@@ -297,15 +299,28 @@ def _idempotency_scope(request: Request, session: Session) -> str | None:
     return principal.scope_key if principal is not None else None
 
 
+def _bears(request: Request, token: SecretStr) -> bool:
+    """Whether the request carries `token` as its bearer token (compared in constant time)."""
+    scheme, given = get_authorization_scheme_param(request.headers.get("Authorization"))
+    expected = token.get_secret_value().encode()
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.encode(), expected)
+
+
 def _add_health_routes(app: FastAPI, database: Database) -> None:
     @app.get("/healthz", tags=["operations"])
     def healthz() -> dict[str, str]:
         """The process is alive."""
         return {"status": "ok", "version": __version__}
 
-    @app.get("/metrics", tags=["operations"], response_class=Response)
-    def metrics() -> Response:
-        """Prometheus metrics of this process (gateway calls, latency, breaker rejections)."""
+    @app.get(
+        "/metrics", tags=["operations"], response_class=Response, responses=problem_responses(401)
+    )
+    def metrics(request: Request) -> Response:
+        """Prometheus metrics of this process (gateway calls, latency, breaker rejections).
+        With `KNOWPAY_METRICS_TOKEN` set, only for `Authorization: Bearer <that token>`."""
+        settings: Settings = request.app.state.settings
+        if settings.metrics_token is not None and not _bears(request, settings.metrics_token):
+            raise Unauthorized("GET /metrics needs the metrics token (KNOWPAY_METRICS_TOKEN).")
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/readyz", tags=["operations"], response_model=None)

@@ -351,6 +351,10 @@ class Settings(BaseSettings):
     # rebuilds those gateways' channels (`credentials.refresh`); 0: only when it starts.
     credentials_refresh_s: float = Field(default=10.0, ge=0)
 
+    # When set, `GET /metrics` asks for `Authorization: Bearer <this>` (Prometheus'
+    # `authorization` in its scrape config); unset, it is open, for a network that keeps it in.
+    metrics_token: SecretStr | None = None
+
     # Whether apps may point webhooks at private, loopback and link-local addresses (and at
     # plain http): by default everywhere but in production (`webhooks.targets`).
     webhook_private_targets: bool | None = None
