@@ -8,7 +8,7 @@ import re
 from collections.abc import Iterator
 
 import pytest
-from fastapi import FastAPI
+from fastapi import FastAPI, Response
 from fastapi.routing import iter_route_contexts
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
@@ -80,9 +80,24 @@ def test_api_answers_with_tokens_and_secrets_are_never_cached(
     assert (token.status_code, endpoint.status_code) == (200, 201)
     for response in (token, endpoint, client.get("/v1/orders")):
         assert response.headers["cache-control"] == "no-store"
-    # An endpoint's own Cache-Control still wins (the static files keep theirs).
+    # Outside /v1/ nothing is added: the static files keep their own.
     static = client.get("/static/knowpay.css")
     assert static.headers["cache-control"] == "max-age=3600"
+
+
+def test_an_api_endpoints_own_cache_control_wins(
+    settings: Settings, clock: FrozenClock, database: Database
+) -> None:
+    app = _app(settings, clock, database)
+
+    @app.get("/v1/cacheable-for-the-test")
+    def cacheable() -> Response:
+        return Response("{}", headers={"Cache-Control": "private, max-age=60"})
+
+    with TestClient(app) as client:
+        assert client.get("/v1/cacheable-for-the-test").headers["cache-control"] == (
+            "private, max-age=60"
+        )
 
 
 def test_a_refused_oversized_body_has_them_too(client: TestClient) -> None:

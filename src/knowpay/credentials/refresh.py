@@ -47,9 +47,10 @@ class CredentialsRefresher:
         self._thread: threading.Thread | None = None
 
     def check(self) -> list[str]:
-        """One look at the store; the gateways whose channels were rebuilt. Raises what kept a
-        change from loading; that change is not tried again (it is logged once, not every
-        turn), the next one is."""
+        """One look at the store; the gateways whose channels were rebuilt. A stored value that
+        does not open raises; that change is not tried again (it is logged once, not every
+        turn), the next one is. A gateway whose values open but do not load keeps its channels
+        (the registry logs it) and holds back no other gateway's change."""
         with self._database.session_scope(read_only=True) as session:
             revision = repository.revision(session)
             if revision in (self._applied, self._refused):

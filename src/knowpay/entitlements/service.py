@@ -8,6 +8,7 @@ from datetime import UTC, datetime, time, timedelta
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
+from knowpay.entitlements.errors import EntitlementNotActive
 from knowpay.entitlements.models import Entitlement, EntitlementGrant
 from knowpay.kit.db import insert_unless_present
 from knowpay.kit.ids import new_id
@@ -259,7 +260,12 @@ def in_force(entitlement: Entitlement, now: datetime) -> bool:
 
 
 def record_access(entitlement: Entitlement, now: datetime) -> Entitlement:
-    """Note the first time the buyer opened the content (it decides automatic refunds)."""
+    """Note the first time the buyer opened the content (it decides automatic refunds).
+    Content revoked or ended cannot be opened: EntitlementNotActive, nothing noted."""
+    if not in_force(entitlement, now):
+        raise EntitlementNotActive(
+            f"Entitlement {entitlement.id} was revoked or has ended; nothing was recorded."
+        )
     if entitlement.first_accessed_at is None:
         entitlement.first_accessed_at = now
     return entitlement

@@ -196,8 +196,8 @@ def _dispatch(
         payments.record_failure(
             session,
             note.out_trade_no,
-            note.failure_code or "gateway_failed",
-            note.failure_message or "The gateway reported a failure.",
+            _escaped(note.failure_code) or "gateway_failed",
+            _escaped(note.failure_message) or "The gateway reported a failure.",
             now,
             gateway=gateway,
         )
@@ -250,8 +250,8 @@ def _dispatch_refund(
     result = RefundResult(
         note.status,
         gateway_refund_no=note.gateway_refund_no,
-        failure_code=note.failure_code,
-        failure_message=note.failure_message,
+        failure_code=_escaped(note.failure_code),
+        failure_message=_escaped(note.failure_message),
         attention=note.attention,
     )
     refunds.apply_result(
@@ -338,8 +338,6 @@ def _check_storable(note: Notification) -> None:
         note.out_refund_no,
         note.gateway_refund_no,
         note.payer_account,
-        note.failure_code,
-        note.failure_message,
     )
     for text in texts:
         if text is not None and _printable(text) != text:
@@ -352,6 +350,12 @@ def _check_storable(note: Notification) -> None:
 def _printable(text: str) -> str:
     """The text with what a database text column cannot hold (lone surrogates, NUL) escaped."""
     return text.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
+
+
+def _escaped(reason: str | None) -> str | None:
+    """A gateway's failure reason as it can be stored: only told to people, so an odd
+    character in it is escaped rather than the whole notification refused."""
+    return None if reason is None else _printable(reason)
 
 
 def _answer_duplicate(session: Session, channel: Channel, external_id: str) -> Handled:

@@ -64,8 +64,10 @@ class PaymentCreate(BaseModel):
     client_ip: str | None = Field(
         default=None,
         max_length=64,
-        description="The payer's IP address (WeChat H5 requires it; risk rules read it); "
-        "of an X-Forwarded-For list, the first",
+        description="The payer's IP address as the app saw it (WeChat H5 requires it; risk "
+        "rules read it); of an X-Forwarded-For list, the first. Ignored when a buyer calls "
+        "with their own token: the address they call from is used (behind a proxy, list it "
+        "in KNOWPAY_TRUSTED_PROXIES)",
     )
     openid: str | None = Field(
         default=None, max_length=128, description="WeChat JSAPI payer openid"

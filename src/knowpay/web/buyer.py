@@ -13,8 +13,8 @@ from sqlalchemy.orm import Session
 from knowpay.auth.principals import STAFF_ROLES, Principal, Role
 from knowpay.catalog import repository as catalog_repository
 from knowpay.entitlements import service as entitlements
+from knowpay.entitlements.errors import EntitlementNotActive
 from knowpay.entitlements.models import Entitlement
-from knowpay.kit.clock import Clock
 from knowpay.kit.db import Database
 from knowpay.kit.errors import KnowpayError
 from knowpay.kit.pagination import PageParams
@@ -185,34 +185,37 @@ def open_content(
 ) -> Response:
     """The buyer opens something they own (a stand-in for the platform's player/reader;
     the first opening is noted, as the refund policy asks). A link from another site only
-    shows a button: an opening it could note would cost the buyer their unopened refund."""
+    shows a button: an opening it could note would cost the buyer their unopened refund.
+    A browser that sends no `Sec-Fetch-Site` (older than 2023) is taken at its word."""
+    now = clock.now()
+    entitlement, item = _owned_content(session, buyer, entitlement_id, now)
     fetched_from = request.headers.get("Sec-Fetch-Site")
     if fetched_from is not None and fetched_from not in _OWN_NAVIGATION:
-        item = _open_content(entitlement_id, request, buyer, session, clock, record=False)
         return _content_page(request, item, opened=False)
-    item = _open_content(entitlement_id, request, buyer, session, clock, record=True)
+    database: Database = request.app.state.database
+    with database.session_scope() as writer:  # a GET's own session only reads
+        held = entitlements.get(writer, entitlement.id)
+        if held is not None:
+            _note_opening(held, now)
     return _content_page(request, item, opened=True)
 
 
 @buyer_router.post("/me/content/{entitlement_id}")
 def open_content_by_button(
-    entitlement_id: str, request: Request, buyer: Buyer, session: DbSession, clock: AppClock
+    entitlement_id: str, buyer: Buyer, session: DbSession, clock: AppClock
 ) -> Response:
-    """The button a link from another site leads to (the form carries the CSRF token)."""
-    item = _open_content(entitlement_id, request, buyer, session, clock, record=True)
-    return _content_page(request, item, opened=True)
-
-
-def _open_content(
-    entitlement_id: str,
-    request: Request,
-    buyer: Principal,
-    session: Session,
-    clock: Clock,
-    *,
-    record: bool,
-) -> dict[str, Any]:
+    """The button a link from another site leads to (the form carries the CSRF token); the
+    content is then shown by a GET, so reloading it sends nothing again."""
     now = clock.now()
+    entitlement, _item = _owned_content(session, buyer, entitlement_id, now)
+    _note_opening(entitlement, now)  # committed with the request
+    return RedirectResponse(f"/me/content/{entitlement.id}", status_code=303)
+
+
+def _owned_content(
+    session: Session, buyer: Principal, entitlement_id: str, now: datetime
+) -> tuple[Entitlement, dict[str, Any]]:
+    """The buyer's entitlement and its page's view; 404 when not theirs, 403 when ended."""
     owned = {e.id: e for e in entitlements.list_for_user(session, buyer.id, _LIST)[0]}
     entitlement = owned.get(entitlement_id)
     if entitlement is None:
@@ -220,15 +223,14 @@ def _open_content(
     item = _content(session, entitlement, now)
     if not item["active"]:
         raise PageError(403, "forbidden")
-    if record and request.method == "POST":
-        entitlements.record_access(entitlement, now)  # committed with the request
-    elif record:
-        database: Database = request.app.state.database
-        with database.session_scope() as writer:  # a GET's own session only reads
-            held = entitlements.get(writer, entitlement.id)
-            if held is not None:
-                entitlements.record_access(held, now)
-    return item
+    return entitlement, item
+
+
+def _note_opening(entitlement: Entitlement, now: datetime) -> None:
+    try:
+        entitlements.record_access(entitlement, now)
+    except EntitlementNotActive:  # revoked since it was read (a refund meanwhile)
+        raise PageError(403, "forbidden") from None
 
 
 def _content_page(request: Request, item: dict[str, Any], *, opened: bool) -> Response:

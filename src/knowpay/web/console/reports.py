@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from knowpay.accounts.models import User
 from knowpay.catalog.models import Product
+from knowpay.kit.money import Money
 from knowpay.orders.models import Order, OrderItem
 from knowpay.payments.models import Payment
 from knowpay.refunds.models import Refund
@@ -223,7 +224,6 @@ def revenue_per_creator(session: Session, period: Period) -> list[CreatorRevenue
         select(
             Order.id,
             Order.currency,
-            Order.amount_minor,
             Order.refunded_minor,
             OrderItem.amount_minor,
             Product.creator_id,
@@ -235,18 +235,19 @@ def revenue_per_creator(session: Session, period: Period) -> list[CreatorRevenue
             Order.paid_at >= period.lower,
             Order.paid_at < period.upper,
         )
+        # Lines in one order always: a tie in the refund's sharing goes the same way each time.
+        .order_by(Order.id, OrderItem.line_no)
     ).all()
     lines_of: dict[str, list[tuple[str | None, str, int]]] = defaultdict(list)
-    refunded_of: dict[str, tuple[int, int]] = {}
-    for order_id, currency, total, refunded, line, creator in rows:
+    refunded_of: dict[str, int] = {}
+    for order_id, currency, refunded, line, creator in rows:
         key = str(order_id)
         lines_of[key].append((None if creator is None else str(creator), str(currency), int(line)))
-        refunded_of[key] = (int(total), int(refunded))
+        refunded_of[key] = int(refunded)
     cells: dict[tuple[str | None, str], list[int]] = defaultdict(lambda: [0, 0])
     orders: dict[tuple[str | None, str], set[str]] = defaultdict(set)
     for order_id, lines in lines_of.items():
-        total, refunded = refunded_of[order_id]
-        shares = share_by_amount(refunded, [amount for _c, _cur, amount in lines], total)
+        shares = _refund_shares(refunded_of[order_id], lines[0][1], [a for _, _, a in lines])
         for (creator, currency, amount), share in zip(lines, shares, strict=True):
             cells[(creator, currency)][0] += amount
             cells[(creator, currency)][1] += share
@@ -274,18 +275,12 @@ def revenue_per_creator(session: Session, period: Period) -> list[CreatorRevenue
     return sorted(result, key=lambda r: (r.currency, -r.net, r.creator_id or ""))
 
 
-def share_by_amount(amount: int, lines: Sequence[int], total: int) -> list[int]:
-    """`amount` shared among `lines` (whose sum is `total`) in proportion to each, in whole
-    minor units that add up to `amount` exactly: each line gets its floor, and the minor units
-    left over go one each to the lines with the largest remainders (the first on a tie)."""
-    if not total:
+def _refund_shares(refunded: int, currency: str, lines: list[int]) -> list[int]:
+    """An order's refunded amount shared among its lines by their amounts, by largest
+    remainder (no minor unit lost or made up); nothing to share on an order of free lines."""
+    if not any(lines):
         return [0 for _ in lines]
-    floors = [amount * line // total for line in lines]
-    remainders = [amount * line % total for line in lines]
-    left = amount - sum(floors)
-    for index in sorted(range(len(lines)), key=lambda i: (-remainders[i], i))[:left]:
-        floors[index] += 1
-    return floors
+    return [share.amount_minor for share in Money(refunded, currency).allocate(lines)]
 
 
 # CSV ----------------------------------------------------------------------------------------
