@@ -158,6 +158,7 @@ def create_app(
         settings.secret_key.get_secret_value(), settings.access_token_ttl_s
     )
     app.state.api_key_resolver = accounts_service.resolve_api_key
+    app.state.person_lookup = accounts_service.principal_of
     app.state.channel_registry = registry
     registry.health.set_listener(alerts_service.breaker_alerts(database, clock))
     app.state.payments_context = payments_context = PaymentsContext(

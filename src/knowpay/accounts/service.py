@@ -119,6 +119,12 @@ def get_user(session: Session, user_id: str) -> User:
     return user
 
 
+def principal_of(session: Session, user_id: str) -> Principal | None:
+    """Who a user is (id, role, app), or None when there is no such user."""
+    user = repository.get_user(session, user_id)
+    return None if user is None else Principal(id=user.id, role=Role(user.role), app_id=user.app_id)
+
+
 def get_buyer(session: Session, user_id: str) -> User:
     """A buyer or creator (someone who pays); a staff account is answered as no such buyer."""
     user = repository.get_user(session, user_id)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, status
+from fastapi import APIRouter, Depends, Query, Request, status
 
 from knowpay.auth.dependencies import CurrentPrincipal, require_roles
 from knowpay.auth.principals import Principal, Role
@@ -21,10 +21,15 @@ CatalogEditor = Annotated[Principal, Depends(require_roles(Role.APP, Role.ADMIN)
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=ProductOut)
 def create_product(
-    body: ProductCreate, caller: CatalogEditor, session: DbSession, clock: AppClock
+    body: ProductCreate,
+    caller: CatalogEditor,
+    session: DbSession,
+    clock: AppClock,
+    request: Request,
 ) -> ProductOut:
     """Add a product (app or admin)."""
-    return ProductOut.of(service.create_product(session, caller, body, clock.now()))
+    people: service.PersonLookup = request.app.state.person_lookup
+    return ProductOut.of(service.create_product(session, caller, body, clock.now(), people))
 
 
 @router.get("", response_model=Page[ProductOut])

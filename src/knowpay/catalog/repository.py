@@ -2,22 +2,11 @@
 
 from __future__ import annotations
 
-from sqlalchemy import column, or_, select, table
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, joinedload
 
 from knowpay.catalog.models import Product
 from knowpay.kit.pagination import PageParams, page_of
-
-# The accounts domain's table, read by name: the catalog sits beside accounts, not above it.
-_users = table("users", column("id"), column("role"), column("app_id"))
-
-
-def person(session: Session, user_id: str) -> tuple[str, str | None] | None:
-    """The role and app of the user `user_id`, or None when there is none."""
-    row = session.execute(
-        select(_users.c.role, _users.c.app_id).where(_users.c.id == user_id)
-    ).one_or_none()
-    return None if row is None else (row.role, row.app_id)
 
 
 def add(session: Session, product: Product) -> None:

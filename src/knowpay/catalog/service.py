@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Protocol
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -30,6 +31,13 @@ class CreatorNotFound(Unprocessable):
     code, title = "creator_not_found", "No such creator"
 
 
+class PersonLookup(Protocol):
+    """Filled by the accounts domain at start-up (app.py): a user id → who they are (role,
+    app), or None. The catalog sits beside accounts, so it is handed this, not an import."""
+
+    def __call__(self, session: Session, user_id: str) -> Principal | None: ...
+
+
 def _prices(product_id: str, prices: list[MoneyIn]) -> list[ProductPrice]:
     return [
         ProductPrice(product_id=product_id, currency=p.currency, amount_minor=p.amount)
@@ -53,13 +61,19 @@ def _visible_to(product: Product, caller: Principal) -> bool:
 _CREATOR_ROLES = frozenset({Role.BUYER.value, Role.CREATOR.value})
 
 
-def _ensure_creator(session: Session, caller: Principal, creator_id: str | None) -> None:
+def _ensure_creator(
+    session: Session, people: PersonLookup, caller: Principal, creator_id: str | None
+) -> None:
     """A creator is a person (not staff) and, for an app, one that app registered: another
     app's user is answered exactly as an unknown id (docs/security.md)."""
     if creator_id is None:
         return
-    found = repository.person(session, creator_id)
-    if found is None or found[0] not in _CREATOR_ROLES or (caller.is_app and found[1] != caller.id):
+    found = people(session, creator_id)
+    if (
+        found is None
+        or found.role.value not in _CREATOR_ROLES
+        or (caller.is_app and found.app_id != caller.id)
+    ):
         raise CreatorNotFound(f"No such creator: {creator_id}")
 
 
@@ -70,10 +84,10 @@ def _ensure_may_edit(product: Product, caller: Principal) -> None:
 
 
 def create_product(
-    session: Session, caller: Principal, body: ProductCreate, now: datetime
+    session: Session, caller: Principal, body: ProductCreate, now: datetime, people: PersonLookup
 ) -> Product:
     """Add a product to the catalog (published unless `status` is draft)."""
-    _ensure_creator(session, caller, body.creator_id)
+    _ensure_creator(session, people, caller, body.creator_id)
     product = Product(
         id=new_id("prod"),
         app_id=caller.id if caller.is_app else None,

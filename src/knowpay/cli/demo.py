@@ -99,7 +99,10 @@ def _ensure_products(session: Session, state: dict[str, Any], creator_id: str) -
                 MoneyIn(amount=amount, currency=currency) for amount, currency in spec["prices"]
             ],
         )
-        product_ids.append(catalog.create_product(session, caller, body, SystemClock().now()).id)
+        product = catalog.create_product(
+            session, caller, body, SystemClock().now(), accounts.principal_of
+        )
+        product_ids.append(product.id)
     state["product_ids"] = product_ids
 
 
