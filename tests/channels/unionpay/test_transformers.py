@@ -218,3 +218,19 @@ def test_the_front_form_payload_round_trips_and_refuses_anything_else() -> None:
     for bad in ("!!!", tf.encode_form({}), "WzFd", tf.encode_form({"a b": "x"})):
         with pytest.raises(ValueError, match=r"^f "):
             tf.decode_form(bad)
+
+
+def test_a_failed_refund_notification_keeps_unionpays_code_and_message() -> None:
+    """docs/refunds.md: a failed refund carries the gateway's code and message, as the
+    synchronous refusal's RefundResult does, not a bare `refund_failed`."""
+    failed = tf.notification(
+        _consume(txnType="04", orderId="reX01jd3k0000000000000000000b", respCode="01",
+                 respMsg="交易失败[1000001]", reqReserved="pay_01jd3k0000000000000000000a")
+    )  # fmt: skip
+    assert (failed.status, failed.failure_code, failed.failure_message) == (
+        ChannelStatus.FAILED,
+        "01",
+        "交易失败[1000001]",
+    )
+    succeeded = tf.notification(_consume(txnType="04", orderId="reX01jd3k0000000000000000000b"))
+    assert (succeeded.failure_code, succeeded.failure_message) == (None, None)

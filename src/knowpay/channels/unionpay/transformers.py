@@ -203,6 +203,7 @@ def notification(params: Mapping[str, str]) -> Notification:
             status = ChannelStatus.PENDING
         else:
             status = ChannelStatus.FAILED
+        failed = status is ChannelStatus.FAILED
         return Notification(
             kind="refund",
             external_id=f"{query_id}:{txn_type}",
@@ -213,6 +214,9 @@ def notification(params: Mapping[str, str]) -> Notification:
             merchant_id=params.get("merId"),
             out_refund_no=reference(order),
             gateway_refund_no=query_id,
+            # A failed refund keeps UnionPay's word, as the synchronous refusal does.
+            failure_code=(code or "unknown") if failed else None,
+            failure_message=params.get("respMsg") if failed else None,
         )
     raise ProtocolError(f"unexpected txnType {txn_type!r} in a notification")
 
