@@ -140,6 +140,41 @@ def test_the_front_consume_is_signed_and_handed_to_knowpays_form_page(
     }
 
 
+def test_a_consume_whose_pay_window_has_passed_is_declined_not_handed_out(
+    channel: UnionPayChannel, gateway: FakeUnionPay
+) -> None:
+    """An attempt opened long after its id was made (held for risk review, released hours
+    later) would carry a payTimeout already past: UnionPay refuses such a form, so the payer
+    must not get it; the attempt is declined and the buyer starts another."""
+    made = NOW - tf.MAX_PAY_WINDOW - timedelta(minutes=1)
+    late = material.knowpay_id("pay", made)
+    request = CreatePaymentRequest(
+        out_trade_no=late,
+        amount=Money(9900, "CNY"),
+        subject="Python 进阶",
+        notify_url=NOTIFY_URL,
+        expires_at=NOW + timedelta(days=1),
+        return_url=f"https://knowpay.example/return/{late}",
+    )
+    with pytest.raises(ChannelDeclined) as declined:
+        channel.create_payment(request)
+    assert declined.value.code == "pay_window_passed"
+    assert gateway.requests == []
+    # Still inside its window: handed out, with a payTimeout that has not passed.
+    recent = material.knowpay_id("pay", NOW - tf.MAX_PAY_WINDOW + timedelta(minutes=5))
+    result = channel.create_payment(
+        CreatePaymentRequest(
+            out_trade_no=recent,
+            amount=Money(9900, "CNY"),
+            subject="Python 进阶",
+            notify_url=NOTIFY_URL,
+            expires_at=NOW + timedelta(days=1),
+        )
+    )
+    fields = tf.decode_form(dict(parse_qsl(urlsplit(result.action.url or "").query))["f"])
+    assert tf.parse_beijing_time(fields["payTimeout"]) == NOW + timedelta(minutes=5)
+
+
 def test_the_profile_is_cny_on_desktop_and_mobile(channel: UnionPayChannel) -> None:
     assert channel.profile.currencies == {"CNY"}
     assert channel.profile.devices == {"desktop", "mobile"}

@@ -67,6 +67,13 @@ class UnionPayChannel:
     def create_payment(self, request: CreatePaymentRequest) -> CreatePaymentResult:
         """Sign the front consume and send the payer to knowpay's auto-submitting form."""
         out_trade_no = request.out_trade_no
+        if tf.pay_deadline(out_trade_no, request.expires_at) <= self._clock.now():
+            # Opened long after the id was made (an attempt released from risk review hours
+            # later): its payTimeout is already past and UnionPay would refuse the form.
+            raise ChannelDeclined(
+                "pay_window_passed",
+                "The UnionPay payment window of this attempt has passed; start a new attempt.",
+            )
         fields = self._client.fields(
             "01",
             "01",

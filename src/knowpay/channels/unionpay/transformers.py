@@ -136,9 +136,15 @@ def parse_beijing_time(text: str | None) -> datetime | None:
         raise ProtocolError(f"not a UnionPay time: {text!r}") from exc
 
 
+def pay_deadline(reference: str, expires_at: datetime) -> datetime:
+    """The moment payTimeout names: the order's expiry, but never more than MAX_PAY_WINDOW
+    after txnTime."""
+    return min(expires_at, created_at(reference) + MAX_PAY_WINDOW)
+
+
 def pay_timeout(reference: str, expires_at: datetime) -> str:
     """payTimeout: the order's expiry, but never more than MAX_PAY_WINDOW after txnTime."""
-    return beijing_time(min(expires_at, created_at(reference) + MAX_PAY_WINDOW))
+    return beijing_time(pay_deadline(reference, expires_at))
 
 
 def surely_expired(reference: str, now: datetime) -> bool:
