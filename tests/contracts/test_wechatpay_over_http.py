@@ -19,6 +19,7 @@ from urllib.parse import urlencode
 
 import httpx
 import pytest
+from sqlalchemy import select
 
 from knowpay.auth.principals import Role
 from knowpay.channels.errors import ChannelDeclined, ChannelUnavailable
@@ -26,6 +27,7 @@ from knowpay.channels.types import ChannelStatus, CreatePaymentRequest, RefundRe
 from knowpay.kit.config import Settings
 from knowpay.kit.db import Database
 from knowpay.kit.money import Money
+from knowpay.payments.models import Payment
 from knowpay.sandbox.wechatpay.simulator import Simulator
 from tests import books
 from tests.channels.wechatpay.material import APPID, private_pem, rsa_key
@@ -475,3 +477,37 @@ def test_a_refund_wechat_refuses_fails_with_the_reason_and_a_retry_after_recover
     ]
     assert wired.order_status(order["id"]) == "refunded"
     assert books.violations(database) == []
+
+
+def test_jsapi_without_the_payers_openid_is_refused_before_anything_is_written(
+    wired: Wired, database: Database
+) -> None:
+    """WeChat cannot open a JSAPI trade without the payer's openid: the attempt used to be
+    written and fail (`missing_openid`), counting as a failure for the risk rules."""
+    order = wired.shop.order()
+
+    refused = wired.shop.client.post(
+        f"/v1/orders/{order['id']}/payments",
+        json={"channel": "wechat_jsapi"},
+        headers=wired.shop.app.headers,
+    )
+
+    assert refused.status_code == 422, refused.text
+    problem = refused.json()
+    assert problem["code"] == "payer_details_missing"
+    assert [e["field"] for e in problem["errors"]] == ["openid"]
+    with database.session_scope(read_only=True) as session:
+        written = session.scalars(select(Payment.id).where(Payment.order_id == order["id"]))
+        assert written.all() == []
+
+
+def test_routing_inside_wechat_passes_jsapi_by_without_an_openid(wired: Wired) -> None:
+    """Inside WeChat with no channel named, JSAPI came first and, without an openid, was
+    sure to fail; another channel that serves the payer is taken instead."""
+    order = wired.shop.order()
+    path = f"/v1/orders/{order['id']}/payments"
+
+    routed = wired.shop.client.post(path, json={"device": "wechat"}, headers=wired.shop.app.headers)
+
+    assert routed.status_code == 201, routed.text
+    assert routed.json()["channel"] != "wechat_jsapi"

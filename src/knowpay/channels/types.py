@@ -58,6 +58,9 @@ class ChannelProfile:
     """The gateway's single-payment cap per currency, in minor units (absent: no cap)."""
     min_amount: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
     """The smallest amount the gateway accepts per currency, in minor units."""
+    payer_fields: frozenset[str] = frozenset()
+    """Fields of the payment request the channel cannot open a trade without (`openid` for
+    WeChat JSAPI): asked for by name they are a 422, and routing passes the channel by."""
 
     def can_charge(self, amount_minor: int, currency: str) -> bool:
         """Whether an amount in a currency is within what the gateway accepts."""

@@ -23,6 +23,10 @@ class AmountNotSupported(Unprocessable):
     code, title = "amount_not_supported", "The amount is outside what the channel accepts"
 
 
+class PayerDetailsMissing(Unprocessable):
+    code, title = "payer_details_missing", "The channel needs more about the payer"
+
+
 class NoChannelAvailable(Unprocessable):
     code, title = "no_channel_available", "No channel can pay this order now"
 

@@ -70,7 +70,10 @@ class PaymentCreate(BaseModel):
         "in KNOWPAY_TRUSTED_PROXIES)",
     )
     openid: str | None = Field(
-        default=None, max_length=128, description="WeChat JSAPI payer openid"
+        default=None,
+        max_length=128,
+        description="WeChat JSAPI payer openid: wechat_jsapi cannot do without it (named "
+        "without it: 422 payer_details_missing; routing passes it by)",
     )
     test_outcome: Literal["succeeded", "failed", "pending", "unavailable"] | None = Field(
         default=None, description="Test channel only: the outcome to simulate"

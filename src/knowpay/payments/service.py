@@ -57,6 +57,7 @@ from knowpay.payments.errors import (
     ChannelUnavailableError,
     CurrencyNotSupported,
     GatewayError,
+    PayerDetailsMissing,
     PaymentNotFound,
     ReturnUrlNotAllowed,
 )
@@ -200,8 +201,10 @@ def start_payment(
         )
     if body.channel is not None:
         _check_channel_can_charge(ctx.registry.get(body.channel), order)
+        _check_payer_fields(ctx.registry.get(body.channel), body)
+    lacking = frozenset(c.name for c in ctx.registry.all() if _missing_payer_fields(c, body))
     channel = routing.choose(
-        ctx.registry, list(ctx.preference), order, payer, body.channel, excluded=excluded
+        ctx.registry, list(ctx.preference), order, payer, body.channel, excluded=excluded | lacking
     )
     payment_id = new_id("pay")
     if not caller.is_app:  # only an app reports the payer's address; a buyer's is their own
@@ -260,6 +263,24 @@ def _check_channel_can_charge(channel: Channel, order: Order) -> None:
     if not channel.profile.can_charge(order.amount_minor, order.currency):
         amount = Money(order.amount_minor, order.currency)
         raise AmountNotSupported(f"The {channel.name} channel cannot charge {amount}.")
+
+
+def _missing_payer_fields(channel: Channel, body: PaymentCreate) -> list[str]:
+    return sorted(f for f in channel.profile.payer_fields if not getattr(body, f, None))
+
+
+def _check_payer_fields(channel: Channel, body: PaymentCreate) -> None:
+    """422 before anything is written when the channel cannot open a trade without a field
+    the request left out (an attempt bound to fail would count as a failure for risk)."""
+    missing = _missing_payer_fields(channel, body)
+    if missing:
+        raise PayerDetailsMissing(
+            f"The {channel.name} channel needs {', '.join(missing)}.",
+            errors=[
+                {"field": f, "in": "body", "message": "required by this channel", "type": "missing"}
+                for f in missing
+            ],
+        )
 
 
 def call_gateway_create(

@@ -217,7 +217,9 @@ class WechatPayChannel:
         self.merchant = merchant
         self._clock = clock
         self.profile = ChannelProfile(
-            currencies=frozenset({transformers.CURRENCY}), devices=_DEVICES[self.trade_type]
+            currencies=frozenset({transformers.CURRENCY}),
+            devices=_DEVICES[self.trade_type],
+            payer_fields=frozenset({"openid"}) if self.trade_type == "jsapi" else frozenset(),
         )
 
     def close(self) -> None:
