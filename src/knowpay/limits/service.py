@@ -357,20 +357,9 @@ def _warn_when_near(
 
 
 def _release(session: Session, reservations: list[LimitReservation], now: datetime) -> None:
-    """Give reservations back, locking their usage rows in the order `reserve` does: by limit
-    (then subject and period). Locking them in another order (the rows' own ids, which follow
-    when each row was made, not its limit) could deadlock with a payment of the same buyer."""
-    if not reservations:
-        return
-    keys = {
-        row.id: (row.limit_id, row.subject, row.period_key)
-        for row in session.execute(
-            select(
-                LimitUsage.id, LimitUsage.limit_id, LimitUsage.subject, LimitUsage.period_key
-            ).where(LimitUsage.id.in_({r.usage_id for r in reservations}))
-        )
-    }
-    for reservation in sorted(reservations, key=lambda r: (keys[r.usage_id], r.usage_id)):
+    """Give reservations back, locking their usage rows in the order given: the order
+    `_open_reservations` lists them in, which is the order `reserve` locks in."""
+    for reservation in reservations:
         usage = session.scalars(
             select(LimitUsage)
             .where(LimitUsage.id == reservation.usage_id)
@@ -384,13 +373,24 @@ def _release(session: Session, reservations: list[LimitReservation], now: dateti
 
 
 def _open_reservations(session: Session, order_id: str) -> list[tuple[LimitReservation, str, str]]:
+    """An order's reservations still held, by limit (then subject and period), as `reserve`
+    locks their usage rows (sorted here as `_applicable` sorts limits): giving them back in
+    another order (the rows' own ids, which follow when each row was made, not its limit)
+    could deadlock with a payment of the same buyer."""
     rows = session.execute(
-        select(LimitReservation, SpendingLimit.scope, LimitUsage.subject)
+        select(
+            LimitReservation,
+            SpendingLimit.scope,
+            LimitUsage.subject,
+            LimitUsage.limit_id,
+            LimitUsage.period_key,
+        )
         .join(LimitUsage, LimitUsage.id == LimitReservation.usage_id)
         .join(SpendingLimit, SpendingLimit.id == LimitUsage.limit_id)
         .where(LimitReservation.order_id == order_id, LimitReservation.released_at.is_(None))
     ).all()
-    return [(row[0], row[1], row[2]) for row in rows]
+    in_lock_order = sorted(rows, key=lambda r: (r[3], r[2], r[4], r[0].usage_id))
+    return [(row[0], row[1], row[2]) for row in in_lock_order]
 
 
 def release_order(session: Session, order_id: str, now: datetime) -> None:
