@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from knowpay.entitlements.models import Entitlement
 from knowpay.gateway_notifications.models import InboundNotification
@@ -68,3 +69,19 @@ def violations(database: Database) -> list[str]:
     """Every broken ledger invariant, as readable strings (empty when sound)."""
     with database.session_scope(read_only=True) as session:
         return [f"{v.rule} {v.object_id}: {v.detail}" for v in integrity.check(session)]
+
+
+def wait_for_a_row_lock_wait(database: Database, waiter: str, timeout_s: float = 10.0) -> None:
+    """Until some session of this PostgreSQL database waits for a row lock; `waiter` names
+    who should be waiting, for the failure."""
+    deadline = time.monotonic() + timeout_s
+    query = text(
+        "SELECT count(*) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    )
+    while time.monotonic() < deadline:
+        with database.engine.connect() as connection:
+            if connection.scalar(query):
+                return
+        time.sleep(0.02)
+    raise AssertionError(f"{waiter} never waited for a row lock")

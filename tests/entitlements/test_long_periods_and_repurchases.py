@@ -24,21 +24,6 @@ def _century(build: Builders, shop: Shop) -> dict[str, Any]:
     )
 
 
-def _order(shop: Shop, product: dict[str, Any], quantity: int) -> dict[str, Any]:
-    response = shop.client.post(
-        "/v1/orders",
-        json={
-            "user_id": shop.buyer.id,
-            "currency": "CNY",
-            "items": [{"product_id": product["id"], "quantity": quantity}],
-        },
-        headers=shop.app.headers,
-    )
-    assert response.status_code == 201, response.text
-    result: dict[str, Any] = response.json()
-    return result
-
-
 def test_a_period_past_the_last_representable_day_is_capped_and_the_capture_recorded(
     build: Builders, database: Database, clock: FrozenClock
 ) -> None:
@@ -47,7 +32,7 @@ def test_a_period_past_the_last_representable_day_is_capped_and_the_capture_reco
     sat at the gateway with the order unpaid."""
     shop = Shop(build)
     century = _century(build, shop)
-    payment = shop.pay(_order(shop, century, 100))
+    payment = shop.pay(shop.order(items=[{"product_id": century["id"], "quantity": 100}]))
     shop.confirm(payment)  # asserts 200
 
     assert shop.get(f"/v1/payments/{payment['id']}")["status"] == "succeeded"
@@ -62,7 +47,7 @@ def test_renewals_that_stack_past_the_last_representable_day_are_capped(
     shop = Shop(build)
     century = _century(build, shop)
     for _ in range(3):  # 40 × 36,600 days each: the second one already passes year 9999
-        payment = shop.pay(_order(shop, century, 40))
+        payment = shop.pay(shop.order(items=[{"product_id": century["id"], "quantity": 40}]))
         shop.confirm(payment)
         assert shop.get(f"/v1/payments/{payment['id']}")["status"] == "succeeded"
     [entitlement] = books.entitlements(database, shop.buyer.id)

@@ -29,7 +29,6 @@ from tests.gateway_notifications.test_notify_regressions import (
     _event,
     _signed_test_notification,
 )
-from tests.payments.test_concurrent_confirmations import _wait_for_a_lock_wait
 
 
 @dataclass
@@ -227,7 +226,7 @@ def test_two_attempts_given_one_trade_number_at_the_same_moment_are_both_recorde
             )
         )
         notifying.start()
-        _wait_for_a_lock_wait(database)
+        books.wait_for_a_row_lock_wait(database, "the second notification")
     notifying.join(timeout=30)
     [answer] = answers
     assert (answer.status_code, answer.json()) == (200, {"received": True})

@@ -18,6 +18,7 @@ from knowpay.kit.config import Settings
 from knowpay.kit.db import Database
 from knowpay.limits import service as limits
 from knowpay.limits.models import LimitUsage, SpendingLimit
+from tests import books
 from tests.builders import Builders, Shop
 from tests.serving import running_server
 
@@ -78,21 +79,6 @@ def test_concurrent_payments_near_a_daily_limit_stay_within_it(
         assert usage.used_minor == accepted * PRICE <= LIMIT
 
 
-def _wait_for_a_lock_wait(database: Database, timeout_s: float = 10.0) -> None:
-    """Until some session of this database waits for a row lock."""
-    deadline = time.monotonic() + timeout_s
-    query = text(
-        "SELECT count(*) FROM pg_stat_activity "
-        "WHERE datname = current_database() AND wait_event_type = 'Lock'"
-    )
-    while time.monotonic() < deadline:
-        with database.engine.connect() as connection:
-            if connection.execute(query).scalar_one():
-                return
-        time.sleep(0.02)
-    raise AssertionError("the release never waited for a usage row's lock")
-
-
 @pytest.mark.postgres_only
 def test_giving_an_order_back_locks_usage_rows_in_the_order_a_payment_does(
     build: Builders, database: Database, clock: FrozenClock
@@ -142,7 +128,7 @@ def test_giving_an_order_back_locks_usage_rows_in_the_order_a_payment_does(
     with ThreadPoolExecutor(max_workers=1) as pool, database.session_scope() as paying:
         paying.execute(lock, {"id": usage["buyer"]})
         releasing = pool.submit(give_back)
-        _wait_for_a_lock_wait(database)
+        books.wait_for_a_row_lock_wait(database, "the release")
         paying.execute(lock, {"id": usage["app"]})
     releasing.result(timeout=30)
 

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from threading import Barrier
@@ -91,21 +90,6 @@ def test_two_attempts_paid_at_once_pay_the_order_once(
     assert books.violations(database) == []
 
 
-def _wait_for_a_lock_wait(database: Database, timeout_s: float = 10.0) -> None:
-    """Until some session of this database waits for a row lock."""
-    deadline = time.monotonic() + timeout_s
-    query = text(
-        "SELECT count(*) FROM pg_stat_activity "
-        "WHERE datname = current_database() AND wait_event_type = 'Lock'"
-    )
-    while time.monotonic() < deadline:
-        with database.engine.connect() as connection:
-            if connection.scalar(query):
-                return
-        time.sleep(0.02)
-    raise AssertionError("the capture never waited for the attempt's lock")
-
-
 @pytest.mark.postgres_only
 def test_a_capture_waiting_while_the_gateways_answer_is_recorded_does_not_deadlock(
     build: Builders, database: Database, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
@@ -133,7 +117,7 @@ def test_a_capture_waiting_while_the_gateways_answer_is_recorded_does_not_deadlo
             locked = real_get(*args, **kwargs)
             if kwargs.get("for_update") and not capturing:
                 capturing.append(pool.submit(capture))
-                _wait_for_a_lock_wait(database)
+                books.wait_for_a_row_lock_wait(database, "the capture")
             return locked
 
         monkeypatch.setattr(payments_repository, "get", get_then_let_the_capture_wait)
@@ -179,7 +163,7 @@ def test_a_capture_locks_a_buyers_entitlements_in_product_order_as_a_refund_does
     with ThreadPoolExecutor(max_workers=1) as pool, database.session_scope() as refund_like:
         refund_like.execute(lock, {"user": shop.buyer.id, "product": low["id"]})
         capturing = pool.submit(capture)
-        _wait_for_a_lock_wait(database)
+        books.wait_for_a_row_lock_wait(database, "the capture")
         refund_like.execute(lock, {"user": shop.buyer.id, "product": high["id"]})
     capturing.result(timeout=30)
 

@@ -97,6 +97,18 @@ def anomalous_order(shop: Shop, client: TestClient, finance: Caller) -> dict[str
     return shop.order(big)
 
 
+def held_for_review(
+    shop: Shop, client: TestClient, finance: Caller
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """An anomalous order, its attempt held, and the open review of it."""
+    order = anomalous_order(shop, client, finance)
+    payment = try_to_pay(shop, order).json()
+    [review] = client.get("/v1/admin/risk/reviews?status=open", headers=finance.headers).json()[
+        "data"
+    ]
+    return order, payment, review
+
+
 def test_an_anomaly_is_held_for_review_and_released_by_staff_to_the_gateway(
     shop: Shop, client: TestClient, finance: Caller, database: Database
 ) -> None:
@@ -128,11 +140,7 @@ def test_an_anomaly_is_held_for_review_and_released_by_staff_to_the_gateway(
 def test_a_rejected_review_fails_the_attempt(
     shop: Shop, client: TestClient, finance: Caller
 ) -> None:
-    order = anomalous_order(shop, client, finance)
-    payment = try_to_pay(shop, order).json()
-    [review] = client.get("/v1/admin/risk/reviews?status=open", headers=finance.headers).json()[
-        "data"
-    ]
+    order, payment, review = held_for_review(shop, client, finance)
     rejected = client.post(
         f"/v1/admin/risk/reviews/{review['id']}/reject", json={}, headers=finance.headers
     )
@@ -157,11 +165,7 @@ def test_a_review_whose_attempt_closed_first_leaves_the_queue_as_closed(
 ) -> None:
     """Found by a web audit: the worker closed an expired order and its held attempt, and the
     review stayed open, offering a Release that would send nothing."""
-    order = anomalous_order(shop, client, finance)
-    payment = try_to_pay(shop, order).json()
-    [review] = client.get("/v1/admin/risk/reviews?status=open", headers=finance.headers).json()[
-        "data"
-    ]
+    _order, payment, review = held_for_review(shop, client, finance)
     clock.advance(timedelta(hours=3))
     worker = Worker(settings, database, clock, app.state.channel_registry)
 
@@ -204,11 +208,7 @@ def test_releasing_a_review_whose_order_closed_first_leaves_its_attempt_held_no_
     """Found in an audit: released after its order was closed, but before the worker's
     close_moot_reviews ran, a review's closed attempt kept `held_for_review: true` for good
     (the job looks only at open reviews), though nobody would ever decide it again."""
-    order = anomalous_order(shop, client, finance)
-    payment = try_to_pay(shop, order).json()
-    [review] = client.get("/v1/admin/risk/reviews?status=open", headers=finance.headers).json()[
-        "data"
-    ]
+    order, payment, review = held_for_review(shop, client, finance)
     closed = client.post(f"/v1/orders/{order['id']}/close", headers=shop.app.headers)
     assert closed.json()["status"] == "closed", closed.text
 

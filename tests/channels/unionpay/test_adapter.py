@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import httpx
@@ -99,16 +100,25 @@ def channel(gateway: FakeUnionPay, clock: FrozenClock) -> Iterator[UnionPayChann
 # Paying --------------------------------------------------------------------------------
 
 
+def _course(out_trade_no: str, expires_at: datetime, **fields: Any) -> CreatePaymentRequest:
+    """A ¥99.00 course's consume request."""
+    return CreatePaymentRequest(
+        out_trade_no=out_trade_no,
+        amount=Money(9900, "CNY"),
+        subject="Python 进阶",
+        notify_url=NOTIFY_URL,
+        expires_at=expires_at,
+        **fields,
+    )
+
+
 @pytest.mark.parametrize(("options", "channel_type"), [({}, "07"), ({"device": "mobile"}, "08")])
 def test_the_front_consume_is_signed_and_handed_to_knowpays_form_page(
     channel: UnionPayChannel, options: dict[str, str], channel_type: str
 ) -> None:
-    request = CreatePaymentRequest(
-        out_trade_no=PAYMENT,
-        amount=Money(9900, "CNY"),
-        subject="Python 进阶",
-        notify_url=NOTIFY_URL,
-        expires_at=CREATED + timedelta(minutes=30),
+    request = _course(
+        PAYMENT,
+        CREATED + timedelta(minutes=30),
         return_url=f"https://knowpay.example/return/{PAYMENT}",
         options=options,
     )
@@ -148,13 +158,8 @@ def test_a_consume_whose_pay_window_has_passed_is_declined_not_handed_out(
     must not get it; the attempt is declined and the buyer starts another."""
     made = NOW - tf.MAX_PAY_WINDOW - timedelta(minutes=1)
     late = material.knowpay_id("pay", made)
-    request = CreatePaymentRequest(
-        out_trade_no=late,
-        amount=Money(9900, "CNY"),
-        subject="Python 进阶",
-        notify_url=NOTIFY_URL,
-        expires_at=NOW + timedelta(days=1),
-        return_url=f"https://knowpay.example/return/{late}",
+    request = _course(
+        late, NOW + timedelta(days=1), return_url=f"https://knowpay.example/return/{late}"
     )
     with pytest.raises(ChannelDeclined) as declined:
         channel.create_payment(request)
@@ -162,15 +167,7 @@ def test_a_consume_whose_pay_window_has_passed_is_declined_not_handed_out(
     assert gateway.requests == []
     # Still inside its window: handed out, with a payTimeout that has not passed.
     recent = material.knowpay_id("pay", NOW - tf.MAX_PAY_WINDOW + timedelta(minutes=5))
-    result = channel.create_payment(
-        CreatePaymentRequest(
-            out_trade_no=recent,
-            amount=Money(9900, "CNY"),
-            subject="Python 进阶",
-            notify_url=NOTIFY_URL,
-            expires_at=NOW + timedelta(days=1),
-        )
-    )
+    result = channel.create_payment(_course(recent, NOW + timedelta(days=1)))
     fields = tf.decode_form(dict(parse_qsl(urlsplit(result.action.url or "").query))["f"])
     assert tf.parse_beijing_time(fields["payTimeout"]) == NOW + timedelta(minutes=5)
 
