@@ -26,10 +26,9 @@ from knowpay.auth.dependencies import API_KEY_PREFIX, ApiKeyResolver, remember_a
 from knowpay.auth.principals import Principal
 from knowpay.auth.tokens import TokenService
 from knowpay.catalog.endpoints import router as catalog_router
-from knowpay.channels.registry import ChannelRegistry
 from knowpay.credentials.endpoints import router as credentials_router
 from knowpay.credentials.refresh import credentials_refresher
-from knowpay.credentials.service import with_stored_credentials
+from knowpay.credentials.service import channel_registry
 from knowpay.entitlements.endpoints import router as entitlements_router
 from knowpay.gateway_notifications.endpoints import router as notifications_router
 from knowpay.gateway_notifications.forms import router as gateway_forms_router
@@ -104,11 +103,7 @@ def create_app(
     base_settings = settings or get_settings()
     database = database or Database(base_settings)
     clock = clock or SystemClock()
-    # Gateway credentials stored encrypted in the database win over env/TOML values; a
-    # stored gateway whose channels do not load stays on env/TOML (the registry says which).
-    registry = ChannelRegistry.from_settings(
-        with_stored_credentials(base_settings, database), clock, fallback=base_settings
-    )
+    registry = channel_registry(base_settings, database, clock)
     settings = registry.settings
     if run_worker is None:
         in_process = settings.worker.in_process

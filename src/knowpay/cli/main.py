@@ -228,9 +228,8 @@ def worker(
     import signal
 
     from knowpay.alerts.service import breaker_alerts
-    from knowpay.channels.registry import ChannelRegistry
     from knowpay.credentials.refresh import credentials_refresher
-    from knowpay.credentials.service import with_stored_credentials
+    from knowpay.credentials.service import channel_registry
     from knowpay.worker.runner import Worker
 
     base_settings = get_settings()
@@ -238,10 +237,8 @@ def worker(
     configure_process_logging(base_settings.log_level, base_settings.log_format)
     database = Database(base_settings)
     clock = SystemClock()
-    registry = ChannelRegistry.from_settings(
-        with_stored_credentials(base_settings, database), clock, fallback=base_settings
-    )
-    settings = registry.settings  # a stored gateway that does not load stays on env/TOML
+    registry = channel_registry(base_settings, database, clock)
+    settings = registry.settings
     registry.health.set_listener(breaker_alerts(database, clock))
     runner = Worker(settings, database, clock, registry)
     if once:

@@ -22,7 +22,7 @@ from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.orm import Session
 
 from knowpay.audit import service as audit
-from knowpay.channels.registry import load_problem
+from knowpay.channels.registry import ChannelRegistry, load_problem
 from knowpay.credentials import repository
 from knowpay.credentials.errors import (
     InvalidCredentials,
@@ -30,7 +30,7 @@ from knowpay.credentials.errors import (
     UnknownGateway,
 )
 from knowpay.credentials.models import GatewayCredential
-from knowpay.kit.clock import SystemClock
+from knowpay.kit.clock import Clock, SystemClock
 from knowpay.kit.config import GatewaySettings, Settings
 from knowpay.kit.crypto import SecretBox, SecretBoxError, secret_box
 from knowpay.kit.db import Database
@@ -242,6 +242,15 @@ def with_stored_credentials(settings: Settings, database: Database) -> Settings:
             type(exc).__name__,
         )
         return settings
+
+
+def channel_registry(base: Settings, database: Database, clock: Clock) -> ChannelRegistry:
+    """A process's gateways at start-up (app and worker): stored credentials over env/TOML.
+    A stored gateway whose channels do not load stays on env/TOML (`registry.settings` says
+    what each process runs with)."""
+    return ChannelRegistry.from_settings(
+        with_stored_credentials(base, database), clock, fallback=base
+    )
 
 
 def reseal_all(session: Session, opener: SecretBox, sealer: SecretBox) -> int:
