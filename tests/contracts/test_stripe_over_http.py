@@ -355,6 +355,36 @@ def test_a_webhook_that_is_not_stripes_word_is_refused_and_changes_nothing(
     assert books.violations(world.database) == []
 
 
+def test_a_second_payment_intent_carrying_our_number_does_not_pay_the_order(
+    world: World,
+) -> None:
+    """Someone with the account's key opens another PaymentIntent with our out_trade_no in
+    its metadata and pays it: Stripe's signed event is genuine, but it is not the attempt's
+    PaymentIntent, so it is refused and the order stays payable by its own."""
+    order = world.order()
+    payment = world.shop.pay(order, channel="stripe")
+    other = world.sandbox.http.post(
+        "/v1/payment_intents",
+        data={"amount": "1499", "currency": "usd", "metadata[out_trade_no]": payment["id"]},
+        headers={"Authorization": f"Bearer {world.sandbox.keys()['secret_key']}"},
+    ).json()
+    assert other["id"] != payment["gateway_trade_no"]
+    assert (
+        world.sandbox.http.post(
+            "/_pay", json={"payment_intent": other["id"], "card": SUCCEEDS}
+        ).status_code
+        == 200
+    )
+    assert world.sandbox.answered(payment["id"], "payment_intent.succeeded") == [
+        {"status_code": 400, "body": REFUSED}
+    ]
+    assert world.order_status(order) == "created"
+    assert books.entries(world.database, kind="payment_captured") == []
+    assert world.pay(payment).status_code == 200
+    wait_for(lambda: world.order_status(order) == "paid")
+    assert books.violations(world.database) == []
+
+
 def test_a_lost_payment_webhook_is_recovered_by_active_query(world: World) -> None:
     order = world.order()
     payment = world.shop.pay(order, channel="stripe")

@@ -59,13 +59,17 @@ def _alert_kinds(database: Database) -> list[str]:
         return list(session.scalars(select(Alert.kind).order_by(Alert.created_at)).all())
 
 
-def _capture(payment_id: str, status: ChannelStatus = ChannelStatus.SUCCEEDED) -> Notification:
+def _capture(
+    payment_id: str,
+    status: ChannelStatus = ChannelStatus.SUCCEEDED,
+    gateway_trade_no: str = "2026112622001400000000000001",
+) -> Notification:
     return Notification(
         kind="payment",
         external_id=f"evt_{status.value}_{payment_id}",
         out_trade_no=payment_id,
         status=status,
-        gateway_trade_no="2026112622001400000000000001",
+        gateway_trade_no=gateway_trade_no,
         amount=Money(9900, "CNY"),
     )
 
@@ -81,8 +85,9 @@ def test_a_gateway_cannot_pay_an_attempt_another_gateway_runs(
     assert shop.get(f"/v1/orders/{order['id']}")["status"] == "created"
     assert books.entries(database) == []
     assert _alert_kinds(database) == ["notification_unknown_trade"]
-    # Its own gateway still can.
-    assert _receive(database, clock, "test", _capture(payment["id"])) == "processed"
+    # Its own gateway still can, naming the trade it opened.
+    own = _capture(payment["id"], gateway_trade_no=payment["gateway_trade_no"])
+    assert _receive(database, clock, "test", own) == "processed"
     assert shop.get(f"/v1/orders/{order['id']}")["status"] == "paid"
 
 
@@ -367,3 +372,42 @@ def test_a_payment_failed_by_notification_keeps_the_gateways_reason(
         "failed",
         *stored,
     )
+
+
+def test_a_capture_naming_another_trade_does_not_pay_an_attempt_that_has_its_own(
+    app: FastAPI, client: TestClient, build: Builders, database: Database
+) -> None:
+    """Stripe and PayPal number a trade when it opens (the test gateway too): a signed event
+    for another PaymentIntent or order that carries our out_trade_no is not this attempt's
+    money, so it must not pay the order (found by the international-gateways audit, F2)."""
+    shop = Shop(build)
+    payment = shop.pay(order := shop.order())
+    other = _event(id="evt_other_trade", out_trade_no=payment["id"], gateway_trade_no="pi_other")
+    headers, body = _signed_test_notification(app, other)
+    response = client.post("/notify/test", content=body, headers=headers)
+    assert (response.status_code, response.json()) == (400, {"received": False})
+    assert shop.get(f"/v1/orders/{order['id']}")["status"] == "created"
+    assert books.entries(database, kind="payment_captured") == []
+    assert _alert_kinds(database) == ["notification_rejected"]
+    assert shop.confirm(payment)["notification"] == "processed"  # its own trade still pays
+    assert shop.get(f"/v1/orders/{order['id']}")["status"] == "paid"
+    assert books.violations(database) == []
+
+
+def test_a_capture_naming_another_trade_after_the_attempt_paid_is_thanked_and_alerted_once(
+    app: FastAPI, client: TestClient, build: Builders, database: Database
+) -> None:
+    shop = Shop(build)
+    payment = shop.pay(order := shop.order())
+    shop.confirm(payment)
+    for number in range(2):
+        event = _event(
+            id=f"evt_other_{number}", out_trade_no=payment["id"], gateway_trade_no="pi_other"
+        )
+        headers, body = _signed_test_notification(app, event)
+        response = client.post("/notify/test", content=body, headers=headers)
+        assert (response.status_code, response.json()) == (200, {"received": True})
+    assert shop.get(f"/v1/orders/{order['id']}")["status"] == "paid"
+    assert len(books.entries(database, kind="payment_captured")) == 1
+    assert books.entries(database, kind="duplicate_captured") == []
+    assert _alert_kinds(database) == ["gateway_trade_mismatch"]

@@ -15,6 +15,10 @@ class AmountMismatch(Unprocessable):
     code, title = "amount_mismatch", "The gateway reported another amount or currency"
 
 
+class TradeMismatch(Unprocessable):
+    code, title = "gateway_trade_mismatch", "The gateway named another trade for this payment"
+
+
 class CurrencyNotSupported(Unprocessable):
     code, title = "currency_not_supported", "The channel cannot charge this currency"
 

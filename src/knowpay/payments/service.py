@@ -18,7 +18,7 @@ from urllib.parse import quote
 
 from sqlalchemy.orm import Session
 
-from knowpay.alerts.service import raise_alert
+from knowpay.alerts.service import raise_alert, raise_alert_once
 from knowpay.audit import service as audit
 from knowpay.auth.principals import Principal
 from knowpay.channels.base import Channel
@@ -60,6 +60,7 @@ from knowpay.payments.errors import (
     PayerDetailsMissing,
     PaymentNotFound,
     ReturnUrlNotAllowed,
+    TradeMismatch,
 )
 from knowpay.payments.models import Payment
 from knowpay.payments.schemas import PaymentCreate, PaymentOut
@@ -442,7 +443,8 @@ def record_capture(
     order's other attempts closed. A capture for an order already paid or closed is recorded
     as a duplicate, owed back to the buyer. A repeat of a recorded capture changes nothing.
     AmountMismatch when the gateway's amount or currency is not the attempt's, recorded or
-    not. `gateway`: the gateway whose notification reports it, which must run the attempt
+    not; a trade other than the attempt's does not pay it (`_capture_of_another_trade`).
+    `gateway`: the gateway whose notification reports it, which must run the attempt
     (PaymentNotFound otherwise)."""
     order, payment = _lock_order_then_payment(session, payment_id)
     _require_gateway(payment, gateway)
@@ -450,6 +452,8 @@ def record_capture(
         raise AmountMismatch(
             f"Payment {payment.id} is {_money(payment)}, the gateway reported {amount}."
         )
+    if _names_another_trade(payment, gateway_trade_no):
+        return _capture_of_another_trade(session, payment, gateway_trade_no or "", now)
     if payment.status == PaymentStatus.SUCCEEDED:
         return CaptureOutcome.ALREADY_RECORDED
     before = payment.status
@@ -467,6 +471,36 @@ def record_capture(
     _audit_payment(session, "payment.duplicate_detected", payment, before, now)
     _record_duplicate(session, payment, now)
     return CaptureOutcome.DUPLICATE
+
+
+def _names_another_trade(payment: Payment, gateway_trade_no: str | None) -> bool:
+    return bool(gateway_trade_no) and payment.gateway_trade_no not in (None, gateway_trade_no)
+
+
+def _capture_of_another_trade(
+    session: Session, payment: Payment, gateway_trade_no: str, now: datetime
+) -> CaptureOutcome:
+    """A capture the gateway reports for a trade other than the one the attempt carries (a
+    second Stripe PaymentIntent or PayPal order with our number in its metadata) does not
+    pay the attempt. An unpaid attempt refuses it (TradeMismatch: the notification is
+    rejected and staff alerted); a paid one stays paid, the gateway is thanked, and staff
+    are told once, since the other trade may hold the buyer's money."""
+    if payment.status != PaymentStatus.SUCCEEDED:
+        raise TradeMismatch(
+            f"Payment {payment.id} is trade {payment.gateway_trade_no}, "
+            f"the gateway reported trade {gateway_trade_no}."
+        )
+    raise_alert_once(
+        session,
+        kind="gateway_trade_mismatch",
+        subject_id=payment.id,
+        now=now,
+        message=f"The {payment.channel} gateway reported money captured for payment "
+        f"{payment.id} on trade {gateway_trade_no}, but the payment was paid as trade "
+        f"{payment.gateway_trade_no}. Check both at the gateway and refund the other trade "
+        "there if it holds the buyer's money.",
+    )
+    return CaptureOutcome.ALREADY_RECORDED
 
 
 def _adopt_gateway_trade_no(
