@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -157,6 +158,28 @@ def test_a_report_day_beyond_1970_to_9999_12_30_is_a_422_naming_it_not_a_500(
         client.get("/v1/admin/reports/revenue", params=last, headers=finance.headers).json()["end"]
         == "9999-12-30"
     )
+
+
+def test_revenue_days_are_the_days_of_the_configured_time_zone_not_utcs(
+    shop: Shop, client: TestClient, clock: FrozenClock, app: FastAPI
+) -> None:
+    """limits.timezone is Asia/Shanghai here, as by default: a sale at 01:30 in Beijing
+    belongs to that Beijing day, though it was still the day before in UTC; as the console's
+    other reports and the spending limits count days."""
+    for moment in ("2026-11-26T17:30:00+00:00", "2026-11-27T15:30:00+00:00"):
+        clock.set(datetime.fromisoformat(moment))  # 01:30 and 23:30 on the 27th in Beijing
+        shop.confirm(shop.pay(shop.order()))
+    clock.set(datetime.fromisoformat("2026-11-27T16:30:00+00:00"))  # 00:30 on the 28th
+    shop.confirm(shop.pay(shop.order()))
+
+    finance = shop.build.staff(Role.FINANCE)
+    period = {"start": "2026-11-26", "end": "2026-11-29"}
+    report = client.get("/v1/admin/reports/revenue", params=period, headers=finance.headers)
+    assert report.status_code == 200, report.text
+    assert report.json()["timezone"] == "Asia/Shanghai"
+    days = [(d["day"], d["currency"], d["amount"]) for d in report.json()["days"]]
+    assert days == [("2026-11-27", "CNY", 19800), ("2026-11-28", "CNY", 9900)]
+    assert_documented(app, "GET", "/v1/admin/reports/revenue", report)
 
 
 def test_only_finance_and_admins_set_rates_and_read_revenue(shop: Shop, client: TestClient) -> None:

@@ -127,6 +127,10 @@ def test_console_date_filters_and_reports_count_days_as_the_console_shows_them(
     assert [row[:3] for row in rows[1:]] == [["2026-11-26", "0", "0"], ["2026-11-27", "1", "1"]]
     mix = browser.get("/admin/reports/channel-mix", params={**the_27th, "format": "csv"})
     assert _rows(mix.content)[1][:3] == ["test", "CNY", "1"]
+    revenue = browser.get(
+        "/admin/reports/revenue", params={**the_26th, "end": "2026-11-28", "format": "csv"}
+    )
+    assert [row[:3] for row in _rows(revenue.content)[1:]] == [["2026-11-27", "CNY", "99.00"]]
     # Today is the console's today: the default period ends after the 27th, Beijing time.
     default = browser.get("/admin/reports/success-rate", params={"format": "csv"})
     assert default.headers["content-disposition"].endswith('-2026-10-29-2026-11-28.csv"')

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time
+from datetime import date, datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
+from knowpay.kit.clock import day_of, day_start
 from knowpay.kit.ids import new_id
 from knowpay.kit.money import Money
 from knowpay.ledger.accounts import PLATFORM_REVENUE
@@ -136,32 +137,61 @@ def order_holdings(session: Session) -> dict[tuple[str, str], int]:
 
 @dataclass(frozen=True, slots=True)
 class DailyTotal:
-    """The sum of an account's postings on one UTC day in one currency (debits positive)."""
+    """The sum of an account's postings on one day in one currency (debits positive)."""
 
     day: date
     currency: str
     amount_minor: int
 
 
-def daily_totals(session: Session, account: str, start: date, end: date) -> list[DailyTotal]:
-    """An account's postings summed per UTC day and currency, for days in [start, end)."""
-    dialect = session.get_bind().dialect.name
-    # PostgreSQL's date() of a timestamptz follows the session's time zone: pin it to UTC.
-    created = (
-        func.timezone("UTC", Posting.created_at) if dialect == "postgresql" else Posting.created_at
+def daily_totals(
+    session: Session, account: str, start: date, end: date, timezone: str
+) -> list[DailyTotal]:
+    """An account's postings summed per day of `timezone` and currency, for days in
+    [start, end)."""
+    window = (
+        Posting.account == account,
+        Posting.created_at >= day_start(start, timezone),
+        Posting.created_at < day_start(end, timezone),
     )
-    day = func.date(created)
-    lower = datetime.combine(start, time.min, tzinfo=UTC)
-    upper = datetime.combine(end, time.min, tzinfo=UTC)
-    rows = session.execute(
-        select(day, Posting.currency, func.sum(Posting.amount_minor))
-        .where(Posting.account == account, Posting.created_at >= lower, Posting.created_at < upper)
-        .group_by(day, Posting.currency)
-        .order_by(day, Posting.currency)
-    ).all()
+    if session.get_bind().dialect.name == "postgresql":
+        sums = _summed_by_postgresql(session, window, timezone)
+    else:
+        sums = _summed_here(session, window, timezone)
     return [
-        DailyTotal(_as_date(row[0]), str(row[1]), int(row[2])) for row in rows if int(row[2]) != 0
+        DailyTotal(day, currency, total)
+        for (day, currency), total in sorted(sums.items())
+        if total != 0
     ]
+
+
+DaySums = dict[tuple[date, str], int]
+
+
+def _summed_by_postgresql(
+    session: Session, window: tuple[ColumnElement[bool], ...], timezone: str
+) -> DaySums:
+    # timezone(zone, timestamptz) is the wall-clock time there, daylight saving included.
+    local_day = func.date(func.timezone(timezone, Posting.created_at))
+    rows = session.execute(
+        select(local_day, Posting.currency, func.sum(Posting.amount_minor))
+        .where(*window)
+        .group_by(local_day, Posting.currency)
+    ).all()
+    return {(_as_date(day), str(currency)): int(total) for day, currency, total in rows}
+
+
+def _summed_here(
+    session: Session, window: tuple[ColumnElement[bool], ...], timezone: str
+) -> DaySums:
+    """SQLite keeps UTC and knows no time zones: the window's postings are summed here."""
+    sums: DaySums = defaultdict(int)
+    postings = session.execute(
+        select(Posting.created_at, Posting.currency, Posting.amount_minor).where(*window)
+    )
+    for created_at, currency, amount in postings:
+        sums[(day_of(created_at, timezone), str(currency))] += int(amount)
+    return sums
 
 
 def _as_date(value: date | str) -> date:

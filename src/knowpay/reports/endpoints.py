@@ -9,10 +9,11 @@ from fastapi import APIRouter, Depends, Query
 
 from knowpay.auth.dependencies import require_roles
 from knowpay.auth.principals import STAFF_ROLES, Principal, Role
+from knowpay.kit.clock import day_of
 from knowpay.kit.errors import Unprocessable
 from knowpay.kit.pagination import Page
 from knowpay.kit.schemas import EARLIEST_DAY, LATEST_DAY, Day
-from knowpay.kit.web import AppClock, DbSession, SessionRoute
+from knowpay.kit.web import AppClock, AppSettings, DbSession, SessionRoute
 from knowpay.reports import service
 from knowpay.reports.schemas import RateOut, RatesIn, RevenueReport, parse_currency
 
@@ -63,13 +64,16 @@ def revenue_report(
     caller: Finance,
     session: DbSession,
     clock: AppClock,
+    settings: AppSettings,
     base_currency: Annotated[str, Query(min_length=3, max_length=3)] = "CNY",
     start: Annotated[Day | None, Query(description=f"First day; {DAYS}")] = None,
     end: Annotated[Day | None, Query(description=f"Day after the last; {DAYS}")] = None,
 ) -> RevenueReport:
     """Net revenue per day and currency in [start, end) (default: the last 30 days), with
-    each day translated to `base_currency` at the latest rate on or before it."""
-    end = end or clock.now().date() + timedelta(days=1)
+    each day translated to `base_currency` at the latest rate on or before it. Days are those
+    of `limits.timezone` (the report's `timezone`), as in the console."""
+    timezone = settings.limits.timezone
+    end = end or day_of(clock.now(), timezone) + timedelta(days=1)
     start = start or end - timedelta(days=30)
     if not start < end or (end - start).days > MAX_REPORT_DAYS:
         raise InvalidPeriod(f"start must be before end, at most {MAX_REPORT_DAYS} days apart.")
@@ -77,4 +81,4 @@ def revenue_report(
         base = parse_currency(base_currency)
     except ValueError as exc:
         raise UnknownCurrency(str(exc)) from exc
-    return service.revenue(session, base, start, end)
+    return service.revenue(session, base, start, end, timezone)

@@ -109,6 +109,7 @@ class RevenueReport(BaseModel):
     base_currency: str
     start: date
     end: date
+    timezone: str = Field(description="The IANA time zone whose days these are (`limits.timezone`)")
     days: list[RevenueDay]
     totals: list[CurrencyTotal]
     base_total: int = Field(description="Sum of the days that have a rate, in the base currency")

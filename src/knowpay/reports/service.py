@@ -100,13 +100,15 @@ def convert_minor(amount_minor: int, currency: str, rate: Decimal, base_currency
     return int(base_minor.quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
 
 
-def revenue(session: Session, base_currency: str, start: date, end: date) -> RevenueReport:
-    """Net revenue per day and currency from the ledger (credits to platform revenue minus
-    refund debits), each day also in the base currency at that day's rate."""
+def revenue(
+    session: Session, base_currency: str, start: date, end: date, timezone: str
+) -> RevenueReport:
+    """Net revenue per day of `timezone` and currency from the ledger (credits to platform
+    revenue minus refund debits), each day also in the base currency at that day's rate."""
     days: list[RevenueDay] = []
     totals: dict[str, int] = defaultdict(int)
     base_total, missing = 0, []
-    for total in ledger.daily_totals(session, PLATFORM_REVENUE, start, end):
+    for total in ledger.daily_totals(session, PLATFORM_REVENUE, start, end, timezone):
         amount = -total.amount_minor  # revenue is credited: negative postings
         totals[total.currency] += amount
         rate = rate_on(session, total.currency, base_currency, total.day)
@@ -129,6 +131,7 @@ def revenue(session: Session, base_currency: str, start: date, end: date) -> Rev
         base_currency=base_currency,
         start=start,
         end=end,
+        timezone=timezone,
         days=days,
         totals=[CurrencyTotal(currency=c, amount=a) for c, a in sorted(totals.items())],
         base_total=base_total,

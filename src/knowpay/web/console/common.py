@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from datetime import date
 from typing import Annotated, Any
-from zoneinfo import ZoneInfo
 
 from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse
 
 from knowpay.auth.principals import STAFF_ROLES, Principal, Role
-from knowpay.kit.clock import Clock
+from knowpay.kit.clock import Clock, day_of
 from knowpay.kit.config import Settings
 from knowpay.web import i18n
 from knowpay.web.buyer import REASON_NAMES
@@ -45,7 +44,7 @@ def display_timezone(request: Request) -> str:
 def today(request: Request) -> date:
     """Today in the console's time zone."""
     clock: Clock = request.app.state.clock
-    return clock.now().astimezone(ZoneInfo(display_timezone(request))).date()
+    return day_of(clock.now(), display_timezone(request))
 
 
 def _translate(message: str) -> str:

@@ -14,6 +14,7 @@ from knowpay.alerts import service as alerts
 from knowpay.audit import service as audit
 from knowpay.auth.principals import Principal
 from knowpay.channels.registry import ChannelRegistry
+from knowpay.kit.clock import day_start
 from knowpay.kit.pagination import PageParams
 from knowpay.kit.schemas import EARLIEST_DAY, LATEST_DAY
 from knowpay.kit.web import DbSession, SessionRoute
@@ -22,7 +23,7 @@ from knowpay.payments import service as payments
 from knowpay.risk import service as risk
 from knowpay.web.console import queries
 from knowpay.web.console.common import Staff, console_page, display_timezone
-from knowpay.web.console.queries import compact_json, day_start
+from knowpay.web.console.queries import compact_json
 from knowpay.web.session import PageError, mark_page
 
 STATIC = Path(__file__).parent / "static"

@@ -7,9 +7,8 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from datetime import date, datetime, time
+from datetime import date, datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import Select, and_, or_, select
 from sqlalchemy.orm import Session
@@ -18,6 +17,7 @@ from knowpay.accounts.models import App, User
 from knowpay.audit.models import AuditRecord
 from knowpay.auth.principals import Principal, Role
 from knowpay.gateway_notifications.models import InboundNotification
+from knowpay.kit.clock import day_start
 from knowpay.kit.masking import mask_email, mask_text
 from knowpay.kit.outbox_models import OutboxEvent
 from knowpay.ledger.models import JournalEntry, Posting
@@ -28,13 +28,6 @@ from knowpay.risk.models import RiskDecision
 
 SEARCH_LIMIT = 50
 RAW_BODY_LIMIT = 4000
-
-
-def day_start(day: date, timezone: str) -> datetime:
-    """Midnight at the start of `day` in `timezone`: the console's, the one every time it shows
-    is in, so a date staff type means the day they read on its pages (not UTC's, which began
-    at 08:00 in Beijing)."""
-    return datetime.combine(day, time.min, tzinfo=ZoneInfo(timezone))
 
 
 @dataclass(frozen=True, slots=True)

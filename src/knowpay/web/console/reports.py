@@ -10,20 +10,19 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from knowpay.accounts.models import User
 from knowpay.catalog.models import Product
+from knowpay.kit.clock import day_of, day_start
 from knowpay.kit.money import Money
 from knowpay.orders.models import Order, OrderItem
 from knowpay.payments.models import Payment
 from knowpay.refunds.models import Refund
 from knowpay.reports import service as reports
 from knowpay.reports.schemas import RevenueReport
-from knowpay.web.console.queries import day_start
 
 MAX_DAYS = 366
 PAID_STATUSES = ("paid", "partially_refunded", "refunded")
@@ -62,7 +61,7 @@ class Period:
     def day_of(self, moment: datetime | None) -> date:
         """The day, in the period's time zone, of a time the query's filter made sure is set."""
         assert moment is not None
-        return moment.astimezone(ZoneInfo(self.timezone)).date()
+        return day_of(moment, self.timezone)
 
 
 def percent(part: int, whole: int) -> float | None:
@@ -197,9 +196,9 @@ def channel_mix(session: Session, period: Period) -> list[ChannelShare]:
 
 
 def revenue_per_day(session: Session, period: Period, base_currency: str) -> RevenueReport:
-    """The ledger's net revenue per day (reports.service.revenue). Its days are UTC days, as
-    the ledger and GET /v1/admin/reports/revenue count them, not the period's time zone."""
-    return reports.revenue(session, base_currency, period.start, period.end)
+    """The ledger's net revenue per day of the period's time zone (reports.service.revenue,
+    as GET /v1/admin/reports/revenue counts it)."""
+    return reports.revenue(session, base_currency, period.start, period.end, period.timezone)
 
 
 @dataclass(frozen=True, slots=True)
