@@ -31,10 +31,10 @@ class HeldPaymentReleaser:
         if not payment.held_for_review:
             return
         payment.held_for_review = False  # decided: it waits for nobody now, whatever follows
-        if payment.status != PaymentStatus.PENDING:  # closed meanwhile: nothing to send
-            payment.updated_at = self._clock.now()
-            return
         now = self._clock.now()
+        if payment.status != PaymentStatus.PENDING:  # closed meanwhile: nothing to send
+            payment.updated_at = now
+            return
         if order.status != OrderStatus.CREATED or order.expires_at <= now:
             service.record_failure(session, payment.id, "order_not_payable", order.status, now)
             return
