@@ -618,6 +618,18 @@ def test_a_webhook_without_paypals_headers_is_refused_unasked(
     assert fake.requests == []
 
 
+def test_a_webhook_with_a_number_of_thousands_of_digits_is_refused_unasked(
+    channel: PayPalChannel, fake: FakePayPal
+) -> None:
+    # Found by fuzzing POST /notify/paypal over HTTP: json.loads refuses an integer of more
+    # than 4,300 digits with a plain ValueError (not JSONDecodeError), before any signature
+    # was checked: a 500 for any caller.
+    body = b'{"id":' + b"1" * 5000 + b"}"
+    with pytest.raises(SignatureInvalid, match="not JSON"):
+        channel.verify_and_parse_notification(_headers(), body)
+    assert fake.requests == []
+
+
 @pytest.fixture(scope="module")
 def paypal_key() -> Any:
     key = gateway.generate_key()

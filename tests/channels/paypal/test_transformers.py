@@ -222,7 +222,13 @@ def test_a_refund_event_names_knowpays_refund_by_its_custom_id() -> None:
 
 @pytest.mark.parametrize(
     "body",
-    [b"not json", b"[]", b'{"id":"WH-1","event_type":"X"}', b'{"resource":{},"id":"WH-1"}'],
+    [
+        b"not json",
+        b"[]",
+        b'{"id":"WH-1","event_type":"X"}',
+        b'{"resource":{},"id":"WH-1"}',
+        b'{"id":' + b"1" * 5000 + b"}",  # more digits than int() converts: a ValueError
+    ],
 )
 def test_a_body_that_is_not_an_event_is_a_protocol_error(body: bytes) -> None:
     with pytest.raises(ProtocolError):

@@ -418,6 +418,17 @@ def test_a_signed_webhook_is_verified_with_the_injected_clock(
         channel.verify_and_parse_notification({"stripe-signature": header}, body)
 
 
+def test_a_signed_webhook_with_a_number_of_thousands_of_digits_is_a_protocol_error(
+    channel: StripeChannel,
+) -> None:
+    # json.loads refuses an integer of more than 4,300 digits with a plain ValueError (not
+    # JSONDecodeError): it escaped as a 500 from POST /notify/stripe.
+    body = b'{"id":"evt_1","created":' + b"1" * 5000 + b"}"
+    header = signing.signature_header([WEBHOOK_SECRET], body, int(NOW.timestamp()))
+    with pytest.raises(ProtocolError, match="not JSON"):
+        channel.verify_and_parse_notification({"Stripe-Signature": header}, body)
+
+
 def test_previous_secrets_verify_during_rotation(gateway: Gateway, clock: FrozenClock) -> None:
     channel = make_channel(
         gateway,

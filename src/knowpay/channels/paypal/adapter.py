@@ -344,8 +344,10 @@ class PayPalChannel:
         bytes PayPal signed and the answer is FAILURE)."""
         try:
             json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-            # RecursionError: nested too deep for Python's parser (before anything is trusted).
+        except (ValueError, RecursionError) as exc:
+            # ValueError: not UTF-8 or not JSON, or an integer of more digits than int()
+            # converts; RecursionError: nested too deep for Python's parser (before anything
+            # is trusted).
             raise SignatureInvalid(f"the webhook is not JSON: {exc}") from exc
         head = {name: fields[name] for name in ("auth_algo", "cert_url", "transmission_id")}
         head |= {

@@ -220,7 +220,8 @@ def parse_event(body: bytes) -> dict[str, Any]:
     """The webhook's JSON event (after its signature was checked over these bytes)."""
     try:
         event = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+    except (ValueError, RecursionError) as exc:
+        # ValueError: not UTF-8 or not JSON, or an integer of more digits than int() converts;
         # RecursionError: nested too deep for Python's parser.
         raise ProtocolError(f"the webhook is not JSON: {exc}") from exc
     if not isinstance(event, dict) or not isinstance(event.get("resource"), dict):

@@ -257,8 +257,9 @@ class StripeChannel:
         )
         try:
             event = json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
-            # RecursionError: nested too deep for Python's parser.
+        except (ValueError, RecursionError) as exc:
+            # ValueError: not UTF-8 or not JSON, or an integer of more digits than int()
+            # converts; RecursionError: nested too deep for Python's parser.
             raise ProtocolError(f"the webhook body is not JSON: {exc}") from exc
         if not isinstance(event, dict):
             raise ProtocolError("the webhook body is not a Stripe event")
