@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import pytest
@@ -226,6 +227,29 @@ def test_the_transition_table_refuses_illegal_moves() -> None:
 def test_metadata_values_are_kept_as_strings(shop: Shop) -> None:
     order = shop.order(metadata={"source": "ios", "campaign": 42, "vip": True})
     assert order["metadata"] == {"source": "ios", "campaign": "42", "vip": "true"}
+
+
+@pytest.mark.parametrize("metadata", [{"source": "\ud800"}, {"\udfff": "ios"}])
+def test_metadata_with_a_lone_surrogate_is_refused_and_writes_nothing(
+    shop: Shop, database: Database, metadata: dict[str, str]
+) -> None:
+    # Found by fuzzing the running demo over HTTP: JSON may escape a lone surrogate
+    # ("\ud800"), which no database text can hold; metadata took it and the INSERT was a 500.
+    body = {
+        "user_id": shop.buyer.id,
+        "currency": "CNY",
+        "items": [{"product_id": shop.course["id"]}],
+        "metadata": metadata,
+    }
+    response = shop.client.post(
+        "/v1/orders",
+        content=json.dumps(body),  # ASCII, the surrogate escaped as JSON allows
+        headers={**shop.app.headers, "Content-Type": "application/json"},
+    )
+    assert response.status_code == 422, response.text
+    assert response.json()["code"] == "validation_error"
+    assert response.json()["errors"][0]["field"] == "metadata"
+    assert _orders(database) == 0
 
 
 def test_reading_an_order_takes_one_statement_for_the_order_and_its_items(

@@ -77,6 +77,10 @@ class OrderCreate(BaseModel):
         for key, item in as_text.items():
             if not 1 <= len(key) <= 40 or len(item) > 500:
                 raise ValueError("metadata keys are 1-40 characters, values at most 500")
+            try:  # JSON can escape a lone surrogate ("\ud800"), which no text column holds
+                key.encode("utf-8"), item.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ValueError("metadata keys and values are Unicode text") from None
         return as_text
 
     @field_validator("items")
