@@ -165,6 +165,25 @@ def test_bad_input_is_refused_without_echoing_values(
         assert secret not in caplog.text
 
 
+@pytest.mark.parametrize("fields", [{"\ud800": "x"}, {"seller_id": "2088\ud800"}])
+def test_a_lone_surrogate_in_a_field_or_value_is_refused_and_nothing_is_stored(
+    client: TestClient, build: Builders, fields: dict[str, str]
+) -> None:
+    # Found by fuzzing the running demo over HTTP: JSON may escape a lone surrogate
+    # ("\ud800"), which cannot be encoded; as an unknown field's name it made the problem's
+    # own body unwritable (a 500).
+    admin = build.staff(Role.ADMIN)
+    response = client.put(
+        "/v1/admin/gateways/alipay",
+        content=json.dumps({"fields": fields}),  # ASCII, the surrogate escaped as JSON allows
+        headers={**admin.headers, "Content-Type": "application/json"},
+    )
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    listed = client.get("/v1/admin/gateways/alipay", headers=admin.headers).json()
+    assert listed["fields"] == []
+
+
 def test_a_null_field_removes_what_was_stored(client: TestClient, build: Builders) -> None:
     admin = build.staff(Role.ADMIN)
     assert put_alipay(client, admin, {"app_id": "1", "seller_id": "2088"}).status_code == 200

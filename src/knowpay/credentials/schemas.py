@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from knowpay.credentials.models import GatewayCredential
 
@@ -29,6 +29,18 @@ class CredentialsUpdate(BaseModel):
     )
 
     fields: dict[str, str | None] = Field(min_length=1, max_length=40)
+
+    @field_validator("fields")
+    @classmethod
+    def _text(cls, value: dict[str, str | None]) -> dict[str, str | None]:
+        # JSON can escape a lone surrogate ("\ud800"), which can be neither sealed, stored
+        # nor named back in a problem. The message quotes no value.
+        try:
+            for name, item in value.items():
+                name.encode("utf-8"), (item or "").encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("field names and values are Unicode text") from None
+        return value
 
 
 class StoredField(BaseModel):
