@@ -473,6 +473,41 @@ def test_a_delivery_left_queued_for_an_endpoint_deleted_meanwhile_is_cancelled_n
         assert dropped["status"] == "cancelled"
 
 
+@pytest.mark.parametrize(
+    "url", ["https://" + "0" * 64 + "/hooks", "https://xn--/hooks", "https://\uff48ooks.example/x"]
+)
+def test_a_url_that_cannot_be_sent_to_is_a_logged_failed_attempt_not_a_crash(
+    app: FastAPI,
+    client: TestClient,
+    shop: Shop,
+    settings: Settings,
+    database: Database,
+    clock: FrozenClock,
+    url: str,
+) -> None:
+    """An endpoint stored before such URLs were refused (found by fuzzing the running demo):
+    the send raised UnicodeError or httpx.InvalidURL, which are no httpx.HTTPError, so the
+    attempt was never recorded and the delivery was sent again every time its lease ran out,
+    a traceback each time, with no backoff and no end."""
+    worker = _worker(app, settings, database, clock)
+    with receiver() as hooks:
+        endpoint = _endpoint(client, shop, hooks.url, ["order.paid"])
+    with database.session_scope() as session:
+        session.execute(
+            update(WebhookEndpoint).where(WebhookEndpoint.id == endpoint["id"]).values(url=url)
+        )
+    shop.confirm(shop.pay(shop.order()))
+
+    _pump(worker)
+
+    [delivery] = _deliveries(client, shop)
+    assert (delivery["status"], delivery["attempts"]) == ("pending", 1)
+    [attempt] = delivery["attempt_log"]
+    assert attempt["status_code"] is None
+    assert attempt["error"]
+    assert worker.deliverer.run_once() == 0  # backs off like any failed attempt
+
+
 def test_during_rotation_both_secrets_verify_then_only_the_new(
     app: FastAPI,
     client: TestClient,

@@ -74,6 +74,11 @@ def test_the_secret_is_shown_once(client: TestClient, app_caller: Caller) -> Non
         {"url": "http://127.0.0.1:0/hooks", "events": ["*"]},
         {"url": "https://hooks.example.com:http/x", "events": ["*"]},
         {"url": "https://user:secret@hooks.example.com/x", "events": ["*"]},
+        # Found by fuzzing the running demo: accepted, then every delivery raised in the worker
+        # (not an answer, not recorded) and was sent again whenever its lease ran out.
+        {"url": "https://" + "0" * 64 + "/hooks", "events": ["*"]},  # a label of 64 characters
+        {"url": "https://hooks..example.com/x", "events": ["*"]},  # an empty label
+        {"url": "https://\uff48ooks.example.com/x", "events": ["*"]},  # no IDNA host name
     ],
 )
 def test_bad_endpoints_are_422(

@@ -224,7 +224,9 @@ class WebhookDeliverer:
                 extensions=extensions,
             ) as response:
                 excerpt = _answer_excerpt(response, started + self.policy.timeout_s)
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, httpx.InvalidURL, UnicodeError) as exc:
+            # InvalidURL and UnicodeError (IDNA): a host that cannot be written on the wire,
+            # which httpx and the resolver refuse without an httpx.HTTPError.
             latency = int((time.monotonic() - started) * 1000)
             return SendResult(None, latency, None, f"{type(exc).__name__}: {exc}"[:500])
         latency = int((time.monotonic() - started) * 1000)

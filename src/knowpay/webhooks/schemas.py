@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Annotated, Literal
 from urllib.parse import urlsplit, urlunsplit
 
+import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from knowpay.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
@@ -69,6 +70,11 @@ class EndpointCreate(BaseModel):
             raise ValueError("the URL has no host")
         if parts.username is not None or parts.password is not None:
             raise ValueError("the URL must not carry a user name or password")
+        try:  # what httpx and the resolver refuse at every send (a label over 63, an empty one)
+            httpx.URL(value)
+            parts.hostname.encode("idna")
+        except (httpx.InvalidURL, UnicodeError):
+            raise ValueError("the URL's host is not a valid host name") from None
         return value
 
     @field_validator("events")
