@@ -142,12 +142,23 @@ def _login_rate_limits(
     )
 
 
+def _form_schema() -> dict[str, Any]:
+    """TokenRequest as a form carries it: a form has no null, it leaves grant_type out."""
+    schema = TokenRequest.model_json_schema()
+    schema["properties"]["grant_type"] = {
+        "type": "string",
+        "const": "password",
+        "title": "Grant Type",
+    }
+    return schema
+
+
 _TOKEN_BODY = {
     "requestBody": {
         "required": True,
         "content": {
             "application/json": {"schema": TokenRequest.model_json_schema()},
-            "application/x-www-form-urlencoded": {"schema": TokenRequest.model_json_schema()},
+            "application/x-www-form-urlencoded": {"schema": _form_schema()},
         },
     }
 }
