@@ -14,6 +14,7 @@ from knowpay.channels.errors import ChannelError, ChannelUnavailable
 from knowpay.channels.types import Device
 from knowpay.kit.db import Database
 from knowpay.kit.errors import KnowpayError
+from knowpay.kit.openapi import problem_responses
 from knowpay.kit.pagination import Page, PageParams, page_params
 from knowpay.kit.web import AppClock, DbSession, SessionRoute
 from knowpay.orders import service as orders
@@ -58,8 +59,15 @@ Context = Annotated[service.PaymentsContext, Depends(_context)]
 MAX_FAILOVER_ATTEMPTS = 3
 
 
+# 502 gateway_error: the gateway refused the call or answered out of its protocol.
+GATEWAY_REFUSED = problem_responses(502)
+
+
 @router.post(
-    "/orders/{order_id}/payments", status_code=status.HTTP_201_CREATED, response_model=PaymentOut
+    "/orders/{order_id}/payments",
+    status_code=status.HTTP_201_CREATED,
+    response_model=PaymentOut,
+    responses=GATEWAY_REFUSED,
 )
 def create_payment(
     order_id: str,
@@ -166,7 +174,7 @@ def list_order_payments(
     )
 
 
-@router.post("/orders/{order_id}/close", response_model=OrderOut)
+@router.post("/orders/{order_id}/close", response_model=OrderOut, responses=GATEWAY_REFUSED)
 def close_order(
     order_id: str, caller: AppCaller, session: DbSession, clock: AppClock, ctx: Context
 ) -> OrderOut:
@@ -186,7 +194,7 @@ def read_payment(payment_id: str, caller: CurrentPrincipal, session: DbSession) 
     return PaymentOut.of(service.get_visible(session, caller, payment_id))
 
 
-@router.post("/payments/{payment_id}/sync", response_model=PaymentOut)
+@router.post("/payments/{payment_id}/sync", response_model=PaymentOut, responses=GATEWAY_REFUSED)
 def sync_payment(
     payment_id: str, caller: AppOrStaff, session: DbSession, clock: AppClock, ctx: Context
 ) -> PaymentOut:
