@@ -165,7 +165,16 @@ def test_split_response_finds_error_response_and_refuses_what_is_not_alipays() -
     raw = '{"error_response":{"code":"40002","sub_code":"isv.invalid-app-id"}}'
     split = signing.split_response(raw, "alipay.trade.query")
     assert (split.key, split.sign, split.content["code"]) == ("error_response", None, "40002")
-    for broken in ("[]", "{", '{"other_response":{}}', '{"alipay_trade_query_response":1}'):
+    deep = '{"alipay_trade_query_response":' + "[" * 100_000 + "}"
+    huge = '{"alipay_trade_query_response":{"n":' + "1" * 5000 + "}}"
+    for broken in (
+        "[]",
+        "{",
+        '{"other_response":{}}',
+        '{"alipay_trade_query_response":1}',
+        deep,
+        huge,
+    ):
         with pytest.raises(signing.MalformedBody):
             signing.split_response(broken, "alipay.trade.query")
 

@@ -299,9 +299,12 @@ def test_a_refusal_is_declined_with_paypals_issue(channel: PayPalChannel, fake: 
 def test_an_answer_that_is_not_json_is_unavailable(
     channel: PayPalChannel, fake: FakePayPal
 ) -> None:
-    fake.on("POST /v2/checkout/orders", httpx.Response(201, text="<html>proxy</html>"))
-    with pytest.raises(ChannelUnavailable):
-        channel.create_payment(_request())
+    for body in ("<html>proxy</html>", '{"id": ' + "1" * 5000 + "}", "[" * 100_000):
+        # Neither an integer of more digits than int() converts nor nesting deeper than
+        # Python's parser goes may escape as anything but an answer that is not JSON.
+        fake.on("POST /v2/checkout/orders", httpx.Response(201, text=body))
+        with pytest.raises(ChannelUnavailable):
+            channel.create_payment(_request())
 
 
 # The token ---------------------------------------------------------------------------------

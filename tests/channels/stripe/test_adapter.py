@@ -236,9 +236,12 @@ def test_a_4xx_error_object_is_a_decline_with_stripes_code(
 def test_an_answer_that_is_not_stripes_json_is_no_answer(
     channel: StripeChannel, gateway: Gateway
 ) -> None:
-    gateway.answers.append(raw(200, "<html>proxy</html>"))
-    with pytest.raises(MalformedResponse):
-        channel.create_payment(create_request())
+    for body in ("<html>proxy</html>", '{"id": ' + "1" * 5000 + "}", "[" * 100_000):
+        # Neither an integer of more digits than int() converts nor nesting deeper than
+        # Python's parser goes may escape as anything but a malformed answer.
+        gateway.answers.append(raw(200, body))
+        with pytest.raises(MalformedResponse):
+            channel.create_payment(create_request())
     gateway.answers.append(ok(intent(metadata={"out_trade_no": "pay_other"})))
     with pytest.raises(ProtocolError, match="asked about pay_1"):
         channel.create_payment(create_request())

@@ -158,8 +158,9 @@ def test_error_codes_are_classified(status: int, code: str, kind: t.ErrorKind) -
 
 
 def test_an_error_without_json_keeps_its_status() -> None:
-    error = t.error_of(502, b"<html>Bad Gateway</html>")
-    assert (error.code, error.kind) == ("HTTP_502", t.ErrorKind.RETRY)
+    for raw in (b"<html>Bad Gateway</html>", b"[" * 100_000, b'{"code": ' + b"1" * 5000 + b"}"):
+        error = t.error_of(502, raw)
+        assert (error.code, error.kind) == ("HTTP_502", t.ErrorKind.RETRY)
 
 
 def _envelope(event_type: str = "TRANSACTION.SUCCESS") -> dict[str, object]:

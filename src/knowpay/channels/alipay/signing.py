@@ -180,8 +180,9 @@ def split_response(raw: str, method: str) -> RawResponse:
     try:
         spans = _top_level_members(raw)
         whole = json.loads(raw)
-    except ValueError as exc:  # json.JSONDecodeError included
-        raise MalformedBody(str(exc)) from exc
+    except (ValueError, RecursionError) as exc:  # json.JSONDecodeError is a ValueError
+        # RecursionError: nested too deep for Python's parser.
+        raise MalformedBody(f"{type(exc).__name__}: {exc}"[:300]) from exc
     wanted = response_key(method)
     key = wanted if wanted in spans else "error_response"
     if key not in spans:

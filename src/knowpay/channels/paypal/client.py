@@ -197,7 +197,9 @@ def _dump(body: Any) -> bytes:
 def _json(response: httpx.Response, *, strict: bool = True) -> dict[str, Any]:
     try:
         data = response.json()
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:
+        # ValueError: not UTF-8 or not JSON, or an integer of more digits than int() converts;
+        # RecursionError: nested too deep for Python's parser.
         if not strict:
             return {}
         raise MalformedResponse(f"PayPal's answer is not JSON: {exc}") from exc

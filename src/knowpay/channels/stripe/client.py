@@ -143,7 +143,9 @@ class StripeClient:
 def _answer(response: httpx.Response) -> dict[str, Any]:
     try:
         body = json.loads(response.content)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:
+        # ValueError: not UTF-8 or not JSON, or an integer of more digits than int() converts;
+        # RecursionError: nested too deep for Python's parser.
         raise MalformedResponse(f"Stripe answered HTTP {response.status_code}, not JSON") from exc
     if not isinstance(body, dict):
         raise MalformedResponse(f"Stripe answered HTTP {response.status_code} with a non-object")

@@ -253,7 +253,7 @@ class WechatPayError:
 def error_of(status_code: int, raw: bytes) -> WechatPayError:
     try:
         data = json.loads(raw) if raw else {}
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # RecursionError: nested too deep to parse
         data = {}
     if not isinstance(data, dict):
         data = {}
