@@ -21,6 +21,7 @@ import pytest
 import stripe
 from fastapi import FastAPI, Request, Response
 from fastapi.testclient import TestClient
+from sqlalchemy import update
 
 from knowpay.app import create_app
 from knowpay.auth.principals import Role
@@ -32,6 +33,7 @@ from knowpay.kit.config import Settings, StripeSettings
 from knowpay.kit.db import Database
 from knowpay.kit.money import Money
 from knowpay.ledger.accounts import PLATFORM_REVENUE, channel_clearing
+from knowpay.payments.models import Payment
 from knowpay.sandbox.app import SandboxConfig, create_sandbox_app
 from knowpay.worker.runner import Worker
 from tests import books
@@ -478,6 +480,23 @@ def test_closing_an_order_cancels_its_payment_intent(world: World) -> None:
     ]
     page = httpx.get(payment["action"]["url"], trust_env=False)
     assert "canceled" in page.text  # the payer can no longer pay it
+
+
+def test_an_order_whose_payment_intent_stripe_does_not_have_still_closes(world: World) -> None:
+    """The PaymentIntent knowpay recorded is not on this Stripe account (keys changed to
+    another account, or a simulator that restarted): Stripe answers 404 resource_missing,
+    and the close used to be a 502 every time, so the order could never close."""
+    order = world.order()
+    payment = world.shop.pay(order, channel="stripe")
+    with world.database.session_scope() as session:
+        session.execute(
+            update(Payment).where(Payment.id == payment["id"]).values(gateway_trade_no="pi_gone")
+        )
+    closed = world.knowpay.post(f"/v1/orders/{order['id']}/close", headers=world.shop.app.headers)
+    assert closed.status_code == 200, closed.text
+    assert closed.json()["status"] == "closed"
+    assert world.payment(payment)["status"] == "closed"
+    assert books.violations(world.database) == []
 
 
 def test_closing_a_payment_intent_paid_meanwhile_reports_it_paid(world: World) -> None:

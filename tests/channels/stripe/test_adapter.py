@@ -314,6 +314,24 @@ def test_closing_a_trade_stripe_never_heard_of_is_closed(
     assert channel.close_payment("pay_1").status is ChannelStatus.CLOSED
 
 
+def test_a_payment_intent_this_account_does_not_have_is_closed_not_an_endless_error(
+    channel: StripeChannel, gateway: Gateway
+) -> None:
+    """Stripe answers 404 resource_missing for the PaymentIntent knowpay recorded (another
+    account's, or one from test mode): none can be paid on this account, so the attempt is
+    closed; before, every close and every query failed and the order could never close
+    (found by the fuzz audit)."""
+    missing = error(
+        404, type="invalid_request_error", code="resource_missing", message="No such payment_intent"
+    )
+    gateway.answers += [missing, missing]
+    assert channel.close_payment("pay_1", gateway_trade_no="pi_1").status is ChannelStatus.CLOSED
+    assert channel.query_payment("pay_1", gateway_trade_no="pi_1").status is ChannelStatus.CLOSED
+    gateway.answers.append(error(400, type="invalid_request_error", code="parameter_invalid"))
+    with pytest.raises(ChannelDeclined):  # any other refusal is still one
+        channel.close_payment("pay_1", gateway_trade_no="pi_1")
+
+
 # Refunds -------------------------------------------------------------------------------------
 
 

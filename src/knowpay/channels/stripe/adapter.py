@@ -39,6 +39,7 @@ from knowpay.kit.config import Settings, StripeSettings
 from knowpay.kit.money import MoneyError, normalize_currency
 
 UNEXPECTED_STATE = "payment_intent_unexpected_state"
+RESOURCE_MISSING = "resource_missing"
 REFUND_PAGE_SIZE = 100
 
 
@@ -121,7 +122,12 @@ class StripeChannel:
     def query_payment(
         self, out_trade_no: str, *, gateway_trade_no: str | None = None
     ) -> PaymentQueryResult:
-        intent = self._intent(out_trade_no, gateway_trade_no)
+        try:
+            intent = self._intent(out_trade_no, gateway_trade_no)
+        except StripeDeclined as declined:
+            if not _not_on_this_account(declined):
+                raise
+            return PaymentQueryResult(status=ChannelStatus.CLOSED)
         if intent is None:
             # No PaymentIntent carries our number: nothing to say but "not paid so far".
             return PaymentQueryResult(status=ChannelStatus.PENDING)
@@ -141,6 +147,8 @@ class StripeChannel:
                 idempotency_key=idempotency_key("cancel", out_trade_no),
             )
         except StripeDeclined as declined:
+            if _not_on_this_account(declined):
+                return PaymentQueryResult(status=ChannelStatus.CLOSED)
             if declined.code != UNEXPECTED_STATE:
                 raise
             # Succeeded (or canceled) meanwhile: the PaymentIntent says which.
@@ -277,6 +285,13 @@ class StripeChannel:
 
     def fetch_bill(self, bill_date: date) -> Bill:
         return bill.fetch(self._client, bill_date)
+
+
+def _not_on_this_account(declined: StripeDeclined) -> bool:
+    """Stripe has no PaymentIntent by the id knowpay recorded (another account's, or a test
+    mode one): none can be paid on this account, so the trade counts as closed here (as
+    PayPal's unknown order does). Retrying would fail the same way for ever."""
+    return declined.status == 404 and declined.code == RESOURCE_MISSING
 
 
 def _list(page: Mapping[str, Any], kind: str) -> list[dict[str, Any]]:
