@@ -346,6 +346,42 @@ def test_a_failed_refund_can_be_paid_by_hand_when_its_amount_is_still_refundable
     assert books.violations(database) == []
 
 
+def test_a_refund_still_processing_cannot_be_paid_by_hand(
+    shop: Shop,
+    finance: Caller,
+    worker: Worker,
+    database: Database,
+    clock: FrozenClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Only a failed refund is resolved by hand: one in processing holds its amount in
+    refunds_in_flight and the gateway may still pay it, so paying it to the wallet as well
+    would take the money from revenue twice and refund the buyer twice."""
+    from knowpay.channels.errors import ChannelUnavailable
+
+    order = _paid_order(shop)
+    back_up = _gateway_refunds_raise(shop, monkeypatch, ChannelUnavailable("connection refused"))
+    refund = _refund(shop, shop.app, order).json()
+    assert refund["status"] == "processing"
+
+    response = shop.client.post(
+        f"/v1/refunds/{refund['id']}/resolve",
+        json={"method": "wallet"},
+        headers=_as(shop, finance),
+    )
+
+    assert response.status_code == 409
+    assert response.json()["code"] == "refund_not_pending"
+    assert shop.get(f"/v1/refunds/{refund['id']}")["status"] == "processing"
+    assert books.account_balance(database, f"buyer_wallet:{shop.buyer.id}") == 0
+    assert books.violations(database) == []
+    back_up()
+    clock.advance(SENT_BY_THE_REQUEST_FOR)
+    worker.run_jobs_once()
+    assert shop.get(f"/v1/refunds/{refund['id']}")["status"] == "succeeded"
+    assert books.violations(database) == []
+
+
 def test_an_unreachable_gateway_leaves_the_refund_processing_until_the_worker_sends_it(
     shop: Shop,
     worker: Worker,

@@ -44,7 +44,7 @@ from knowpay.refunds.errors import (
 )
 from knowpay.refunds.models import Refund, RefundTimelineEntry
 from knowpay.refunds.schemas import RefundCreate, RefundOut
-from knowpay.refunds.states import OPEN, RefundStatus, next_status
+from knowpay.refunds.states import OPEN, RefundNotPending, RefundStatus, next_status
 
 logger = logging.getLogger(__name__)
 
@@ -373,6 +373,13 @@ def resolve_manually(
     policy: RefundSettings,
 ) -> Refund:
     """failed → succeeded outside the gateway: to the buyer's wallet, or paid offline."""
+    if refund.status != RefundStatus.FAILED:
+        # processing → succeeded is the gateway's word: a refund still at the gateway holds
+        # its amount in refunds_in_flight and may yet be paid there.
+        raise RefundNotPending(
+            f"Only a failed refund is resolved by hand; this one is {refund.status}.",
+            refund_status=refund.status,
+        )
     _take_back_its_amount(session, refund)
     refund.resolution = method
     _transition(session, refund, RefundStatus.SUCCEEDED, now)
