@@ -16,6 +16,7 @@ from sqlalchemy import select
 
 from knowpay.alerts.models import Alert
 from knowpay.auth.principals import Role
+from knowpay.channels.errors import ChannelUnavailable
 from knowpay.channels.types import ChannelStatus, RefundRequest, RefundResult
 from knowpay.kit.clock import FrozenClock
 from knowpay.kit.config import RefundSettings, Settings
@@ -357,8 +358,6 @@ def test_a_refund_still_processing_cannot_be_paid_by_hand(
     """Only a failed refund is resolved by hand: one in processing holds its amount in
     refunds_in_flight and the gateway may still pay it, so paying it to the wallet as well
     would take the money from revenue twice and refund the buyer twice."""
-    from knowpay.channels.errors import ChannelUnavailable
-
     order = _paid_order(shop)
     back_up = _gateway_refunds_raise(shop, monkeypatch, ChannelUnavailable("connection refused"))
     refund = _refund(shop, shop.app, order).json()
