@@ -107,7 +107,8 @@ def test_a_capture_waiting_while_the_gateways_answer_is_recorded_does_not_deadlo
 
     def capture() -> None:
         with database.session_scope() as session:
-            payments.record_capture(session, payment["id"], Money(9900, "CNY"), "T-1", now)
+            trade = payment["gateway_trade_no"]  # the trade the test gateway opened
+            payments.record_capture(session, payment["id"], Money(9900, "CNY"), trade, now)
 
     with ThreadPoolExecutor(max_workers=1) as pool:
         capturing: list[Any] = []
@@ -158,7 +159,8 @@ def test_a_capture_locks_a_buyers_entitlements_in_product_order_as_a_refund_does
 
     def capture() -> None:
         with database.session_scope() as session:
-            payments.record_capture(session, payment["id"], Money(200, "CNY"), "T-2", clock.now())
+            trade, now = payment["gateway_trade_no"], clock.now()
+            payments.record_capture(session, payment["id"], Money(200, "CNY"), trade, now)
 
     with ThreadPoolExecutor(max_workers=1) as pool, database.session_scope() as refund_like:
         refund_like.execute(lock, {"user": shop.buyer.id, "product": low["id"]})
