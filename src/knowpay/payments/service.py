@@ -474,6 +474,7 @@ def record_capture(
 
 
 def _names_another_trade(payment: Payment, gateway_trade_no: str | None) -> bool:
+    """Whether the gateway speaks of a trade other than the one the attempt carries."""
     return bool(gateway_trade_no) and payment.gateway_trade_no not in (None, gateway_trade_no)
 
 
@@ -483,8 +484,9 @@ def _capture_of_another_trade(
     """A capture the gateway reports for a trade other than the one the attempt carries (a
     second Stripe PaymentIntent or PayPal order with our number in its metadata) does not
     pay the attempt. An unpaid attempt refuses it (TradeMismatch: the notification is
-    rejected and staff alerted); a paid one stays paid, the gateway is thanked, and staff
-    are told once, since the other trade may hold the buyer's money."""
+    rejected, and a notification's rejection alerted); a paid one stays paid, the gateway is
+    thanked, and staff are told once per other trade, since each may hold the buyer's money
+    (it is not refunded here: a refund names the attempt's own trade)."""
     if payment.status != PaymentStatus.SUCCEEDED:
         raise TradeMismatch(
             f"Payment {payment.id} is trade {payment.gateway_trade_no}, "
@@ -493,7 +495,7 @@ def _capture_of_another_trade(
     raise_alert_once(
         session,
         kind="gateway_trade_mismatch",
-        subject_id=payment.id,
+        subject_id=f"{payment.id}:{gateway_trade_no}"[:160],
         now=now,
         message=f"The {payment.channel} gateway reported money captured for payment "
         f"{payment.id} on trade {gateway_trade_no}, but the payment was paid as trade "

@@ -326,10 +326,23 @@ def test_a_payment_intent_this_account_does_not_have_is_closed_not_an_endless_er
     )
     gateway.answers += [missing, missing]
     assert channel.close_payment("pay_1", gateway_trade_no="pi_1").status is ChannelStatus.CLOSED
-    assert channel.query_payment("pay_1", gateway_trade_no="pi_1").status is ChannelStatus.CLOSED
-    gateway.answers.append(error(400, type="invalid_request_error", code="parameter_invalid"))
-    with pytest.raises(ChannelDeclined):  # any other refusal is still one
-        channel.close_payment("pay_1", gateway_trade_no="pi_1")
+    # A query closes nothing: it knows nothing more, and the order's close will close it.
+    assert channel.query_payment("pay_1", gateway_trade_no="pi_1").status is ChannelStatus.PENDING
+    other_mode = error(
+        404,
+        type="invalid_request_error",
+        code="resource_missing",
+        message="No such payment_intent: 'pi_1'; a similar object exists in live mode, but a "
+        "test mode key was used to make this request.",
+    )
+    for refusal in (other_mode, error(400, type="invalid_request_error", code="parameter_invalid")):
+        # Wrong keys (the PaymentIntent may be payable on the right ones) or any other
+        # refusal stay refusals: the attempt is not closed on them.
+        gateway.answers += [refusal, refusal]
+        with pytest.raises(ChannelDeclined):
+            channel.close_payment("pay_1", gateway_trade_no="pi_1")
+        with pytest.raises(ChannelDeclined):
+            channel.query_payment("pay_1", gateway_trade_no="pi_1")
 
 
 # Refunds -------------------------------------------------------------------------------------

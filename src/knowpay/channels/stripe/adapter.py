@@ -127,7 +127,8 @@ class StripeChannel:
         except StripeDeclined as declined:
             if not _not_on_this_account(declined):
                 raise
-            return PaymentQueryResult(status=ChannelStatus.CLOSED)
+            # Nothing known here; a query closes nothing (the order's close does).
+            return PaymentQueryResult(status=ChannelStatus.PENDING)
         if intent is None:
             # No PaymentIntent carries our number: nothing to say but "not paid so far".
             return PaymentQueryResult(status=ChannelStatus.PENDING)
@@ -287,11 +288,21 @@ class StripeChannel:
         return bill.fetch(self._client, bill_date)
 
 
+OTHER_MODE = "a similar object exists in"
+"""Stripe's 404 for an object of the key's other mode ("…; a similar object exists in live
+mode, but a test mode key was used…"): the keys are wrong, and the trade may be alive."""
+
+
 def _not_on_this_account(declined: StripeDeclined) -> bool:
-    """Stripe has no PaymentIntent by the id knowpay recorded (another account's, or a test
-    mode one): none can be paid on this account, so the trade counts as closed here (as
-    PayPal's unknown order does). Retrying would fail the same way for ever."""
-    return declined.status == 404 and declined.code == RESOURCE_MISSING
+    """Stripe has no PaymentIntent by the id knowpay recorded on this account (another
+    account's): none can be paid here, so closing it counts as closed (as PayPal's unknown
+    order does); retrying would fail the same way for ever. Not when Stripe says it exists
+    in the key's other mode: that is a key to fix, and the refusal stays one."""
+    return (
+        declined.status == 404
+        and declined.code == RESOURCE_MISSING
+        and OTHER_MODE not in declined.message
+    )
 
 
 def _list(page: Mapping[str, Any], kind: str) -> list[dict[str, Any]]:
