@@ -18,6 +18,7 @@ from knowpay.channels.errors import ChannelUnavailable
 from knowpay.channels.health import ChannelCircuitOpen
 from knowpay.channels.types import ChannelStatus, PaymentQueryResult
 from knowpay.kit.db import Database
+from knowpay.kit.money import Money
 from knowpay.ledger.accounts import DUPLICATE_PAYMENTS_PAYABLE, PLATFORM_REVENUE, channel_clearing
 from knowpay.payments.errors import RETRY_UNREACHABLE_AFTER_S
 from knowpay.payments.service import gateway_error
@@ -583,6 +584,24 @@ def test_a_close_that_cannot_reach_the_gateway_leaves_the_order_payable(
     monkeypatch.setattr(channel, "close_payment", unreachable)
     failed = shop.client.post(f"/v1/orders/{order['id']}/close", headers=shop.app.headers)
     assert failed.status_code == 503
+    monkeypatch.undo()
+    assert shop.get(f"/v1/orders/{order['id']}")["status"] == "created"
+    assert shop.confirm(shop.pay(order))["notification"] == "processed"
+
+
+def test_a_close_whose_gateway_reports_a_capture_that_does_not_fit_leaves_the_order_payable(
+    shop: Shop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found in review: the capture the gateway reported on closing was refused (another
+    amount here; another trade alike), and the order kept its closing mark, so no payment
+    could start on it until the mark went stale."""
+    order = shop.order()
+    shop.pay(order)
+    channel = shop.client.app.state.channel_registry.adapter("test")  # type: ignore[attr-defined]
+    odd = PaymentQueryResult(status=ChannelStatus.SUCCEEDED, amount=Money(1, "CNY"))
+    monkeypatch.setattr(channel, "close_payment", lambda *_args, **_kwargs: odd)
+    refused = shop.client.post(f"/v1/orders/{order['id']}/close", headers=shop.app.headers)
+    assert (refused.status_code, refused.json()["code"]) == (422, "amount_mismatch")
     monkeypatch.undo()
     assert shop.get(f"/v1/orders/{order['id']}")["status"] == "created"
     assert shop.confirm(shop.pay(order))["notification"] == "processed"

@@ -9,10 +9,12 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import select
 
+from knowpay.alerts.models import Alert
 from knowpay.channels.types import ChannelStatus, PaymentQueryResult
 from knowpay.kit.clock import FrozenClock
 from knowpay.kit.config import Settings
 from knowpay.kit.db import Database
+from knowpay.kit.money import Money
 from knowpay.orders.models import Order
 from knowpay.payments.models import Payment
 from knowpay.worker.runner import Worker
@@ -116,6 +118,48 @@ def test_abandoned_attempts_are_closed_at_the_gateway_and_a_late_capture_is_reco
     assert duplicate["status"] == "succeeded"
     assert duplicate["is_duplicate"] is True
     assert worker.run_jobs_once()["close_abandoned_attempts"] == 0
+    assert books.violations(database) == []
+
+
+def test_a_capture_that_does_not_fit_its_attempt_stops_no_other_attempts_close(
+    app: FastAPI,
+    worker: Worker,
+    shop: Shop,
+    database: Database,
+    clock: FrozenClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Found in review: the close job recorded what a gateway reported outside any guard, so
+    one attempt's capture of another amount (or trade) aborted the round for every other
+    abandoned attempt. Now it is left for the next try and staff are told once."""
+    order = shop.order()
+    odd, other, paid = shop.pay(order), shop.pay(order), shop.pay(order)
+    shop.confirm(paid)
+    channel = app.state.channel_registry.adapter("test")
+    real_close = channel.close_payment
+    wrong_amount = PaymentQueryResult(status=ChannelStatus.SUCCEEDED, amount=Money(1, "CNY"))
+    asked: list[str] = []
+
+    def close_payment(out_trade_no: str, *, gateway_trade_no: str | None = None) -> object:
+        asked.append(out_trade_no)
+        if out_trade_no == odd["id"]:
+            return wrong_amount
+        return real_close(out_trade_no, gateway_trade_no=gateway_trade_no)
+
+    monkeypatch.setattr(channel, "close_payment", close_payment)
+    assert worker.run_jobs_once()["close_abandoned_attempts"] == 1
+    assert (_still_watched(database, odd["id"]), _still_watched(database, other["id"])) == (
+        True,
+        False,
+    )
+    clock.advance(timedelta(minutes=5))
+    assert worker.run_jobs_once()["close_abandoned_attempts"] == 0
+    assert asked.count(odd["id"]) == 2  # asked again, the same answer
+    assert _still_watched(database, odd["id"])
+    with database.session_scope(read_only=True) as session:
+        kinds = session.scalars(select(Alert.kind)).all()
+    assert kinds == ["gateway_capture_not_recorded"]  # once, though asked twice
+    assert shop.get(f"/v1/payments/{odd['id']}")["status"] == "closed"
     assert books.violations(database) == []
 
 

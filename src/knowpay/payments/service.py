@@ -717,7 +717,11 @@ def close_order(session: Session, ctx: PaymentsContext, order: Order, now: datet
             raise
         if result.status is ChannelStatus.SUCCEEDED:
             paid = result.amount or amount
-            record_capture(session, payment_id, paid, result.gateway_trade_no, now)
+            try:
+                record_capture(session, payment_id, paid, result.gateway_trade_no, now)
+            except KnowpayError:  # another amount or trade than the attempt's: not its money
+                _payable_again(session, order_id)
+                raise
             order = orders.lock(session, order_id)
             order.closing_since = None
             return order

@@ -14,8 +14,9 @@ from datetime import datetime, timedelta
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
+from knowpay.alerts.service import raise_alert_once
 from knowpay.channels.errors import ChannelError
-from knowpay.channels.types import ChannelStatus
+from knowpay.channels.types import ChannelStatus, PaymentQueryResult
 from knowpay.kit.clock import Clock
 from knowpay.kit.db import Database
 from knowpay.kit.errors import KnowpayError
@@ -225,8 +226,10 @@ def close_abandoned_attempts(ctx: JobContext) -> int:
             logger.warning("closing %s at its gateway failed; will retry: %s", payment_id, exc)
             continue
         with ctx.database.session_scope() as session:
-            if result.status is ChannelStatus.SUCCEEDED:
-                service.apply_query_result(session, payment_id, result, ctx.clock.now())
+            if result.status is ChannelStatus.SUCCEEDED and not _recorded(
+                ctx, session, payment_id, result
+            ):
+                continue  # the capture does not fit the attempt: asked again at next_try
             if result.status is ChannelStatus.PENDING and now < watch_until:
                 continue  # still payable at the gateway: asked again at next_try
             session.execute(
@@ -234,6 +237,30 @@ def close_abandoned_attempts(ctx: JobContext) -> int:
             )
         done += 1
     return done
+
+
+def _recorded(
+    ctx: JobContext, session: Session, payment_id: str, result: PaymentQueryResult
+) -> bool:
+    """Record a capture a gateway reported on closing; False when it does not fit the attempt
+    (AmountMismatch, TradeMismatch): staff are told once, and one attempt stops no other's
+    close."""
+    now = ctx.clock.now()
+    try:
+        with session.begin_nested():
+            service.apply_query_result(session, payment_id, result, now)
+    except KnowpayError as exc:
+        logger.warning("closing %s: a capture that does not fit it: %s", payment_id, exc)
+        raise_alert_once(
+            session,
+            kind="gateway_capture_not_recorded",
+            subject_id=payment_id,
+            now=now,
+            message=f"Closing payment {payment_id}, its gateway reported a capture that does "
+            f"not fit it, so it was not recorded: {str(exc)[:300]}. Check it at the gateway.",
+        )
+        return False
+    return True
 
 
 # Reminders ---------------------------------------------------------------------------------
