@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
+import sqlalchemy
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
@@ -18,7 +20,9 @@ from knowpay.auth.principals import Role
 from knowpay.cli.main import app as cli
 from knowpay.kit.clock import FrozenClock
 from knowpay.kit.config import Settings, get_settings
-from knowpay.reports.service import convert_minor
+from knowpay.kit.db import Database
+from knowpay.ledger import service as ledger_service
+from knowpay.reports.service import convert_minor, revenue
 from tests.builders import Builders, Shop
 from tests.openapi_conformance import assert_documented
 
@@ -180,6 +184,52 @@ def test_revenue_days_are_the_days_of_the_configured_time_zone_not_utcs(
     days = [(d["day"], d["currency"], d["amount"]) for d in report.json()["days"]]
     assert days == [("2026-11-27", "CNY", 19800), ("2026-11-28", "CNY", 9900)]
     assert_documented(app, "GET", "/v1/admin/reports/revenue", report)
+
+
+class _PostgresWithoutTheZone:
+    """sqlalchemy.func, but PostgreSQL is asked about a zone its time zone database lacks
+    (as an older server's may lack one Python's knows): the days are then summed in Python."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(sqlalchemy.func, name)
+
+    def timezone(self, _zone: str, moment: Any) -> Any:
+        return sqlalchemy.func.timezone("Nowhere/Unknown", moment)
+
+
+@pytest.mark.parametrize("server_knows_the_zone", [True, False])
+def test_revenue_days_follow_daylight_saving_in_zones_that_have_it(
+    shop: Shop,
+    clock: FrozenClock,
+    database: Database,
+    monkeypatch: pytest.MonkeyPatch,
+    server_knows_the_zone: bool,
+) -> None:
+    """New York's days are 23 hours long in March and 25 in November: sales half an hour
+    either side of each local midnight land on the local day, whichever database sums them."""
+    if not server_knows_the_zone:
+        if database.dialect != "postgresql":
+            pytest.skip("SQLite always sums the days in Python")
+        monkeypatch.setattr(ledger_service, "func", _PostgresWithoutTheZone())
+    for moment in (
+        "2026-03-08T04:30:00+00:00",  # 23:30 EST, March 7
+        "2026-03-08T05:30:00+00:00",  # 00:30 EST, March 8 (EDT from 02:00)
+        "2026-11-01T03:30:00+00:00",  # 23:30 EDT, October 31
+        "2026-11-01T04:30:00+00:00",  # 00:30 EDT, November 1 (EST from 02:00)
+        "2026-11-02T04:30:00+00:00",  # 23:30 EST, November 1
+        "2026-11-02T05:30:00+00:00",  # 00:30 EST, November 2
+    ):
+        clock.set(datetime.fromisoformat(moment))
+        shop.confirm(shop.pay(shop.order()))
+    with database.session_scope(read_only=True) as session:
+        report = revenue(session, "CNY", date(2026, 3, 1), date(2026, 11, 3), "America/New_York")
+    assert [(d.day.isoformat(), d.amount) for d in report.days] == [
+        ("2026-03-07", 9900),
+        ("2026-03-08", 9900),
+        ("2026-10-31", 9900),
+        ("2026-11-01", 19800),
+        ("2026-11-02", 9900),
+    ]
 
 
 def test_only_finance_and_admins_set_rates_and_read_revenue(shop: Shop, client: TestClient) -> None:

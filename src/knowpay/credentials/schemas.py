@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from knowpay.credentials.models import GatewayCredential
+from knowpay.kit.schemas import unicode_text
 
 
 class CredentialsUpdate(BaseModel):
@@ -35,11 +36,8 @@ class CredentialsUpdate(BaseModel):
     def _text(cls, value: dict[str, str | None]) -> dict[str, str | None]:
         # JSON can escape a lone surrogate ("\ud800"), which can be neither sealed, stored
         # nor named back in a problem. The message quotes no value.
-        try:
-            for name, item in value.items():
-                name.encode("utf-8"), (item or "").encode("utf-8")
-        except UnicodeEncodeError:
-            raise ValueError("field names and values are Unicode text") from None
+        if not all(unicode_text(name, item or "") for name, item in value.items()):
+            raise ValueError("field names and values are Unicode text")
         return value
 
 

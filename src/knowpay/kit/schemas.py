@@ -70,6 +70,17 @@ UtcTime = Annotated[datetime, AfterValidator(_utc_in_range)]
 error."""
 
 
+def unicode_text(*texts: str) -> bool:
+    """Whether every text is Unicode a database can hold: JSON can escape a lone surrogate
+    (`"\\ud800"`), which pydantic passes in a dict's keys and free-form values."""
+    try:
+        for text in texts:
+            text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 class Strict(BaseModel):
     """Base for request bodies: unknown fields are an error, not silently dropped."""
 

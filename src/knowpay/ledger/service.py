@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date, datetime
 
 from sqlalchemy import ColumnElement, func, select
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from knowpay.kit.clock import day_of, day_start
@@ -15,6 +17,8 @@ from knowpay.kit.money import Money
 from knowpay.ledger.accounts import PLATFORM_REVENUE
 from knowpay.ledger.errors import UnbalancedEntry
 from knowpay.ledger.models import JournalEntry, Posting
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,9 +158,10 @@ def daily_totals(
         Posting.created_at >= day_start(start, timezone),
         Posting.created_at < day_start(end, timezone),
     )
+    sums = None
     if session.get_bind().dialect.name == "postgresql":
         sums = _summed_by_postgresql(session, window, timezone)
-    else:
+    if sums is None:
         sums = _summed_here(session, window, timezone)
     return [
         DailyTotal(day, currency, total)
@@ -170,14 +175,21 @@ DaySums = dict[tuple[date, str], int]
 
 def _summed_by_postgresql(
     session: Session, window: tuple[ColumnElement[bool], ...], timezone: str
-) -> DaySums:
-    # timezone(zone, timestamptz) is the wall-clock time there, daylight saving included.
+) -> DaySums | None:
+    """The sums grouped by PostgreSQL, which knows the zone's days (timezone(zone, t) is the
+    wall-clock time there, daylight saving included); None when its time zone database has
+    no zone by that name (Python's, which checked the setting, may be newer)."""
     local_day = func.date(func.timezone(timezone, Posting.created_at))
-    rows = session.execute(
-        select(local_day, Posting.currency, func.sum(Posting.amount_minor))
-        .where(*window)
-        .group_by(local_day, Posting.currency)
-    ).all()
+    try:
+        with session.begin_nested():
+            rows = session.execute(
+                select(local_day, Posting.currency, func.sum(Posting.amount_minor))
+                .where(*window)
+                .group_by(local_day, Posting.currency)
+            ).all()
+    except DBAPIError as exc:
+        logger.warning("PostgreSQL cannot group by days of %s (%s); summed here", timezone, exc)
+        return None
     return {(_as_date(day), str(currency)): int(total) for day, currency, total in rows}
 
 

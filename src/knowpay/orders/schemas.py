@@ -9,7 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.json_schema import SkipJsonSchema
 
-from knowpay.kit.schemas import CurrencyCode
+from knowpay.kit.schemas import CurrencyCode, unicode_text
 from knowpay.orders.models import Order
 
 DEFAULT_EXPIRES_IN_S = 1800
@@ -77,10 +77,8 @@ class OrderCreate(BaseModel):
         for key, item in as_text.items():
             if not 1 <= len(key) <= 40 or len(item) > 500:
                 raise ValueError("metadata keys are 1-40 characters, values at most 500")
-            try:  # JSON can escape a lone surrogate ("\ud800"), which no text column holds
-                key.encode("utf-8"), item.encode("utf-8")
-            except UnicodeEncodeError:
-                raise ValueError("metadata keys and values are Unicode text") from None
+            if not unicode_text(key, item):
+                raise ValueError("metadata keys and values are Unicode text")
         return as_text
 
     @field_validator("items")
