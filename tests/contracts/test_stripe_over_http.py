@@ -382,6 +382,7 @@ def test_a_second_payment_intent_carrying_our_number_does_not_pay_the_order(
     ]
     assert world.order_status(order) == "created"
     assert books.entries(world.database, kind="payment_captured") == []
+    assert world.alerts() == ["notification_rejected"]
     assert world.pay(payment).status_code == 200
     wait_for(lambda: world.order_status(order) == "paid")
     assert books.violations(world.database) == []
