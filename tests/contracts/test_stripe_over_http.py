@@ -517,8 +517,10 @@ def test_closing_a_payment_intent_paid_meanwhile_reports_it_paid(world: World) -
 
 def test_partial_then_full_refund_complete_through_refund_webhooks(world: World) -> None:
     order, payment = world.paid_order(1499, "USD")
-    # Stripe answers `pending`; the refund.updated webhook says when the money is back.
-    world.sandbox.fault("slow_refund", payment["id"], seconds=0.3)
+    # Stripe answers `pending`; the refund.updated webhook says when the money is back. Two
+    # seconds, so that on a loaded machine the webhook cannot settle a refund before the
+    # request that made it has answered (it answered `succeeded` then, rightly).
+    world.sandbox.fault("slow_refund", payment["id"], seconds=2)
     partial = world.refund(order, amount=500)
     assert partial["status"] == "processing", partial
     wait_for(lambda: world.read_refund(partial)["status"] == "succeeded")
