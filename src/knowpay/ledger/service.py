@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 
 from sqlalchemy import ColumnElement, func, select
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DataError
 from sqlalchemy.orm import Session
 
 from knowpay.kit.clock import day_of, day_start
@@ -187,7 +187,7 @@ def _summed_by_postgresql(
                 .where(*window)
                 .group_by(local_day, Posting.currency)
             ).all()
-    except DBAPIError as exc:
+    except DataError as exc:  # time zone "…" not recognized (invalid_parameter_value)
         logger.warning("PostgreSQL cannot group by days of %s (%s); summed here", timezone, exc)
         return None
     return {(_as_date(day), str(currency)): int(total) for day, currency, total in rows}
