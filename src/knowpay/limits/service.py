@@ -12,8 +12,7 @@ Limits in one currency count orders in that currency only: exchange rates are fo
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
-from zoneinfo import ZoneInfo
+from datetime import UTC, date, datetime, timedelta
 
 from sqlalchemy import or_, select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -21,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from knowpay.accounts import service as accounts
 from knowpay.audit import service as audit
+from knowpay.kit.clock import day_of, day_start
 from knowpay.kit.ids import new_id
 from knowpay.kit.outbox import emit, rfc3339
 from knowpay.kit.pagination import PageParams, page_of
@@ -194,14 +194,13 @@ def _subject(limit: SpendingLimit, spend: Spend) -> str:
 
 
 def _period(limit: SpendingLimit, policy: LimitPolicy, now: datetime) -> _Period:
-    zone = ZoneInfo(policy.timezone)
-    local = now.astimezone(zone).date()
+    local = day_of(now, policy.timezone)
     if limit.period == "day":
-        reset = datetime.combine(local + timedelta(days=1), time.min, tzinfo=zone)
+        reset = day_start(local + timedelta(days=1), policy.timezone)
         return _Period(local.isoformat(), reset.astimezone(UTC))
     if limit.period == "month":
         first_next = date(local.year + local.month // 12, local.month % 12 + 1, 1)
-        reset = datetime.combine(first_next, time.min, tzinfo=zone)
+        reset = day_start(first_next, policy.timezone)
         return _Period(f"{local.year:04d}-{local.month:02d}", reset.astimezone(UTC))
     return _Period("transaction", None)
 
