@@ -54,6 +54,13 @@ def _receive(database: Database, clock: FrozenClock, gateway: str, note: Notific
     return handled.outcome
 
 
+def _notified(app: FastAPI, client: TestClient, event: dict[str, object]) -> tuple[int, Any]:
+    """What /notify/test answers the event, signed as the test gateway signs."""
+    headers, body = _signed_test_notification(app, event)
+    response = client.post("/notify/test", content=body, headers=headers)
+    return response.status_code, response.json()
+
+
 def _alert_kinds(database: Database) -> list[str]:
     with database.session_scope(read_only=True) as session:
         return list(session.scalars(select(Alert.kind).order_by(Alert.created_at)).all())
@@ -168,9 +175,7 @@ def test_a_capture_of_another_amount_for_a_paid_attempt_is_rejected(
     shop.confirm(payment)
     entries_before = len(books.entries(database))
     event = _event(id="evt_late_other_amount", out_trade_no=payment["id"], amount="1.00")
-    headers, body = _signed_test_notification(app, event)
-    response = client.post("/notify/test", content=body, headers=headers)
-    assert (response.status_code, response.json()) == (400, {"received": False})
+    assert _notified(app, client, event) == (400, {"received": False})
     assert shop.get(f"/v1/orders/{order['id']}")["status"] == "paid"
     assert len(books.entries(database)) == entries_before
     assert _alert_kinds(database) == ["notification_rejected"]
@@ -190,9 +195,7 @@ def test_a_gateway_trade_number_another_attempt_carries_is_left_off_and_alerted(
         session.execute(update(Payment).values(gateway_trade_no=None))
     for number, payment in enumerate((first, second)):
         event = _event(id=f"evt_{number}", out_trade_no=payment["id"], gateway_trade_no=taken)
-        headers, body = _signed_test_notification(app, event)
-        response = client.post("/notify/test", content=body, headers=headers)
-        assert (response.status_code, response.json()) == (200, {"received": True})
+        assert _notified(app, client, event) == (200, {"received": True})
     assert shop.get(f"/v1/orders/{order['id']}")["status"] == "paid"
     with database.session_scope(read_only=True) as session:
         rows = session.execute(select(Payment.id, Payment.gateway_trade_no)).all()
@@ -383,9 +386,7 @@ def test_a_capture_naming_another_trade_does_not_pay_an_attempt_that_has_its_own
     shop = Shop(build)
     payment = shop.pay(order := shop.order())
     other = _event(id="evt_other_trade", out_trade_no=payment["id"], gateway_trade_no="pi_other")
-    headers, body = _signed_test_notification(app, other)
-    response = client.post("/notify/test", content=body, headers=headers)
-    assert (response.status_code, response.json()) == (400, {"received": False})
+    assert _notified(app, client, other) == (400, {"received": False})
     assert shop.get(f"/v1/orders/{order['id']}")["status"] == "created"
     assert books.entries(database, kind="payment_captured") == []
     assert _alert_kinds(database) == ["notification_rejected"]
@@ -403,9 +404,7 @@ def test_a_capture_naming_another_trade_after_the_attempt_paid_is_thanked_and_al
     shop.confirm(payment)
     for number, trade in enumerate(("pi_other", "pi_other", "pi_third")):
         event = _event(id=f"evt_other_{number}", out_trade_no=payment["id"], gateway_trade_no=trade)
-        headers, body = _signed_test_notification(app, event)
-        response = client.post("/notify/test", content=body, headers=headers)
-        assert (response.status_code, response.json()) == (200, {"received": True})
+        assert _notified(app, client, event) == (200, {"received": True})
     assert shop.get(f"/v1/orders/{order['id']}")["status"] == "paid"
     assert len(books.entries(database, kind="payment_captured")) == 1
     assert books.entries(database, kind="duplicate_captured") == []
