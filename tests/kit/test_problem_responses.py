@@ -71,6 +71,27 @@ def test_malformed_json_is_400_and_writes_nothing(
 
 
 @pytest.mark.parametrize(
+    "body",
+    [
+        b'{"email": "a@b.c", "password": ' + b"9" * 5000 + b"}",  # past int's 4300 digits
+        b"[" * 100_000 + b"]" * 100_000,  # deeper than the parser's recursion
+        b'{"email": "\xff\xfe@b.c", "password": "long-enough"}',  # not UTF-8
+    ],
+    ids=["5000-digit-number", "too-deep", "not-utf8"],
+)
+def test_json_the_parser_cannot_read_is_malformed_json(
+    client: TestClient, app_caller: Caller, database: Database, body: bytes
+) -> None:
+    response = client.post(
+        "/v1/users",
+        content=body,
+        headers={**app_caller.headers, "Content-Type": "application/json"},
+    )
+    _assert_problem(response, 400, "malformed_json")
+    assert _count(database, User) == 0
+
+
+@pytest.mark.parametrize(
     ("body", "field"),
     [
         ({"email": "a@example.com", "password": 12345678}, "password"),

@@ -136,17 +136,21 @@ async def _on_knowpay_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+def _malformed_json(request: Request) -> JSONResponse:
+    return problem_response(
+        request,
+        status=400,
+        code="malformed_json",
+        title="The body is not valid JSON",
+        detail="The request body could not be parsed as JSON.",
+    )
+
+
 async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = _validation_errors(exc)
     if any(error["type"] == "json_invalid" for error in errors):
-        return problem_response(
-            request,
-            status=400,
-            code="malformed_json",
-            title="The body is not valid JSON",
-            detail="The request body could not be parsed as JSON.",
-        )
+        return _malformed_json(request)
     if _body_sent_as_something_else(request, errors):
         return problem_response(
             request,
@@ -189,6 +193,8 @@ _HTTP_CODES = {
 
 async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    if _json_body_unreadable(request, exc):
+        return _malformed_json(request)
     code, title = _HTTP_CODES.get(exc.status_code, ("http_error", "HTTP error"))
     detail = exc.detail if isinstance(exc.detail, str) and exc.detail else title
     if exc.status_code == 404 and detail == "Not Found":
@@ -205,6 +211,18 @@ async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
         title=title,
         detail=detail,
         headers=headers,
+    )
+
+
+def _json_body_unreadable(request: Request, exc: StarletteHTTPException) -> bool:
+    """FastAPI's 400 for a JSON body its parser gave up on other than by a syntax error: not
+    UTF-8, a number past Python's 4,300 digits, nesting past the recursion limit."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    json_sent = content_type == "application/json" or content_type.endswith("+json")
+    return (
+        exc.status_code == 400
+        and json_sent
+        and isinstance(exc.__cause__, ValueError | RecursionError)
     )
 
 
