@@ -70,6 +70,8 @@ def test_parses_gateway_decimal_strings_exactly(text: str, currency: str, minor:
         ("Infinity", "USD"),
         (" ", "USD"),
         ("1.2.3", "USD"),
+        ("１２.３０", "CNY"),  # fullwidth digits: Decimal() reads 12.30, no gateway writes them
+        ("٣", "CNY"),  # an Arabic-Indic 3
     ],
 )
 def test_refuses_what_is_not_exact(text: str, currency: str) -> None:

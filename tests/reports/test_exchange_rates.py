@@ -116,6 +116,13 @@ def test_a_newer_rate_for_the_same_day_replaces_the_old_one(shop: Shop, client: 
     [
         ({"currency": "USD", "base_currency": "CNY", "rate": "0", "date": "2026-11-20"}, "rate"),
         ({"currency": "USD", "base_currency": "CNY", "rate": "-1", "date": "2026-11-20"}, "rate"),
+        # Decimal("…") would read these as 7100, 7 and 7.1: a rate is written in ASCII digits.
+        (
+            {"currency": "USD", "base_currency": "CNY", "rate": "7_100", "date": "2026-11-20"},
+            "rate",
+        ),
+        ({"currency": "USD", "base_currency": "CNY", "rate": "７", "date": "2026-11-20"}, "rate"),
+        ({"currency": "USD", "base_currency": "CNY", "rate": " 7.1", "date": "2026-11-20"}, "rate"),
         (
             {"currency": "XYZ", "base_currency": "CNY", "rate": "1", "date": "2026-11-20"},
             "currency",

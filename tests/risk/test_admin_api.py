@@ -137,6 +137,16 @@ def test_every_kind_of_rule_can_be_created(client: TestClient, finance: Caller) 
             "params": {"multiplier": 1.00001, "min_history": 3},
         },
         {
+            "kind": "amount_anomaly",
+            "action": "review",
+            "params": {"multiplier": "1_0", "min_history": 3},  # Decimal() reads 10
+        },
+        {
+            "kind": "amount_anomaly",
+            "action": "review",
+            "params": {"multiplier": "٣", "min_history": 3},  # Arabic-Indic 3
+        },
+        {
             "kind": "new_account",
             "action": "review",
             "params": {"max_account_age_s": 60, "max_amount_minor": 100, "currency": "XXQ"},

@@ -16,7 +16,8 @@ from functools import lru_cache
 
 from iso4217 import Currency
 
-_DECIMAL_PATTERN = re.compile(r"^-?\d+(\.\d+)?$")
+# ASCII digits only: `\d` alone also matches fullwidth and other scripts' digits.
+_DECIMAL_PATTERN = re.compile(r"^-?\d+(\.\d+)?$", re.ASCII)
 
 # What an amount column (PostgreSQL bigint) holds. A gateway amount beyond it cannot be one of
 # ours, and an integer of thousands of digits cannot even be printed (Python refuses to turn

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictInt
 
 from knowpay.kit.money import Money, MoneyError, normalize_currency
 
@@ -40,6 +42,22 @@ AmountMinor = Annotated[
         description="Integer count of the currency's minor unit (fen, cent; JPY has none)",
     ),
 ]
+
+
+_DECIMAL_TEXT = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
+
+
+def _decimal_written_plainly(value: object) -> object:
+    """A decimal sent as a string is written as a JSON number would be: Python's `Decimal`
+    also takes `1_000`, fullwidth or Arabic-Indic digits and surrounding blanks, which a
+    staff member's typo should not turn into a rate or a rule."""
+    if isinstance(value, str) and not _DECIMAL_TEXT.fullmatch(value):
+        raise ValueError("Write the number with ASCII digits, e.g. 6.8 or 1e-3")
+    return value
+
+
+PlainDecimal = Annotated[Decimal, BeforeValidator(_decimal_written_plainly)]
+"""A decimal from a JSON number or a string in the same notation (ASCII digits only)."""
 
 
 def _day_in_range(day: date) -> date:

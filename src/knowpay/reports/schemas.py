@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from decimal import Decimal
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from knowpay.kit.money import MoneyError, normalize_currency
+from knowpay.kit.schemas import PlainDecimal
 from knowpay.reports.models import ExchangeRate
 
 
@@ -28,7 +28,7 @@ class RateIn(BaseModel):
 
     currency: str = Field(min_length=3, max_length=3)
     base_currency: str = Field(min_length=3, max_length=3)
-    rate: Decimal = Field(gt=0, max_digits=24, decimal_places=12)
+    rate: PlainDecimal = Field(gt=0, max_digits=24, decimal_places=12)
     date: date
 
     _currencies = field_validator("currency", "base_currency")(parse_currency)
