@@ -21,6 +21,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from knowpay.kit.jsontext import parse_json
+
 REQUEST_EXCLUDED = frozenset({"sign"})
 NOTIFICATION_EXCLUDED = frozenset({"sign", "sign_type"})
 SIGN_TYPE = "RSA2"
@@ -178,10 +180,9 @@ def split_response(raw: str, method: str) -> RawResponse:
 
     MalformedBody when the body is not the JSON object Alipay sends."""
     try:
+        whole = parse_json(raw)  # first: the members' scan below then meets only JSON
         spans = _top_level_members(raw)
-        whole = json.loads(raw)
-    except (ValueError, RecursionError) as exc:  # json.JSONDecodeError is a ValueError
-        # RecursionError: nested too deep for Python's parser.
+    except ValueError as exc:  # NotJson, or not the object of members Alipay sends
         raise MalformedBody(f"{type(exc).__name__}: {exc}"[:300]) from exc
     wanted = response_key(method)
     key = wanted if wanted in spans else "error_response"

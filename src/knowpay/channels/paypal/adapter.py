@@ -47,6 +47,7 @@ from knowpay.channels.types import (
 )
 from knowpay.kit.clock import Clock
 from knowpay.kit.config import PayPalSettings, Settings
+from knowpay.kit.jsontext import NotJson, parse_json
 
 logger = logging.getLogger(__name__)
 
@@ -343,11 +344,8 @@ class PayPalChannel:
         """Ask PayPal, with the event exactly as received (re-serialising it changes the
         bytes PayPal signed and the answer is FAILURE)."""
         try:
-            json.loads(body)
-        except (ValueError, RecursionError) as exc:
-            # ValueError: not UTF-8 or not JSON, or an integer of more digits than int()
-            # converts; RecursionError: nested too deep for Python's parser (before anything
-            # is trusted).
+            parse_json(body)
+        except NotJson as exc:  # before anything is trusted
             raise SignatureInvalid(f"the webhook is not JSON: {exc}") from exc
         head = {name: fields[name] for name in ("auth_algo", "cert_url", "transmission_id")}
         head |= {

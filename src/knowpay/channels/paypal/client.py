@@ -21,6 +21,7 @@ from knowpay.channels.errors import ChannelDeclined, ChannelUnavailable, Protoco
 from knowpay.kit.clock import Clock
 from knowpay.kit.config import PayPalSettings
 from knowpay.kit.http import call_with_retries, make_client, mask
+from knowpay.kit.jsontext import NotJson, parse_json
 
 TOKEN_PATH = "/v1/oauth2/token"  # noqa: S105 - a path, not a secret
 AUTHENTICATION_FAILURE = "AUTHENTICATION_FAILURE"
@@ -196,10 +197,8 @@ def _dump(body: Any) -> bytes:
 
 def _json(response: httpx.Response, *, strict: bool = True) -> dict[str, Any]:
     try:
-        data = response.json()
-    except (ValueError, RecursionError) as exc:
-        # ValueError: not UTF-8 or not JSON, or an integer of more digits than int() converts;
-        # RecursionError: nested too deep for Python's parser.
+        data = parse_json(response.content)
+    except NotJson as exc:
         if not strict:
             return {}
         raise MalformedResponse(f"PayPal's answer is not JSON: {exc}") from exc

@@ -7,7 +7,6 @@ capture statuses ↔ ChannelStatus, webhook events ↔ Notification, and the 2xx
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -20,6 +19,7 @@ from knowpay.channels.types import (
     PaymentQueryResult,
     RefundResult,
 )
+from knowpay.kit.jsontext import NotJson, parse_json
 from knowpay.kit.money import Money, MoneyError, currency_exponent
 
 NO_DECIMALS = frozenset({"HUF", "JPY", "TWD"})
@@ -219,10 +219,8 @@ def refund_result(refund: Mapping[str, Any]) -> RefundResult:
 def parse_event(body: bytes) -> dict[str, Any]:
     """The webhook's JSON event (after its signature was checked over these bytes)."""
     try:
-        event = json.loads(body)
-    except (ValueError, RecursionError) as exc:
-        # ValueError: not UTF-8 or not JSON, or an integer of more digits than int() converts;
-        # RecursionError: nested too deep for Python's parser.
+        event = parse_json(body)
+    except NotJson as exc:
         raise ProtocolError(f"the webhook is not JSON: {exc}") from exc
     if not isinstance(event, dict) or not isinstance(event.get("resource"), dict):
         raise ProtocolError("the webhook is not a PayPal event (no resource)")

@@ -11,7 +11,6 @@ notify_url of a request is not sent."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from datetime import date
 from typing import Any
@@ -36,6 +35,7 @@ from knowpay.channels.types import (
 )
 from knowpay.kit.clock import Clock
 from knowpay.kit.config import Settings, StripeSettings
+from knowpay.kit.jsontext import NotJson, parse_json
 from knowpay.kit.money import MoneyError, normalize_currency
 
 UNEXPECTED_STATE = "payment_intent_unexpected_state"
@@ -265,10 +265,8 @@ class StripeChannel:
             header, body, self._secrets, now=self._clock.now(), tolerance_s=self._tolerance_s
         )
         try:
-            event = json.loads(body)
-        except (ValueError, RecursionError) as exc:
-            # ValueError: not UTF-8 or not JSON, or an integer of more digits than int()
-            # converts; RecursionError: nested too deep for Python's parser.
+            event = parse_json(body)
+        except NotJson as exc:
             raise ProtocolError(f"the webhook body is not JSON: {exc}") from exc
         if not isinstance(event, dict):
             raise ProtocolError("the webhook body is not a Stripe event")

@@ -10,7 +10,6 @@ answer that is not Stripe's JSON is MalformedResponse."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 from urllib.parse import urlencode
@@ -20,6 +19,7 @@ import httpx
 from knowpay.channels.errors import ChannelDeclined, ChannelUnavailable, ProtocolError
 from knowpay.kit.config import StripeSettings
 from knowpay.kit.http import call_with_retries, make_client
+from knowpay.kit.jsontext import NotJson, parse_json
 
 RETRIED_STATUSES = frozenset({409, 429})
 USER_AGENT = "knowpay (+stripe channel)"
@@ -142,10 +142,8 @@ class StripeClient:
 
 def _answer(response: httpx.Response) -> dict[str, Any]:
     try:
-        body = json.loads(response.content)
-    except (ValueError, RecursionError) as exc:
-        # ValueError: not UTF-8 or not JSON, or an integer of more digits than int() converts;
-        # RecursionError: nested too deep for Python's parser.
+        body = parse_json(response.content)
+    except NotJson as exc:
         raise MalformedResponse(f"Stripe answered HTTP {response.status_code}, not JSON") from exc
     if not isinstance(body, dict):
         raise MalformedResponse(f"Stripe answered HTTP {response.status_code} with a non-object")

@@ -26,6 +26,7 @@ from typing import Any
 
 from knowpay.channels.errors import ProtocolError
 from knowpay.channels.types import ChannelStatus, Notification, NotificationAck
+from knowpay.kit.jsontext import NotJson, parse_json
 from knowpay.kit.money import Money
 
 CURRENCY = "CNY"
@@ -302,9 +303,8 @@ def decode_form(value: str) -> dict[str, str]:
         raise ValueError("f is too long")
     try:
         raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
-        data = json.loads(raw.decode("utf-8"))
-    except (binascii.Error, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        # RecursionError: nested too deep for Python's parser (a crafted `f`).
+        data = parse_json(raw)
+    except (binascii.Error, NotJson) as exc:
         raise ValueError(f"f is not base64url JSON: {exc}") from exc
     if not isinstance(data, dict) or not data or len(data) > MAX_FORM_FIELDS:
         raise ValueError("f is not an object of form fields")

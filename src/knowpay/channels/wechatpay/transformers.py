@@ -20,6 +20,7 @@ from knowpay.channels.types import (
     RefundRequest,
     RefundResult,
 )
+from knowpay.kit.jsontext import NotJson, parse_json
 from knowpay.kit.money import Money, MoneyError
 
 CURRENCY = "CNY"
@@ -101,9 +102,8 @@ def dumps(body: dict[str, Any]) -> bytes:
 
 def loads_object(raw: bytes, what: str) -> dict[str, Any]:
     try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
-        # RecursionError: nested too deep for Python's parser.
+        data = parse_json(raw)
+    except NotJson as exc:
         raise ProtocolError(f"{what} is not JSON") from exc
     if not isinstance(data, dict):
         raise ProtocolError(f"{what} is not a JSON object")
@@ -252,8 +252,8 @@ class WechatPayError:
 
 def error_of(status_code: int, raw: bytes) -> WechatPayError:
     try:
-        data = json.loads(raw) if raw else {}
-    except (ValueError, RecursionError):  # RecursionError: nested too deep to parse
+        data = parse_json(raw) if raw else {}
+    except NotJson:
         data = {}
     if not isinstance(data, dict):
         data = {}
