@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from knowpay.bench import report
-from knowpay.bench.run import percentiles
+from knowpay.bench.run import ceiling, percentiles
 
 
 def _result(paid_flows_per_s: float = 50.0, tps: float = 600.0) -> dict[str, Any]:
@@ -103,3 +103,23 @@ def test_writing_replaces_only_the_results_section(tmp_path: Path) -> None:
     assert "old figures" not in written
     assert "| `alipay_qr` | 12.5 |" in written
     assert json.loads(raw.read_text(encoding="utf-8"))["flows"][0]["paid_flows_per_s"] == 12.5
+
+
+def test_the_ceiling_is_what_the_cores_carry_when_only_the_world_spends_cpu() -> None:
+    per_flow = {"api": 45.0, "worker": 5.0, "simulators": 6.0, "load_generator": 2.0}
+    bound = ceiling(per_flow, cores=2, pgbench_tps=3000.0)
+    # 2 cores × 1000 ms ÷ 8 ms per flow = 250 flows/s; × 3 ÷ 3000 tps = 0.25.
+    assert bound == {"outside_ms_per_flow": 8.0, "paid_flows_per_s": 250.0, "flow_efficiency": 0.25}
+    assert ceiling({"api": 45.0}, cores=2, pgbench_tps=3000.0) == {}
+
+
+def test_the_report_states_the_ceiling_of_each_phase() -> None:
+    result = _result()
+    result["flows"][0]["ceiling"] = {
+        "outside_ms_per_flow": 8.0,
+        "paid_flows_per_s": 250.0,
+        "flow_efficiency": 0.25,
+    }
+    text = report.render(result)
+    assert "alone spent 8.0 ms of CPU per flow" in text
+    assert "could pass 250.0 paid flows/s (flow efficiency 0.25)" in text

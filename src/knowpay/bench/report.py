@@ -80,6 +80,14 @@ def _phase_notes(phase: dict[str, Any]) -> list[str]:
     if per_flow:
         spent = ", ".join(f"{part.replace('_', ' ')} {ms}" for part, ms in per_flow.items())
         notes.append(f"CPU milliseconds per paid flow of the phase: {spent}.")
+    bound = phase.get("ceiling")
+    if bound:
+        notes.append(
+            f"The simulators and the load generator alone spent {bound['outside_ms_per_flow']} "
+            f"ms of CPU per flow: on these cores no knowpay could pass "
+            f"{bound['paid_flows_per_s']} paid flows/s (flow efficiency "
+            f"{bound['flow_efficiency']}), even one whose API, worker and database cost nothing."
+        )
     if "commits_per_flow" in phase and "connections_opened_per_flow" in phase:
         notes.append(
             f"{phase['commits_per_flow']} PostgreSQL commits and "

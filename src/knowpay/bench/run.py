@@ -23,7 +23,14 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from knowpay.bench.flows import CHANNEL_GATEWAY, FlowError, Platform, make_catalog
-from knowpay.bench.stack import DEFAULT_SERVER_URL, Stack, StackOptions, group_cpu_seconds
+from knowpay.bench.stack import (
+    DEFAULT_SERVER_URL,
+    Stack,
+    StackOptions,
+    group_cpu_seconds,
+    machine_cpu_seconds,
+    postgres_cpu_seconds,
+)
 
 
 @dataclass
@@ -146,6 +153,25 @@ async def load_phase(
     )
 
 
+OUTSIDE_KNOWPAY = ("simulators", "load_generator")
+"""The parts of a run that stand in for the world: the gateways and the platform."""
+
+
+def ceiling(cpu_ms_per_flow: dict[str, float], cores: int, pgbench_tps: float) -> dict[str, Any]:
+    """The paid flows per second these cores could carry if knowpay (API, worker) and
+    PostgreSQL used no CPU at all: the simulators and the load generator share the machine
+    and spend their own CPU on every flow."""
+    outside_ms = sum(cpu_ms_per_flow.get(part, 0.0) for part in OUTSIDE_KNOWPAY)
+    if outside_ms <= 0:
+        return {}
+    flows_per_s = cores * 1000 / outside_ms
+    return {
+        "outside_ms_per_flow": round(outside_ms, 1),
+        "paid_flows_per_s": round(flows_per_s, 1),
+        "flow_efficiency": round(flows_per_s * 3 / pgbench_tps, 3),
+    }
+
+
 def cpu_by_part(stack: Stack) -> dict[str, float]:
     assert stack.api is not None
     assert stack.worker is not None
@@ -154,6 +180,9 @@ def cpu_by_part(stack: Stack) -> dict[str, float]:
         "worker": stack.worker.cpu_seconds(),
         "simulators": stack.sandbox.cpu_seconds(),
         "load_generator": group_cpu_seconds(lambda pid, _pgid, _comm: pid == os.getpid()),
+        "postgresql": postgres_cpu_seconds(stack.database_name),
+        # Everything the machine ran, these parts and whatever else (the kernel, strays).
+        "whole_machine": machine_cpu_seconds(),
     }
 
 
@@ -373,8 +402,10 @@ def _report(
     completed: int,
     server_version: str,
 ) -> dict[str, Any]:
+    cores = os.cpu_count() or 1
     for phase in phases:
         phase["flow_efficiency"] = round(phase["paid_flows_per_s"] * 3 / baseline["tps"], 3)
+        phase["ceiling"] = ceiling(phase["cpu_ms_per_flow"], cores, baseline["tps"])
         phase["p99_under_100ms"] = all(
             e.get("p99_ms", 0) < 100 for e in phase["endpoints"].values()
         )

@@ -74,6 +74,53 @@ def group_cpu_seconds(member: Callable[[int, int, str], bool]) -> float:
     return total / ticks
 
 
+POSTGRES_SHARED_PROCESSES = (
+    "checkpointer",
+    "background writer",
+    "walwriter",
+    "wal writer",
+    "autovacuum launcher",
+    "logical replication launcher",
+    "stats collector",
+    "archiver",
+)
+"""Server-wide PostgreSQL processes (their titles): they write for every database."""
+
+
+def postgres_cpu_seconds(database: str) -> float:
+    """CPU seconds of the local PostgreSQL server working for `database`: its backends and
+    autovacuum workers, the postmaster and the server-wide writers; 0.0 where the server
+    runs elsewhere. Another database's backends (a test run beside the bench) are left out."""
+
+    def serves(pid: int, _pgid: int, comm: str) -> bool:
+        if comm != "postgres":
+            return False
+        try:
+            title = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except (OSError, UnicodeDecodeError):
+            return False
+        if not title.startswith("postgres: "):
+            return True  # the postmaster: it forks every connection
+        # "postgres: [cluster name: ]postgres knowpay_bench_1a2b 127.0.0.1(5432) idle"
+        role = title.removeprefix("postgres: ")
+        parts = role.split(": ")
+        return database in role.split() or parts[-1].startswith(POSTGRES_SHARED_PROCESSES)
+
+    return group_cpu_seconds(serves)
+
+
+def machine_cpu_seconds() -> float:
+    """Busy CPU seconds of the whole machine, all cores (Linux's /proc/stat); 0.0 elsewhere."""
+    try:
+        first = Path("/proc/stat").read_text().splitlines()[0].split()
+    except (OSError, IndexError):
+        return 0.0
+    # cpu  user nice system idle iowait irq softirq steal …: all but idle and iowait.
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in first[1:9])
+    ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    return (user + nice + system + irq + softirq + steal) / ticks
+
+
 def read_simulator_keys(sandbox_url: str) -> dict[str, dict[str, Any]]:
     """What the simulators publish at /_keys, for the gateways a run points knowpay at."""
     return {
