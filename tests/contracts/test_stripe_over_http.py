@@ -34,6 +34,7 @@ from knowpay.kit.db import Database
 from knowpay.kit.money import Money
 from knowpay.ledger.accounts import PLATFORM_REVENUE, channel_clearing
 from knowpay.payments.models import Payment
+from knowpay.refunds.models import Refund
 from knowpay.sandbox.app import SandboxConfig, create_sandbox_app
 from knowpay.worker.runner import Worker
 from tests import books
@@ -587,6 +588,61 @@ def test_a_refund_whose_webhook_is_lost_completes_by_active_query(world: World) 
     Worker(world.settings, world.database, later, registry).run_jobs_once()
     assert world.read_refund(refund)["status"] == "succeeded"
     assert world.order_status(order) == "refunded"
+    assert books.violations(world.database) == []
+
+
+def _gateway_refund_no(database: Database, refund_id: str) -> str | None:
+    with database.session_scope(read_only=True) as session:
+        refund = session.get(Refund, refund_id)
+        assert refund is not None
+        return refund.gateway_refund_no
+
+
+def test_another_refund_carrying_our_refund_number_does_not_settle_ours(world: World) -> None:
+    """Someone with the account's key makes a second refund at Stripe with our refund's
+    number in its metadata. Stripe's signed refund.created for it is genuine, but it is not
+    the refund knowpay made: Stripe is thanked (or it would retry for days), staff are told,
+    and the refund keeps its own id and status; the worker's query asks Stripe about that one,
+    still pending (F2, refund half)."""
+    order, payment = world.paid_order(1499, "USD")
+    world.sandbox.fault("slow_refund", payment["id"], seconds=30, times=1)  # ours only
+    ours = world.refund(order, amount=500)
+    assert ours["status"] == "processing", ours
+    recorded = _gateway_refund_no(world.database, ours["id"])
+    assert recorded is not None
+    assert recorded.startswith("re_")
+    other = world.sandbox.http.post(
+        "/v1/refunds",
+        data={
+            "payment_intent": payment["gateway_trade_no"],
+            "amount": "500",
+            "metadata[out_trade_no]": payment["id"],
+            "metadata[out_refund_no]": ours["id"],
+        },
+        headers={"Authorization": f"Bearer {world.sandbox.keys()['secret_key']}"},
+    ).json()
+    assert other["status"] == "succeeded", other
+    assert other["id"] != recorded
+
+    def answers_to_the_other() -> list[dict[str, Any]] | None:
+        for delivery in world.sandbox.deliveries(payment["id"], "refund.created"):
+            if other["id"] in delivery["body"] and delivery["attempts"]:
+                answers: list[dict[str, Any]] = delivery["attempts"][0]["answers"]
+                return answers
+        return None
+
+    wait_for(lambda: answers_to_the_other() is not None)
+    assert answers_to_the_other() == [{"status_code": 200, "body": RECEIVED}]
+    assert world.read_refund(ours)["status"] == "processing"
+    assert _gateway_refund_no(world.database, ours["id"]) == recorded
+    assert world.order_status(order) == "paid"
+    assert books.entries(world.database, kind="refund_succeeded") == []
+    assert world.alerts() == ["gateway_refund_mismatch"]
+    later = FrozenClock(datetime.now(UTC) + timedelta(hours=1))
+    Worker(world.settings, world.database, later, world.app.state.channel_registry).run_jobs_once()
+    assert world.read_refund(ours)["status"] == "processing"  # Stripe: ours is still pending
+    assert _gateway_refund_no(world.database, ours["id"]) == recorded
+    assert world.alerts() == ["gateway_refund_mismatch"]
     assert books.violations(world.database) == []
 
 

@@ -16,7 +16,7 @@ from sqlalchemy import select, update
 from knowpay.alerts.models import Alert
 from knowpay.channels.base import Channel
 from knowpay.channels.errors import SignatureProbe
-from knowpay.channels.types import ChannelStatus, Notification, NotificationAck
+from knowpay.channels.types import ChannelStatus, Notification, NotificationAck, RefundResult
 from knowpay.gateway_notifications import service
 from knowpay.kit.clock import FrozenClock
 from knowpay.kit.db import Database
@@ -415,3 +415,33 @@ def test_a_capture_naming_another_trade_after_the_attempt_paid_is_thanked_and_al
         "pi_other",
         "pi_third",
     ]
+
+
+def test_a_refund_notice_naming_another_gateway_refund_is_thanked_alerted_once_and_not_applied(
+    build: Builders, database: Database, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A signed refund notice carrying our refund number but another refund's id at the
+    gateway (a second refund made with our number) is not our refund's outcome: the gateway
+    is thanked, so it stops sending, and staff hear of it once (F2, refund half)."""
+    shop = Shop(build)
+    channel = shop.client.app.state.channel_registry.adapter("test")  # type: ignore[attr-defined]
+    accepted = RefundResult(ChannelStatus.PENDING, gateway_refund_no="rf_ours")
+    monkeypatch.setattr(channel, "refund", lambda _request: accepted)
+    payment, refund = _refunded(shop)
+    assert refund["status"] == "processing"
+    sent = (("refund.updated", ChannelStatus.SUCCEEDED), ("refund.failed", ChannelStatus.FAILED))
+    for event, status in sent:
+        note = replace(
+            _refund_note(refund, payment["id"]),
+            external_id=f"evt_{event}",
+            status=status,
+            gateway_refund_no="rf_other",
+        )
+        assert _receive(database, clock, "test", note) == "processed"  # acknowledged
+    assert shop.get(f"/v1/refunds/{refund['id']}")["status"] == "processing"
+    assert _alert_kinds(database) == ["gateway_refund_mismatch"]
+    rows = [n for n in books.notifications(database) if n.external_id.startswith("evt_refund.")]
+    assert [(n.outcome, n.payment_id) for n in rows] == [("processed", payment["id"])] * 2
+    assert all(n.reason and "rf_other" in n.reason and "rf_ours" in n.reason for n in rows)
+    assert books.entries(database, kind="refund_succeeded") == []
+    assert books.violations(database) == []

@@ -161,29 +161,28 @@ def _reject_unverified(
 
 def _dispatch_once_more_after_a_collision(
     session: Session, gateway: str, note: Notification, now: datetime, policy: RefundSettings
-) -> None:
+) -> str | None:
     """Dispatch in a savepoint. Should it collide with a row another transaction committed
     meanwhile (two notifications carrying one reused gateway trade number at the same moment:
     the unique index makes the second wait, then refuses it), it is dispatched once more,
-    and then sees that row and takes the path written for it, instead of ending in a 500."""
+    and then sees that row and takes the path written for it, instead of ending in a 500.
+    Returns what the inbox row should say of a notification acknowledged but not applied."""
     try:
         with session.begin_nested():
-            _dispatch(session, gateway, note, now, policy)
-        return
+            return _dispatch(session, gateway, note, now, policy)
     except IntegrityError as collision:
         logger.info(
             "%s notification collided with a concurrent write, retried: %s", gateway, collision.orig
         )
     with session.begin_nested():
-        _dispatch(session, gateway, note, now, policy)
+        return _dispatch(session, gateway, note, now, policy)
 
 
 def _dispatch(
     session: Session, gateway: str, note: Notification, now: datetime, policy: RefundSettings
-) -> None:
+) -> str | None:
     if note.kind == "refund":
-        _dispatch_refund(session, gateway, note, now, policy)
-        return
+        return _dispatch_refund(session, gateway, note, now, policy)
     if note.status is ChannelStatus.SUCCEEDED:
         if note.amount is None:
             raise ProtocolError("a success notification without an amount")
@@ -209,6 +208,7 @@ def _dispatch(
             now=now,
             message=note.attention,
         )
+    return None
 
 
 def _check_payer(session: Session, note: Notification, now: datetime) -> None:
@@ -226,7 +226,7 @@ def _check_payer(session: Session, note: Notification, now: datetime) -> None:
 
 def _dispatch_refund(
     session: Session, gateway: str, note: Notification, now: datetime, policy: RefundSettings
-) -> None:
+) -> str | None:
     refund = refunds.by_out_refund_no(session, note.out_refund_no or "")
     if refund is None or CHANNEL_GATEWAYS.get(refund.channel) != gateway:
         raise RefundNotFound(f"no {gateway} refund {note.out_refund_no}")
@@ -254,9 +254,16 @@ def _dispatch_refund(
         failure_message=_escaped(note.failure_message),
         attention=note.attention,
     )
-    refunds.apply_result(
+    applied = refunds.apply_result(
         session, refund.id, result, now, "gateway", policy, out_refund_no=note.out_refund_no
     )
+    if refunds.names_another_refund(applied, note.gateway_refund_no):
+        # Thanked all the same (the gateway would resend it for days), and staff alerted.
+        return (
+            f"names gateway refund {note.gateway_refund_no}, not {applied.gateway_refund_no} "
+            f"of refund {applied.id}: not applied (gateway_refund_mismatch)"
+        )
+    return None
 
 
 def receive(
@@ -297,7 +304,7 @@ def receive(
     if row is None:
         return _answer_duplicate(session, channel, note.external_id)
     try:
-        _dispatch_once_more_after_a_collision(
+        not_applied = _dispatch_once_more_after_a_collision(
             session, channel.gateway, note, now, policy or RefundSettings()
         )
     except (PaymentNotFound, RefundNotFound) as unknown:
@@ -323,6 +330,8 @@ def receive(
             message=f"{channel.gateway} notification {note.external_id} rejected: {row.reason}",
         )
         return Handled("rejected", channel.notification_ack(False), row.id)
+    if not_applied is not None:
+        row.reason = _printable(not_applied)[:500]
     return Handled("processed", channel.notification_ack(True), row.id)
 
 

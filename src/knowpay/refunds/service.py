@@ -295,6 +295,9 @@ def _send(session: Session, refund: Refund, now: datetime) -> None:
     refund.needs_gateway_call = True
     refund.next_check_at = now
     refund.failure_code = refund.failure_message = None
+    # A new number is a new refund at the gateway: the id of the one that failed names no
+    # refund of this attempt, and would make its own outcome look like another refund's.
+    refund.gateway_refund_no = None
     _post(
         session,
         refund,
@@ -475,11 +478,15 @@ def apply_result(
     out_refund_no: str | None = None,
 ) -> Refund:
     """Settle a processing refund from what the gateway said (by answer, notification or query).
-    An outcome for an earlier attempt's number is ignored."""
+    An outcome for an earlier attempt's number is ignored; one naming another refund at the
+    gateway than the one the refund carries changes nothing, and staff are told."""
     order_id = get(session, refund_id).order_id
     orders.lock(session, order_id)
     refund = lock(session, refund_id)
     if out_refund_no and out_refund_no != refund.out_refund_no:
+        return refund
+    if names_another_refund(refund, result.gateway_refund_no):
+        _alert_another_refund(session, refund, result, now)
         return refund
     if refund.status == RefundStatus.SUCCEEDED and result.status is ChannelStatus.FAILED:
         if _gateway_took_back(refund, result):
@@ -509,6 +516,32 @@ def apply_result(
             now,
         )
     return refund
+
+
+def names_another_refund(refund: Refund, gateway_refund_no: str | None) -> bool:
+    """Whether the gateway speaks of a refund other than the one this refund carries (it
+    takes the gateway's id the first time one is named, and keeps it)."""
+    return bool(gateway_refund_no) and refund.gateway_refund_no not in (None, gateway_refund_no)
+
+
+def _alert_another_refund(
+    session: Session, refund: Refund, result: RefundResult, now: datetime
+) -> None:
+    """A result for another refund at the gateway under this refund's number (a second refund
+    made with it, at the gateway or by someone holding the keys) is not this refund's outcome;
+    but that refund may have moved the buyer's money, so staff are told, once per other id."""
+    other = result.gateway_refund_no or ""
+    raise_alert_once(
+        session,
+        kind="gateway_refund_mismatch",
+        subject_id=f"{refund.id}:{other}"[:160],
+        now=now,
+        message=f"The {refund.channel} gateway reported refund {other} ({result.status.value}) "
+        f"for refund {refund.id} of order {refund.order_id}, which the gateway numbered "
+        f"{refund.gateway_refund_no}; knowpay kept {refund.gateway_refund_no} and left the "
+        f"refund {refund.status}. Check both at the gateway: the other refund may have moved "
+        "money knowpay's books do not show.",
+    )
 
 
 def _gateway_took_back(refund: Refund, result: RefundResult) -> bool:
