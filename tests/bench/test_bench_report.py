@@ -123,3 +123,14 @@ def test_the_report_states_the_ceiling_of_each_phase() -> None:
     text = report.render(result)
     assert "alone spent 8.0 ms of CPU per flow" in text
     assert "could pass 250.0 paid flows/s (flow efficiency 0.25)" in text
+
+
+def test_the_report_weighs_a_flows_database_work_in_pgbench_transactions() -> None:
+    result = _result()
+    result["pgbench"]["postgresql_cpu_ms_per_transaction"] = 0.5
+    result["flows"][0]["cpu_ms_per_flow"]["postgresql"] = 6.0
+    text = report.render(result)
+    assert "PostgreSQL spent 0.5 ms of CPU per pgbench transaction" in text
+    assert "`alipay_qr` 6.0 ms, as much as 12.0 TPC-B transactions" in text
+    del result["pgbench"]["postgresql_cpu_ms_per_transaction"]
+    assert "TPC-B transactions" not in report.render(result)

@@ -36,6 +36,7 @@ def render(result: dict[str, Any]) -> str:
         f"{baseline['scale']}, {baseline['clients']} clients, {baseline['seconds']} s: "
         f"`{baseline['command']}`). Flow efficiency = paid flows/s × 3 / pgbench tps.",
         "",
+        *_server_weight(result),
     ]
     for phase in result["flows"]:
         lines += [
@@ -68,6 +69,28 @@ def render(result: dict[str, Any]) -> str:
         f"{after['storm_payments']}: {'yes' if after['paid_orders_match_flows'] else 'NO'}.",
     ]
     return "\n".join(lines)
+
+
+def _server_weight(result: dict[str, Any]) -> list[str]:
+    """PostgreSQL's CPU per paid flow, counted in pgbench transactions: what a flow asks of
+    the server the baseline measures."""
+    per_transaction = result["pgbench"].get("postgresql_cpu_ms_per_transaction")
+    if not per_transaction:
+        return []
+    weights = [
+        f"`{phase['channel']}` {phase['cpu_ms_per_flow']['postgresql']} ms, as much as "
+        f"{phase['cpu_ms_per_flow']['postgresql'] / per_transaction:.1f} TPC-B transactions"
+        for phase in result["flows"]
+        if phase.get("cpu_ms_per_flow", {}).get("postgresql")
+    ]
+    if not weights:
+        return []
+    return [
+        f"PostgreSQL spent {per_transaction} ms of CPU per pgbench transaction; per paid flow: "
+        + "; ".join(weights)
+        + ".",
+        "",
+    ]
 
 
 def _phase_notes(phase: dict[str, Any]) -> list[str]:

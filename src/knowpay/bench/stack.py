@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -56,11 +57,15 @@ def answers_ok(url: str) -> Callable[[], bool]:
     return probe
 
 
-def group_cpu_seconds(member: Callable[[int, int, str], bool]) -> float:
-    """Sum of user + system CPU seconds of the processes `member(pid, pgid, command)` picks,
-    read from /proc (Linux); 0.0 where /proc is missing."""
+ProcessPick = Callable[[int, int, str], bool]
+"""(pid, process group, command) → whether the process counts."""
+
+
+def cpu_seconds_by_pid(member: ProcessPick) -> dict[int, float]:
+    """User + system CPU seconds of each process `member` picks, read from /proc (Linux);
+    empty where /proc is missing."""
     ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-    total = 0
+    found: dict[int, float] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             raw = stat.read_text()
@@ -69,9 +74,50 @@ def group_cpu_seconds(member: Callable[[int, int, str], bool]) -> float:
         comm = raw[raw.index("(") + 1 : raw.rindex(")")]
         fields = raw[raw.rindex(")") + 2 :].split()
         # After the command: state ppid pgrp … utime (field 14 of stat) stime (15).
-        if member(int(stat.parent.name), int(fields[2]), comm):
-            total += int(fields[11]) + int(fields[12])
-    return total / ticks
+        pid = int(stat.parent.name)
+        if member(pid, int(fields[2]), comm):
+            found[pid] = (int(fields[11]) + int(fields[12])) / ticks
+    return found
+
+
+def group_cpu_seconds(member: ProcessPick) -> float:
+    """Sum of user + system CPU seconds of the live processes `member` picks."""
+    return sum(cpu_seconds_by_pid(member).values())
+
+
+class CpuWatch:
+    """CPU seconds spent by the processes `member` picks while the block runs, those that
+    start and end inside it included (sampled every `every_s`: a process that exits loses at
+    most its last interval, e.g. pgbench's connections as it disconnects)."""
+
+    def __init__(self, member: ProcessPick, every_s: float = 0.2) -> None:
+        self._member, self._every_s = member, every_s
+        self._first: dict[int, float] = {}
+        self._last: dict[int, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample_until_stopped, daemon=True)
+
+    def __enter__(self) -> CpuWatch:
+        self._first = cpu_seconds_by_pid(self._member)  # a pid first seen later started at 0
+        self._last = dict(self._first)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+
+    @property
+    def seconds(self) -> float:
+        return sum(cpu - self._first.get(pid, 0.0) for pid, cpu in self._last.items())
+
+    def _sample_until_stopped(self) -> None:
+        while not self._stop.wait(self._every_s):
+            self._sample()
+
+    def _sample(self) -> None:
+        self._last.update(cpu_seconds_by_pid(self._member))
 
 
 POSTGRES_SHARED_PROCESSES = (
@@ -87,10 +133,10 @@ POSTGRES_SHARED_PROCESSES = (
 """Server-wide PostgreSQL processes (their titles): they write for every database."""
 
 
-def postgres_cpu_seconds(database: str) -> float:
-    """CPU seconds of the local PostgreSQL server working for `database`: its backends and
-    autovacuum workers, the postmaster and the server-wide writers; 0.0 where the server
-    runs elsewhere. Another database's backends (a test run beside the bench) are left out."""
+def postgres_serving(database: str) -> ProcessPick:
+    """Picks the local PostgreSQL server's processes working for `database`: its backends and
+    autovacuum workers, the postmaster and the server-wide writers (none where the server
+    runs elsewhere). Another database's backends (a test run beside the bench) are left out."""
 
     def serves(pid: int, _pgid: int, comm: str) -> bool:
         if comm != "postgres":
@@ -106,7 +152,7 @@ def postgres_cpu_seconds(database: str) -> float:
         parts = role.split(": ")
         return database in role.split() or parts[-1].startswith(POSTGRES_SHARED_PROCESSES)
 
-    return group_cpu_seconds(serves)
+    return serves
 
 
 def machine_cpu_seconds() -> float:
