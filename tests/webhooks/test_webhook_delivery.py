@@ -15,13 +15,15 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import update
+from sqlalchemy import event as sqlalchemy_event
+from sqlalchemy import select, update
 from sqlalchemy.exc import OperationalError
 
 from knowpay.kit.clock import FrozenClock
 from knowpay.kit.config import Settings
 from knowpay.kit.db import Database
-from knowpay.webhooks.models import WebhookEndpoint
+from knowpay.kit.outbox_models import OutboxEvent
+from knowpay.webhooks.models import WebhookDelivery, WebhookEndpoint
 from knowpay.webhooks.signing import verify_signature
 from knowpay.worker.runner import Worker
 from tests import books
@@ -643,3 +645,45 @@ def test_knowpay_serve_runs_the_worker_loops_in_process(
             )
             hooks.wait_for(1, timeout_s=20)
     assert hooks.events()[0]["data"]["object"]["id"] == order["id"]
+
+
+def test_a_dispatch_batch_reads_the_apps_endpoints_once_and_marks_its_events_in_one_update(
+    app: FastAPI,
+    client: TestClient,
+    shop: Shop,
+    settings: Settings,
+    database: Database,
+    clock: FrozenClock,
+) -> None:
+    worker = _worker(app, settings, database, clock)
+    everything = _endpoint(client, shop, "https://hooks.example.com/all")
+    paid_only = _endpoint(client, shop, "https://hooks.example.com/paid", ["order.paid"])
+    for _ in range(4):
+        shop.confirm(shop.pay(shop.order()))
+    with database.session_scope(read_only=True) as session:
+        pending = session.scalars(select(OutboxEvent).where(OutboxEvent.dispatched_at.is_(None)))
+        events = {(e.id, e.type) for e in pending}
+    statements: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
+        statements.append(" ".join(statement.split()).lower())
+
+    sqlalchemy_event.listen(database.engine, "before_cursor_execute", record)
+    try:
+        while worker.dispatcher.run_once():
+            pass
+    finally:
+        sqlalchemy_event.remove(database.engine, "before_cursor_execute", record)
+    batches = sum(1 for s in statements if s.startswith("select") and "from outbox_events" in s)
+    endpoint_reads = [s for s in statements if "from webhook_endpoints" in s]
+    marks = [s for s in statements if s.startswith("update outbox_events")]
+    # One read of the app's endpoints and one dispatched mark per batch, not one per event.
+    assert len(endpoint_reads) <= batches < len(events)
+    assert len(marks) <= batches
+    with database.session_scope(read_only=True) as session:
+        queued = {(d.endpoint_id, d.event_id) for d in session.scalars(select(WebhookDelivery))}
+        left = session.scalars(select(OutboxEvent).where(OutboxEvent.dispatched_at.is_(None)))
+        assert list(left) == []
+    assert queued == {(everything["id"], event_id) for event_id, _ in events} | {
+        (paid_only["id"], event_id) for event_id, kind in events if kind == "order.paid"
+    }

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, aliased
 
 from knowpay.kit.clock import Clock
@@ -99,7 +99,9 @@ class OutboxDispatcher:
         self._clock = clock
         self._batch_size = batch_size
 
-    def _claim(self, session: Session, now: datetime) -> list[OutboxEvent]:
+    def _claim(self, session: Session, now: datetime) -> list[PendingEvent]:
+        """Due events, the head of each stream only, as plain values: the session tracks no
+        object for them, so each event's savepoint starts with nothing to flush."""
         earlier = aliased(OutboxEvent)
         head_of_stream = ~(
             select(earlier.seq)
@@ -111,7 +113,15 @@ class OutboxDispatcher:
             .exists()
         )
         statement = (
-            select(OutboxEvent)
+            select(
+                OutboxEvent.id,
+                OutboxEvent.seq,
+                OutboxEvent.type,
+                OutboxEvent.app_id,
+                OutboxEvent.stream_key,
+                OutboxEvent.payload,
+                OutboxEvent.attempts,
+            )
             .where(
                 OutboxEvent.dispatched_at.is_(None),
                 OutboxEvent.next_attempt_at <= now,
@@ -122,38 +132,42 @@ class OutboxDispatcher:
         )
         if self._database.dialect == "postgresql":
             statement = statement.with_for_update(skip_locked=True, of=OutboxEvent)
-        return list(session.scalars(statement).all())
+        return [PendingEvent(**row._asdict()) for row in session.execute(statement)]
 
     def run_once(self) -> int:
         """Deliver one batch; returns how many events were delivered."""
-        delivered = 0
+        delivered: list[int] = []
         with self._database.session_scope() as session:
             now = self._clock.now()
             for event in self._claim(session, now):
-                pending = PendingEvent(
-                    event.id,
-                    event.seq,
-                    event.type,
-                    event.app_id,
-                    event.stream_key,
-                    event.payload,
-                    event.attempts,
-                )
                 try:
                     with session.begin_nested():
-                        self._sink.deliver(session, pending)
+                        self._sink.deliver(session, event)
                 except Exception as exc:  # the sink's failure is retried, never lost
-                    event.attempts += 1
-                    event.next_attempt_at = now + backoff(event.attempts)
-                    event.last_error = f"{type(exc).__name__}: {exc}"[:500]
-                    logger.warning(
-                        "event %s not delivered (attempt %s): %s", event.id, event.attempts, exc
-                    )
+                    self._retry_later(session, event, exc, now)
                     continue
-                event.dispatched_at = now
-                event.attempts += 1
-                delivered += 1
-        return delivered
+                delivered.append(event.seq)
+            if delivered:  # one statement for the batch, in its transaction
+                session.execute(
+                    update(OutboxEvent)
+                    .where(OutboxEvent.seq.in_(delivered))
+                    .values(dispatched_at=now, attempts=OutboxEvent.attempts + 1)
+                )
+        return len(delivered)
+
+    @staticmethod
+    def _retry_later(session: Session, event: PendingEvent, exc: Exception, now: datetime) -> None:
+        attempts = event.attempts + 1
+        session.execute(
+            update(OutboxEvent)
+            .where(OutboxEvent.seq == event.seq)
+            .values(
+                attempts=attempts,
+                next_attempt_at=now + backoff(attempts),
+                last_error=f"{type(exc).__name__}: {exc}"[:500],
+            )
+        )
+        logger.warning("event %s not delivered (attempt %s): %s", event.id, attempts, exc)
 
     def run_forever(self, stop: threading.Event, idle_wait_s: float = 0.5) -> None:
         """Loop until `stop` is set, waiting a little whenever there was nothing to do."""

@@ -50,20 +50,17 @@ class WebhookFanout:
     def deliver(self, session: Session, event: PendingEvent) -> None:
         if event.app_id is None:
             return
-        endpoints = session.scalars(
-            select(WebhookEndpoint).where(
-                WebhookEndpoint.app_id == event.app_id, WebhookEndpoint.deleted_at.is_(None)
-            )
-        ).all()
         now = self._clock.now()
-        for endpoint in endpoints:
-            wanted = json.loads(endpoint.events_json)
-            if ALL_EVENTS not in wanted and event.type not in wanted:
-                continue
+        subscribed = [
+            endpoint_id
+            for endpoint_id, wanted in _endpoints_of(session, event.app_id)
+            if ALL_EVENTS in wanted or event.type in wanted
+        ]
+        for endpoint_id in subscribed:
             session.add(
                 WebhookDelivery(
                     id=new_id("whd"),
-                    endpoint_id=endpoint.id,
+                    endpoint_id=endpoint_id,
                     event_id=event.id,
                     event_seq=event.seq,
                     event_type=event.type,
@@ -75,7 +72,28 @@ class WebhookFanout:
                     created_at=now,
                 )
             )
-        session.flush()
+        if subscribed:
+            session.flush()
+
+
+_ENDPOINTS_OF_APP = "knowpay.webhooks.endpoints_of_app"
+
+
+def _endpoints_of(session: Session, app_id: str) -> list[tuple[str, frozenset[str]]]:
+    """(endpoint id, the event types it wants) of the app's live endpoints, read once per
+    session: the dispatcher's session is one batch, one transaction, so its events see the
+    endpoints as of that batch, as one query per event would within the same moment."""
+    known: dict[str, list[tuple[str, frozenset[str]]]] = session.info.setdefault(
+        _ENDPOINTS_OF_APP, {}
+    )
+    if app_id not in known:
+        rows = session.execute(
+            select(WebhookEndpoint.id, WebhookEndpoint.events_json).where(
+                WebhookEndpoint.app_id == app_id, WebhookEndpoint.deleted_at.is_(None)
+            )
+        )
+        known[app_id] = [(row.id, frozenset(json.loads(row.events_json))) for row in rows]
+    return known[app_id]
 
 
 @dataclass(frozen=True, slots=True)
