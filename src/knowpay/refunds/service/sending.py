@@ -1,0 +1,55 @@
+"""Sending a refund to the gateway (outside any transaction): what is sent for its current
+attempt, and the call."""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy.orm import Session
+
+from knowpay.channels.errors import ChannelDeclined, ChannelError
+from knowpay.channels.types import ChannelStatus, RefundRequest, RefundResult
+from knowpay.kit.errors import KnowpayError
+from knowpay.kit.money import Money
+from knowpay.payments import service as payments
+from knowpay.refunds.models import Refund
+from knowpay.refunds.service._shared import RefundsContext, _money
+
+# The name the refunds service logged under before it became a package.
+logger = logging.getLogger("knowpay.refunds.service")
+
+
+def refund_request(ctx: RefundsContext, session: Session, refund: Refund) -> RefundRequest:
+    """What to send the gateway for this refund's current attempt."""
+    payment = payments.get_payment(session, refund.payment_id)
+    channel = ctx.payments.registry.get(refund.channel)
+    return RefundRequest(
+        out_trade_no=payment.id,
+        out_refund_no=refund.out_refund_no or refund.id,
+        amount=_money(refund),
+        total=Money(payment.amount_minor, payment.currency),
+        reason=refund.reason,
+        notify_url=ctx.payments.notify_url(channel),
+        gateway_trade_no=payment.gateway_trade_no,
+        note=refund.reason_text,
+    )
+
+
+def call_gateway(ctx: RefundsContext, request: RefundRequest, channel_name: str) -> RefundResult:
+    """Send the refund (outside any transaction); a decline comes back as a failed result."""
+    try:
+        return ctx.payments.registry.get(channel_name).refund(request)
+    except ChannelDeclined as declined:
+        return RefundResult(
+            ChannelStatus.FAILED, failure_code=declined.code, failure_message=declined.message
+        )
+
+
+def send(ctx: RefundsContext, request: RefundRequest, channel_name: str) -> RefundResult | None:
+    """The gateway's answer to an approved refund (outside any transaction), or None when the
+    gateway could not be reached: the send job tries again with the same refund number."""
+    try:
+        return call_gateway(ctx, request, channel_name)
+    except (KnowpayError, ChannelError) as exc:
+        logger.warning("refund %s not sent yet; will retry: %s", request.out_refund_no, exc)
+        return None
