@@ -462,6 +462,19 @@ def test_partial_then_full_refund_of_an_order_through_alipay(world: World) -> No
     assert books.violations(world.database) == []
 
 
+def test_a_refund_alipay_refuses_fails_with_alipays_code_and_moves_no_money(world: World) -> None:
+    order = _paid_at_alipay(world)
+    payment_id = world.shop.get(f"/v1/orders/{order['id']}")["payment_id"]
+    # A trade past its refund period is TRADE_FINISHED: Alipay answers ACQ.TRADE_HAS_FINISHED.
+    assert world.sandbox.http.post(f"/_trades/{payment_id}/finish").status_code == 200
+    refund = _ask_refund(world, order)
+    assert (refund["status"], refund["failure_code"]) == ("failed", "ACQ.TRADE_HAS_FINISHED")
+    assert "交易已完结" in refund["failure_message"]
+    assert world.order_status(order) == "paid"
+    assert world.sandbox.http.get(f"/_trades/{payment_id}").json()["refunded"] == "0.00"
+    assert books.violations(world.database) == []
+
+
 def test_a_refund_alipay_could_not_answer_is_sent_again_by_the_worker(world: World) -> None:
     from knowpay.worker.runner import Worker
 

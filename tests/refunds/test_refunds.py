@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from knowpay.alerts.models import Alert
 from knowpay.auth.principals import Role
-from knowpay.channels.errors import ChannelUnavailable
+from knowpay.channels.errors import ChannelDeclined, ChannelUnavailable
 from knowpay.channels.types import ChannelStatus, RefundRequest, RefundResult
 from knowpay.kit.clock import FrozenClock
 from knowpay.kit.config import RefundSettings, Settings
@@ -253,6 +253,25 @@ def test_a_refund_the_gateway_refuses_fails_with_the_reason_and_can_be_retried(
         "sent_to_gateway",
         "money_returned",
     ]
+    assert books.violations(database) == []
+
+
+def test_a_gateway_that_declines_by_raising_fails_the_refund_with_its_code(
+    shop: Shop, database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # UnionPay's adapter raises ChannelDeclined when the gateway has no paid consume to
+    # refund against; the others answer a failed result. Both are a refused refund.
+    order = _paid_order(shop)
+    channel = shop.client.app.state.channel_registry.adapter("test")  # type: ignore[attr-defined]
+
+    def decline(_request: RefundRequest) -> RefundResult:
+        raise ChannelDeclined("not_paid", "The gateway has no paid trade to refund against.")
+
+    monkeypatch.setattr(channel, "refund", decline)
+    failed = _refund(shop, shop.app, order).json()
+    assert (failed["status"], failed["failure_code"]) == ("failed", "not_paid")
+    assert "no paid trade" in failed["failure_message"]
+    assert shop.get(f"/v1/orders/{order['id']}")["status"] == "paid"
     assert books.violations(database) == []
 
 
