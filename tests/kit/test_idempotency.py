@@ -438,6 +438,35 @@ def test_a_request_that_ends_without_a_final_answer_after_an_interim_one_leaves_
     assert retry.headers["idempotent-replayed"] == "true"
 
 
+def test_a_final_answer_replaces_the_interim_one_and_is_what_a_retry_is_told(
+    app: FastAPI, client: TestClient, app_caller: Caller, database: Database
+) -> None:
+    """The interim answer keeps the claim's token, so the request's own final answer (kept
+    with the rest of the work) can replace it."""
+    router = APIRouter(route_class=SessionRoute)
+
+    @router.post("/v1/_part_then_done", status_code=201)
+    def part_then_done(request: Request, session: DbSession) -> dict[str, str]:
+        keep_interim_outcome(session, request.scope, 201, lambda: b'{"part":"kept"}')
+        session.commit()
+        return {"all": "done"}
+
+    app.include_router(router)
+    headers = _with_key(app_caller, "part-then-done")
+
+    first = client.post("/v1/_part_then_done", json={}, headers=headers)
+    retry = client.post("/v1/_part_then_done", json={}, headers=headers)
+
+    assert (first.status_code, first.json()) == (201, {"all": "done"}), first.text
+    assert (retry.status_code, retry.json()) == (201, {"all": "done"})
+    assert retry.headers["idempotent-replayed"] == "true"
+    with database.session_scope(read_only=True) as session:
+        record = session.scalars(
+            select(IdempotencyRecord).where(IdempotencyRecord.key == "part-then-done")
+        ).one()
+        assert (record.state, record.locked_until) == ("completed", None)
+
+
 def _overtaken(
     pool: ThreadPoolExecutor,
     client: TestClient,
