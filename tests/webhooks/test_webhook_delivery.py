@@ -15,7 +15,6 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import event as sqlalchemy_event
 from sqlalchemy import select, update
 from sqlalchemy.exc import OperationalError
 
@@ -28,6 +27,7 @@ from knowpay.webhooks.signing import verify_signature
 from knowpay.worker.runner import Worker
 from tests import books
 from tests.builders import Builders, Shop
+from tests.statements import statements_sent
 from tests.webhooks.receiver import receiver
 
 
@@ -663,17 +663,10 @@ def test_a_dispatch_batch_reads_the_apps_endpoints_once_and_marks_its_events_in_
     with database.session_scope(read_only=True) as session:
         pending = session.scalars(select(OutboxEvent).where(OutboxEvent.dispatched_at.is_(None)))
         events = {(e.id, e.type) for e in pending}
-    statements: list[str] = []
-
-    def record(_conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
-        statements.append(" ".join(statement.split()).lower())
-
-    sqlalchemy_event.listen(database.engine, "before_cursor_execute", record)
-    try:
+    with statements_sent(database.engine) as sent:
         while worker.dispatcher.run_once():
             pass
-    finally:
-        sqlalchemy_event.remove(database.engine, "before_cursor_execute", record)
+    statements = [" ".join(statement.split()).lower() for statement in sent]
     batches = sum(1 for s in statements if s.startswith("select") and "from outbox_events" in s)
     endpoint_reads = [s for s in statements if "from webhook_endpoints" in s]
     marks = [s for s in statements if s.startswith("update outbox_events")]
