@@ -35,6 +35,8 @@ from collections.abc import Callable
 from urllib.parse import parse_qs
 
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -194,7 +196,10 @@ async def _form_field(scope: Scope, body: bytes, content_type: str) -> str | Non
     async def empty() -> Message:
         return {"type": "http.disconnect"}
 
-    form = await Request(scope, _replay(body, empty)).form()
+    try:
+        form = await Request(scope, _replay(body, empty)).form()
+    except (HTTPException, MultiPartException):  # a body that is no multipart: no token in it
+        return None
     try:
         value = form.get(CSRF_FIELD)
         return value if isinstance(value, str) else None
