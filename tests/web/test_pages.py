@@ -393,6 +393,22 @@ def test_a_tampered_or_expired_link_is_refused(
     assert browser.get(path).status_code == 403
 
 
+@pytest.mark.parametrize("expires", ["9" * 5000, "\u00b2"], ids=["5000-digits", "superscript"])
+def test_a_link_whose_expiry_is_no_plain_number_is_refused_not_a_500(
+    browser: TestClient, shop: Shop, expires: str
+) -> None:
+    """Found by a web fuzz: `str.isdigit()` let through "²" and 5,000 digits, on which
+    int() raised, so the cashier, its status and a planted link cookie answered 500."""
+    order = shop.order()
+    token = quote(f"{expires}.mac", safe="")
+    assert browser.get(f"/pay/{order['id']}?t={token}").status_code == 403
+    assert browser.get(f"/pay/{order['id']}/status?t={token}").status_code == 403
+    browser.cookies.set("knowpay_cashier", "9" * 5000 + ".mac")
+    status = browser.get(f"/pay/{order['id']}/status")
+    assert status.status_code == 403, status.text
+    assert status.json() == {"state": "unauthorized"}
+
+
 def test_only_the_orders_app_may_make_a_link(
     browser: TestClient, shop: Shop, build: Builders
 ) -> None:

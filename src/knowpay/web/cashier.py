@@ -13,6 +13,7 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
@@ -55,6 +56,8 @@ from knowpay.web.templating import render
 
 CASHIER_LINK_TTL_S = 15 * 60
 LINK_COOKIE = "knowpay_cashier"
+_EXPIRES = re.compile(r"[0-9]{1,15}")
+"""A link's expiry: ASCII digits only (str.isdigit() also takes "²", which int() refuses)."""
 PAYER_ROLES = frozenset({Role.BUYER, Role.CREATOR})
 
 CHANNEL_NAMES: dict[str, str] = {
@@ -132,7 +135,7 @@ class CashierLinks:
     def valid(self, token: str, order_id: str, now: datetime) -> bool:
         """Whether the token was signed for this order and has not expired."""
         expires_text, _, mac = token.partition(".")
-        if not expires_text.isdigit() or not mac:
+        if not _EXPIRES.fullmatch(expires_text) or not mac:
             return False
         expires = int(expires_text)
         signed = hmac.compare_digest(
