@@ -541,6 +541,35 @@ def test_a_refund_request_from_the_buyer_center(browser: TestClient, shop: Shop)
     assert "error=" in again.headers["location"]
 
 
+def test_a_nul_character_gets_the_error_page_not_the_apis_json(
+    browser: TestClient, shop: Shop
+) -> None:
+    """Found by a web fuzz: the database refuses a NUL (422 unstorable_value), and a page
+    that met one, in a form or in its address, answered with the API's problem+json."""
+    order = paid_order(shop)
+    logged_in_buyer(browser, shop)
+    page = browser.get("/me")
+    refused = browser.post(
+        "/me/refunds",
+        data={
+            "order_id": order["id"],
+            "reason": "other",
+            "reason_text": "a\x00b",
+            "csrf_token": csrf_of(page.text),
+        },
+        headers=ZH,
+    )
+    assert refused.status_code == 422
+    assert refused.headers["content-type"].startswith("text/html")
+    assert i18n.make_gettext("zh_CN")("Some of the details you entered are not valid.") in (
+        refused.text
+    )
+    assert shop.get(f"/v1/refunds?order_id={order['id']}")["data"] == []
+    cashier = browser.get("/pay/ord_%00", headers=ZH)
+    assert cashier.status_code == 422
+    assert cashier.headers["content-type"].startswith("text/html")
+
+
 def test_a_buyer_cannot_refund_another_buyers_order(
     browser: TestClient, shop: Shop, build: Builders
 ) -> None:

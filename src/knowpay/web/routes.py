@@ -12,7 +12,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, FastAPI, Form, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, RedirectResponse, Response
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from knowpay.accounts import service as accounts
@@ -240,11 +240,19 @@ def install_web_error_pages(app: FastAPI) -> None:
                 answer: Response = await fallback(request, exc)
                 code = "concurrent_update" if answer.status_code == 409 else "internal_error"
                 return error_page(request, answer.status_code, code)
+            if isinstance(exc, DataError):  # a NUL in a field: the API's 422 and its log line
+                await fallback(request, exc)
             return error_page(request, 422, "validation_error")
 
         return handler
 
     app.add_exception_handler(PageRedirect, on_redirect)
     app.add_exception_handler(PageError, on_page_error)
-    for kind in (KnowpayError, RequestValidationError, StarletteHTTPException, IntegrityError):
+    for kind in (
+        KnowpayError,
+        RequestValidationError,
+        StarletteHTTPException,
+        IntegrityError,
+        DataError,
+    ):
         app.add_exception_handler(kind, page_or_api(kind))
