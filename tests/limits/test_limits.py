@@ -209,6 +209,19 @@ def test_a_changed_limit_applies_to_the_next_payment_without_a_restart(
     assert try_to_pay(shop, shop.order(priced(shop, 20000))).status_code == 201
 
 
+def test_a_patch_sets_a_description_and_an_empty_one_clears_it(
+    client: TestClient, finance: Caller
+) -> None:
+    limit = add_limit(client, finance, scope="buyer", period="day", amount=5000)
+    path = f"/v1/admin/limits/{limit['id']}"
+    named = client.patch(path, json={"description": "新客日限"}, headers=finance.headers)
+    assert named.json()["description"] == "新客日限"
+    kept = client.patch(path, json={"amount": 6000}, headers=finance.headers)
+    assert (kept.json()["description"], kept.json()["amount"]) == ("新客日限", 6000)
+    cleared = client.patch(path, json={"description": ""}, headers=finance.headers)
+    assert cleared.json()["description"] is None
+
+
 @pytest.mark.parametrize(
     "body",
     [

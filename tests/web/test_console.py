@@ -404,6 +404,14 @@ def test_limits_are_added_and_changed_in_the_console(
     assert changed.status_code == 303
     [limit] = client.get("/v1/admin/limits", headers=finance.headers).json()["data"]
     assert (limit["amount"], limit["enabled"]) == (80000, False)  # the box was not ticked
+    described = {"csrf_token": token, "description": "新客日限", "enabled": "on"}
+    assert browser.post(f"/admin/limits/{limit['id']}", data=described).status_code == 303
+    page = browser.get("/admin/limits").text
+    assert 'value="新客日限"' in page  # the edit form shows it, to change or clear
+    cleared = {"csrf_token": token, "description": "", "enabled": "on"}
+    assert browser.post(f"/admin/limits/{limit['id']}", data=cleared).status_code == 303
+    [limit] = client.get("/v1/admin/limits", headers=finance.headers).json()["data"]
+    assert (limit["description"], limit["amount"], limit["enabled"]) == (None, 80000, True)
     support, _ = staff_browser(app, build, Role.SUPPORT)
     page = support.get("/admin/limits")
     assert f'action="/admin/limits/{limit["id"]}"' not in page.text

@@ -123,7 +123,7 @@ def update_limit(
     if body.amount is not None:
         limit.max_amount_minor = body.amount
     if body.description is not None:
-        limit.description = body.description
+        limit.description = body.description or None  # "" clears it
     if body.enabled is not None:
         limit.enabled = body.enabled
     limit.updated_at = now

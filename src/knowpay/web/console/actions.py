@@ -246,7 +246,8 @@ def update_limit(
         current = limits.get_limit(session, limit_id)
         patch = LimitUpdate(
             amount=minor_units(amount, current.currency) if amount.strip() else None,
-            description=description.strip() or None,
+            # The field shows the current description: sent empty, it is cleared.
+            description=description.strip(),
             enabled=enabled == "on",
         )
         limits.update_limit(session, limit_id, patch, clock.now())
