@@ -87,7 +87,9 @@ class LimitUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     amount: int | None = Field(default=None, gt=0, le=10**15, strict=True)
-    description: str | None = Field(default=None, max_length=200)
+    description: str | None = Field(
+        default=None, max_length=200, description="The new description; an empty one clears it"
+    )
     enabled: StrictBool | None = None
 
 
