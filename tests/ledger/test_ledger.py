@@ -195,3 +195,56 @@ def test_ledger_check_finds_an_entitlement_in_force_whose_every_grant_was_taken_
     assert code == 1
     rules = {(v["rule"], v["object_id"]) for v in report["violations"]}  # type: ignore[union-attr]
     assert rules == {("entitlement_has_payment", entitlement.id)}
+
+
+def _insert_raw(database: Database, *statements: str) -> None:
+    """Rows written past the ledger service (and, on PostgreSQL, past its balance trigger)."""
+    with database.engine.begin() as connection:
+        if database.dialect == "postgresql":
+            connection.execute(text("ALTER TABLE postings DISABLE TRIGGER USER"))
+        for statement in statements:
+            connection.execute(text(statement))
+        if database.dialect == "postgresql":
+            connection.execute(text("ALTER TABLE postings ENABLE TRIGGER USER"))
+
+
+def _rules(database: Database) -> set[tuple[str, str, str]]:
+    with database.session_scope(read_only=True) as session:
+        return {(v.rule, v.object_id, v.detail) for v in ledger.check_entries(session)}
+
+
+def test_the_check_names_an_entry_whose_postings_sum_below_zero(
+    build: Builders, database: Database
+) -> None:
+    shop = Shop(build)
+    shop.confirm(shop.pay(shop.order()))
+    [victim] = books.entries(database, kind="payment_captured")
+    _tamper(
+        database,
+        f"UPDATE postings SET amount_minor = amount_minor - 1 WHERE entry_id = '{victim.id}' "
+        "AND amount_minor > 0",
+    )
+    assert _rules(database) == {("entry_balances", victim.id, "postings sum to -1 CNY, not 0")}
+
+
+def test_the_check_names_an_entry_without_postings(database: Database) -> None:
+    _insert_raw(
+        database,
+        "INSERT INTO journal_entries (id, kind, created_at) "
+        "VALUES ('je_empty', 'raw', '2026-01-01 00:00:00')",
+    )
+    assert _rules(database) == {("entry_has_postings", "je_empty", "no postings")}
+
+
+def test_the_check_names_an_entry_with_a_single_posting(database: Database) -> None:
+    _insert_raw(
+        database,
+        "INSERT INTO journal_entries (id, kind, created_at) "
+        "VALUES ('je_single', 'raw', '2026-01-01 00:00:00')",
+        "INSERT INTO postings (entry_id, account, currency, amount_minor, created_at) "
+        "VALUES ('je_single', 'a', 'CNY', 100, '2026-01-01 00:00:00')",
+    )
+    assert _rules(database) == {
+        ("entry_balances", "je_single", "postings sum to 100 CNY, not 0"),
+        ("entry_is_double", "je_single", "fewer than two postings"),
+    }
