@@ -653,3 +653,43 @@ def test_a_retried_refund_request_replays_the_final_answer_not_the_interim_one(
     assert retry.headers["idempotent-replayed"] == "true"
     assert (retry.status_code, retry.content) == (201, first.content)
     assert len(shop.get(f"/v1/refunds?order_id={order['id']}")["data"]) == 1
+
+
+def test_a_partial_refund_keeps_the_content_by_default(shop: Shop, database: Database) -> None:
+    order = _paid_order(shop)
+    assert _refund(shop, shop.app, order, amount=3000).json()["status"] == "succeeded"
+    [entitlement] = books.entitlements(database, shop.buyer.id)
+    assert entitlement.revoked_at is None
+    assert books.events(database, "entitlement.revoked") == []
+
+
+def test_a_buyer_may_ask_on_the_last_moment_of_the_window_and_not_a_second_later(
+    shop: Shop, clock: FrozenClock
+) -> None:
+    order = _paid_order(shop)
+    clock.advance(timedelta(days=365))  # buyer_request_window_days
+    assert _refund(shop, shop.buyer, order, amount=100).status_code == 201
+    clock.advance(timedelta(seconds=1))
+    late = _refund(shop, shop.buyer, order, amount=100)
+    assert late.json()["code"] == "refund_window_closed"
+
+
+def test_a_duplicate_refund_the_gateway_refuses_leaves_the_money_owed_to_the_buyer(
+    shop: Shop, worker: Worker, database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The failed refund of a duplicate puts the money back where it came from (what is owed
+    to the buyer), not into the platform's revenue."""
+    order = shop.order()
+    first, second = shop.pay(order), shop.pay(order)
+    shop.confirm(first)
+    shop.confirm(second)  # paid twice at the gateway
+    _gateway_refunds_raise(
+        shop, monkeypatch, ChannelDeclined("not_paid", "The gateway has no paid trade.")
+    )
+    worker.run_jobs_once()
+    [duplicate_refund] = shop.get(f"/v1/refunds?order_id={order['id']}")["data"]
+    assert (duplicate_refund["kind"], duplicate_refund["status"]) == ("duplicate", "failed")
+    assert books.account_balance(database, "duplicate_payments_payable") == -9900
+    assert books.account_balance(database, PLATFORM_REVENUE) == -9900
+    assert books.account_balance(database, REFUNDS_IN_FLIGHT) == 0
+    assert books.violations(database) == []
