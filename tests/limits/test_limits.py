@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 from knowpay.auth.principals import Role
 from knowpay.kit.clock import FrozenClock
 from knowpay.kit.db import Database
+from knowpay.limits import service as limits
 from tests import books
 from tests.builders import Builders, Caller, Shop
 
@@ -315,3 +316,33 @@ def test_a_staff_account_has_no_buyer_level_to_set(
 
     assert answer.status_code == 404, answer.text
     assert answer.json()["code"] == "user_not_found"
+
+
+def test_a_daily_limit_admits_payments_up_to_the_exact_amount_and_not_one_unit_more(
+    shop: Shop, client: TestClient, finance: Caller
+) -> None:
+    add_limit(client, finance, scope="buyer", period="day", amount=30000)
+    half = priced(shop, 15000)
+    assert try_to_pay(shop, shop.order(half)).status_code == 201
+    assert try_to_pay(shop, shop.order(half)).status_code == 201  # exactly the limit
+    refused = try_to_pay(shop, shop.order(priced(shop, 1)))
+    assert (refused.status_code, refused.json()["remaining"]) == (422, 0)
+
+
+def test_paying_through_one_channel_gives_back_only_the_other_channels_allowance(
+    shop: Shop, client: TestClient, finance: Caller, database: Database, clock: FrozenClock
+) -> None:
+    """An order tried on two channels counts against both channels' limits; once paid through
+    one, that channel keeps the amount and the other gets it back (docs/limits.md)."""
+    limit = add_limit(client, finance, scope="channel", period="day", amount=50000)
+    order = shop.order(priced(shop, 20000))
+    payment = shop.pay(order)  # the test channel
+    with database.session_scope() as session:
+        spend = limits.Spend(
+            order["id"], shop.app.id, shop.buyer.id, "alipay_qr", 20000, "CNY"
+        )  # an attempt on another channel, as a failover makes
+        limits.reserve(session, limits.LimitPolicy(), spend, clock.now())
+    shop.confirm(payment)
+    usage = client.get(f"/v1/admin/limits/{limit['id']}/usage", headers=finance.headers)
+    used = {row["subject"]: row["used"] for row in usage.json()["data"]}
+    assert used == {"test": 20000, "alipay_qr": 0}
