@@ -167,6 +167,16 @@ def test_a_refund_notice_stating_another_payment_total_is_rejected(
     assert _receive(database, clock, "test", honest) == "processed"
 
 
+@pytest.mark.parametrize("stated", [Money(2999, "CNY"), Money(3000, "USD")])
+def test_a_refund_notice_stating_another_refund_amount_or_currency_is_rejected(
+    build: Builders, database: Database, clock: FrozenClock, stated: Money
+) -> None:
+    payment, refund = _refunded(Shop(build))
+    tampered = replace(_refund_note(refund, payment["id"]), amount=stated)
+    assert _receive(database, clock, "test", tampered) == "rejected"
+    assert _alert_kinds(database) == ["notification_rejected"]
+
+
 def test_a_capture_of_another_amount_for_a_paid_attempt_is_rejected(
     app: FastAPI, client: TestClient, build: Builders, database: Database
 ) -> None:
