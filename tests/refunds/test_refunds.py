@@ -693,3 +693,28 @@ def test_a_duplicate_refund_the_gateway_refuses_leaves_the_money_owed_to_the_buy
     assert books.account_balance(database, PLATFORM_REVENUE) == -9900
     assert books.account_balance(database, REFUNDS_IN_FLIGHT) == 0
     assert books.violations(database) == []
+
+
+def test_an_outcome_for_another_attempts_refund_number_does_not_settle_the_refund(
+    shop: Shop, database: Database, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A late answer naming a refund number the refund no longer sends under (an earlier
+    attempt's) says nothing about the refund's money: it stays processing."""
+    order = _paid_order(shop)
+    _gateway_refunds_raise(shop, monkeypatch, ChannelUnavailable("connection refused"))
+    refund = _refund(shop, shop.app, order).json()
+    assert refund["status"] == "processing"
+    with database.session_scope() as session:
+        refunds_service.apply_result(
+            session,
+            refund["id"],
+            RefundResult(ChannelStatus.SUCCEEDED),
+            clock.now(),
+            "gateway",
+            RefundSettings(),
+            out_refund_no=f"{refund['id']}_earlier",
+        )
+    assert shop.get(f"/v1/refunds/{refund['id']}")["status"] == "processing"
+    assert shop.get(f"/v1/orders/{order['id']}")["amount_refunded"] == 0
+    assert books.entries(database, kind="refund_succeeded") == []
+    assert books.violations(database) == []
