@@ -4,7 +4,7 @@ what is wrong."""
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 import pytest
 from sqlalchemy import text
@@ -12,10 +12,12 @@ from sqlalchemy.exc import DBAPIError
 from typer.testing import CliRunner
 
 from knowpay.cli.main import app as cli
+from knowpay.kit.clock import day_start
 from knowpay.kit.config import Settings, get_settings
 from knowpay.kit.db import Database
 from knowpay.kit.money import Money
 from knowpay.ledger import service as ledger
+from knowpay.ledger.accounts import PLATFORM_REVENUE
 from knowpay.ledger.errors import UnbalancedEntry
 from knowpay.ledger.service import Leg
 from tests import books
@@ -248,3 +250,22 @@ def test_the_check_names_an_entry_with_a_single_posting(database: Database) -> N
         ("entry_balances", "je_single", "postings sum to 100 CNY, not 0"),
         ("entry_is_double", "je_single", "fewer than two postings"),
     }
+
+
+def test_daily_totals_count_the_windows_first_instant_and_not_the_first_instant_after_it(
+    database: Database,
+) -> None:
+    """Days are [start, end): revenue booked at the next period's midnight belongs to the next
+    report, not to both."""
+    zone, start, end = "Asia/Shanghai", date(2026, 1, 1), date(2026, 1, 2)
+    with database.session_scope() as session:
+        for at, amount in ((day_start(start, zone), 100), (day_start(end, zone), 7)):
+            ledger.post_entry(
+                session,
+                kind="x",
+                now=at,
+                legs=[Leg(PLATFORM_REVENUE, Money(-amount, "CNY")), Leg("b", Money(amount, "CNY"))],
+            )
+    with database.session_scope(read_only=True) as session:
+        totals = ledger.daily_totals(session, PLATFORM_REVENUE, start, end, zone)
+    assert totals == [ledger.DailyTotal(start, "CNY", -100)]
