@@ -66,6 +66,6 @@ def test_postgres_work_counts_for_its_database_and_not_for_another() -> None:
             engine.dispose()
     finally:
         engine.dispose()
-    assert ours.seconds >= 0.2, ours.seconds
-    # Only the server-wide processes count for another database: not this query.
-    assert theirs.seconds < ours.seconds / 2, (theirs.seconds, ours.seconds)
+    # Both count the server-wide processes (busy with every database's work while a test
+    # suite runs beside this one); only ours counts this query's backend.
+    assert ours.seconds - theirs.seconds >= 0.2, (ours.seconds, theirs.seconds)

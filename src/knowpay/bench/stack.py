@@ -146,13 +146,25 @@ def postgres_serving(database: str) -> ProcessPick:
         except (OSError, UnicodeDecodeError):
             return False
         if not title.startswith("postgres: "):
-            return True  # the postmaster: it forks every connection
+            # The postmaster (it forks every connection), not a child forked a moment ago
+            # that has yet to take its title: it might be another database's backend.
+            return not _child_of_postgres(pid)
         # "postgres: [cluster name: ]postgres knowpay_bench_1a2b 127.0.0.1(5432) idle"
         role = title.removeprefix("postgres: ")
         parts = role.split(": ")
         return database in role.split() or parts[-1].startswith(POSTGRES_SHARED_PROCESSES)
 
     return serves
+
+
+def _child_of_postgres(pid: int) -> bool:
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+        parent = int(raw[raw.rindex(")") + 2 :].split()[1])
+        stat = Path(f"/proc/{parent}/stat").read_text()
+    except (OSError, ValueError, IndexError):
+        return False
+    return stat[stat.index("(") + 1 : stat.rindex(")")] == "postgres"
 
 
 def machine_cpu_seconds() -> float:
