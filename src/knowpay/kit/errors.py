@@ -170,11 +170,20 @@ async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse
     )
 
 
+def _media_type(request: Request) -> str:
+    """The request's Content-Type without its parameters, lower-cased ("" when none)."""
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+def _is_json(media_type: str) -> bool:
+    return media_type == "application/json" or media_type.endswith("+json")
+
+
 def _body_sent_as_something_else(request: Request, errors: list[dict[str, Any]]) -> bool:
     """A JSON body was expected, and the request said it sent another kind (FastAPI then
     leaves the body unparsed, and it fails validation as a whole)."""
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if not content_type or content_type == "application/json" or content_type.endswith("+json"):
+    media_type = _media_type(request)
+    if not media_type or _is_json(media_type):
         return False
     return any(error["in"] == "body" and error["field"] == "body" for error in errors)
 
@@ -217,11 +226,9 @@ async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
 def _json_body_unreadable(request: Request, exc: StarletteHTTPException) -> bool:
     """FastAPI's 400 for a JSON body its parser gave up on other than by a syntax error: not
     UTF-8, a number past Python's 4,300 digits, nesting past the recursion limit."""
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    json_sent = content_type == "application/json" or content_type.endswith("+json")
     return (
         exc.status_code == 400
-        and json_sent
+        and _is_json(_media_type(request))
         and isinstance(exc.__cause__, ValueError | RecursionError)
     )
 
