@@ -20,6 +20,13 @@ from knowpay.kit.pagination import PageParams, page_of
 
 logger = logging.getLogger("knowpay.alerts")
 
+SUBJECT_WIDTH = 160
+"""What `alerts.subject_id` holds; a subject naming a gateway's id may be longer."""
+
+
+def _as_stored(subject_id: str | None) -> str | None:
+    return None if subject_id is None else subject_id[:SUBJECT_WIDTH]
+
 
 def raise_alert(
     session: Session,
@@ -35,7 +42,7 @@ def raise_alert(
         id=new_id("alrt"),
         kind=kind,
         severity=severity,
-        subject_id=subject_id,
+        subject_id=_as_stored(subject_id),
         message=message[:2000],
         created_at=now,
     )
@@ -57,7 +64,9 @@ def raise_alert_once(
     (a gateway that says the same thing again, by notification and by query, is one matter)."""
     open_one = session.scalars(
         select(Alert.id).where(
-            Alert.kind == kind, Alert.subject_id == subject_id, Alert.acknowledged_at.is_(None)
+            Alert.kind == kind,
+            Alert.subject_id == _as_stored(subject_id),
+            Alert.acknowledged_at.is_(None),
         )
     ).first()
     if open_one is not None:

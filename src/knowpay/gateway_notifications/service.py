@@ -204,7 +204,7 @@ def _dispatch(
         raise_alert_once(
             session,
             kind="payment_needs_action",
-            subject_id=note.out_trade_no or note.external_id[:160],
+            subject_id=note.out_trade_no or note.external_id,
             now=now,
             message=note.attention,
         )

@@ -111,7 +111,7 @@ def _capture_of_another_trade(
     raise_alert_once(
         session,
         kind="gateway_trade_mismatch",
-        subject_id=f"{payment.id}:{gateway_trade_no}"[:160],
+        subject_id=f"{payment.id}:{gateway_trade_no}",
         now=now,
         message=f"The {payment.channel} gateway reported money captured for payment "
         f"{payment.id} on trade {gateway_trade_no}, but the payment was paid as trade "

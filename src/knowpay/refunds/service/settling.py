@@ -111,7 +111,7 @@ def _alert_another_refund(
     raise_alert_once(
         session,
         kind="gateway_refund_mismatch",
-        subject_id=f"{refund.id}:{other}"[:160],
+        subject_id=f"{refund.id}:{other}",
         now=now,
         message=f"The {refund.channel} gateway reported refund {other} ({result.status.value}) "
         f"for refund {refund.id} of order {refund.order_id}, which the gateway numbered "
