@@ -395,3 +395,54 @@ def test_a_nul_in_any_text_is_422_on_every_database_and_writes_nothing(
     assert _count(database, Product) == 0
     looked_up = client.get("/v1/orders/ord_%00", headers=app_caller.headers)
     _assert_problem(looked_up, 422, "unstorable_value")
+
+
+def test_on_a_page_an_unexpected_error_is_the_html_error_page(
+    client: TestClient, app: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A person sees the error page (with the request id to quote), not the API's JSON; the
+    answer still carries the security headers, and the error is logged with its traceback."""
+    from fastapi import Depends
+
+    from knowpay.web.session import mark_page
+
+    @app.get("/breaks-on-a-page", dependencies=[Depends(mark_page)])
+    def breaks_on_a_page() -> None:
+        raise RuntimeError("secret internals")
+
+    with caplog.at_level(logging.ERROR, logger="knowpay.errors"):
+        response = client.get("/breaks-on-a-page", headers={"Accept-Language": "en"})
+    assert response.status_code == 500
+    assert response.headers["content-type"].startswith("text/html")
+    assert "secret internals" not in response.text
+    assert "Something went wrong" in response.text
+    assert response.headers["x-request-id"] in response.text
+    assert "content-security-policy" in response.headers
+    assert any(record.exc_info for record in caplog.records if record.name == "knowpay.errors")
+
+
+def test_on_a_page_an_unreachable_database_is_the_html_error_page_with_retry_after(
+    client: TestClient, app: Any
+) -> None:
+    from fastapi import Depends
+    from sqlalchemy.exc import OperationalError
+
+    from knowpay.web.session import mark_page
+
+    @app.get("/database-down-on-a-page", dependencies=[Depends(mark_page)])
+    def database_down() -> None:
+        raise OperationalError("connect", {}, Exception("connection refused"))
+
+    response = client.get("/database-down-on-a-page")
+    assert response.status_code == 503
+    assert response.headers["content-type"].startswith("text/html")
+    assert response.headers["retry-after"] == "1"
+    assert "connection refused" not in response.text
+
+
+def test_off_a_page_an_unexpected_error_stays_the_500_problem(client: TestClient, app: Any) -> None:
+    @app.get("/breaks-in-the-api")
+    def breaks_in_the_api() -> None:
+        raise RuntimeError("secret internals")
+
+    _assert_problem(client.get("/breaks-in-the-api"), 500, "internal_error")

@@ -360,7 +360,11 @@ class UnexpectedErrorMiddleware:
         except Exception as exc:
             if started:  # too late for another answer: the server closes the connection
                 raise
-            response = await _on_unexpected_error(Request(scope), exc)
+            # The app's own handler for Exception (the web layer's renders a page's error
+            # as the HTML page), else the 500 problem.
+            handlers = getattr(scope.get("app"), "exception_handlers", {})
+            handler = handlers.get(Exception, _on_unexpected_error)
+            response = await handler(Request(scope), exc)
             await response(scope, receive, send)
 
 

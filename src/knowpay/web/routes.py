@@ -6,18 +6,20 @@ or `mark_page`) render as HTML in the visitor's language; the API keeps problem+
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Form, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, RedirectResponse, Response
-from sqlalchemy.exc import DataError, IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from knowpay.accounts import service as accounts
 from knowpay.accounts.errors import InvalidCredentials
-from knowpay.kit.errors import KnowpayError
+from knowpay.kit.errors import KnowpayError, request_id_of
 from knowpay.kit.ratelimit import RateLimited, client_ip, enforce, limiter_of
 from knowpay.kit.web import DbSession, Hasher, SessionRoute
 from knowpay.web import i18n
@@ -185,6 +187,7 @@ def error_page(request: Request, status: int, code: str, **context: Any) -> Resp
         status_code=status,
         code=code,
         message=message_for(code, _),
+        request_id=request_id_of(request),
         **context,
     )
 
@@ -236,13 +239,14 @@ def install_web_error_pages(app: FastAPI) -> None:
             if isinstance(exc, StarletteHTTPException):
                 code = "not_found" if exc.status_code in (404, 405) else "forbidden"
                 return error_page(request, exc.status_code, code)
-            if isinstance(exc, IntegrityError):  # the API's answer decides: 409 or 500
-                answer: Response = await fallback(request, exc)
-                code = "concurrent_update" if answer.status_code == 409 else "internal_error"
-                return error_page(request, answer.status_code, code)
+            if isinstance(exc, RequestValidationError):
+                return error_page(request, 422, "validation_error")
             if isinstance(exc, DataError):  # a NUL in a field: the API's 422 and its log line
                 await fallback(request, exc)
-            return error_page(request, 422, "validation_error")
+                return error_page(request, 422, "validation_error")
+            # The database refused, is out of reach, or a bug: the API's answer decides the
+            # status (409, 503, 500) and logs it; the page keeps its code and Retry-After.
+            return _as_page(request, await fallback(request, exc))
 
         return handler
 
@@ -254,5 +258,20 @@ def install_web_error_pages(app: FastAPI) -> None:
         StarletteHTTPException,
         IntegrityError,
         DataError,
+        OperationalError,
+        PoolTimeout,
+        Exception,  # also `kit.errors.UnexpectedErrorMiddleware`'s, for the 500
     ):
         app.add_exception_handler(kind, page_or_api(kind))
+
+
+def _as_page(request: Request, answer: Response) -> Response:
+    """The error page for the API's problem answer: its status, code and Retry-After."""
+    try:
+        code = str(json.loads(bytes(answer.body))["code"])
+    except (ValueError, KeyError, TypeError):
+        code = "internal_error"
+    page = error_page(request, answer.status_code, code)
+    if "retry-after" in answer.headers:
+        page.headers["Retry-After"] = answer.headers["retry-after"]
+    return page
