@@ -230,3 +230,19 @@ def test_a_port_outside_1_to_65535_is_a_usage_error_before_anything_listens(
     assert "--port" in result.output
     assert "running on" not in result.output
     assert listened == []
+
+
+@pytest.mark.parametrize("command", ["serve", "demo"])
+def test_serve_and_demo_keep_idle_connections_as_configured(
+    cli_env: Database, monkeypatch: pytest.MonkeyPatch, command: str
+) -> None:
+    """(tests/test_serve_keep_alive.py shows `serve`'s default over a real socket.)"""
+    kept: list[object] = []
+    monkeypatch.setenv("KNOWPAY_KEEP_ALIVE_S", "90")
+    get_settings.cache_clear()
+    monkeypatch.setattr(
+        cli_main.uvicorn, "run", lambda *a, **kw: kept.append(kw["timeout_keep_alive"])
+    )
+    result = runner.invoke(cli, [command, "--port", "18431"])
+    assert result.exit_code == 0, result.output
+    assert kept == [90]

@@ -178,6 +178,7 @@ def serve(
         # loaded machine, past uvicorn's 5 s, and it was killed and started again, for good.
         timeout_worker_healthcheck=WORKER_HEALTHCHECK_TIMEOUT_S,
         proxy_headers=True,
+        timeout_keep_alive=settings.keep_alive_s,
         log_config=log_config(settings.log_level, settings.log_format),
     )
 
@@ -213,6 +214,7 @@ def demo(
             app,
             host=host,
             port=port,
+            timeout_keep_alive=settings.keep_alive_s,
             log_config=log_config(settings.log_level, settings.log_format),
         )
 

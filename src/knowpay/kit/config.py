@@ -369,6 +369,12 @@ class Settings(BaseSettings):
     # every request even with no provider to send to.
     opentelemetry: bool = False
 
+    # How long `serve` and `demo` keep an idle client connection open (uvicorn's
+    # `timeout_keep_alive`, default 5 s): longer than the clients and load balancers in front
+    # keep theirs (httpx 5 s, aiohttp 15 s, AWS ALB 60 s), so that the client closes it; a
+    # request sent on a connection the server is closing at that moment fails at the client.
+    keep_alive_s: int = Field(default=75, ge=1)
+
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     access_token_ttl_s: int = Field(default=3600, ge=60)
     payment_password_max_tries: int = Field(default=5, ge=1)
