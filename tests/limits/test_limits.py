@@ -10,11 +10,13 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
 from knowpay.auth.principals import Role
 from knowpay.kit.clock import FrozenClock
 from knowpay.kit.db import Database
 from knowpay.limits import service as limits
+from knowpay.limits.models import LimitReservation, LimitUsage
 from tests import books
 from tests.builders import Builders, Caller, Shop
 
@@ -346,3 +348,12 @@ def test_paying_through_one_channel_gives_back_only_the_other_channels_allowance
     usage = client.get(f"/v1/admin/limits/{limit['id']}/usage", headers=finance.headers)
     used = {row["subject"]: row["used"] for row in usage.json()["data"]}
     assert used == {"test": 20000, "alipay_qr": 0}
+    # Given back once, and marked so: the order's reservations still held are the paid one.
+    with database.session_scope() as session:
+        rows = session.execute(
+            select(LimitUsage.subject, LimitReservation.released_at)
+            .join(LimitUsage, LimitUsage.id == LimitReservation.usage_id)
+            .where(LimitReservation.order_id == order["id"])
+        ).all()
+    reservations = dict(rows)
+    assert reservations == {"test": None, "alipay_qr": clock.now()}

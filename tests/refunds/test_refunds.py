@@ -195,6 +195,20 @@ def test_a_large_refund_of_used_content_waits_even_inside_the_window(
     assert _refund(shop, shop.buyer, order).json()["status"] == "pending_approval"
 
 
+@pytest.mark.parametrize(("amount", "status"), [(20000, "succeeded"), (20001, "pending_approval")])
+def test_used_content_is_refunded_automatically_up_to_the_small_amount_exactly(
+    shop: Shop, build: Builders, database: Database, client: TestClient, amount: int, status: str
+) -> None:
+    """`refunds.auto_approve_max_minor` (20000) is the largest amount refunded without finance
+    once the content was opened: that amount itself still is, one fen more waits."""
+    product = build.product(shop.app, prices=[{"amount": amount, "currency": "CNY"}])
+    order = _paid_order(shop, items=[{"product_id": product["id"]}])
+    [entitlement] = books.entitlements(database, shop.buyer.id)
+    opened = client.post(f"/v1/entitlements/{entitlement.id}/access", headers=shop.app.headers)
+    assert opened.status_code == 200
+    assert _refund(shop, shop.buyer, order).json()["status"] == status
+
+
 def test_a_large_refund_of_unused_content_is_automatic_inside_the_window(
     shop: Shop, build: Builders
 ) -> None:
