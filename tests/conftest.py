@@ -32,6 +32,7 @@ def relaxed_rate_limits() -> RateLimitSettings:
     be configured). tests/kit/test_rate_limits.py runs with the production defaults."""
     return RateLimitSettings(
         api_per_key=_LOTS,
+        api_per_person=_LOTS,
         api_per_ip=_LOTS,
         login_per_ip=_LOTS,
         login_per_account=_LOTS,

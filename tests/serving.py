@@ -42,6 +42,7 @@ def server_environment(settings: Settings) -> dict[str, str]:
             for name in (
                 "enabled",
                 "api_per_key",
+                "api_per_person",
                 "api_per_ip",
                 "login_per_ip",
                 "login_per_account",

@@ -227,7 +227,10 @@ def test_each_api_key_and_each_person_has_its_own_budget(
     settings: Settings, clock: FrozenClock, database: Database
 ) -> None:
     app = create_app(
-        _limited(settings, api_per_key="5/minute"), clock=clock, database=database, run_worker=False
+        _limited(settings, api_per_key="5/minute", api_per_person="5/minute"),
+        clock=clock,
+        database=database,
+        run_worker=False,
     )
     with _client(app) as client:
         build = Builders(client, database, clock)
@@ -241,6 +244,44 @@ def test_each_api_key_and_each_person_has_its_own_budget(
         assert client.get("/v1/orders", headers=app_b.headers).status_code == 200
         assert client.get("/v1/orders", headers=buyer.headers).status_code == 200
         assert client.get("/v1/orders").status_code == 401
+
+
+def test_an_apps_key_has_a_platforms_budget_and_a_person_a_persons(
+    limited_app: FastAPI, database: Database, clock: FrozenClock
+) -> None:
+    """By default an app's key, which carries all of a platform's server traffic (a course
+    launch's orders, payments, polls), may send 1000 requests a second; a person 100."""
+    with _client(limited_app) as client:
+        build = Builders(client, database, clock)
+        app = build.app()
+        buyer = build.buyer(app)
+        by_app = client.get("/v1/orders", headers=app.headers)
+        by_buyer = client.get("/v1/orders", headers=buyer.headers)
+    assert (by_app.status_code, by_buyer.status_code) == (200, 200)
+    assert by_app.headers["ratelimit-limit"] == "1000"
+    assert by_buyer.headers["ratelimit-limit"] == "100"
+
+
+def test_a_persons_budget_is_set_apart_from_the_apps(
+    settings: Settings, clock: FrozenClock, database: Database
+) -> None:
+    app = create_app(
+        _limited(settings, api_per_person="2/minute"),
+        clock=clock,
+        database=database,
+        run_worker=False,
+    )
+    with _client(app) as client:
+        build = Builders(client, database, clock)
+        platform = build.app()
+        buyer = build.buyer(platform)
+        assert [client.get("/v1/orders", headers=buyer.headers).status_code for _ in range(2)] == [
+            200,
+            200,
+        ]
+        _assert_rate_limited(client.get("/v1/orders", headers=buyer.headers))
+        answers = [client.get("/v1/orders", headers=platform.headers) for _ in range(5)]
+        assert [answer.status_code for answer in answers] == [200] * 5
 
 
 def test_guessing_api_keys_is_limited_per_ip(

@@ -258,10 +258,12 @@ class RateLimitSettings(BaseModel):
 
     enabled: bool = True
     strategy: Literal["moving-window", "fixed-window", "sliding-window-counter"] = "moving-window"
-    api_per_key: RateLimitString = "100/second"
-    """Each API key (by its hash) or logged-in person (by the token's subject), on every
-    limited route. An app's key carries all of a platform's server traffic, hence the
-    per-second budget (Stripe's default is of the same order)."""
+    api_per_key: RateLimitString = "1000/second"
+    """Each app's API key (by its keyed hash), on every limited route. The key carries all of
+    a platform's server traffic (a course launch's orders, payments, status polls and
+    entitlement checks): a budget that stops a runaway client without throttling a sale."""
+    api_per_person: RateLimitString = "100/second"
+    """Each logged-in person (by the token's subject), on every limited route."""
     api_per_ip: RateLimitString = "300/minute"
     """Each client IP, for calls without valid credentials (failed authentications count)."""
     login_per_ip: RateLimitString = "10/minute"

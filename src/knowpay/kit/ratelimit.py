@@ -3,11 +3,11 @@
 Two places enforce them:
 
 * `RateLimitMiddleware`, in front of every route except the gateways' door (`/notify/…`) and
-  the operations endpoints: each API key (by a keyed hash, never the key) or logged-in
-  person (by the verified token's subject) gets `api_per_key`; a caller without valid
-  credentials gets `api_per_ip` for its client IP. An API key that turns out to be unknown
-  (401) counts against its IP's failed-authentication budget, and an IP over that budget
-  is refused even with a fresh key, so guessing keys is limited too.
+  the operations endpoints: each API key (by a keyed hash, never the key) gets
+  `api_per_key`, each logged-in person (by the verified token's subject) `api_per_person`;
+  a caller without valid credentials gets `api_per_ip` for its client IP. An API key that
+  turns out to be unknown (401) counts against its IP's failed-authentication budget, and
+  an IP over that budget is refused even with a fresh key, so guessing keys is limited too.
 * `enforce(...)`, called by the login and payment-password endpoints' dependencies before
   any password is looked at (so before a lockout counter can move).
 
@@ -145,6 +145,7 @@ class RateLimiter:
         self.shared = bool(redis_url)
         self.exempt_prefixes = ALWAYS_EXEMPT + tuple(settings.exempt_prefixes)
         self.api_per_key = Rule.parse("api_key", settings.api_per_key)
+        self.api_per_person = Rule.parse("api_person", settings.api_per_person)
         self.api_per_ip = Rule.parse("api_ip", settings.api_per_ip)
         self.auth_failures_per_ip = Rule.parse("auth_fail_ip", settings.api_per_ip)
         self.login_per_ip = Rule.parse("login_ip", settings.login_per_ip)
@@ -298,7 +299,8 @@ class RateLimitMiddleware:
                 await self._refuse(scope, receive, send, guessing, "failed authentications")
                 return
         if identity is not None:
-            decision = await limiter.hit_async(limiter.api_per_key, identity)
+            rule = limiter.api_per_key if unverified_key else limiter.api_per_person
+            decision = await limiter.hit_async(rule, identity)
         else:
             decision = await limiter.hit_async(limiter.api_per_ip, "ip:" + ip)
         if not decision.allowed:
