@@ -246,3 +246,17 @@ def test_serve_and_demo_keep_idle_connections_as_configured(
     result = runner.invoke(cli, [command, "--port", "18431"])
     assert result.exit_code == 0, result.output
     assert kept == [90]
+
+
+@pytest.mark.parametrize("sweep", ["8,x", "0", "-4", "８"])
+def test_a_latency_sweep_that_is_no_list_of_concurrencies_is_a_usage_error(
+    monkeypatch: pytest.MonkeyPatch, sweep: str
+) -> None:
+    from knowpay.bench import run as bench_run
+
+    started: list[object] = []
+    monkeypatch.setattr(bench_run, "run_bench", lambda *a, **kw: started.append(a))
+    result = runner.invoke(cli, ["bench", "--latency-sweep", sweep])
+    assert result.exit_code == 2, result.output
+    assert "--latency-sweep" in result.output
+    assert started == []

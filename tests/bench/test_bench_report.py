@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from knowpay.bench import report
-from knowpay.bench.run import ceiling, percentiles
+from knowpay.bench.run import ceiling, highest_concurrency_under_100ms, percentiles, sweep_point
 
 
 def _result(paid_flows_per_s: float = 50.0, tps: float = 600.0) -> dict[str, Any]:
@@ -134,3 +134,54 @@ def test_the_report_weighs_a_flows_database_work_in_pgbench_transactions() -> No
     assert "`alipay_qr` 6.0 ms, as much as 12.0 TPC-B transactions" in text
     del result["pgbench"]["postgresql_cpu_ms_per_transaction"]
     assert "TPC-B transactions" not in report.render(result)
+
+
+def _phase_at(concurrency: int, **p99_by_endpoint: float) -> dict[str, Any]:
+    return {
+        "concurrency": concurrency,
+        "paid_flows_per_s": concurrency * 2.5,
+        "errors": 0,
+        "error_samples": [],
+        "endpoints": {
+            name.replace("_", " "): {"count": 10, "p99_ms": p99}
+            for name, p99 in p99_by_endpoint.items()
+        },
+    }
+
+
+def test_a_sweep_point_names_its_slowest_endpoint_and_whether_all_stayed_under_100_ms() -> None:
+    point = sweep_point(_phase_at(8, GET_order=40.0, POST_payment=99.9))
+    assert (point["slowest_endpoint"], point["slowest_p99_ms"]) == ("POST payment", 99.9)
+    assert point["p99_under_100ms"] is True
+    assert sweep_point(_phase_at(16, GET_order=100.0))["p99_under_100ms"] is False
+
+
+def test_the_highest_concurrency_under_100_ms_counts_from_the_lowest_up() -> None:
+    points = [
+        sweep_point(_phase_at(32, a=150.0)),
+        sweep_point(_phase_at(8, a=20.0)),
+        sweep_point(_phase_at(16, a=60.0)),
+        sweep_point(_phase_at(64, a=90.0)),  # a lucky run past one that failed counts not
+    ]
+    assert highest_concurrency_under_100ms(points) == 16
+    assert highest_concurrency_under_100ms([sweep_point(_phase_at(8, a=120.0))]) is None
+    assert highest_concurrency_under_100ms([]) is None
+
+
+def test_the_report_shows_the_latency_sweep() -> None:
+    result = _result()
+    points = [sweep_point(_phase_at(8, a=20.0)), sweep_point(_phase_at(16, a=160.0))]
+    result["latency_sweep"] = {
+        "channel": "alipay_qr",
+        "warmup_s": 3.0,
+        "duration_s": 10.0,
+        "points": points,
+        "highest_concurrency_p99_under_100ms": 8,
+    }
+    text = report.render(result)
+    assert "Latency at fewer concurrent flows, `alipay_qr`, 10 s after 3 s warm-up each" in text
+    assert "| 8 | 20.0 | 0 | 20.0 (`a`) | yes |" in text
+    assert "| 16 | 40.0 | 0 | 160.0 (`a`) | no |" in text
+    assert "p99 stayed under 100 ms up to 8 concurrent flows" in text
+    result["latency_sweep"]["highest_concurrency_p99_under_100ms"] = None
+    assert "At none of these concurrencies" in report.render(result)

@@ -12,7 +12,7 @@ import statistics
 import subprocess
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -50,10 +50,15 @@ class BenchOptions:
     pgbench_seconds: int = 20
     api_workers: int = 2
     log_dir: Path = field(default_factory=lambda: Path("var/bench"))
+    # Shorter runs of the first channel at fewer concurrent flows: where p99 stays under the
+    # issue's 100 ms (empty: none).
+    latency_sweep: tuple[int, ...] = (1, 4, 16, 32)
+    sweep_warmup_s: float = 3.0
+    sweep_duration_s: float = 10.0
 
 
-# The benchmark drives one platform key flat out; the default 100/s per key would turn it into
-# a test of the rate limiter. Everything else is knowpay's production default.
+# The benchmark drives one platform key flat out; a per-key limit (1000/s by default) would
+# turn it into a test of the rate limiter. Everything else is knowpay's production default.
 BENCH_ENV = {"KNOWPAY_RATE_LIMITS__API_PER_KEY": "1000000/second"}
 
 
@@ -156,6 +161,37 @@ async def load_phase(
         },
         completed_total,
     )
+
+
+def p99_under_100ms(endpoints: dict[str, dict[str, Any]]) -> bool:
+    return all(e.get("p99_ms", 0) < 100 for e in endpoints.values())
+
+
+def sweep_point(phase: dict[str, Any]) -> dict[str, Any]:
+    """One run of the latency sweep, summed up: its rate, errors and slowest endpoint."""
+    endpoints = phase["endpoints"]
+    slowest = max(endpoints, key=lambda name: endpoints[name].get("p99_ms", 0), default=None)
+    return {
+        "concurrency": phase["concurrency"],
+        "paid_flows_per_s": phase["paid_flows_per_s"],
+        "errors": phase["errors"],
+        "error_samples": phase["error_samples"],
+        "slowest_endpoint": slowest,
+        "slowest_p99_ms": endpoints[slowest].get("p99_ms") if slowest else None,
+        "p99_under_100ms": p99_under_100ms(endpoints),
+        "endpoints": endpoints,
+    }
+
+
+def highest_concurrency_under_100ms(points: list[dict[str, Any]]) -> int | None:
+    """The most concurrent flows of the sweep (and the main run) below which, and at which,
+    every endpoint's p99 stayed under 100 ms."""
+    best = None
+    for point in sorted(points, key=lambda p: p["concurrency"]):
+        if not point["p99_under_100ms"]:
+            break
+        best = point["concurrency"]
+    return best
 
 
 OUTSIDE_KNOWPAY = ("simulators", "load_generator")
@@ -365,20 +401,30 @@ def run_bench(options: BenchOptions, say: Callable[[str], None] = print) -> dict
     with Stack(stack_options) as stack:
         say(f"knowpay at {stack.api_url} (--workers {options.api_workers}) + worker + sandbox")
         created = stack.cli("apps", "create", "--name", "bench platform")
-        phases, storm, completed = asyncio.run(_drive(stack, created["api_key"], options, say))
+        phases, sweep, storm, completed = asyncio.run(
+            _drive(stack, created["api_key"], options, say)
+        )
         ledger = stack.cli("ledger", "check")
         paid_orders = int(stack.scalar("SELECT count(*) FROM orders WHERE status = 'paid'"))
         server_version = str(stack.scalar("SHOW server_version"))
         say("pgbench TPC-B baseline …")
         baseline = pgbench_baseline(options)
     return _report(
-        options, started, phases, storm, baseline, ledger, paid_orders, completed, server_version
+        options,
+        started,
+        (phases, sweep, storm),
+        baseline,
+        ledger,
+        paid_orders,
+        completed,
+        server_version,
     )
 
 
 async def _drive(
     stack: Stack, api_key: str, options: BenchOptions, say: Callable[[str], None]
-) -> tuple[list[dict[str, Any]], dict[str, Any], int]:
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any], int]:
+    """The channels' runs, the latency sweep, the duplicate storm, and the flows completed."""
     catalog = await make_catalog(
         stack.api_url, api_key, buyers=options.buyers, products=options.products
     )
@@ -397,32 +443,54 @@ async def _drive(
             say(f"  {phase['paid_flows_per_s']} paid flows/s, {phase['errors']} errors")
             for sample in phase["error_samples"]:
                 say(f"  error: {sample}")
+        sweep, swept = await _latency_sweep(stack, platform_, options, say)
+        completed += swept
         say(f"duplicate storm: {options.storm_payments} payments × {options.storm_copies} …")
         storm = await storm_phase(stack, platform_, options)
         say(f"  {storm['notifications_per_s']} notifications/s")
     finally:
         await platform_.aclose()
-    return phases, storm, completed
+    return phases, sweep, storm, completed
+
+
+async def _latency_sweep(
+    stack: Stack, platform_: Platform, options: BenchOptions, say: Callable[[str], None]
+) -> tuple[list[dict[str, Any]], int]:
+    points, completed = [], 0
+    channel = options.channels[0]
+    for concurrency in options.latency_sweep:
+        say(f"{channel}: {concurrency} concurrent flows (latency sweep) …")
+        shorter = replace(
+            options,
+            concurrency=concurrency,
+            warmup_s=options.sweep_warmup_s,
+            duration_s=options.sweep_duration_s,
+        )
+        phase, done = await load_phase(stack, platform_, channel, shorter)
+        completed += done
+        point = sweep_point(phase)
+        points.append(point)
+        say(f"  {point['paid_flows_per_s']} paid flows/s, slowest p99 {point['slowest_p99_ms']} ms")
+    return points, completed
 
 
 def _report(
     options: BenchOptions,
     started: datetime,
-    phases: list[dict[str, Any]],
-    storm: dict[str, Any],
+    measured: tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]],
     baseline: dict[str, Any],
     ledger: dict[str, Any],
     paid_orders: int,
     completed: int,
     server_version: str,
 ) -> dict[str, Any]:
+    phases, sweep, storm = measured
     cores = os.cpu_count() or 1
     for phase in phases:
         phase["flow_efficiency"] = round(phase["paid_flows_per_s"] * 3 / baseline["tps"], 3)
         phase["ceiling"] = ceiling(phase["cpu_ms_per_flow"], cores, baseline["tps"])
-        phase["p99_under_100ms"] = all(
-            e.get("p99_ms", 0) < 100 for e in phase["endpoints"].values()
-        )
+        phase["p99_under_100ms"] = p99_under_100ms(phase["endpoints"])
+    main_run = [sweep_point(phases[0])] if phases else []
     return {
         "date": started.isoformat(timespec="seconds"),
         "machine": _machine(),
@@ -431,6 +499,15 @@ def _report(
         "environment_overrides": BENCH_ENV,
         "command": "knowpay bench",
         "flows": phases,
+        "latency_sweep": {
+            "channel": options.channels[0],
+            "warmup_s": options.sweep_warmup_s,
+            "duration_s": options.sweep_duration_s,
+            "points": sweep,
+            "highest_concurrency_p99_under_100ms": highest_concurrency_under_100ms(
+                sweep + main_run
+            ),
+        },
         "duplicate_storm": storm,
         "pgbench": baseline,
         "after_run": {

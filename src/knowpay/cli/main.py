@@ -295,6 +295,10 @@ def bench(
     storm: Annotated[int, typer.Option(min=1, help="Payments in the duplicate storm.")] = 1000,
     copies: Annotated[int, typer.Option(min=2, max=50, help="Copies of each.")] = 10,
     pgbench_seconds: Annotated[int, typer.Option(min=1, help="pgbench's -T.")] = 20,
+    latency_sweep: Annotated[
+        str,
+        typer.Option(help="Fewer concurrent flows to time too (comma-separated; '' for none)."),
+    ] = "1,4,16,32",
     out: Annotated[str, typer.Option(help="Where the raw JSON goes.")] = "docs/benchmarks.json",
     markdown: Annotated[
         str, typer.Option(help="The page whose results section is rewritten.")
@@ -316,6 +320,7 @@ def bench(
         storm_payments=storm,
         storm_copies=copies,
         pgbench_seconds=pgbench_seconds,
+        latency_sweep=_concurrencies(latency_sweep),
     )
     result = run_bench(options, say=lambda line: console.print(line) if not as_json else None)
     report.write(result, Path(out), Path(markdown))
@@ -323,13 +328,24 @@ def bench(
         emit(result, as_json=True)
     else:
         console.print(report.render(result))
-    failed = any(p["errors"] for p in result["flows"]) or not (
+    runs = result["flows"] + result["latency_sweep"]["points"]
+    failed = any(p["errors"] for p in runs) or not (
         result["after_run"]["ledger_check_ok"]
         and result["after_run"]["paid_orders_match_flows"]
         and result["duplicate_storm"]["exactly_one_entry_each"]
     )
     if failed:
         raise typer.Exit(1)
+
+
+def _concurrencies(text: str) -> tuple[int, ...]:
+    """`--latency-sweep`: positive whole numbers, comma-separated."""
+    parts = [part.strip() for part in text.split(",") if part.strip()]
+    if not all(part.isascii() and part.isdigit() and int(part) > 0 for part in parts):
+        raise typer.BadParameter(
+            f"{text!r}: give concurrencies like 8,16,32", param_hint="--latency-sweep"
+        )
+    return tuple(int(part) for part in parts)
 
 
 @apps_app.command("create")
