@@ -47,8 +47,7 @@ class ClosingServer:
         answered_at: float | None = None
         with connection:
             while _read_request(connection):
-                idle_s = time.monotonic() - (answered_at or time.monotonic())
-                if idle_s >= self.closes_after_s:
+                if answered_at is not None and self._idle_since(answered_at):
                     self.resets += 1  # closed with a reset: SO_LINGER on, zero seconds
                     connection.setsockopt(
                         socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
@@ -56,6 +55,9 @@ class ClosingServer:
                     return
                 connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
                 answered_at = time.monotonic()
+
+    def _idle_since(self, answered_at: float) -> bool:
+        return time.monotonic() - answered_at >= self.closes_after_s
 
     def close(self) -> None:
         self._listener.close()

@@ -99,8 +99,9 @@ class Platform:
         """A client as light as the load allows: aiohttp spends about a tenth of a
         millisecond of CPU per request here, where httpx's async client spent about two,
         and the load generator shares the two cores with what it measures. Idle
-        connections are dropped after `idle_s`: uvicorn closes one idle for 5 s, and a
-        request sent on it at that moment is lost."""
+        connections are dropped after `idle_s`: a server closes one idle for its keep-alive
+        timeout (the simulators' uvicorn: 5 s; knowpay: `KNOWPAY_KEEP_ALIVE_S`, 75 s), and
+        a request sent on it at that moment is lost."""
         connector = aiohttp.TCPConnector(limit=self.concurrency * 2, keepalive_timeout=idle_s)
         return aiohttp.ClientSession(
             base_url=base_url,
