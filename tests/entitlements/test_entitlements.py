@@ -233,3 +233,36 @@ def test_the_migration_gives_existing_grants_their_days_and_the_refunds_that_too
 
     assert _grants(database) == before
     assert books.violations(database) == []
+
+
+def test_a_buyers_entitlements_page_by_the_limit_and_cursor_of_each_request(
+    build: Builders,
+) -> None:
+    """The list's statement is built once: each request's buyer, limit and cursor are its
+    own (a statement that kept the first request's would page the wrong buyer or size)."""
+    shop = Shop(build)
+    courses = [
+        build.product(shop.app, title=f"Course {n}", prices=[{"amount": 100, "currency": "CNY"}])
+        for n in range(3)
+    ]
+    for course in courses:
+        shop.confirm(shop.pay(shop.order(course)))
+    other = build.buyer(shop.app)
+    other_order = shop.order(courses[0], user_id=other.id)
+    shop.confirm(shop.pay(other_order))
+
+    newest_first = [c["id"] for c in reversed(courses)]
+    first = shop.get(f"/v1/entitlements?user_id={shop.buyer.id}&limit=2")
+    assert [e["product_id"] for e in first["data"]] == newest_first[:2]
+    assert first["has_more"] is True
+    cursor = first["data"][-1]["id"]
+    rest = shop.get(f"/v1/entitlements?user_id={shop.buyer.id}&limit=2&starting_after={cursor}")
+    assert [e["product_id"] for e in rest["data"]] == newest_first[2:]
+    assert rest["has_more"] is False
+    one = shop.get(f"/v1/entitlements?user_id={shop.buyer.id}&limit=1")
+    assert [e["product_id"] for e in one["data"]] == newest_first[:1]
+    theirs = shop.get(f"/v1/entitlements?user_id={other.id}&limit=2")
+    assert [(e["user_id"], e["product_id"]) for e in theirs["data"]] == [
+        (other.id, courses[0]["id"])
+    ]
+    assert theirs["has_more"] is False

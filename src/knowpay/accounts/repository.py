@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, select, update
+from sqlalchemy import ColumnElement, Select, String, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from knowpay.accounts.models import ApiKey, App, User
@@ -17,13 +18,17 @@ def add(session: Session, row: App | ApiKey | User) -> None:
 
 
 def get_user(session: Session, user_id: str, *, for_update: bool = False) -> User | None:
-    statement = select(User).where(User.id == user_id)
-    if for_update:
-        statement = statement.with_for_update()
-    return session.scalars(statement).first()
+    return session.scalars(_select_user(for_update), {"user_id": user_id}).first()
 
 
-def level_of(user_id: str) -> ColumnElement[str]:
+@functools.cache
+def _select_user(for_update: bool) -> Select[User]:
+    """Built once (see `kit.db.insert_unless_present`)."""
+    statement = select(User).where(User.id == bindparam("user_id", type_=String))
+    return statement.with_for_update() if for_update else statement
+
+
+def level_of(user_id: str | ColumnElement[str]) -> ColumnElement[str]:
     return select(User.level).where(User.id == user_id).scalar_subquery()
 
 
@@ -51,10 +56,20 @@ def list_apps(session: Session) -> list[App]:
 def active_key_app_id(session: Session, key_hash: str) -> str | None:
     """The app of an API key that is neither revoked nor of a disabled app. One column, not
     two ORM objects: every API call asks this."""
-    return session.scalar(
+    return session.scalar(_select_active_key_app_id(), {"key_hash": key_hash})
+
+
+@functools.cache
+def _select_active_key_app_id() -> Select[str]:
+    """Built once (see `kit.db.insert_unless_present`)."""
+    return (
         select(ApiKey.app_id)
         .join(App, App.id == ApiKey.app_id)
-        .where(ApiKey.key_hash == key_hash, ApiKey.revoked_at.is_(None), App.disabled_at.is_(None))
+        .where(
+            ApiKey.key_hash == bindparam("key_hash", type_=String),
+            ApiKey.revoked_at.is_(None),
+            App.disabled_at.is_(None),
+        )
     )
 
 

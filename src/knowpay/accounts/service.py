@@ -148,9 +148,10 @@ def end_web_sessions(session: Session, user_id: str) -> None:
     )
 
 
-def level_of(user_id: str) -> ColumnElement[str]:
+def level_of(user_id: str | ColumnElement[str]) -> ColumnElement[str]:
     """The user's level as a scalar subquery: a statement that filters by it (the spending
-    limits that apply) reads it without a round trip of its own."""
+    limits that apply) reads it without a round trip of its own. `user_id` may be a bound
+    parameter, for a statement built once."""
     return repository.level_of(user_id)
 
 

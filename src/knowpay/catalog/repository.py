@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from sqlalchemy import or_, select
+import functools
+
+from sqlalchemy import Select, String, bindparam, or_, select
 from sqlalchemy.orm import Session, joinedload
 
 from knowpay.catalog.models import Product
@@ -17,10 +19,16 @@ def add(session: Session, product: Product) -> None:
 def get(session: Session, product_id: str, *, for_update: bool = False) -> Product | None:
     """The product with its prices in one statement (every order line prices one);
     `for_update` locks the product row only."""
+    statement = _select_product(for_update)
+    return session.scalars(statement, {"product_id": product_id}).unique().one_or_none()
+
+
+@functools.cache
+def _select_product(for_update: bool) -> Select[Product]:
+    """Built once (see `kit.db.insert_unless_present`)."""
+    product_id = bindparam("product_id", type_=String)
     statement = select(Product).where(Product.id == product_id).options(joinedload(Product.prices))
-    if for_update:
-        statement = statement.with_for_update(of=Product)
-    return session.scalars(statement).unique().one_or_none()
+    return statement.with_for_update(of=Product) if for_update else statement
 
 
 def list_products(

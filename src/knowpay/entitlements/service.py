@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import Select, String, and_, bindparam, or_, select
 from sqlalchemy.orm import Session
 
 from knowpay.entitlements.errors import EntitlementNotActive
@@ -35,12 +36,21 @@ class GrantRequest:
 
 
 def _locked(session: Session, user_id: str, product_id: str) -> Entitlement | None:
-    statement = (
+    params = {"user_id": user_id, "product_id": product_id}
+    return session.scalars(_select_locked(), params).first()
+
+
+@functools.cache
+def _select_locked() -> Select[Entitlement]:
+    """Built once (see `kit.db.insert_unless_present`): every capture sends it."""
+    return (
         select(Entitlement)
-        .where(Entitlement.user_id == user_id, Entitlement.product_id == product_id)
+        .where(
+            Entitlement.user_id == bindparam("user_id", type_=String),
+            Entitlement.product_id == bindparam("product_id", type_=String),
+        )
         .with_for_update()
     )
-    return session.scalars(statement).first()
 
 
 def _plus_days(start: datetime, days: int) -> datetime:
@@ -149,8 +159,13 @@ def list_for_user(
     session: Session, user_id: str, params: PageParams
 ) -> tuple[list[Entitlement], bool]:
     """A buyer's entitlements, newest first."""
-    statement = select(Entitlement).where(Entitlement.user_id == user_id)
-    return page_of(session, statement, Entitlement.id, params)
+    statement = _select_of_user()
+    return page_of(session, statement, Entitlement.id, params, bound={"user_id": user_id})
+
+
+@functools.cache
+def _select_of_user() -> Select[Entitlement]:
+    return select(Entitlement).where(Entitlement.user_id == bindparam("user_id", type_=String))
 
 
 def entitlements_without_grant(session: Session) -> list[str]:

@@ -7,6 +7,7 @@ two writers queue on the busy timeout instead of failing when one upgrades a rea
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -14,12 +15,21 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
-from sqlalchemy import BigInteger, DateTime, Engine, MetaData, create_engine, event
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    Engine,
+    MetaData,
+    bindparam,
+    create_engine,
+    event,
+)
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import DataError, DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.sql.dml import ReturningInsert
 from sqlalchemy.types import TypeDecorator
 
 from knowpay.kit.config import Settings
@@ -216,14 +226,25 @@ def insert_unless_present(
     """INSERT … ON CONFLICT (unique) DO NOTHING RETURNING the row, as an object the session
     tracks; None when a row with those unique values already exists (or was just inserted by
     a concurrent transaction). One round trip, and no savepoint to recover from an error."""
-    insert = postgresql_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    statement = (
+    statement = _insert_unless_present_statement(
+        session.get_bind().dialect.name, model, tuple(values), tuple(unique)
+    )
+    return session.scalars(statement, values).first()
+
+
+@functools.cache
+def _insert_unless_present_statement(
+    dialect: str, model: type[Row], columns: tuple[str, ...], unique: tuple[str, ...]
+) -> ReturningInsert[Row]:
+    """Built once per table and set of columns, the values bound at each call: building and
+    keying a fresh statement cost more CPU than sending it (docs/benchmarks.md)."""
+    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    return (
         insert(model)
-        .values(**values)
+        .values({column: bindparam(column) for column in columns})
         .on_conflict_do_nothing(index_elements=list(unique))
         .returning(model)
     )
-    return session.scalars(statement).first()
 
 
 __all__ = [

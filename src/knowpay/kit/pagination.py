@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Query
 from pydantic import BaseModel, Field
-from sqlalchemy import Select
+from sqlalchemy import Integer, Select, String, bindparam
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 T = TypeVar("T")
@@ -50,13 +51,23 @@ def page_of(
     statement: Select[Any],
     id_column: InstrumentedAttribute[str],
     params: PageParams,
+    *,
+    bound: Mapping[str, Any] | None = None,
 ) -> tuple[list[Any], bool]:
     """One page of `statement`, newest first. `starting_after` is a position, not a lookup:
     the page holds the objects created before that id (ids sort by creation), so a cursor
     whose object was deleted, or has left a filtered list, still pages on; and whether an id
-    exists elsewhere (another app's) is never told."""
-    rows = session.scalars(paginate_query(statement, id_column, params)).all()
-    return split_page(rows, params)
+    exists elsewhere (another app's) is never told.
+
+    `bound`: `statement` is one built once, with these values for its bound parameters; its
+    page is built once too, the cursor and the limit bound (see `kit.db.insert_unless_present`
+    for why)."""
+    if bound is None:
+        rows = session.scalars(paginate_query(statement, id_column, params)).all()
+        return split_page(rows, params)
+    paged = _paginated(statement, id_column, with_cursor=params.starting_after is not None)
+    values = {**bound, "page_limit": params.limit + 1, "page_cursor": params.starting_after}
+    return split_page(session.scalars(paged, values).all(), params)
 
 
 def paginate_query(
@@ -66,6 +77,16 @@ def paginate_query(
     if params.starting_after:
         statement = statement.where(id_column < params.starting_after)
     return statement.order_by(id_column.desc()).limit(params.limit + 1)
+
+
+@functools.cache
+def _paginated(
+    statement: Select[Any], id_column: InstrumentedAttribute[str], *, with_cursor: bool
+) -> Select[Any]:
+    """`paginate_query`'s page of a statement built once, its cursor and limit bound."""
+    if with_cursor:
+        statement = statement.where(id_column < bindparam("page_cursor", type_=String))
+    return statement.order_by(id_column.desc()).limit(bindparam("page_limit", type_=Integer))
 
 
 def split_page(rows: Sequence[Row], params: PageParams) -> tuple[list[Row], bool]:

@@ -11,10 +11,11 @@ Limits in one currency count orders in that currency only: exchange rates are fo
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
-from sqlalchemy import or_, select
+from sqlalchemy import Select, String, bindparam, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -173,20 +174,30 @@ def set_buyer_level(session: Session, user_id: str, level: str) -> str:
 
 
 def _applicable(session: Session, spend: Spend) -> list[SpendingLimit]:
-    app_matches = or_(SpendingLimit.app_id.is_(None), SpendingLimit.app_id == spend.app_id)
-    limits = session.scalars(
-        select(SpendingLimit).where(
-            SpendingLimit.enabled.is_(True),
-            SpendingLimit.currency == spend.currency,
-            app_matches,
-            or_(SpendingLimit.channel.is_(None), SpendingLimit.channel == spend.channel),
-            or_(
-                SpendingLimit.buyer_level.is_(None),
-                SpendingLimit.buyer_level == accounts.level_of(spend.user_id),
-            ),
-        )
-    )
+    params = {
+        "currency": spend.currency,
+        "app_id": spend.app_id,
+        "channel": spend.channel,
+        "user_id": spend.user_id,
+    }
+    limits = session.scalars(_select_applicable(), params)
     return sorted(limits, key=lambda limit: limit.id)
+
+
+@functools.cache
+def _select_applicable() -> Select[SpendingLimit]:
+    """Built once, as `_open_reservations`' (see `kit.db.insert_unless_present`)."""
+    app_id, channel = bindparam("app_id", type_=String), bindparam("channel", type_=String)
+    return select(SpendingLimit).where(
+        SpendingLimit.enabled.is_(True),
+        SpendingLimit.currency == bindparam("currency", type_=String),
+        or_(SpendingLimit.app_id.is_(None), SpendingLimit.app_id == app_id),
+        or_(SpendingLimit.channel.is_(None), SpendingLimit.channel == channel),
+        or_(
+            SpendingLimit.buyer_level.is_(None),
+            SpendingLimit.buyer_level == accounts.level_of(bindparam("user_id", type_=String)),
+        ),
+    )
 
 
 def _subject(limit: SpendingLimit, spend: Spend) -> str:
@@ -376,7 +387,14 @@ def _open_reservations(session: Session, order_id: str) -> list[tuple[LimitReser
     locks their usage rows (sorted here as `_applicable` sorts limits): giving them back in
     another order (the rows' own ids, which follow when each row was made, not its limit)
     could deadlock with a payment of the same buyer."""
-    rows = session.execute(
+    rows = session.execute(_select_open_reservations(), {"order_id": order_id}).all()
+    in_lock_order = sorted(rows, key=lambda r: (r[3], r[2], r[4], r[0].usage_id))
+    return [(row[0], row[1], row[2]) for row in in_lock_order]
+
+
+@functools.cache
+def _select_open_reservations() -> Select[LimitReservation, str, str, str, str]:
+    return (
         select(
             LimitReservation,
             SpendingLimit.scope,
@@ -386,10 +404,11 @@ def _open_reservations(session: Session, order_id: str) -> list[tuple[LimitReser
         )
         .join(LimitUsage, LimitUsage.id == LimitReservation.usage_id)
         .join(SpendingLimit, SpendingLimit.id == LimitUsage.limit_id)
-        .where(LimitReservation.order_id == order_id, LimitReservation.released_at.is_(None))
-    ).all()
-    in_lock_order = sorted(rows, key=lambda r: (r[3], r[2], r[4], r[0].usage_id))
-    return [(row[0], row[1], row[2]) for row in in_lock_order]
+        .where(
+            LimitReservation.order_id == bindparam("order_id", type_=String),
+            LimitReservation.released_at.is_(None),
+        )
+    )
 
 
 def release_order(session: Session, order_id: str, now: datetime) -> None:

@@ -2,26 +2,49 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import ColumnElement, select
+from sqlalchemy import ColumnElement, Select, String, bindparam, select
 from sqlalchemy.orm import Session, joinedload
 
 from knowpay.kit.pagination import PageParams, page_of
 from knowpay.orders.models import Order
 
 
-def get(
-    session: Session, order_id: str | ColumnElement[str], *, for_update: bool = False
-) -> Order | None:
+@dataclass(frozen=True, slots=True)
+class OrderOf:
+    """An order named by a subquery (the order of a payment, say): `expression` is built once
+    and kept, `params` bind it for one call."""
+
+    expression: ColumnElement[str]
+    params: Mapping[str, Any]
+
+
+def get(session: Session, order_id: str | OrderOf, *, for_update: bool = False) -> Order | None:
     """The order with its items in one statement (a join, not a second SELECT: orders are
-    read on every payment step); `for_update` locks the order row only. `order_id` may be a
-    scalar subquery (the order of a payment), which saves a round trip."""
+    read on every payment step); `for_update` locks the order row only. `order_id` may name
+    it by a subquery (the order of a payment), which saves a round trip."""
+    if isinstance(order_id, OrderOf):
+        statement = _select_order(order_id.expression, for_update)
+        params = dict(order_id.params)
+    else:
+        statement, params = _select_order(None, for_update), {"order_id": order_id}
+    return session.scalars(statement, params).unique().one_or_none()
+
+
+@functools.cache
+def _select_order(key: ColumnElement[str] | None, for_update: bool) -> Select[Order]:
+    """Built once per shape (see `kit.db.insert_unless_present`); `key` None: by id."""
+    order_id = bindparam("order_id", type_=String) if key is None else key
     statement = select(Order).where(Order.id == order_id).options(joinedload(Order.items))
     if for_update:
         # Re-read under the lock: what the session held before may be stale.
         statement = statement.with_for_update(of=Order).execution_options(populate_existing=True)
-    return session.scalars(statement).unique().one_or_none()
+    return statement
 
 
 def by_out_trade_no(session: Session, app_id: str, out_trade_no: str) -> Order | None:

@@ -7,7 +7,6 @@ import hashlib
 import json
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -140,7 +139,7 @@ def get_visible(
     return order
 
 
-def lock(session: Session, order_id: str | ColumnElement[str]) -> Order:
+def lock(session: Session, order_id: str | repository.OrderOf) -> Order:
     """The order row, locked for the rest of the transaction (`order_id` may be a subquery)."""
     order = repository.get(session, order_id, for_update=True)
     if order is None:

@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Iterable
 from datetime import datetime
+from typing import cast
 
-from sqlalchemy import and_, func, or_, select, text, update
+from sqlalchemy import (
+    Select,
+    String,
+    Table,
+    Update,
+    and_,
+    bindparam,
+    func,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from knowpay.kit.pagination import PageParams, page_of
@@ -25,10 +39,15 @@ def add(
 
 def enabled_rules(session: Session) -> list[RiskRule]:
     """Every enabled rule in priority order: the one query an assessment makes for rules."""
-    statement = (
+    return list(session.scalars(_select_enabled_rules()))
+
+
+@functools.cache
+def _select_enabled_rules() -> Select[RiskRule]:
+    """Built once (see `kit.db.insert_unless_present`), as the other hot statements here."""
+    return (
         select(RiskRule).where(RiskRule.enabled.is_(True)).order_by(RiskRule.priority, RiskRule.id)
     )
-    return list(session.scalars(statement))
 
 
 def get_rule(session: Session, rule_id: str, *, for_update: bool = False) -> RiskRule | None:
@@ -66,10 +85,15 @@ def blacklist_hits(
 
 
 def find_blacklist_entry(session: Session, kind: str, value: str) -> RiskBlacklistEntry | None:
-    statement = select(RiskBlacklistEntry).where(
-        RiskBlacklistEntry.kind == kind, RiskBlacklistEntry.value == value
+    return session.scalars(_select_blacklist_entry(), {"kind": kind, "value": value}).first()
+
+
+@functools.cache
+def _select_blacklist_entry() -> Select[RiskBlacklistEntry]:
+    return select(RiskBlacklistEntry).where(
+        RiskBlacklistEntry.kind == bindparam("kind", type_=String),
+        RiskBlacklistEntry.value == bindparam("value", type_=String),
     )
-    return session.scalars(statement).first()
 
 
 def get_blacklist_entry(session: Session, entry_id: str) -> RiskBlacklistEntry | None:
@@ -145,17 +169,28 @@ def set_outcome(
     session: Session, payment_id: str, outcome: str, from_outcomes: Iterable[str], now: datetime
 ) -> bool:
     """Move an attempt's outcome, only from one of `from_outcomes`; whether it moved."""
-    statement = (
-        update(RiskAttemptRecord)
-        .where(
-            RiskAttemptRecord.payment_id == payment_id,
-            RiskAttemptRecord.outcome.in_(list(from_outcomes)),
-        )
-        .values(outcome=outcome, outcome_at=now)
-        .execution_options(synchronize_session=False)
-    )
-    result = session.execute(statement)
+    params = {
+        "of_payment_id": payment_id,
+        "from_outcomes": list(from_outcomes),
+        "new_outcome": outcome,
+        "new_outcome_at": now,
+    }
+    result = session.execute(_update_outcome(), params)
     return int(getattr(result, "rowcount", 0) or 0) == 1
+
+
+@functools.cache
+def _update_outcome() -> Update:
+    """The table's, not the class's: no session keeps attempts as objects to keep in step."""
+    table = cast(Table, RiskAttemptRecord.__table__)
+    return (
+        update(table)
+        .where(
+            table.c.payment_id == bindparam("of_payment_id", type_=String),
+            table.c.outcome.in_(bindparam("from_outcomes", expanding=True)),
+        )
+        .values(outcome=bindparam("new_outcome"), outcome_at=bindparam("new_outcome_at"))
+    )
 
 
 def lock_subjects(session: Session, keys: Iterable[str]) -> None:

@@ -3,12 +3,14 @@ work, as an interim answer, or as the response leaves; or releasing the claim.""
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import cast
 
-from sqlalchemy import ColumnElement, and_, delete, update
+from sqlalchemy import ColumnElement, Table, Update, and_, bindparam, delete, update
 from sqlalchemy.orm import Session
 from starlette.responses import Response
 from starlette.types import Scope
@@ -65,27 +67,52 @@ class _Outcome:
 
 def _write_outcome(
     session: Session,
-    which: ColumnElement[bool],
     claim: _Proceed,
     outcome: _Outcome,
     box: SecretBox | None,
     *,
+    in_progress_only: bool,
     interim: bool = False,
 ) -> bool:
-    """Mark the claimed row completed with `outcome`; False if it is no longer this claim's.
-    An interim outcome keeps the claim's token, so that the final one can replace it."""
+    """Mark the claimed row completed with `outcome`; False if it is no longer this claim's
+    (`in_progress_only`: nor in progress, see `_owned`, else `_claimed_by`). An interim
+    outcome keeps the claim's token, so that the final one can replace it."""
     result = session.execute(
-        update(IdempotencyRecord)
-        .where(which)
-        .values(
-            state=COMPLETED,
-            locked_until=claim.token if interim else None,
-            response_status=outcome.status,
-            response_headers=json.dumps(outcome.headers),
-            response_body=_seal_body(box, claim.scope, claim.key, outcome.body),
-        )
+        _update_outcome(in_progress_only),
+        {
+            "claim_scope": claim.scope,
+            "claim_key": claim.key,
+            "claim_token": claim.token,
+            "new_locked_until": claim.token if interim else None,
+            "new_status": outcome.status,
+            "new_headers": json.dumps(outcome.headers),
+            "new_body": _seal_body(box, claim.scope, claim.key, outcome.body),
+        },
     )
     return int(getattr(result, "rowcount", 0) or 0) == 1
+
+
+@functools.cache
+def _update_outcome(in_progress_only: bool) -> Update:
+    """Built once, as the row's table and not its class: every POST with a key sends it, and
+    no session holds the row as an object to keep in step (the claim's own session is gone)."""
+    table = cast(Table, IdempotencyRecord.__table__)
+    statement = (
+        update(table)
+        .where(
+            table.c.scope == bindparam("claim_scope"),
+            table.c.key == bindparam("claim_key"),
+            table.c.locked_until == bindparam("claim_token"),
+        )
+        .values(
+            state=COMPLETED,
+            locked_until=bindparam("new_locked_until"),
+            response_status=bindparam("new_status"),
+            response_headers=bindparam("new_headers"),
+            response_body=bindparam("new_body"),
+        )
+    )
+    return statement.where(table.c.state == IN_PROGRESS) if in_progress_only else statement
 
 
 def _complete(
@@ -99,7 +126,8 @@ def _complete(
     """Store the request's answer; False when the row is no longer this claim's, or holds an
     interim answer (which then stands, the request being over)."""
     with database.session_scope() as session:
-        stored = _write_outcome(session, _owned(claim), claim, _Outcome(status, headers, body), box)
+        outcome = _Outcome(status, headers, body)
+        stored = _write_outcome(session, claim, outcome, box, in_progress_only=True)
         if not stored:
             _let_interim_answer_stand(session, claim)
         return stored
@@ -124,7 +152,7 @@ def _write_in_transaction(
     session: Session, pending: _Pending, outcome: _Outcome, *, interim: bool
 ) -> None:
     if not _write_outcome(
-        session, _claimed_by(pending.claim), pending.claim, outcome, pending.box, interim=interim
+        session, pending.claim, outcome, pending.box, in_progress_only=False, interim=interim
     ):
         raise IdempotencyKeyTakenOver(
             "This request outlived its Idempotency-Key's lock and another request took the "
