@@ -231,9 +231,15 @@ def test_outside_a_request_the_actor_is_system_or_who_the_block_names(
             operator = audit.record(session, action="b", object_type="t", object_id="2")
         context.set_actor("ignored")  # nothing bound: background work stays system
         after = audit.record(session, action="c", object_type="t", object_id="3")
-    assert (background.actor, operator.actor, after.actor) == ("system", "cli:alice", "system")
-    assert background.request_id is None
-    assert background.ip is None
+    with database.session_scope(read_only=True) as session:
+        records = {r.id: r for r in session.scalars(select(AuditRecord))}
+    assert [records[i].actor for i in (background, operator, after)] == [
+        "system",
+        "cli:alice",
+        "system",
+    ]
+    assert records[background].request_id is None
+    assert records[background].ip is None
 
 
 def test_staff_created_from_the_cli_is_audited_as_the_operator(

@@ -43,7 +43,7 @@ def _emit_events(database: Database, app: Caller, count: int) -> list[str]:
                 stream_key=f"ord_{n % STREAMS}",
                 app_id=app.id,
                 now=now,
-            ).id
+            )
             for n in range(count)
         ]
 

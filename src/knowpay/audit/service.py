@@ -51,25 +51,28 @@ def record(
     before: dict[str, Any] | None = None,
     after: dict[str, Any] | None = None,
     now: datetime | None = None,
-) -> AuditRecord:
+) -> str:
     """Append an audit record in the caller's transaction: it exists if and only if the change
-    commits. Actor, request id and IP come from the request context (`system` outside one).
-    `before`/`after` are small dicts (status, amounts): never secrets, never full PII."""
+    commits; its id. Actor, request id and IP come from the request context (`system` outside
+    one). `before`/`after` are small dicts (status, amounts): never secrets, never full PII."""
     circumstances = context.current()
-    entry = AuditRecord(
-        id=new_id("aud"),
-        created_at=now or datetime.now(UTC),
-        actor=(circumstances.actor or context.SYSTEM)[:80],
-        ip=circumstances.ip[:64] if circumstances.ip else None,
-        request_id=circumstances.request_id,
-        action=action,
-        object_type=object_type,
-        object_id=object_id,
-        before_json=_dump(before),
-        after_json=_dump(after),
+    record_id = new_id("aud")
+    repository.add(
+        session,
+        {
+            "id": record_id,
+            "created_at": now or datetime.now(UTC),
+            "actor": (circumstances.actor or context.SYSTEM)[:80],
+            "ip": circumstances.ip[:64] if circumstances.ip else None,
+            "request_id": circumstances.request_id,
+            "action": action,
+            "object_type": object_type,
+            "object_id": object_id,
+            "before_json": _dump(before),
+            "after_json": _dump(after),
+        },
     )
-    repository.add(session, entry)
-    return entry
+    return record_id
 
 
 def seal_batch(session: Session, now: datetime, *, limit: int = 500, wait: bool = False) -> int:
