@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import cast
 
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, Insert, Table, func, insert, select
 from sqlalchemy.exc import DataError
 from sqlalchemy.orm import Session
 
@@ -48,8 +50,10 @@ def post_entry(
     payment_id: str | None = None,
     refund_id: str | None = None,
     memo: str | None = None,
-) -> JournalEntry:
-    """Write a balanced journal entry (UnbalancedEntry if it is not)."""
+) -> str:
+    """Write a balanced journal entry (UnbalancedEntry if it is not); its id. The entry and
+    its postings go out at once, as statements built once, not through the session's unit
+    of work: nothing reads them back as objects, and every capture and refund writes one."""
     totals: dict[str, int] = defaultdict(int)
     for leg in legs:
         if leg.amount.amount_minor == 0:
@@ -57,30 +61,39 @@ def post_entry(
         totals[leg.amount.currency] += leg.amount.amount_minor
     if len(legs) < 2 or any(totals.values()):
         raise UnbalancedEntry(f"entry {kind} does not balance: {dict(totals)}")
-    entry = JournalEntry(
-        id=new_id("je"),
-        kind=kind,
-        order_id=order_id,
-        payment_id=payment_id,
-        refund_id=refund_id,
-        memo=memo,
-        created_at=now,
+    entry_id = new_id("je")
+    session.execute(
+        _insert_into(JournalEntry),
+        {
+            "id": entry_id,
+            "kind": kind,
+            "order_id": order_id,
+            "payment_id": payment_id,
+            "refund_id": refund_id,
+            "memo": memo,
+            "created_at": now,
+        },
     )
-    session.add(entry)
-    session.flush()
-    session.add_all(
-        Posting(
-            entry_id=entry.id,
-            account=leg.account,
-            currency=leg.amount.currency,
-            amount_minor=leg.amount.amount_minor,
-            order_id=order_id,
-            created_at=now,
-        )
-        for leg in legs
+    session.execute(
+        _insert_into(Posting),
+        [
+            {
+                "entry_id": entry_id,
+                "account": leg.account,
+                "currency": leg.amount.currency,
+                "amount_minor": leg.amount.amount_minor,
+                "order_id": order_id,
+                "created_at": now,
+            }
+            for leg in legs
+        ],
     )
-    session.flush()
-    return entry
+    return entry_id
+
+
+@functools.cache
+def _insert_into(model: type[JournalEntry] | type[Posting]) -> Insert:
+    return insert(cast(Table, model.__table__))
 
 
 def balance(session: Session, account: str, currency: str, *, order_id: str | None = None) -> Money:
