@@ -5,8 +5,9 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
+from typing import cast
 
-from sqlalchemy import Select, String, and_, bindparam, or_, select
+from sqlalchemy import Insert, Select, String, Table, and_, bindparam, insert, or_, select
 from sqlalchemy.orm import Session
 
 from knowpay.entitlements.errors import EntitlementNotActive
@@ -105,20 +106,27 @@ def grant(session: Session, request: GrantRequest, now: datetime) -> Entitlement
         start, until = _extend(entitlement, days, now)
         _touch(entitlement, now)
     entitlement.payment_id = request.payment_id
-    session.add(
-        EntitlementGrant(
-            id=new_id("eg"),
-            entitlement_id=entitlement.id,
-            payment_id=request.payment_id,
-            order_id=request.order_id,
-            valid_from=start,
-            valid_until=until,
-            days=days,
-            created_at=now,
-        )
+    # The grant goes out at once, by a statement built once (nothing reads it back here).
+    session.execute(
+        _insert_grant(),
+        {
+            "id": new_id("eg"),
+            "entitlement_id": entitlement.id,
+            "payment_id": request.payment_id,
+            "order_id": request.order_id,
+            "valid_from": start,
+            "valid_until": until,
+            "days": days,
+            "created_at": now,
+        },
     )
     session.flush()
     return entitlement
+
+
+@functools.cache
+def _insert_grant() -> Insert:
+    return insert(cast(Table, EntitlementGrant.__table__))
 
 
 def _insert_or_lock(

@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import cast
 
 from sqlalchemy import (
+    Insert,
     Select,
     String,
     Table,
@@ -16,6 +17,7 @@ from sqlalchemy import (
     and_,
     bindparam,
     func,
+    insert,
     or_,
     select,
     text,
@@ -27,11 +29,20 @@ from knowpay.kit.pagination import PageParams, page_of
 from knowpay.risk.models import RiskAttemptRecord, RiskBlacklistEntry, RiskDecision, RiskRule
 
 
-def add(
-    session: Session, row: RiskRule | RiskBlacklistEntry | RiskAttemptRecord | RiskDecision
-) -> None:
+def add(session: Session, row: RiskRule | RiskBlacklistEntry | RiskDecision) -> None:
     session.add(row)
     session.flush()
+
+
+def add_attempt(session: Session, values: dict[str, object]) -> None:
+    """Log an attempt at once, by a statement built once: every payment writes one, and the
+    rules count attempts in SQL, never as objects."""
+    session.execute(_insert_attempt(), values)
+
+
+@functools.cache
+def _insert_attempt() -> Insert:
+    return insert(cast(Table, RiskAttemptRecord.__table__))
 
 
 # Rules

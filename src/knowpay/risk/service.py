@@ -31,7 +31,7 @@ from knowpay.risk.errors import (
     RiskDecisionNotFound,
     RiskRuleNotFound,
 )
-from knowpay.risk.models import RiskAttemptRecord, RiskBlacklistEntry, RiskDecision, RiskRule
+from knowpay.risk.models import RiskBlacklistEntry, RiskDecision, RiskRule
 from knowpay.risk.schemas import (
     AnyRuleCreate,
     BlacklistCreate,
@@ -118,23 +118,23 @@ def assess(session: Session, attempt: RiskAttempt, now: datetime) -> RiskDecisio
         if Decision.REVIEW.value in actions
         else Decision.ALLOW
     )
-    repository.add(
+    repository.add_attempt(
         session,
-        RiskAttemptRecord(
-            id=new_id("ratt"),
-            payment_id=attempt.payment_id,
-            user_id=attempt.user_id,
-            app_id=attempt.app_id,
-            client_ip=facts.client_ip,
-            device_id=facts.device_id,
-            amount_minor=attempt.amount_minor,
-            currency=attempt.currency,
-            outcome=(
+        {
+            "id": new_id("ratt"),
+            "payment_id": attempt.payment_id,
+            "user_id": attempt.user_id,
+            "app_id": attempt.app_id,
+            "client_ip": facts.client_ip,
+            "device_id": facts.device_id,
+            "amount_minor": attempt.amount_minor,
+            "currency": attempt.currency,
+            "outcome": (
                 AttemptOutcome.DENIED if decision is Decision.DENY else AttemptOutcome.PENDING
             ).value,
-            created_at=now,
-            outcome_at=now if decision is Decision.DENY else None,
-        ),
+            "created_at": now,
+            "outcome_at": now if decision is Decision.DENY else None,
+        },
     )
     reasons = [
         {"rule_id": m.rule.id, "kind": m.rule.kind, "action": m.rule.action, "detail": m.detail}
