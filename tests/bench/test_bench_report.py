@@ -183,5 +183,7 @@ def test_the_report_shows_the_latency_sweep() -> None:
     assert "| 8 | 20.0 | 0 | 20.0 (`a`) | yes |" in text
     assert "| 16 | 40.0 | 0 | 160.0 (`a`) | no |" in text
     assert "p99 stayed under 100 ms up to 8 concurrent flows" in text
+    result["latency_sweep"]["highest_concurrency_p99_under_100ms"] = 1
+    assert "p99 stayed under 100 ms at 1 concurrent flow only." in report.render(result)
     result["latency_sweep"]["highest_concurrency_p99_under_100ms"] = None
     assert "At none of these concurrencies" in report.render(result)

@@ -99,15 +99,16 @@ def _latency_sweep(result: dict[str, Any]) -> list[str]:
                 _yes_no(point["p99_under_100ms"]),
             )
         )
-    highest = sweep["highest_concurrency_p99_under_100ms"]
-    lines += [
-        "",
-        f"Every endpoint's p99 stayed under 100 ms up to {highest} concurrent flows."
-        if highest
-        else "At none of these concurrencies did every endpoint's p99 stay under 100 ms.",
-        "",
-    ]
+    lines += ["", _where_p99_held(sweep["highest_concurrency_p99_under_100ms"]), ""]
     return lines
+
+
+def _where_p99_held(highest: int | None) -> str:
+    if not highest:
+        return "At none of these concurrencies did every endpoint's p99 stay under 100 ms."
+    if highest == 1:
+        return "Every endpoint's p99 stayed under 100 ms at 1 concurrent flow only."
+    return f"Every endpoint's p99 stayed under 100 ms up to {highest} concurrent flows."
 
 
 def _row(*cells: object) -> str:
