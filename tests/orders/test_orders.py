@@ -12,8 +12,11 @@ from sqlalchemy import func, select
 
 from knowpay.kit.clock import FrozenClock
 from knowpay.kit.db import Database
+from knowpay.orders import service as orders
+from knowpay.orders.errors import OrderNotFound
 from knowpay.orders.models import Order
 from knowpay.orders.states import IllegalOrderTransition, OrderStatus, next_status
+from knowpay.payments.repository import order_id_of
 from tests.builders import Builders, Shop
 from tests.statements import statements_sent
 
@@ -263,3 +266,14 @@ def test_reading_an_order_takes_one_statement_for_the_order_and_its_items(
     assert [item["product_id"] for item in read["items"]] == [shop.course["id"], second["id"]]
     order_reads = [s for s in statements if "order_items" in s or "FROM orders" in s]
     assert len(order_reads) == 1, order_reads
+
+
+def test_an_order_named_by_a_subquery_that_finds_none_is_not_found_without_its_sql(
+    database: Database,
+) -> None:
+    with database.session_scope() as session, pytest.raises(OrderNotFound) as refused:
+        orders.lock(session, order_id_of("pay_missing"))
+    assert refused.value.detail == "No such order."
+    with database.session_scope() as session, pytest.raises(OrderNotFound) as refused:
+        orders.lock(session, "ord_missing")
+    assert refused.value.detail == "No such order: ord_missing"

@@ -143,7 +143,9 @@ def lock(session: Session, order_id: str | repository.OrderOf) -> Order:
     """The order row, locked for the rest of the transaction (`order_id` may be a subquery)."""
     order = repository.get(session, order_id, for_update=True)
     if order is None:
-        raise OrderNotFound(f"No such order: {order_id}")
+        # A subquery names no id worth telling (and its SQL is nobody's business).
+        named = f": {order_id}" if isinstance(order_id, str) else "."
+        raise OrderNotFound(f"No such order{named}")
     return order
 
 
