@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Insert, Table, func, insert, select, text, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 
 from knowpay.audit.chain import ChainRow
 from knowpay.audit.models import AuditRecord
+from knowpay.kit.db import insert_rows
 from knowpay.kit.pagination import PageParams, page_of
 
 # pg_advisory_xact_lock key of the sealer ("knowpay" + 0x01 as a big-endian int64).
@@ -42,12 +42,7 @@ def _chain_row(row: Any) -> ChainRow:
 def add(session: Session, values: dict[str, Any]) -> None:
     """Insert one record at once, by a statement built once rather than the session's unit of
     work: every payment step writes one, and no session reads it back."""
-    session.execute(_insert_record(), values)
-
-
-@functools.cache
-def _insert_record() -> Insert:
-    return insert(cast(Table, AuditRecord.__table__))
+    insert_rows(session, AuditRecord, values)
 
 
 def lock_sealer(session: Session, *, wait: bool) -> bool:

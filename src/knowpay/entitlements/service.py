@@ -5,14 +5,13 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
-from typing import cast
 
-from sqlalchemy import Insert, Select, String, Table, and_, bindparam, insert, or_, select
+from sqlalchemy import Select, String, and_, bindparam, or_, select
 from sqlalchemy.orm import Session
 
 from knowpay.entitlements.errors import EntitlementNotActive
 from knowpay.entitlements.models import Entitlement, EntitlementGrant
-from knowpay.kit.db import insert_unless_present
+from knowpay.kit.db import insert_rows, insert_unless_present
 from knowpay.kit.ids import new_id
 from knowpay.kit.pagination import PageParams, page_of
 from knowpay.kit.schemas import LATEST_DAY
@@ -107,8 +106,9 @@ def grant(session: Session, request: GrantRequest, now: datetime) -> Entitlement
         _touch(entitlement, now)
     entitlement.payment_id = request.payment_id
     # The grant goes out at once, by a statement built once (nothing reads it back here).
-    session.execute(
-        _insert_grant(),
+    insert_rows(
+        session,
+        EntitlementGrant,
         {
             "id": new_id("eg"),
             "entitlement_id": entitlement.id,
@@ -122,11 +122,6 @@ def grant(session: Session, request: GrantRequest, now: datetime) -> Entitlement
     )
     session.flush()
     return entitlement
-
-
-@functools.cache
-def _insert_grant() -> Insert:
-    return insert(cast(Table, EntitlementGrant.__table__))
 
 
 def _insert_or_lock(

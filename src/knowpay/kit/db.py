@@ -13,16 +13,19 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar, cast
 
 from sqlalchemy import (
     BigInteger,
     DateTime,
     Engine,
+    Insert,
     MetaData,
+    Table,
     bindparam,
     create_engine,
     event,
+    insert,
 )
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -247,11 +250,27 @@ def _insert_unless_present_statement(
     )
 
 
+def insert_rows(
+    session: Session, model: type[Base], rows: dict[str, Any] | list[dict[str, Any]]
+) -> None:
+    """INSERT one row (a dict) or several (a list) of `model` at once, in the session's
+    transaction, by a statement built once per table, not through the unit of work: for rows
+    no session reads back as objects (events, audit records, postings). What the session
+    holds pending is flushed first, so writes keep their order."""
+    session.execute(_plain_insert(model), rows)
+
+
+@functools.cache
+def _plain_insert(model: type[Base]) -> Insert:
+    return insert(cast(Table, model.__table__))
+
+
 __all__ = [
     "Base",
     "BigInteger",
     "Database",
     "UTCDateTime",
+    "insert_rows",
     "insert_unless_present",
     "sqlalchemy_url",
 ]

@@ -4,20 +4,19 @@ events form one stream), to a pluggable sink."""
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import random
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
-from sqlalchemy import Insert, Table, insert, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, aliased
 
 from knowpay.kit.clock import Clock
-from knowpay.kit.db import Database
+from knowpay.kit.db import Database, insert_rows
 from knowpay.kit.ids import new_id
 from knowpay.kit.outbox_models import OutboxEvent
 
@@ -50,8 +49,9 @@ def emit(
         "app_id": app_id,
         "data": {"object": data},
     }
-    session.execute(
-        _insert_event(),
+    insert_rows(
+        session,
+        OutboxEvent,
         {
             "id": event_id,
             "type": event_type,
@@ -64,11 +64,6 @@ def emit(
         },
     )
     return event_id
-
-
-@functools.cache
-def _insert_event() -> Insert:
-    return insert(cast(Table, OutboxEvent.__table__))
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import functools
 import logging
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import cast
 
-from sqlalchemy import ColumnElement, Insert, Table, func, insert, select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.exc import DataError
 from sqlalchemy.orm import Session
 
 from knowpay.kit.clock import day_of, day_start
+from knowpay.kit.db import insert_rows
 from knowpay.kit.ids import new_id
 from knowpay.kit.money import Money
 from knowpay.ledger.accounts import PLATFORM_REVENUE
@@ -62,8 +61,9 @@ def post_entry(
     if len(legs) < 2 or any(totals.values()):
         raise UnbalancedEntry(f"entry {kind} does not balance: {dict(totals)}")
     entry_id = new_id("je")
-    session.execute(
-        _insert_into(JournalEntry),
+    insert_rows(
+        session,
+        JournalEntry,
         {
             "id": entry_id,
             "kind": kind,
@@ -74,8 +74,9 @@ def post_entry(
             "created_at": now,
         },
     )
-    session.execute(
-        _insert_into(Posting),
+    insert_rows(
+        session,
+        Posting,
         [
             {
                 "entry_id": entry_id,
@@ -89,11 +90,6 @@ def post_entry(
         ],
     )
     return entry_id
-
-
-@functools.cache
-def _insert_into(model: type[JournalEntry] | type[Posting]) -> Insert:
-    return insert(cast(Table, model.__table__))
 
 
 def balance(session: Session, account: str, currency: str, *, order_id: str | None = None) -> Money:

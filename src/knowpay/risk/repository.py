@@ -9,7 +9,6 @@ from datetime import datetime
 from typing import cast
 
 from sqlalchemy import (
-    Insert,
     Select,
     String,
     Table,
@@ -17,7 +16,6 @@ from sqlalchemy import (
     and_,
     bindparam,
     func,
-    insert,
     or_,
     select,
     text,
@@ -25,6 +23,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
+from knowpay.kit.db import insert_rows
 from knowpay.kit.pagination import PageParams, page_of
 from knowpay.risk.models import RiskAttemptRecord, RiskBlacklistEntry, RiskDecision, RiskRule
 
@@ -37,12 +36,7 @@ def add(session: Session, row: RiskRule | RiskBlacklistEntry | RiskDecision) -> 
 def add_attempt(session: Session, values: dict[str, object]) -> None:
     """Log an attempt at once, by a statement built once: every payment writes one, and the
     rules count attempts in SQL, never as objects."""
-    session.execute(_insert_attempt(), values)
-
-
-@functools.cache
-def _insert_attempt() -> Insert:
-    return insert(cast(Table, RiskAttemptRecord.__table__))
+    insert_rows(session, RiskAttemptRecord, values)
 
 
 # Rules
