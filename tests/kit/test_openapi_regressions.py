@@ -3,6 +3,7 @@ error but FastAPI's 422, in a format knowpay never sends. Every error is problem
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from fastapi import FastAPI
@@ -68,3 +69,40 @@ def test_a_staff_only_operation_refuses_an_app_with_a_documented_403(
     refused = client.get("/v1/admin/alerts", headers=build.app().headers)
     assert refused.status_code == 403
     assert_documented(app, "GET", "/v1/admin/alerts", refused)
+
+
+# Pydantic's own names for bounds: when it cannot put a constraint into JSON Schema it leaks it
+# under these, and every schema reader (clients, schemathesis) silently ignores them.
+_PYDANTIC_ONLY_KEYWORDS = {"gt", "ge", "lt", "le", "decimal_places", "max_digits", "multiple_of"}
+
+
+def _pydantic_only_keywords(node: Any, where: str = "") -> list[str]:
+    if isinstance(node, list):
+        return [hit for i, item in enumerate(node) for hit in _pydantic_only_keywords(item, where)]
+    if not isinstance(node, dict):
+        return []
+    hits = [f"{where}: {key}" for key in node if key in _PYDANTIC_ONLY_KEYWORDS]
+    for key, value in node.items():
+        # Under "properties" the keys are field names, not keywords.
+        inner = value.values() if key == "properties" and isinstance(value, dict) else [value]
+        hits += [hit for item in inner for hit in _pydantic_only_keywords(item, f"{where}/{key}")]
+    return hits
+
+
+def test_every_bound_in_the_schema_is_a_json_schema_keyword(app: FastAPI) -> None:
+    assert _pydantic_only_keywords(app.openapi()) == []
+
+
+def test_a_decimal_field_states_its_bounds_and_its_notation(app: FastAPI) -> None:
+    """A risk rule's multiplier is > 1 and ≤ 1000; as a string it is written as a JSON number."""
+    multiplier = app.openapi()["components"]["schemas"]["AmountAnomalyParams"]["properties"][
+        "multiplier"
+    ]
+    number, text = multiplier["anyOf"]
+    assert number == {"type": "number", "exclusiveMinimum": 1.0, "maximum": 1000.0}
+    assert text["type"] == "string"
+    pattern = re.compile(text["pattern"])
+    assert [text for text in ("2.5", "1e3", "1_000", " 2", "NaN") if pattern.search(text)] == [
+        "2.5",
+        "1e3",
+    ]

@@ -5,9 +5,19 @@ from __future__ import annotations
 import re
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictInt
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
+    StrictInt,
+)
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import core_schema
 
 from knowpay.kit.money import Money, MoneyError, normalize_currency
 
@@ -56,7 +66,32 @@ def _decimal_written_plainly(value: object) -> object:
     return value
 
 
-PlainDecimal = Annotated[Decimal, BeforeValidator(_decimal_written_plainly)]
+class WrittenPlainly:
+    """Marks a `Decimal` as read from a JSON number or a string in the same notation (ASCII
+    digits only), and says so in the request schema (the string branch's `pattern`).
+
+    Put it after the Decimal's `Field` bounds: Pydantic then checks them on the Decimal itself
+    and writes them into the schema's number branch as `exclusiveMinimum`, `maximum`… (after a
+    validator they leak out as `gt`, `le`, which no JSON Schema reader knows)."""
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        return core_schema.no_info_before_validator_function(
+            _decimal_written_plainly, handler(source)
+        )
+
+    def __get_pydantic_json_schema__(
+        self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        json_schema = handler.resolve_ref_schema(handler(schema))
+        for branch in json_schema.get("anyOf", []):
+            if branch.get("type") == "string":
+                branch["pattern"] = f"^{_DECIMAL_TEXT.pattern}$"
+        return json_schema
+
+
+PlainDecimal = Annotated[Decimal, WrittenPlainly()]
 """A decimal from a JSON number or a string in the same notation (ASCII digits only)."""
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 from datetime import datetime
+from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -18,7 +19,7 @@ from pydantic import (
     model_validator,
 )
 
-from knowpay.kit.schemas import MAX_AMOUNT_MINOR, CurrencyCode, PlainDecimal, Strict
+from knowpay.kit.schemas import MAX_AMOUNT_MINOR, CurrencyCode, Strict, WrittenPlainly
 from knowpay.risk.models import RiskBlacklistEntry, RiskDecision, RiskRule
 
 # 31 days: the longest window a rule may look back over.
@@ -76,8 +77,9 @@ class BlacklistParams(Strict):
 
 
 Multiplier = Annotated[
-    PlainDecimal,
+    Decimal,
     Field(gt=1, le=1000, decimal_places=4, description="How many times the buyer's average"),
+    WrittenPlainly(),
     # A JSON number out, as it came in; exact for four decimal places at this size.
     PlainSerializer(float, return_type=float, when_used="json"),
 ]
