@@ -86,6 +86,8 @@ DESCRIPTION = """
 knowpay is the payment center of a paid-knowledge platform.
 
 * Money is `{"amount": 9900, "currency": "CNY"}`: an integer count of the currency's minor unit.
+* An integer in a request body is written as one: `9900`, never `9900.0` or `9.9e3` (a float
+  cannot carry every amount exactly, so any other spelling is a 422 `validation_error`).
 * Errors are `application/problem+json` with a stable `code` and the `request_id`.
 * Authenticate with `Authorization: Bearer <api key>` (apps) or a token from `POST /v1/auth/token`.
 """

@@ -141,6 +141,9 @@ def test_out_trade_no_is_unique_per_app_only(shop: Shop, build: Builders) -> Non
         ({"items": []}, 422, "validation_error"),
         ({"items": [{"product_id": "prod_nope"}]}, 404, "product_not_found"),
         ({"items": [{"product_id": "P", "quantity": 0}]}, 422, "validation_error"),
+        # An integer spelled as a float (the API's description says so).
+        ({"items": [{"product_id": "P", "quantity": 1.0}]}, 422, "validation_error"),
+        ({"expires_in": 1.8e3}, 422, "validation_error"),
         ({"user_id": "usr_nope"}, 422, "user_not_found"),
         ({"out_trade_no": "has spaces"}, 422, "validation_error"),
     ],
