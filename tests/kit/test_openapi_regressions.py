@@ -106,3 +106,38 @@ def test_a_decimal_field_states_its_bounds_and_its_notation(app: FastAPI) -> Non
         "2.5",
         "1e3",
     ]
+
+
+def _request_schemas(app: FastAPI) -> set[str]:
+    """The component schemas a request body uses, directly or nested."""
+    spec = app.openapi()
+    found: set[str] = set()
+    pending: list[Any] = [operation.get("requestBody", {}) for _, _, operation in _operations(app)]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, list):
+            pending += node
+        elif isinstance(node, dict):
+            ref = node.get("$ref", "")
+            name = ref.rsplit("/", 1)[-1]
+            if ref and name not in found:
+                found.add(name)
+                pending.append(spec["components"]["schemas"][name])
+            pending += node.values()
+    return found
+
+
+def test_every_currency_in_a_request_body_is_documented_as_three_letters(app: FastAPI) -> None:
+    spec = app.openapi()
+    currencies = {
+        f"{name}.{field}": schema
+        for name in _request_schemas(app)
+        for field, schema in spec["components"]["schemas"][name].get("properties", {}).items()
+        if field in ("currency", "base_currency")
+    }
+    assert {"OrderCreate.currency", "LimitCreate.currency", "RateIn.base_currency"} <= set(
+        currencies
+    )
+    assert {where: schema.get("pattern") for where, schema in currencies.items()} == dict.fromkeys(
+        currencies, "^[A-Za-z]{3}$"
+    )

@@ -38,9 +38,18 @@ def _currency(value: str) -> str:
         raise ValueError(str(exc)) from exc
 
 
+CURRENCY_PATTERN = "^[A-Za-z]{3}$"
+"""Three letters: what an ISO 4217 code can be (which codes are known is checked on top)."""
+
 CurrencyCode = Annotated[
     str,
-    Field(min_length=3, max_length=3, examples=["CNY"], description="ISO 4217 code, upper case"),
+    Field(
+        min_length=3,
+        max_length=3,
+        pattern=CURRENCY_PATTERN,
+        examples=["CNY"],
+        description="ISO 4217 code, upper case",
+    ),
     AfterValidator(_currency),
 ]
 AmountMinor = Annotated[

@@ -16,6 +16,7 @@ from pydantic import (
 
 from knowpay.channels.types import CHANNEL_GATEWAYS
 from knowpay.kit.money import MoneyError, normalize_currency
+from knowpay.kit.schemas import CURRENCY_PATTERN
 from knowpay.limits.models import LimitUsage, SpendingLimit
 
 Scope = Literal["buyer", "app", "channel"]
@@ -52,7 +53,7 @@ class LimitCreate(BaseModel):
     scope: Scope
     period: Period
     amount: int = Field(gt=0, le=10**15, strict=True, description="The maximum, in minor units")
-    currency: str = Field(min_length=3, max_length=3)
+    currency: str = Field(min_length=3, max_length=3, pattern=CURRENCY_PATTERN)
     buyer_level: str | None = Field(default=None, min_length=1, max_length=16)
     app_id: str | None = Field(default=None, min_length=1, max_length=40)
     channel: str | None = Field(default=None, min_length=1, max_length=32)

@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from knowpay.kit.money import MoneyError, normalize_currency
-from knowpay.kit.schemas import PlainDecimal
+from knowpay.kit.schemas import CURRENCY_PATTERN, PlainDecimal
 from knowpay.reports.models import ExchangeRate
 
 
@@ -26,8 +26,8 @@ class RateIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    currency: str = Field(min_length=3, max_length=3)
-    base_currency: str = Field(min_length=3, max_length=3)
+    currency: str = Field(min_length=3, max_length=3, pattern=CURRENCY_PATTERN)
+    base_currency: str = Field(min_length=3, max_length=3, pattern=CURRENCY_PATTERN)
     rate: PlainDecimal = Field(gt=0, max_digits=24, decimal_places=12)
     date: date
 
