@@ -79,7 +79,9 @@ def paginate_query(
     return statement.order_by(id_column.desc()).limit(params.limit + 1)
 
 
-@functools.cache
+# Keyed by the statement object itself: bounded, so that a statement built per call (a misuse
+# of `bound`) costs a rebuild, not memory that grows with every request.
+@functools.lru_cache(maxsize=64)
 def _paginated(
     statement: Select[Any], id_column: InstrumentedAttribute[str], *, with_cursor: bool
 ) -> Select[Any]:

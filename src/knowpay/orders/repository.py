@@ -36,7 +36,8 @@ def get(session: Session, order_id: str | OrderOf, *, for_update: bool = False) 
     return session.scalars(statement, params).unique().one_or_none()
 
 
-@functools.cache
+# Keyed by the expression object itself: bounded, like `kit.pagination._paginated`.
+@functools.lru_cache(maxsize=16)
 def _select_order(key: ColumnElement[str] | None, for_update: bool) -> Select[Order]:
     """Built once per shape (see `kit.db.insert_unless_present`); `key` None: by id."""
     order_id = bindparam("order_id", type_=String) if key is None else key
