@@ -484,6 +484,30 @@ def test_closing_an_order_cancels_its_payment_intent(world: World) -> None:
     assert "canceled" in page.text  # the payer can no longer pay it
 
 
+def test_a_payment_intent_canceled_at_stripe_closes_the_attempt_by_its_webhook(
+    world: World,
+) -> None:
+    """Canceled from elsewhere (the dashboard, the platform's own Stripe call): the signed
+    `payment_intent.canceled` closes the attempt at once, and the order stays payable.
+    Found by an independent Stripe implementation: the webhook was acknowledged and changed
+    nothing, so the attempt stayed pending until the active query."""
+    order = world.order()
+    payment = world.shop.pay(order, channel="stripe")
+    canceled = world.sandbox.http.post(
+        f"/v1/payment_intents/{payment['gateway_trade_no']}/cancel",
+        data={"cancellation_reason": "requested_by_customer"},
+        headers={"Authorization": f"Bearer {world.sandbox.keys()['secret_key']}"},
+    )
+    assert canceled.status_code == 200, canceled.text
+    assert world.sandbox.answered(payment["id"], "payment_intent.canceled") == [
+        {"status_code": 200, "body": RECEIVED}
+    ]
+    assert world.payment(payment)["status"] == "closed"
+    assert world.order_status(order) == "created"
+    again = world.shop.pay(order, channel="stripe")
+    assert again["status"] == "pending"
+
+
 def test_an_order_whose_payment_intent_stripe_does_not_have_still_closes(world: World) -> None:
     """The PaymentIntent knowpay recorded is not on this Stripe account (keys changed to
     another account, or a simulator that restarted): Stripe answers 404 resource_missing,

@@ -312,6 +312,32 @@ def test_a_failure_notice_fails_the_attempt_and_one_needing_attention_is_alerted
     assert _alert_kinds(database) == ["payment_needs_action"]
 
 
+def test_a_closed_trade_notice_closes_a_pending_attempt_and_leaves_a_paid_one(
+    build: Builders, database: Database, clock: FrozenClock
+) -> None:
+    """A gateway that says the trade closed unpaid (Alipay TRADE_CLOSED, a canceled
+    PaymentIntent) ends the attempt, as its query would; the order stays payable. A paid
+    attempt stays paid (Alipay says TRADE_CLOSED of a trade it refunded in full), and another
+    gateway cannot close an attempt it does not run."""
+    shop = Shop(build)
+    order = shop.order()
+    pending = shop.pay(order)
+    closed = _capture(pending["id"], ChannelStatus.CLOSED)
+    assert _receive(database, clock, "wechatpay", closed) == "unknown_trade"
+    assert shop.get(f"/v1/payments/{pending['id']}")["status"] == "pending"
+    assert _receive(database, clock, "test", closed) == "processed"
+    assert shop.get(f"/v1/payments/{pending['id']}")["status"] == "closed"
+    assert shop.get(f"/v1/orders/{order['id']}")["status"] == "created"
+
+    paid = shop.pay(order)
+    shop.confirm(paid)
+    later = replace(_capture(paid["id"], ChannelStatus.CLOSED), external_id="evt_refunded_in_full")
+    assert _receive(database, clock, "test", later) == "processed"
+    assert shop.get(f"/v1/payments/{paid['id']}")["status"] == "succeeded"
+    assert shop.get(f"/v1/orders/{order['id']}")["status"] == "paid"
+    assert books.violations(database) == []
+
+
 def test_a_refund_failed_by_notification_keeps_the_gateways_reason(
     build: Builders, database: Database, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -200,6 +200,8 @@ def _dispatch(
             now,
             gateway=gateway,
         )
+    elif note.status is ChannelStatus.CLOSED:
+        payments.record_closed_at_gateway(session, note.out_trade_no, now, gateway=gateway)
     if note.attention:
         raise_alert_once(
             session,

@@ -10,7 +10,8 @@ What lives where (callers import from here: `from knowpay.payments import servic
 - `context`: `PaymentsContext`, what the flows need from the composition root.
 - `start`: `start_payment`, `call_gateway_create` and `apply_create_result`.
 - `capture`: `record_capture` and `CaptureOutcome`; paying the order, duplicates.
-- `closing`: `fail_unreachable`, `record_failure`, `close_order`, `gateway_error`.
+- `closing`: `fail_unreachable`, `record_failure`, `record_closed_at_gateway`, `close_order`,
+  `gateway_error`.
 - `active_query`: `query_gateway` and `apply_query_result`.
 - `reads`: `get_payment`, `get_visible`, `get_for_return`, the duplicates' reads and claim,
   `lock_order_then_payment`.
@@ -23,6 +24,7 @@ from knowpay.payments.service.closing import (
     close_order,
     fail_unreachable,
     gateway_error,
+    record_closed_at_gateway,
     record_failure,
 )
 from knowpay.payments.service.context import PaymentsContext
@@ -54,6 +56,7 @@ __all__ = [
     "lock_order_then_payment",
     "query_gateway",
     "record_capture",
+    "record_closed_at_gateway",
     "record_failure",
     "start_payment",
     "unrefunded_duplicates",

@@ -10,15 +10,16 @@ from knowpay.channels.errors import ChannelError
 from knowpay.channels.types import ChannelStatus, PaymentQueryResult
 from knowpay.payments.models import Payment
 from knowpay.payments.service._shared import (
-    _audit_payment,
-    _lock_order_then_payment,
     _money,
     _require,
 )
 from knowpay.payments.service.capture import record_capture
-from knowpay.payments.service.closing import gateway_error, record_failure
+from knowpay.payments.service.closing import (
+    gateway_error,
+    record_closed_at_gateway,
+    record_failure,
+)
 from knowpay.payments.service.context import PaymentsContext
-from knowpay.payments.states import PaymentStatus, next_status
 
 
 def apply_query_result(
@@ -35,19 +36,8 @@ def apply_query_result(
             session, payment_id, result.failure_code or "failed", result.failure_message, now
         )
     elif result.status is ChannelStatus.CLOSED:
-        _record_closed_at_gateway(session, payment_id, now)
+        record_closed_at_gateway(session, payment_id, now)
     return _require(session, payment_id)
-
-
-def _record_closed_at_gateway(session: Session, payment_id: str, now: datetime) -> None:
-    """The gateway closed the trade unpaid (its own time limit, or a close from elsewhere):
-    the attempt can never be paid, so it is closed here too; the order stays payable."""
-    payment = _lock_order_then_payment(session, payment_id)[1]
-    if payment.status != PaymentStatus.PENDING:
-        return
-    payment.status = next_status(payment.status, PaymentStatus.CLOSED).value
-    payment.updated_at = now
-    _audit_payment(session, "payment.closed", payment, PaymentStatus.PENDING.value, now)
 
 
 def query_gateway(ctx: PaymentsContext, payment: Payment) -> PaymentQueryResult:

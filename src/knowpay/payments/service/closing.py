@@ -1,6 +1,6 @@
 """Attempts and orders that end unpaid: a gateway that cannot be reached, a failure the
-gateway reports, and closing an unpaid order at its gateways; a channel failure as the
-problem the caller sees."""
+gateway reports, a trade the gateway closed, and closing an unpaid order at its gateways;
+a channel failure as the problem the caller sees."""
 
 from __future__ import annotations
 
@@ -64,6 +64,23 @@ def record_failure(
     payment = _lock_order_then_payment(session, payment_id)[1]
     _require_gateway(payment, gateway)
     _fail(session, payment, code, message, now)
+    return payment
+
+
+def record_closed_at_gateway(
+    session: Session, payment_id: str, now: datetime, *, gateway: str | None = None
+) -> Payment:
+    """The gateway closed the trade unpaid (its own time limit, a close from elsewhere, a
+    canceled PaymentIntent), as its query or its notification says: the attempt can never be
+    paid, so it is closed here too; the order stays payable. Only a pending attempt changes
+    (Alipay also says TRADE_CLOSED of a paid trade it has refunded in full). `gateway`: as
+    for `record_failure`."""
+    payment = _lock_order_then_payment(session, payment_id)[1]
+    _require_gateway(payment, gateway)
+    if payment.status == PaymentStatus.PENDING:
+        payment.status = next_status(payment.status, PaymentStatus.CLOSED).value
+        payment.updated_at = now
+        _audit_payment(session, "payment.closed", payment, PaymentStatus.PENDING.value, now)
     return payment
 
 
