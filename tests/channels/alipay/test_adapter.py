@@ -301,7 +301,9 @@ def test_refunds_send_out_request_no_and_confirm_when_no_money_moved(
     )
 
 
-def _notification(key: KeyPair, charset: str = "utf-8", **fields: str) -> bytes:
+def _notification(
+    key: KeyPair, charset: str = "utf-8", signed_in: str | None = None, **fields: str
+) -> bytes:
     params = {
         "notify_id": "n1", "notify_type": "trade_status_sync", "app_id": APP_ID,
         "seller_id": SELLER_ID, "out_trade_no": "pay_1", "trade_no": "T1",
@@ -309,7 +311,8 @@ def _notification(key: KeyPair, charset: str = "utf-8", **fields: str) -> bytes:
         "charset": charset, "sign_type": "RSA2",
     }  # fmt: skip
     params.update(fields)
-    params["sign"] = gateway_crypto.sign(gateway_crypto.notify_content(params), key.private)
+    content = gateway_crypto.notify_content(params)
+    params["sign"] = gateway_crypto.sign(content, key.private, signed_in or charset)
     return "&".join(
         f"{k}={quote(v, safe='', encoding=charset)}" for k, v in params.items()
     ).encode()
@@ -324,6 +327,18 @@ def test_a_signed_notification_is_verified_over_its_decoded_values(
             "n1",
             ChannelStatus.SUCCEEDED,
             Money(9900, "CNY"),
+        )
+
+
+def test_a_notification_is_signed_over_the_bytes_of_its_own_charset(
+    channels: dict[str, AlipayChannel], alipay_key: KeyPair
+) -> None:
+    """Found by an independent Alipay implementation: a GBK notification was checked over the
+    UTF-8 bytes of its text, so Alipay's genuine GBK notifications (signed over GBK bytes, as
+    its SDKs check) were refused, and a forger's UTF-8 signature was taken."""
+    with pytest.raises(SignatureInvalid):
+        channels["qr"].verify_and_parse_notification(
+            {}, _notification(alipay_key, "gbk", signed_in="utf-8")
         )
 
 

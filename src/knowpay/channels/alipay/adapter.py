@@ -211,13 +211,14 @@ class AlipayChannel:
     def verify_and_parse_notification(
         self, headers: Mapping[str, str], body: bytes
     ) -> Notification:
-        params = _form(body, _charset(headers, body))
+        charset = _charset(headers, body)
+        params = _form(body, charset)
         signature = params.get("sign")
         if not signature:
             raise SignatureInvalid("the notification carries no sign")
         if params.get("sign_type", signing.SIGN_TYPE) != signing.SIGN_TYPE:
             raise SignatureInvalid(f"sign_type {params.get('sign_type')!r} is not RSA2")
-        if not self._client.verify_notification(params, signature):
+        if not self._client.verify_notification(params, signature, charset):
             raise SignatureInvalid("the notification's signature does not verify")
         if params.get("app_id") != self._client.app_id:
             raise ProtocolError(f"app_id {params.get('app_id')!r} is not ours")

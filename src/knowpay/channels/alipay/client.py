@@ -108,10 +108,12 @@ class AlipayClient:
         """The gateway URL with the signed query a browser is sent to (page and wap pay)."""
         return f"{self.gateway_url}?{urlencode(self.signed_params(method, biz_content, **extra))}"
 
-    def verify_notification(self, params: Mapping[str, str], signature: str) -> bool:
-        """True when Alipay's key signed this notification form."""
+    def verify_notification(
+        self, params: Mapping[str, str], signature: str, charset: str = "utf-8"
+    ) -> bool:
+        """True when Alipay's key signed this notification form (in its `charset`)."""
         return any(
-            signing.verify(content, signature, self._alipay_key)
+            signing.verify(content, signature, self._alipay_key, charset)
             for content in signing.notification_signing_strings(params)
         )
 

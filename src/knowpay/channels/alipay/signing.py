@@ -99,14 +99,17 @@ def sign(content: str, key: rsa.RSAPrivateKey) -> str:
     return base64.b64encode(signature).decode("ascii")
 
 
-def verify(content: str, signature: str, key: rsa.RSAPublicKey) -> bool:
-    """True when `signature` (base64) is Alipay's RSA2 signature of `content`."""
+def verify(content: str, signature: str, key: rsa.RSAPublicKey, charset: str = "utf-8") -> bool:
+    """True when `signature` (base64) is Alipay's RSA2 signature of `content`, signed as the
+    bytes of `content` in the message's `charset` (as Alipay's SDKs check: a GBK notification
+    is signed over its GBK bytes)."""
     try:
         raw = base64.b64decode(signature.strip(), validate=True)
-    except (binascii.Error, ValueError):
+        signed = content.encode(charset)
+    except (binascii.Error, ValueError):  # UnicodeEncodeError is a ValueError
         return False
     try:
-        key.verify(raw, content.encode("utf-8"), padding.PKCS1v15(), hashes.SHA256())
+        key.verify(raw, signed, padding.PKCS1v15(), hashes.SHA256())
     except InvalidSignature:
         return False
     return True
