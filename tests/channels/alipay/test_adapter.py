@@ -275,6 +275,32 @@ def test_close_treats_an_unknown_trade_as_still_payable_and_a_paid_one_as_paid(
     ]
 
 
+def test_a_refund_answer_about_another_trade_or_request_is_no_answer(
+    channels: dict[str, AlipayChannel], gateway: Gateway
+) -> None:
+    """Found by an independent Alipay implementation: a signed refund answer naming another
+    trade, and a refund query answer naming another refund request, settled this refund."""
+    request = RefundRequest(
+        "pay_1", "re_1", Money(1000, "CNY"), Money(9900, "CNY"), "不想要了", "", "T1"
+    )
+    gateway.answers.append(
+        gateway.signed({**OK, "fund_change": "Y", "refund_fee": "10.00", "trade_no": "T2"})
+    )
+    with pytest.raises(ProtocolError):
+        channels["page"].refund(request)
+    gateway.answers.append(
+        gateway.signed({**OK, "out_request_no": "re_2", "refund_amount": "10.00"})
+    )
+    with pytest.raises(ProtocolError):
+        channels["page"].query_refund("pay_1", "re_1", gateway_trade_no="T1")
+    gateway.answers[:] = [
+        gateway.signed({**OK, "fund_change": "N", "refund_fee": "10.00", "trade_no": "T1"}),
+        gateway.signed({**OK, "out_request_no": "re_1", "refund_amount": "5.00"}),
+    ]
+    with pytest.raises(ProtocolError):
+        channels["page"].refund(request)
+
+
 def test_refunds_send_out_request_no_and_confirm_when_no_money_moved(
     channels: dict[str, AlipayChannel], gateway: Gateway
 ) -> None:

@@ -135,11 +135,27 @@ def test_query_and_refund_query_answers() -> None:
     assert paid.paid_at == datetime(2026, 1, 1, 0, 0, tzinfo=UTC)
     with pytest.raises(ProtocolError):
         t.query_result({"trade_status": "TRADE_SUCCESS"})
-    assert t.refund_query_result({"code": "10000"}).status is ChannelStatus.PENDING
-    found = t.refund_query_result({"refund_amount": "1.00", "trade_no": "T1"})
+    assert t.refund_query_result({"code": "10000"}, "T1").status is ChannelStatus.PENDING
+    found = t.refund_query_result({"refund_amount": "1.00", "trade_no": "T1"}, "T1")
     assert (found.status, found.gateway_refund_no) == (ChannelStatus.SUCCEEDED, "T1")
-    processing = t.refund_query_result({"refund_amount": "1.00", "refund_status": "PROCESSING"})
+    processing = t.refund_query_result(
+        {"refund_amount": "1.00", "refund_status": "PROCESSING"}, None
+    )
     assert processing.status is ChannelStatus.PENDING
+
+
+@pytest.mark.parametrize(
+    "answer", [{"refund_amount": "1.00", "trade_no": "T2"}, {"refund_amount": "0.50"}]
+)
+def test_a_refund_query_answer_of_another_trade_or_amount_is_not_believed(
+    answer: dict[str, str],
+) -> None:
+    """Found by an independent Alipay implementation: a signed refund query answer was taken
+    as this refund's success whatever trade or amount it named."""
+    with pytest.raises(ProtocolError):
+        t.refund_query_result(answer, "T1", Money(100, "CNY"))
+    mine = {"refund_amount": "1.00", "trade_no": "T1"}
+    assert t.refund_query_result(mine, "T1", Money(100, "CNY")).status is ChannelStatus.SUCCEEDED
 
 
 def test_subjects_avoid_the_characters_alipay_forbids_and_fit_its_length() -> None:

@@ -35,6 +35,7 @@ from knowpay.channels.types import (
 )
 from knowpay.kit.clock import Clock
 from knowpay.kit.config import Settings
+from knowpay.kit.money import Money
 
 Product = Literal["page", "wap", "qr"]
 _METHOD: dict[Product, str] = {
@@ -172,6 +173,8 @@ class AlipayChannel:
                 failure_code=declined.code,
                 failure_message=declined.message,
             )
+        # Its refund_fee is the trade's total refunded, not this refund's: only the trade checks.
+        transformers.check_refund_trade(content, request.gateway_trade_no)
         if content.get("fund_change") == "Y":
             trade_no = content.get("trade_no")
             return RefundResult(
@@ -179,7 +182,9 @@ class AlipayChannel:
                 gateway_refund_no=str(trade_no) if trade_no else None,
             )
         # fund_change=N: no money moved by this call (a repeat, or not done): ask.
-        return self.query_refund(request.out_trade_no, request.out_refund_no)
+        return self._query_refund(
+            request.out_trade_no, request.out_refund_no, request.gateway_trade_no, request.amount
+        )
 
     def query_refund(
         self,
@@ -189,6 +194,16 @@ class AlipayChannel:
         gateway_trade_no: str | None = None,
         gateway_refund_no: str | None = None,
     ) -> RefundResult:
+        return self._query_refund(out_trade_no, out_refund_no, gateway_trade_no, None)
+
+    def _query_refund(
+        self,
+        out_trade_no: str,
+        out_refund_no: str,
+        gateway_trade_no: str | None,
+        amount: Money | None,
+    ) -> RefundResult:
+        """The refund query; `amount`, when known, is the refund's (the answer must say it)."""
         biz = {
             "out_trade_no": out_trade_no,
             "out_request_no": out_refund_no,
@@ -204,7 +219,7 @@ class AlipayChannel:
                     failure_message=declined.message,
                 )
             raise
-        return transformers.refund_query_result(content)
+        return transformers.refund_query_result(content, gateway_trade_no, amount)
 
     # Notifications -----------------------------------------------------------------------
 

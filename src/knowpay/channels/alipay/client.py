@@ -129,14 +129,15 @@ class AlipayClient:
     ) -> dict[str, Any]:
         """POST one API call; the verified `<method>_response` content when code is 10000.
 
-        An answer about another trade than the one asked about (genuine and signed, but
-        replayed) is no answer to this question."""
+        An answer about another trade or refund request than the one asked about (genuine and
+        signed, but replayed) is no answer to this question."""
         params = self.signed_params(method, biz_content, **extra)
         raw = self._send(lambda: self._post(params), idempotent=idempotent)
         content = self._verified(method, raw)
-        asked, answered = biz_content.get("out_trade_no"), content.get("out_trade_no")
-        if asked is not None and answered is not None and answered != asked:
-            raise MalformedResponse(f"asked about {asked}, Alipay answered about {answered}")
+        for name in ("out_trade_no", "out_request_no"):
+            asked, answered = biz_content.get(name), content.get(name)
+            if asked is not None and answered is not None and answered != asked:
+                raise MalformedResponse(f"asked about {asked}, Alipay answered about {answered}")
         return content
 
     def download(self, url: str) -> bytes:

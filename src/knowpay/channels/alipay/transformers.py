@@ -110,15 +110,31 @@ def query_result(content: Mapping[str, Any]) -> PaymentQueryResult:
     )
 
 
-def refund_query_result(content: Mapping[str, Any]) -> RefundResult:
+def refund_query_result(
+    content: Mapping[str, Any], gateway_trade_no: str | None, amount: Money | None = None
+) -> RefundResult:
     """A successful alipay.trade.fastpay.refund.query answer: `code=10000` alone is not a
-    refund; the refund exists when the answer carries `refund_amount`."""
+    refund; the refund exists when the answer carries `refund_amount`. One of another trade,
+    or (when the refund's amount is known) of another amount, is not this refund's:
+    ProtocolError."""
+    check_refund_trade(content, gateway_trade_no)
     refund_status = _text(content, "refund_status")
-    if _text(content, "refund_amount") is None or refund_status not in (None, "REFUND_SUCCESS"):
+    refunded = _text(content, "refund_amount")
+    if refunded is None or refund_status not in (None, "REFUND_SUCCESS"):
         return RefundResult(status=ChannelStatus.PENDING)
+    if amount is not None and from_yuan(refunded, "refund_amount") != amount:
+        raise ProtocolError(f"the refund query says {refunded} yuan were refunded, not {amount}")
     return RefundResult(
         status=ChannelStatus.SUCCEEDED, gateway_refund_no=_text(content, "trade_no")
     )
+
+
+def check_refund_trade(content: Mapping[str, Any], gateway_trade_no: str | None) -> None:
+    """A refund answer names Alipay's trade number, which stands for the refund's own
+    (`gateway_refund_no`): once knowpay knows the payment's, another is not this refund's."""
+    named = _text(content, "trade_no")
+    if gateway_trade_no is not None and named is not None and named != gateway_trade_no:
+        raise ProtocolError(f"the refund answer names trade {named}, not {gateway_trade_no}")
 
 
 def notification(params: Mapping[str, str]) -> Notification:
