@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from typing import Any, cast
 
 import pytest
@@ -336,6 +337,21 @@ def test_a_closed_trade_notice_closes_a_pending_attempt_and_leaves_a_paid_one(
     assert shop.get(f"/v1/payments/{paid['id']}")["status"] == "succeeded"
     assert shop.get(f"/v1/orders/{order['id']}")["status"] == "paid"
     assert books.violations(database) == []
+
+
+def test_a_capture_keeps_the_gateways_payment_time_beside_knowpays(
+    build: Builders, database: Database, clock: FrozenClock
+) -> None:
+    """Found by an independent Alipay implementation: `gmt_payment` was parsed and dropped, so
+    a late notification left no trace of when the payer paid."""
+    shop = Shop(build)
+    payment = shop.pay(shop.order())
+    paid_at = clock.now() - timedelta(hours=3)
+    note = _capture(payment["id"], gateway_trade_no=payment["gateway_trade_no"])
+    assert _receive(database, clock, "test", replace(note, paid_at=paid_at)) == "processed"
+    recorded = shop.get(f"/v1/payments/{payment['id']}")
+    assert datetime.fromisoformat(recorded["gateway_paid_at"]) == paid_at
+    assert datetime.fromisoformat(recorded["succeeded_at"]) == clock.now()
 
 
 def test_a_refund_failed_by_notification_keeps_the_gateways_reason(

@@ -187,7 +187,13 @@ def _dispatch(
         if note.amount is None:
             raise ProtocolError("a success notification without an amount")
         outcome = payments.record_capture(
-            session, note.out_trade_no, note.amount, note.gateway_trade_no, now, gateway=gateway
+            session,
+            note.out_trade_no,
+            note.amount,
+            note.gateway_trade_no,
+            now,
+            gateway=gateway,
+            paid_at=note.paid_at,
         )
         if outcome is payments.CaptureOutcome.RECORDED and note.payer_account:
             _check_payer(session, note, now)

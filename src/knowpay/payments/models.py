@@ -47,6 +47,9 @@ class Payment(Base):
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     succeeded_at: Mapped[datetime | None]
+    """When knowpay recorded the capture."""
+    gateway_paid_at: Mapped[datetime | None]
+    """When the gateway says the payer paid (its clock), where it says so."""
     query_attempts: Mapped[int] = mapped_column(default=0, server_default="0")
     next_query_at: Mapped[datetime | None]
     needs_gateway_close: Mapped[bool] = mapped_column(default=False, server_default=sa_false())

@@ -121,7 +121,11 @@ class PaymentOut(BaseModel):
     failure_code: str | None
     failure_message: str | None
     created_at: datetime
-    succeeded_at: datetime | None
+    succeeded_at: datetime | None = Field(description="When knowpay recorded the capture")
+    gateway_paid_at: datetime | None = Field(
+        description="When the gateway says the payer paid, by its own clock (null where it "
+        "does not say): a late notification or an active query records the capture later"
+    )
 
     @classmethod
     def of(cls, payment: Payment) -> PaymentOut:
@@ -140,6 +144,7 @@ class PaymentOut(BaseModel):
             failure_message=payment.failure_message,
             created_at=payment.created_at,
             succeeded_at=payment.succeeded_at,
+            gateway_paid_at=payment.gateway_paid_at,
         )
 
 

@@ -29,7 +29,12 @@ def apply_query_result(
     if result.status is ChannelStatus.SUCCEEDED:
         payment = _require(session, payment_id)
         record_capture(
-            session, payment_id, result.amount or _money(payment), result.gateway_trade_no, now
+            session,
+            payment_id,
+            result.amount or _money(payment),
+            result.gateway_trade_no,
+            now,
+            paid_at=result.paid_at,
         )
     elif result.status is ChannelStatus.FAILED:
         record_failure(

@@ -52,6 +52,7 @@ def record_capture(
     now: datetime,
     *,
     gateway: str | None = None,
+    paid_at: datetime | None = None,
 ) -> CaptureOutcome:
     """Record money the gateway captured for an attempt, exactly once.
 
@@ -61,7 +62,7 @@ def record_capture(
     AmountMismatch when the gateway's amount or currency is not the attempt's, recorded or
     not; a trade other than the attempt's does not pay it (`_capture_of_another_trade`).
     `gateway`: the gateway whose notification reports it, which must run the attempt
-    (PaymentNotFound otherwise)."""
+    (PaymentNotFound otherwise). `paid_at`: when the gateway says the payer paid, if it does."""
     order, payment = _lock_order_then_payment(session, payment_id)
     _require_gateway(payment, gateway)
     if amount != _money(payment):
@@ -75,6 +76,7 @@ def record_capture(
     before = payment.status
     payment.status = next_status(payment.status, PaymentStatus.SUCCEEDED).value
     payment.succeeded_at = now
+    payment.gateway_paid_at = paid_at
     payment.updated_at = now
     payment.failure_code = payment.failure_message = None
     _adopt_gateway_trade_no(session, payment, gateway_trade_no, now)

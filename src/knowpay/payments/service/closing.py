@@ -130,7 +130,9 @@ def close_order(session: Session, ctx: PaymentsContext, order: Order, now: datet
         if result.status is ChannelStatus.SUCCEEDED:
             paid = result.amount or amount
             try:
-                record_capture(session, payment_id, paid, result.gateway_trade_no, now)
+                record_capture(
+                    session, payment_id, paid, result.gateway_trade_no, now, paid_at=result.paid_at
+                )
             except KnowpayError:  # another amount or trade than the attempt's: not its money
                 _payable_again(session, order_id)
                 raise
