@@ -501,6 +501,29 @@ def test_jsapi_without_the_payers_openid_is_refused_before_anything_is_written(
         assert written.all() == []
 
 
+def test_h5_without_the_payers_ip_from_an_app_is_refused_before_anything_is_written(
+    wired: Wired, database: Database
+) -> None:
+    """Found by an independent WeChat Pay implementation: an app's wechat_h5 payment without
+    client_ip was written and failed (`missing_client_ip`), where JSAPI without an openid is a
+    422 that writes nothing."""
+    order = wired.shop.order()
+
+    refused = wired.shop.client.post(
+        f"/v1/orders/{order['id']}/payments",
+        json={"channel": "wechat_h5"},
+        headers=wired.shop.app.headers,
+    )
+
+    assert refused.status_code == 422, refused.text
+    problem = refused.json()
+    assert problem["code"] == "payer_details_missing"
+    assert [e["field"] for e in problem["errors"]] == ["client_ip"]
+    with database.session_scope(read_only=True) as session:
+        written = session.scalars(select(Payment.id).where(Payment.order_id == order["id"]))
+        assert written.all() == []
+
+
 def test_routing_inside_wechat_passes_jsapi_by_without_an_openid(wired: Wired) -> None:
     """Inside WeChat with no channel named, JSAPI came first and, without an openid, was
     sure to fail; another channel that serves the payer is taken instead."""

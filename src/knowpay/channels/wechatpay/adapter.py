@@ -206,6 +206,14 @@ class WechatPayMerchant:
         return parse_trade_bill(raw.decode("utf-8"), bill_date)
 
 
+_PAYER_FIELDS: dict[str, frozenset[str]] = {
+    "jsapi": frozenset({"openid"}),
+    # WeChat matches payer_client_ip against the browser that opens h5_url.
+    "h5": frozenset({"client_ip"}),
+}
+"""What a trade type cannot be opened without (refused before anything is written)."""
+
+
 class WechatPayChannel:
     """One of the three WeChat Pay channels; everything but opening the trade is shared."""
 
@@ -219,7 +227,7 @@ class WechatPayChannel:
         self.profile = ChannelProfile(
             currencies=frozenset({transformers.CURRENCY}),
             devices=_DEVICES[self.trade_type],
-            payer_fields=frozenset({"openid"}) if self.trade_type == "jsapi" else frozenset(),
+            payer_fields=_PAYER_FIELDS.get(self.trade_type, frozenset()),
         )
 
     def close(self) -> None:

@@ -80,6 +80,9 @@ def start_payment(
         raise OrderExpired(
             f"Order {order.id} expired at {order.expires_at.isoformat()}; create a new one."
         )
+    if not caller.is_app:  # only an app reports the payer's address; a buyer's is their own
+        peer = context.current().ip
+        body = body.model_copy(update={"client_ip": peer if peer and is_ip_address(peer) else None})
     if body.channel is not None:
         _check_channel_can_charge(ctx.registry.get(body.channel), order)
         _check_payer_fields(ctx.registry.get(body.channel), body)
@@ -88,9 +91,6 @@ def start_payment(
         ctx.registry, list(ctx.preference), order, payer, body.channel, excluded=excluded | lacking
     )
     payment_id = new_id("pay")
-    if not caller.is_app:  # only an app reports the payer's address; a buyer's is their own
-        peer = context.current().ip
-        body = body.model_copy(update={"client_ip": peer if peer and is_ip_address(peer) else None})
     client_ip = body.client_ip or context.current().ip
     decision = risk.assess(session, _risk_attempt(payment_id, order, channel, body, client_ip), now)
     if decision.decision != "deny":
