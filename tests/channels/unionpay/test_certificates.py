@@ -39,11 +39,15 @@ def test_a_message_signed_with_unionpays_certificate_is_accepted() -> None:
     _verifier().verify(material.from_unionpay(NOTICE), NOW)
 
 
-def test_the_owner_is_the_third_at_part_of_the_cn_or_the_plain_cn() -> None:
+def test_the_owner_is_the_third_at_part_of_the_cn_and_a_plain_cn_names_none() -> None:
+    """As the official SDK reads it. A plain CN used to be compared whole (found by an
+    independent UnionPay implementation: a certificate whose CN was just the name, issued
+    under the trusted CAs, settled a payment; the SDK refuses it)."""
     assert signing.owner(material.signing_cert().cert) == "中国银联股份有限公司"
     plain = material.hierarchy().leaf("中国银联股份有限公司", key="plain")
-    assert signing.owner(plain.cert) == "中国银联股份有限公司"
-    _verifier().verify(material.from_unionpay(NOTICE, plain), NOW)
+    assert signing.owner(plain.cert) == ""
+    with pytest.raises(SignatureInvalid):
+        _verifier().verify(material.from_unionpay(NOTICE, plain), NOW)
     test_env = material.hierarchy().leaf("041@Z1@00040000:SIGN@00000001", key="test-env")
     _verifier("00040000:SIGN").verify(material.from_unionpay(NOTICE, test_env), NOW)
     with pytest.raises(SignatureInvalid, match="belongs to '00040000:SIGN'"):

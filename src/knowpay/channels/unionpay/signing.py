@@ -126,14 +126,15 @@ def verify_signature(params: Mapping[str, str], public_key: rsa.RSAPublicKey) ->
 
 
 def owner(certificate: x509.Certificate) -> str:
-    """The owner a UnionPay certificate names: the third `@` part of its CN (or the CN)."""
+    """The owner a UnionPay certificate names: the third `@` part of its CN, as the official
+    SDK reads it (`CertUtil.getIdentitiesFromCertficate`); a CN of fewer parts names none."""
     names = certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     if not names:
         return ""
     common_name = names[0].value
     text = common_name if isinstance(common_name, str) else common_name.decode("utf-8", "replace")
     parts = text.split("@")
-    return parts[2] if len(parts) > 2 else text
+    return parts[2] if len(parts) > 2 else ""
 
 
 @dataclass(frozen=True, slots=True)
