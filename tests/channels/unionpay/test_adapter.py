@@ -205,11 +205,11 @@ def test_a_paid_consume_is_read_from_the_signed_query_answer(
     ("answer", "status"),
     [
         (answered("00", origRespCode="05", origRespMsg="受理"), ChannelStatus.PENDING),
-        (answered("00", origRespCode="01", origRespMsg="交易失败"), ChannelStatus.FAILED),
+        (answered("00", origRespCode="01", origRespMsg="交易失败"), ChannelStatus.PENDING),
         (answered("03"), ChannelStatus.PENDING),
         (answered("34"), ChannelStatus.PENDING),
     ],
-    ids=["in-doubt", "failed", "query-timed-out", "not-found-within-pay-window"],
+    ids=["in-doubt", "failed-within-pay-window", "query-timed-out", "not-found-within-pay-window"],
 )
 def test_query_statuses(
     channel: UnionPayChannel, gateway: FakeUnionPay, answer: Answer, status: ChannelStatus
@@ -227,6 +227,18 @@ def test_no_such_transaction_is_closed_only_once_no_pay_timeout_can_run(
     assert channel.close_payment(PAYMENT).status is ChannelStatus.PENDING
     clock.advance(timedelta(seconds=1))
     assert channel.close_payment(PAYMENT).status is ChannelStatus.CLOSED
+
+
+def test_a_failed_consume_is_failed_only_once_no_pay_timeout_can_run(
+    channel: UnionPayChannel, gateway: FakeUnionPay, clock: FrozenClock
+) -> None:
+    """Found by an independent UnionPay implementation: a query's failed origRespCode was
+    final at once, though the payer may still pay the same front consume until payTimeout."""
+    gateway.answers = [answered("00", origRespCode="01", origRespMsg="交易失败")] * 2
+    assert channel.query_payment(PAYMENT).status is ChannelStatus.PENDING
+    clock.set(CREATED + tf.MAX_PAY_WINDOW + tf.CLOCK_GRACE + timedelta(seconds=1))
+    failed = channel.query_payment(PAYMENT)
+    assert (failed.status, failed.failure_code) == (ChannelStatus.FAILED, "01")
 
 
 def test_closing_a_paid_consume_reports_it_paid(

@@ -115,14 +115,19 @@ class UnionPayChannel:
                 gateway_trade_no=answer.get("queryId") or None,
                 amount=tf.from_fen(answer.get("txnAmt"), answer.get("currencyCode")),
             )
-        if status is ChannelStatus.FAILED:
+        if status is ChannelStatus.FAILED and tf.surely_expired(out_trade_no, self._clock.now()):
             return PaymentQueryResult(
                 status=status,
                 gateway_trade_no=answer.get("queryId") or None,
                 failure_code=answer.get("origRespCode"),
                 failure_message=answer.get("origRespMsg"),
             )
-        return PaymentQueryResult(status=status, gateway_trade_no=answer.get("queryId") or None)
+        # A front consume that failed may still be paid by the payer's next try until its
+        # payTimeout ("失败、处理中、查询不到订单均可能为中间状态", UnionPay's query demo):
+        # pending until then, as a trade not found is.
+        return PaymentQueryResult(
+            status=ChannelStatus.PENDING, gateway_trade_no=answer.get("queryId") or None
+        )
 
     def close_payment(
         self, out_trade_no: str, *, gateway_trade_no: str | None = None
