@@ -21,7 +21,9 @@ from knowpay.channels.types import ChannelStatus, RefundRequest, RefundResult
 from knowpay.kit.clock import FrozenClock
 from knowpay.kit.config import RefundSettings, Settings
 from knowpay.kit.db import Database
+from knowpay.kit.money import Money
 from knowpay.ledger.accounts import PLATFORM_REVENUE, REFUNDS_IN_FLIGHT, channel_clearing
+from knowpay.payments import service as payments_service
 from knowpay.refunds import service as refunds_service
 from knowpay.refunds.service import SENT_BY_THE_REQUEST_FOR
 from knowpay.worker.runner import Worker
@@ -536,6 +538,7 @@ def test_a_duplicate_payment_is_refunded_automatically(
     assert duplicate_refund["kind"] == "duplicate"
     assert duplicate_refund["payment_id"] == second["id"]
     assert duplicate_refund["status"] == "succeeded"
+    assert duplicate_refund["reason_text"].startswith("The order was already paid;")
     after = shop.get(f"/v1/orders/{order['id']}")
     assert after["status"] == "paid"
     assert after["amount_refunded"] == 0
@@ -550,6 +553,25 @@ def test_a_duplicate_payment_is_refunded_automatically(
     assert (
         shop.client.get("/v1/admin/duplicate-payments", headers=shop.app.headers).status_code == 403
     )
+
+
+def test_a_payment_that_arrives_after_the_order_closed_goes_back_saying_so(
+    shop: Shop, worker: Worker, database: Database, clock: FrozenClock
+) -> None:
+    """Found by an independent Alipay implementation: the automatic refund told the payer the
+    order "was already paid" when it had been closed unpaid."""
+    order = shop.order()
+    payment = shop.pay(order)
+    closed = shop.client.post(f"/v1/orders/{order['id']}/close", headers=shop.app.headers)
+    assert closed.json()["status"] == "closed"
+    with database.session_scope() as session:  # paid at the gateway just as it closed
+        payments_service.record_capture(
+            session, payment["id"], Money(9900, "CNY"), payment["gateway_trade_no"], clock.now()
+        )
+    worker.run_jobs_once()
+    [refund] = shop.get(f"/v1/refunds?order_id={order['id']}")["data"]
+    assert (refund["kind"], refund["payment_id"]) == ("duplicate", payment["id"])
+    assert refund["reason_text"].startswith("The order was closed before this payment arrived")
 
 
 def test_refunds_are_private_to_their_buyer_and_app(shop: Shop, build: Builders) -> None:

@@ -93,13 +93,21 @@ def _auto_approves(
     return small or not entitlements.any_used(session, refund.payment_id)
 
 
+def _duplicate_reason(order_status: str) -> str:
+    """What the payer (and the gateway's refund note) is told: the order had been paid by
+    another payment, or closed before this one arrived."""
+    if order_status == OrderStatus.CLOSED:
+        return "The order was closed before this payment arrived; it goes back automatically."
+    return "The order was already paid; this second payment goes back automatically."
+
+
 def start_duplicate_refund(session: Session, payment_id: str, now: datetime) -> Refund | None:
     """Refund a duplicate capture through its own channel, approved by the system."""
     payment = payments.get_payment(session, payment_id)
     # The order first, as every flow locks (order, then payment): claiming the payment and
     # then inserting a refund, whose key check takes a lock on the order, deadlocked with a
     # capture that holds the order and waits for the payment.
-    orders.lock(session, payment.order_id)
+    order = orders.lock(session, payment.order_id)
     refund_id = new_id("re")
     if not payments.claim_duplicate_for_refund(session, payment.id, refund_id):
         return None
@@ -115,7 +123,7 @@ def start_duplicate_refund(session: Session, payment_id: str, now: datetime) -> 
         currency=payment.currency,
         status=RefundStatus.PENDING_APPROVAL.value,
         reason="duplicate_purchase",
-        reason_text="The order was already paid; this second payment goes back automatically.",
+        reason_text=_duplicate_reason(order.status),
         requested_by=SYSTEM,
         created_at=now,
         updated_at=now,
