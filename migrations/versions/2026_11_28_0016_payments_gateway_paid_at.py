@@ -34,5 +34,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("payments", schema=None) as batch_op:
-        batch_op.drop_column("gateway_paid_at")
+    # A plain ALTER TABLE … DROP COLUMN (SQLite 3.35+): batch mode would copy the table, and
+    # SQLite, with foreign keys on, refuses to drop the payments that refunds refer to.
+    op.drop_column("payments", "gateway_paid_at")
