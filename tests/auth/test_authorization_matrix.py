@@ -442,21 +442,33 @@ def test_the_owner_sees_its_objects_so_the_404s_above_mean_something(world: Worl
         assert response.status_code == 200, f"{template}: {response.text}"
 
 
-def test_published_products_are_the_platforms_catalog_but_only_their_app_edits_them(
+def test_an_apps_products_are_not_there_for_another_app_or_its_buyers(
     world: World, build: Builders
 ) -> None:
+    """API.md: an app sees and changes only its own objects. Published products used to be
+    one catalog every app could read and order from (found by an audit against API.md)."""
     published = build.product(world.app_a, title="Public course of A")
     for stranger in (world.app_b, world.buyer_b):
-        assert world.call(stranger, "GET", f"/v1/products/{published['id']}").status_code == 200
+        assert world.call(stranger, "GET", f"/v1/products/{published['id']}").status_code == 404
+        listed = _ok(world.call(stranger, "GET", "/v1/products"))["data"]
+        assert published["id"] not in [p["id"] for p in listed]
     refused = world.call(world.app_b, "PATCH", f"/v1/products/{published['id']}", {"title": "X"})
-    assert refused.status_code == 403
+    assert refused.status_code == 404
     for action in ("archive", "publish"):
         assert (
             world.call(world.app_b, "POST", f"/v1/products/{published['id']}/{action}").status_code
-            == 403
+            == 404
         )
+    order = {
+        "user_id": world.buyer_b.id,
+        "currency": "CNY",
+        "items": [{"product_id": published["id"]}],
+    }
+    ordered = world.call(world.app_b, "POST", "/v1/orders", order)
+    assert (ordered.status_code, ordered.json()["code"]) == (404, "product_not_found")
     after = _ok(world.call(world.app_a, "GET", f"/v1/products/{published['id']}"))
     assert (after["title"], after["status"]) == ("Public course of A", "published")
+    assert world.call(world.buyer_a, "GET", f"/v1/products/{published['id']}").status_code == 200
 
 
 def test_support_staff_may_read_but_buyers_of_another_app_may_not(

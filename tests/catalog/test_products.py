@@ -111,7 +111,7 @@ def test_lifecycle_follows_the_transition_table(client: TestClient, build: Build
     assert patch.status_code == 422
 
 
-def test_drafts_are_visible_only_to_their_app_and_staff(
+def test_an_app_sees_its_own_products_and_the_platforms_and_staff_see_all(
     client: TestClient, build: Builders
 ) -> None:
     from knowpay.auth.principals import Role
@@ -120,14 +120,21 @@ def test_drafts_are_visible_only_to_their_app_and_staff(
     buyer = build.buyer(web)
     draft = build.product(web, status="draft")
     published = build.product(web)
+    admin = build.staff(Role.ADMIN)
+    platforms = build.product(admin, title="The platform's own course")
     assert client.get(f"/v1/products/{draft['id']}", headers=web.headers).status_code == 200
     assert client.get(f"/v1/products/{draft['id']}", headers=other.headers).status_code == 404
     assert client.get(f"/v1/products/{draft['id']}", headers=buyer.headers).status_code == 404
-    assert client.get(f"/v1/products/{published['id']}", headers=other.headers).status_code == 200
+    assert client.get(f"/v1/products/{published['id']}", headers=other.headers).status_code == 404
+    assert client.get(f"/v1/products/{published['id']}", headers=buyer.headers).status_code == 200
     support = build.staff(Role.SUPPORT)
     assert client.get(f"/v1/products/{draft['id']}", headers=support.headers).status_code == 200
     other_list = client.get("/v1/products", headers=other.headers).json()["data"]
-    assert [p["id"] for p in other_list] == [published["id"]]
+    assert [p["id"] for p in other_list] == [platforms["id"]]
+    web_list = client.get("/v1/products", headers=web.headers).json()["data"]
+    assert [p["id"] for p in web_list] == [platforms["id"], published["id"], draft["id"]]
+    buyer_list = client.get("/v1/products", headers=buyer.headers).json()["data"]
+    assert [p["id"] for p in buyer_list] == [platforms["id"], published["id"]]
     web_drafts = client.get("/v1/products?status=draft", headers=web.headers).json()["data"]
     assert [p["id"] for p in web_drafts] == [draft["id"]]
     assert client.get("/v1/products?status=draft", headers=other.headers).json()["data"] == []
@@ -143,7 +150,7 @@ def test_only_the_owner_app_or_an_admin_may_change_a_product(
     response = client.patch(
         f"/v1/products/{product['id']}", json={"title": "mine now"}, headers=other.headers
     )
-    assert response.status_code == 403
+    assert response.status_code == 404  # not there for another app
     admin = build.staff(Role.ADMIN)
     changed = client.patch(
         f"/v1/products/{product['id']}", json={"title": "renamed"}, headers=admin.headers

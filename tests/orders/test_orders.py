@@ -118,12 +118,13 @@ def test_out_trade_no_is_unique_per_app_only(shop: Shop, build: Builders) -> Non
     shop.order(out_trade_no="SHARED-1")
     other_app = build.app("other")
     other_buyer = build.buyer(other_app)
+    other_course = build.product(other_app)
     response = shop.client.post(
         "/v1/orders",
         json={
             "user_id": other_buyer.id,
             "currency": "CNY",
-            "items": [{"product_id": shop.course["id"]}],
+            "items": [{"product_id": other_course["id"]}],
             "out_trade_no": "SHARED-1",
         },
         headers=other_app.headers,

@@ -39,10 +39,14 @@ def list_products(
     kind: str | None,
     only_app_id: str | None = None,
     also_app_id: str | None = None,
+    seen_by_app: str | None = None,
 ) -> tuple[list[Product], bool]:
     """Products newest first, in `statuses` (all when None), of `only_app_id` when given,
-    plus every product of `also_app_id` whatever its status."""
+    plus every product of `also_app_id` whatever its status; with `seen_by_app`, only that
+    app's and the platform's own (no app's)."""
     statement = select(Product)
+    if seen_by_app is not None:
+        statement = statement.where(or_(Product.app_id == seen_by_app, Product.app_id.is_(None)))
     if statuses is not None:
         in_status = Product.status.in_(statuses)
         statement = statement.where(

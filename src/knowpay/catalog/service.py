@@ -53,9 +53,16 @@ def _ensure_publishable(product: Product) -> None:
 
 
 def _visible_to(product: Product, caller: Principal) -> bool:
-    if caller.is_staff or product.status == ProductStatus.PUBLISHED:
+    """Staff see every product. An app, and the people it registered, see the platform's own
+    published products and that app's (an app its drafts and archived ones too); another
+    app's are not there for them (API.md: an app sees only its own objects)."""
+    if caller.is_staff:
         return True
-    return caller.is_app and product.app_id == caller.id
+    if product.app_id is not None and product.app_id != caller.app_id:
+        return False
+    return product.status == ProductStatus.PUBLISHED or (
+        caller.is_app and product.app_id == caller.id
+    )
 
 
 _CREATOR_ROLES = frozenset({Role.BUYER.value, Role.CREATOR.value})
@@ -122,8 +129,9 @@ def get_visible_product(session: Session, caller: Principal, product_id: str) ->
 def list_products(
     session: Session, caller: Principal, params: PageParams, *, status: str | None, kind: str | None
 ) -> tuple[list[Product], bool]:
-    """Products the caller may see, newest first: staff all, an app the published ones and
-    its own, a person the published ones; `status` narrows that."""
+    """Products the caller may see (`_visible_to`), newest first: staff all; an app its own
+    and the platform's published ones; a person the published ones of their app and of the
+    platform. `status` narrows that."""
     wanted = frozenset({status}) if status else None
     published = frozenset({ProductStatus.PUBLISHED.value})
     if caller.is_staff:
@@ -132,12 +140,14 @@ def list_products(
         return repository.list_products(
             session, params, statuses=wanted, kind=kind, only_app_id=caller.id
         )
-    if caller.is_app and status is None:
-        return repository.list_products(
-            session, params, statuses=published, kind=kind, also_app_id=caller.id
-        )
+    also_app_id = caller.id if caller.is_app and status is None else None
     return repository.list_products(
-        session, params, statuses=published & (wanted or published), kind=kind
+        session,
+        params,
+        statuses=published & (wanted or published),
+        kind=kind,
+        also_app_id=also_app_id,
+        seen_by_app=caller.app_id or "",
     )
 
 
