@@ -164,6 +164,25 @@ def test_bad_orders_are_refused_and_write_nothing(
     assert _orders(database) == 0
 
 
+def test_an_order_whose_total_is_more_than_an_amount_may_be_is_refused(
+    shop: Shop, build: Builders, database: Database
+) -> None:
+    """Found by an audit against API.md: a price of 10^15 × 100 made an order no partial
+    refund could name (refund amounts, like prices, stop at 10^15)."""
+    dear = build.product(shop.app, prices=[{"amount": 10**15, "currency": "CNY"}])
+    before = _orders(database)
+    body = {
+        "user_id": shop.buyer.id,
+        "currency": "CNY",
+        "items": [{"product_id": dear["id"], "quantity": 2}],
+    }
+    response = shop.client.post("/v1/orders", json=body, headers=shop.app.headers)
+    assert (response.status_code, response.json()["code"]) == (422, "order_amount_too_large")
+    assert _orders(database) == before
+    body["items"] = [{"product_id": dear["id"]}]
+    assert shop.client.post("/v1/orders", json=body, headers=shop.app.headers).status_code == 201
+
+
 def test_draft_products_cannot_be_sold(shop: Shop, build: Builders) -> None:
     draft = build.product(shop.app, status="draft")
     body = {"user_id": shop.buyer.id, "currency": "CNY", "items": [{"product_id": draft["id"]}]}

@@ -29,5 +29,9 @@ class MixedCurrencies(Unprocessable):
     code, title = "currency_mismatch", "All items must be priced in the order's currency"
 
 
+class OrderTooLarge(Unprocessable):
+    code, title = "order_amount_too_large", "The order's total is more than an amount may be"
+
+
 class BuyerNotFound(Unprocessable):
     code, title = "user_not_found", "No such buyer for this app"

@@ -19,8 +19,9 @@ from knowpay.catalog import service as catalog
 from knowpay.kit.ids import new_id
 from knowpay.kit.money import Money
 from knowpay.kit.pagination import PageParams
+from knowpay.kit.schemas import MAX_AMOUNT_MINOR
 from knowpay.orders import repository
-from knowpay.orders.errors import BuyerNotFound, OrderNotFound, OutTradeNoConflict
+from knowpay.orders.errors import BuyerNotFound, OrderNotFound, OrderTooLarge, OutTradeNoConflict
 from knowpay.orders.models import Order, OrderItem
 from knowpay.orders.schemas import OrderCreate
 from knowpay.orders.states import OrderStatus, next_status
@@ -80,6 +81,11 @@ def create_order(
         raise BuyerNotFound(f"No buyer {body.user_id} registered by this app.")
     order_id = new_id("ord")
     items, total = _priced_items(session, order_id, body, caller)
+    if total.amount_minor > MAX_AMOUNT_MINOR:
+        # Every amount knowpay takes (a price, a refund, a limit) stops there.
+        raise OrderTooLarge(
+            f"The order's total {total} is more than {MAX_AMOUNT_MINOR} minor units."
+        )
     order = Order(
         id=order_id,
         app_id=caller.id,
