@@ -357,3 +357,17 @@ def test_paying_through_one_channel_gives_back_only_the_other_channels_allowance
         ).all()
     reservations = dict(rows)
     assert reservations == {"test": None, "alipay_qr": clock.now()}
+
+
+def test_the_limits_list_pages_by_limit_and_cursor(client: TestClient, finance: Caller) -> None:
+    """API.md: every list pages with `limit` and `starting_after`. Found by an outside audit:
+    the limits list ignored both and gave every limit at once."""
+    made = [add_limit(client, finance, scope="app", period="day", amount=100 + n) for n in range(3)]
+    newest_first = [limit["id"] for limit in reversed(made)]
+    first = client.get("/v1/admin/limits?limit=2", headers=finance.headers).json()
+    assert ([limit["id"] for limit in first["data"]], first["has_more"]) == (newest_first[:2], True)
+    rest = client.get(
+        f"/v1/admin/limits?limit=2&starting_after={newest_first[1]}", headers=finance.headers
+    ).json()
+    assert ([limit["id"] for limit in rest["data"]], rest["has_more"]) == (newest_first[2:], False)
+    assert client.get("/v1/admin/limits?limit=0", headers=finance.headers).status_code == 422

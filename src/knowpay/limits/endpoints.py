@@ -28,11 +28,12 @@ def create_limit(
 
 
 @router.get("/limits", response_model=Page[LimitOut])
-def list_limits(caller: Staff, session: DbSession) -> Page[LimitOut]:
-    """Every limit, newest first."""
-    return Page[LimitOut](
-        data=[LimitOut.of(x) for x in service.list_limits(session)], has_more=False
-    )
+def list_limits(
+    caller: Staff, session: DbSession, params: Annotated[PageParams, Depends(page_params)]
+) -> Page[LimitOut]:
+    """Every limit, newest first, a page at a time."""
+    rows, has_more = service.page_of_limits(session, params)
+    return Page[LimitOut](data=[LimitOut.of(x) for x in rows], has_more=has_more)
 
 
 @router.get("/limits/{limit_id}", response_model=LimitOut)

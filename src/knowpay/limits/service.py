@@ -142,7 +142,13 @@ def update_limit(
 
 
 def list_limits(session: Session) -> list[SpendingLimit]:
+    """Every limit, newest first (the console's one page)."""
     return list(session.scalars(select(SpendingLimit).order_by(SpendingLimit.id.desc())))
+
+
+def page_of_limits(session: Session, params: PageParams) -> tuple[list[SpendingLimit], bool]:
+    """A page of the limits, newest first."""
+    return page_of(session, select(SpendingLimit), SpendingLimit.id, params)
 
 
 def usage_of(session: Session, limit_id: str, params: PageParams) -> tuple[list[LimitUsage], bool]:
