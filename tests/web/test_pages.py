@@ -318,6 +318,19 @@ def test_an_expired_order_says_so_and_starts_again(
     assert "¥99.00" in fresh.text
 
 
+def test_an_order_its_app_closed_says_closed_not_expired(browser: TestClient, shop: Shop) -> None:
+    """Found by a browser audit: an order the app closed with half an hour left was shown as
+    expired ("the time to pay this order is over")."""
+    order = shop.order()
+    closed = shop.client.post(f"/v1/orders/{order['id']}/close", headers=shop.app.headers)
+    assert closed.json()["status"] == "closed"
+    logged_in_buyer(browser, shop)
+    page = browser.get(f"/pay/{order['id']}")
+    assert "订单已关闭" in page.text
+    assert "订单已过期" not in page.text
+    assert "重新下单" in page.text  # Start again
+
+
 def test_another_buyers_order_is_not_found(
     browser: TestClient, shop: Shop, build: Builders
 ) -> None:
