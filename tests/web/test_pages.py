@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import html
+import re
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
@@ -283,6 +285,28 @@ def test_paying_from_the_cashier_flips_to_success(browser: TestClient, shop: Sho
     done = browser.get(f"/pay/{order['id']}")
     assert "支付成功" in done.text
     assert 'href="/me#content"' in done.text
+
+
+def test_a_language_chosen_by_the_link_stays_through_paying(
+    browser: TestClient, shop: Shop
+) -> None:
+    """Found by a browser audit: `/pay/{id}?lang=en` was English until the buyer chose a
+    channel; the redirect back (and the live reload) dropped `lang` and the page was Chinese."""
+    order = shop.order()
+    logged_in_buyer(browser, shop)  # the account's locale is zh_CN
+    page = browser.get(f"/pay/{order['id']}?lang=en")
+    assert "Choose how to pay" in page.text
+    action = re.search(r'<form method="post" action="([^"]+)" class="channels">', page.text)
+    assert action is not None
+    assert html.unescape(action.group(1)) == f"/pay/{order['id']}/payments?lang=en"
+    chosen = browser.post(
+        html.unescape(action.group(1)),
+        data={"channel": "test", "csrf_token": csrf_of(page.text)},
+        follow_redirects=False,
+    )
+    assert chosen.headers["location"] == f"/pay/{order['id']}?lang=en"
+    waiting = browser.get(chosen.headers["location"])
+    assert "Waiting for your payment" in waiting.text
 
 
 def test_a_failed_payment_says_why_and_offers_a_retry(browser: TestClient, shop: Shop) -> None:

@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import segno
 from fastapi import APIRouter, Depends, Form, Request
@@ -364,6 +364,7 @@ def _page(request: Request, session: Session, access: CashierAccess) -> Response
         "go_url": action.get("url", "") if request.query_params.get("go") else "",
         "status_url": f"{cashier_path(order.id)}/status",
         "cashier_url": cashier_path(order.id),
+        "lang_query": _with_lang(request, ""),
     }
     response = render(request, "cashier.html", **context)
     _remember_link(request, response, access)
@@ -381,13 +382,20 @@ def cashier(order_id: str, request: Request, session: DbSession) -> Response:
     return _page(request, session, _access(request, session, order_id))
 
 
-def _back(order_id: str, error: str | None = None, *, go: bool = False) -> RedirectResponse:
-    target = cashier_path(order_id)
-    if error:
-        target += f"?error={quote(error)}"
-    elif go:
-        target += "?go=1"
-    return RedirectResponse(target, status_code=303)
+def _back(
+    request: Request, order_id: str, error: str | None = None, *, go: bool = False
+) -> RedirectResponse:
+    """Back to the cashier page, in the language the buyer chose with `?lang` if they did."""
+    query = {"error": error} if error else ({"go": "1"} if go else {})
+    return RedirectResponse(_with_lang(request, cashier_path(order_id), query), status_code=303)
+
+
+def _with_lang(request: Request, path: str, query: dict[str, str] | None = None) -> str:
+    """`path` with `query`, carrying the page's one-off `?lang` choice: the cashier's forms,
+    redirects and reloads keep the language a link from the app asked for."""
+    chosen = i18n.normalize_locale(request.query_params.get(i18n.LANG_PARAM))
+    full = {**(query or {}), **({i18n.LANG_PARAM: chosen} if chosen else {})}
+    return f"{path}?{urlencode(full)}" if full else path
 
 
 @cashier_router.post("/pay/{order_id}/payments")
@@ -420,13 +428,13 @@ def start_payment(
         )
     except KnowpayError as exc:
         session.rollback()
-        return _back(access.order.id, exc.code)
+        return _back(request, access.order.id, exc.code)
     action = created.action or {}
     # To the gateway by way of the cashier: its script moves on to `action.url` at once (a
     # redirect straight from this POST would be a form submission to the gateway's origin,
     # which the pages' `form-action 'self'` policy forbids); without script, one click.
     go = action.get("type") in ("redirect", "client_secret") and bool(action.get("url"))
-    return _back(access.order.id, go=go)
+    return _back(request, access.order.id, go=go)
 
 
 def restart_out_trade_no(order_id: str) -> str:
@@ -442,7 +450,7 @@ def start_again(order_id: str, request: Request, session: DbSession, clock: AppC
     access = _access(request, session, order_id)
     old = access.order
     if cashier_state(old, None, clock.now()) != "expired":
-        return _back(old.id)
+        return _back(request, old.id)
     app = Principal(id=old.app_id, role=Role.APP, app_id=old.app_id)
     body = OrderCreate(
         user_id=old.user_id,
@@ -456,13 +464,15 @@ def start_again(order_id: str, request: Request, session: DbSession, clock: AppC
     try:
         new, _created = orders.create_order(session, app, body, clock.now())
     except KnowpayError as exc:
-        return _back(old.id, exc.code)
+        return _back(request, old.id, exc.code)
     session.commit()
     if logged_in(request) is not None:
-        return RedirectResponse(cashier_path(new.id), status_code=303)
+        return RedirectResponse(_with_lang(request, cashier_path(new.id)), status_code=303)
     # Came with a link: the new order gets a link of its own.
     token = _links(request).sign(new.id, clock.now() + timedelta(seconds=CASHIER_LINK_TTL_S))
-    return RedirectResponse(f"{cashier_path(new.id)}?t={token}", status_code=303)
+    return RedirectResponse(
+        _with_lang(request, cashier_path(new.id), {"t": token}), status_code=303
+    )
 
 
 @cashier_router.get("/pay/{order_id}/status")

@@ -5,6 +5,12 @@
   var root = document.getElementById("cashier");
   if (!root) { return; }
   var state = root.getAttribute("data-state");
+  // This page again, in the language a `?lang` link asked for (the rest of the query, such
+  // as an error shown once, is not repeated).
+  function here() {
+    var lang = new URLSearchParams(window.location.search).get("lang");
+    return window.location.pathname + (lang ? "?lang=" + encodeURIComponent(lang) : "");
+  }
   var go = root.getAttribute("data-go-url");
   if (go && state === "pending") {
     window.location.assign(go);  // on to the gateway's own page
@@ -23,7 +29,7 @@
       countdown.hidden = false;
     }
     if (seconds === 0 && (state === "choose" || state === "pending" || state === "failed")) {
-      window.location.replace(window.location.pathname);
+      window.location.replace(here());
       return;
     }
     window.setTimeout(tick, 1000);
@@ -38,7 +44,7 @@
       .then(function (response) { return response.ok ? response.json() : null; })
       .then(function (body) {
         if (body && body.state && body.state !== state) {
-          window.location.replace(window.location.pathname);
+          window.location.replace(here());
           return;
         }
         window.setTimeout(poll, 2000);
