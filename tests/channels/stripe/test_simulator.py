@@ -58,7 +58,9 @@ def test_the_keys_name_the_api_and_the_payer_page(sim: TestClient) -> None:
     assert keys["webhook_secret"].startswith("whsec_")
     assert keys["webhook_url"] == "http://127.0.0.1:9/hook"
     assert keys["base_url"] == BASE
-    assert keys["payer_page_url"] == f"{BASE}/pay/{{id}}?client_secret={{client_secret}}"
+    assert keys["payer_page_url"] == (
+        f"{BASE}/pay/{{id}}?client_secret={{client_secret}}&return_url={{return_url}}"
+    )
 
 
 def test_a_payment_intent_has_stripes_shape(sim: TestClient) -> None:

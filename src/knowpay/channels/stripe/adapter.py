@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import date
 from typing import Any
+from urllib.parse import quote
 
 from knowpay.channels.base import Channel
 from knowpay.channels.errors import ChannelDeclined, ProtocolError
@@ -109,7 +110,11 @@ class StripeChannel:
         status = transformers.intent_status(intent.get("status"))
         url = None
         if self._payer_page_url:
-            url = self._payer_page_url.format(id=intent_id, client_secret=secret)
+            url = self._payer_page_url.format(
+                id=intent_id,
+                client_secret=secret,
+                return_url=quote(request.return_url or "", safe=""),
+            )
         return CreatePaymentResult(
             status=status,
             action=PaymentAction(type="client_secret", url=url, client_secret=secret),

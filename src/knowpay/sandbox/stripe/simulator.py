@@ -171,7 +171,10 @@ class StripeSimulator:
             "webhook_url": endpoint.url if endpoint else "",
             "base_url": self.base_url,
             "api_version": self.api_version,
-            "payer_page_url": f"{self.base_url}/pay/{{id}}?client_secret={{client_secret}}",
+            "payer_page_url": (
+                f"{self.base_url}/pay/{{id}}?client_secret={{client_secret}}"
+                "&return_url={return_url}"
+            ),
         }
 
     def reset_endpoints(self) -> None:
