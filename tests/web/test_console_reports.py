@@ -94,9 +94,28 @@ def test_dates_at_the_ends_of_the_calendar_are_kept_in_range_not_a_500(
 
 def test_a_report_period_before_1970_is_clamped_to_1970() -> None:
     period = Period.of(None, _date("0001-01-10"), date(2026, 11, 27), "Asia/Shanghai")
-    assert (period.start, period.end) == (date(1969, 12, 2), date(1970, 1, 1))
+    assert period.days() == [date(1970, 1, 1)]
     assert _date("9999-12-31") == date(9999, 12, 30)
     assert _date("2026-02-30") is None  # malformed is still no date
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "days"),
+    [
+        ("2026-11-28", "2026-11-27", [date(2026, 11, 28)]),
+        ("2026-11-28", "2026-11-28", [date(2026, 11, 28)]),
+        ("9999-12-31", "9999-12-31", [date(9999, 12, 30)]),
+        ("0001-01-01", "0001-01-10", [date(1970, 1, 1)]),
+        ("2026-11-01", "2026-11-03", [date(2026, 11, 1), date(2026, 11, 2)]),
+    ],
+)
+def test_a_report_shows_no_day_outside_the_typed_period(
+    start: str, end: str, days: list[date]
+) -> None:
+    """Found by a browser audit: an end typed before the start showed the day before the end
+    (2026-11-26 for 28 → 27), and the calendar's ends showed days nobody typed."""
+    period = Period.of(_date(start), _date(end), date(2026, 11, 27), "Asia/Shanghai")
+    assert period.days() == days
 
 
 def test_console_date_filters_and_reports_count_days_as_the_console_shows_them(

@@ -18,6 +18,7 @@ from knowpay.accounts.models import User
 from knowpay.catalog.models import Product
 from knowpay.kit.clock import day_of, day_start
 from knowpay.kit.money import Money
+from knowpay.kit.schemas import EARLIEST_DAY
 from knowpay.orders.models import Order, OrderItem
 from knowpay.payments.models import Payment
 from knowpay.refunds.models import Refund
@@ -38,11 +39,13 @@ class Period:
 
     @classmethod
     def of(cls, start: date | None, end: date | None, today: date, timezone: str) -> Period:
-        """The asked period, by default the last 30 days up to today; at most MAX_DAYS."""
+        """The asked period, by default the last 30 days up to today; at most MAX_DAYS, never
+        before EARLIEST_DAY. An end on or before the start shows the start day alone: never a
+        day outside what was typed (it showed the day before the end)."""
         end = end or today + timedelta(days=1)
-        start = start or end - timedelta(days=30)
+        start = max(start or end - timedelta(days=30), EARLIEST_DAY)
         if start >= end:
-            start = end - timedelta(days=1)
+            end = start + timedelta(days=1)
         if (end - start).days > MAX_DAYS:
             start = end - timedelta(days=MAX_DAYS)
         return cls(start, end, timezone)
