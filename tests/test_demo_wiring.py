@@ -122,3 +122,19 @@ def test_every_channel_names_the_gateway_the_notification_checks_expect(
         registry.close()
     assert {"alipay_qr", "wechat_native", "unionpay", "stripe", "paypal", "test"} <= set(built)
     assert built == {name: CHANNEL_GATEWAYS[name] for name in built}
+
+
+def test_the_simulators_pages_have_their_own_policy(demo: tuple[Shop, str]) -> None:
+    """Found by a browser audit: the simulators' pages, mounted in the demo, got knowpay's
+    strict policy: their inline styles were dropped and UnionPay's result page could not post
+    the payer back by itself."""
+    _shop, url = demo
+    page = httpx.get(f"{url}/sandbox/alipay/gateway.do", trust_env=False)
+    policy = page.headers["content-security-policy"]
+    assert "script-src 'self' 'unsafe-inline'" in policy
+    assert "style-src 'self' 'unsafe-inline'" in policy
+    assert "form-action" not in policy  # back to the merchant, wherever it is
+    docs = httpx.get(f"{url}/sandbox/docs", trust_env=False)
+    assert "cdn.jsdelivr.net" in docs.headers["content-security-policy"]
+    own = httpx.get(f"{url}/login", trust_env=False).headers["content-security-policy"]
+    assert "'unsafe-inline'" not in own  # knowpay's own pages keep theirs

@@ -55,7 +55,12 @@ from knowpay.kit.openapi import install_openapi, problem_responses
 from knowpay.kit.proxies import TrustedProxies
 from knowpay.kit.ratelimit import RateLimiter, RateLimitMiddleware
 from knowpay.kit.request_threads import limit_request_threads
-from knowpay.kit.security_headers import DOCS_CSP, SecurityHeadersMiddleware, gateway_form_csp
+from knowpay.kit.security_headers import (
+    DOCS_CSP,
+    SANDBOX_CSP,
+    SecurityHeadersMiddleware,
+    gateway_form_csp,
+)
 from knowpay.limits.endpoints import router as limits_router
 from knowpay.limits.service import LimitPolicy
 from knowpay.orders.endpoints import router as orders_router
@@ -268,6 +273,8 @@ def _add_edge_middleware(app: FastAPI, settings: Settings) -> None:
         public_url=settings.public_url,
         policies={
             "/docs": DOCS_CSP,
+            "/sandbox/": SANDBOX_CSP,
+            "/sandbox/docs": DOCS_CSP,
             # The front URL may change while the process runs (stored credentials).
             "/forms/unionpay": lambda: gateway_form_csp(state.settings.unionpay.front_url),
         },

@@ -36,6 +36,15 @@ DOCS_CSP = (
 script (hashed, not `'unsafe-inline'`), the favicon from fastapi.tiangolo.com."""
 
 
+SANDBOX_CSP = (
+    "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; base-uri 'none'; object-src 'none'; frame-ancestors 'none'"
+)
+"""The gateway simulators' pages (`knowpay demo` mounts them under /sandbox/): stand-ins for
+the gateways' own sites, with their inline styles and scripts (the UnionPay result page posts
+the payer back by itself) and forms that go back to the merchant wherever it is."""
+
+
 def gateway_form_csp(*targets: str) -> str:
     """The policy of a page that posts the payer's browser on to a gateway: no resources, its
     one inline handler (hashed), and forms may go only to the gateway's origin."""
