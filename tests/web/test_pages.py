@@ -21,6 +21,7 @@ from knowpay.kit.clock import FrozenClock
 from knowpay.kit.csrf import CSRF_COOKIE, SESSION_COOKIE
 from knowpay.kit.db import Database
 from knowpay.orders.models import Order
+from knowpay.refunds import service as refunds_service
 from knowpay.web import i18n
 from tests.builders import Builders, Shop
 from tests.web.helpers import csrf_of, login, untranslated
@@ -307,6 +308,24 @@ def test_a_language_chosen_by_the_link_stays_through_paying(
     assert chosen.headers["location"] == f"/pay/{order['id']}?lang=en"
     waiting = browser.get(chosen.headers["location"])
     assert "Waiting for your payment" in waiting.text
+
+
+def test_a_second_payment_sent_back_is_not_shown_as_a_refund_the_buyer_asked_for(
+    browser: TestClient, shop: Shop, database: Database, clock: FrozenClock
+) -> None:
+    """Found by a browser audit: the automatic refund of a duplicate payment appeared in the
+    buyer center as "Refund … Requested", a request the buyer never made."""
+    order = shop.order()
+    first, second = shop.pay(order), shop.pay(order)
+    shop.confirm(first)
+    shop.confirm(second)
+    with database.session_scope() as session:
+        assert refunds_service.start_duplicate_refund(session, second["id"], clock.now())
+    logged_in_buyer(browser, shop)
+    page = browser.get("/me")
+    assert "重复付款退回" in page.text
+    assert "您为该订单付了两次款" in page.text
+    assert "已提交退款申请" not in page.text
 
 
 def test_a_failed_payment_says_why_and_offers_a_retry(browser: TestClient, shop: Shop) -> None:

@@ -65,7 +65,9 @@ def timeline_steps(refund: Refund, session: Session, _: i18n.Gettext) -> list[di
     for entry in refunds.timeline(session, refund.id):
         by_staff = entry.actor.split(":", 1)[0] in _STAFF_ACTORS  # "finance:usr_…"
         texts = {
-            "requested": _("Requested"),
+            "requested": _("You paid this order twice: the second payment goes back by itself")
+            if refund.kind == "duplicate"
+            else _("Requested"),
             "approved": _("Approved by finance") if by_staff else _("Approved automatically"),
             "rejected": _("Declined by finance"),
             "retried": _("Sent again"),
