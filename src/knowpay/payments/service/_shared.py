@@ -77,6 +77,17 @@ def _close_at_gateway_later(payment: Payment, now: datetime) -> None:
     payment.next_gateway_close_at = now
 
 
+def _close(session: Session, payment: Payment, now: datetime, *, at_gateway_later: bool) -> None:
+    """A pending attempt closed here, audited. `at_gateway_later`: the close_abandoned job is
+    to close it at its gateway too (set before the audit record, whose insert flushes the
+    attempt: one UPDATE carries both)."""
+    payment.status = next_status(payment.status, PaymentStatus.CLOSED).value
+    payment.updated_at = now
+    if at_gateway_later:
+        _close_at_gateway_later(payment, now)
+    _audit_payment(session, "payment.closed", payment, PaymentStatus.PENDING.value, now)
+
+
 def _fail(
     session: Session, payment: Payment, code: str, message: str | None, now: datetime
 ) -> None:

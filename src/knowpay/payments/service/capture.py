@@ -24,7 +24,7 @@ from knowpay.payments.errors import AmountMismatch, TradeMismatch
 from knowpay.payments.models import Payment
 from knowpay.payments.service._shared import (
     _audit_payment,
-    _close_at_gateway_later,
+    _close,
     _emit_order,
     _emit_payment,
     _lock_order_then_payment,
@@ -197,10 +197,7 @@ def _pay_order(session: Session, order: Order, payment: Payment, now: datetime) 
     for other in repository.pending_for_order(session, order.id, for_update=True):
         # Closed at the gateway by the close_abandoned job; if one is paid there anyway,
         # it arrives as a duplicate and is owed back.
-        other.status = next_status(other.status, PaymentStatus.CLOSED).value
-        other.updated_at = now
-        _close_at_gateway_later(other, now)
-        _audit_payment(session, "payment.closed", other, PaymentStatus.PENDING.value, now)
+        _close(session, other, now, at_gateway_later=True)
 
 
 def _record_duplicate(session: Session, payment: Payment, now: datetime) -> None:

@@ -21,7 +21,7 @@ from knowpay.payments import repository
 from knowpay.payments.errors import ChannelUnavailableError, GatewayError
 from knowpay.payments.models import Payment
 from knowpay.payments.service._shared import (
-    _audit_payment,
+    _close,
     _close_at_gateway_later,
     _emit_order,
     _fail,
@@ -31,7 +31,7 @@ from knowpay.payments.service._shared import (
 )
 from knowpay.payments.service.capture import record_capture
 from knowpay.payments.service.context import PaymentsContext
-from knowpay.payments.states import PaymentStatus, next_status
+from knowpay.payments.states import PaymentStatus
 
 logger = logging.getLogger("knowpay.payments")
 
@@ -78,9 +78,7 @@ def record_closed_at_gateway(
     payment = _lock_order_then_payment(session, payment_id)[1]
     _require_gateway(payment, gateway)
     if payment.status == PaymentStatus.PENDING:
-        payment.status = next_status(payment.status, PaymentStatus.CLOSED).value
-        payment.updated_at = now
-        _audit_payment(session, "payment.closed", payment, PaymentStatus.PENDING.value, now)
+        _close(session, payment, now, at_gateway_later=False)
     return payment
 
 
@@ -162,11 +160,7 @@ def _close_locally(
     if order.status != OrderStatus.CREATED:  # paid while the gateways answered
         return order
     for payment in repository.pending_for_order(session, order_id, for_update=True):
-        payment.status = next_status(payment.status, PaymentStatus.CLOSED).value
-        payment.updated_at = now
-        if payment.id not in closed_at_gateway:
-            _close_at_gateway_later(payment, now)
-        _audit_payment(session, "payment.closed", payment, PaymentStatus.PENDING.value, now)
+        _close(session, payment, now, at_gateway_later=payment.id not in closed_at_gateway)
     orders.mark_closed(order, now)
     limits.release_order(session, order.id, now)
     orders.record_status_change(session, order, OrderStatus.CREATED.value, now)
