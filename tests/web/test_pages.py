@@ -449,6 +449,23 @@ def test_a_tampered_or_expired_link_is_refused(
     assert browser.get(path).status_code == 403
 
 
+def test_a_tampered_link_is_refused_even_after_a_valid_one_was_opened(
+    browser: TestClient, shop: Shop
+) -> None:
+    """The valid link's cookie must not vouch for a tampered `?t=` (docs/web.md: 403)."""
+    order = shop.order()
+    path = cashier_link(browser, shop, order["id"])["url"].removeprefix("http://testserver")
+    assert browser.get(path).status_code == 200
+    expires, mac = path.split("?t=")[1].split(".")
+    tampered = f"{expires}.{mac[:-1]}{'0' if mac[-1] != '0' else '1'}"
+    page = browser.get(f"/pay/{order['id']}?t={tampered}")
+    assert page.status_code == 403
+    assert "支付链接无效或已过期" in page.text
+    assert browser.get(f"/pay/{order['id']}/status?t={tampered}").status_code == 403
+    # The kept cookie still lets the buyer back in without a link.
+    assert browser.get(f"/pay/{order['id']}").status_code == 200
+
+
 @pytest.mark.parametrize("expires", ["9" * 5000, "\u00b2"], ids=["5000-digits", "superscript"])
 def test_a_link_whose_expiry_is_no_plain_number_is_refused_not_a_500(
     browser: TestClient, shop: Shop, expires: str

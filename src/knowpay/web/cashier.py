@@ -215,14 +215,16 @@ def _access(request: Request, session: Session, order_id: str) -> CashierAccess:
     request.state.web_page = True
     now, links = _now(request), _links(request)
     fresh = request.query_params.get("t")
-    for token in (fresh, request.cookies.get(LINK_COOKIE)):
-        if token and links.valid(token, order_id, now):
-            # The link's signature is the authorization: read the order as the system does.
-            order = orders.get_visible(session, _LINK_READER, order_id)
-            payer = Principal(id=order.user_id, role=Role.BUYER, app_id=order.app_id)
-            return CashierAccess(payer, order, token if token == fresh else None)
-    if fresh:
+    if fresh is not None and not links.valid(fresh, order_id, now):
+        # A link that does not hold is refused even when a kept cookie would let the
+        # visitor in: the page must not vouch for a link nobody signed.
         raise PageError(403, "invalid_cashier_link")
+    token = fresh or request.cookies.get(LINK_COOKIE)
+    if token and links.valid(token, order_id, now):
+        # The link's signature is the authorization: read the order as the system does.
+        order = orders.get_visible(session, _LINK_READER, order_id)
+        payer = Principal(id=order.user_id, role=Role.BUYER, app_id=order.app_id)
+        return CashierAccess(payer, order, fresh)
     principal = logged_in(request)
     if principal is None:
         raise PageRedirect(login_url(request))
