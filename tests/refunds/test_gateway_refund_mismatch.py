@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from knowpay.alerts.models import Alert
 from knowpay.auth.principals import Role
-from knowpay.channels.errors import ChannelUnavailable
+from knowpay.channels.errors import ChannelUnavailable, ProtocolError
 from knowpay.channels.types import ChannelStatus, RefundRequest, RefundResult
 from knowpay.kit.clock import FrozenClock
 from knowpay.kit.config import RefundSettings, Settings
@@ -223,3 +223,44 @@ def test_a_retried_refund_takes_its_new_attempts_id(
     assert _recorded(database, refund["id"]) == ("succeeded", f"rf_new_{number}")
     assert _alerts(database) == []
     assert books.violations(database) == []
+
+
+@pytest.mark.parametrize("step", ["send", "query"])
+def test_an_answer_against_the_gateways_protocol_settles_nothing_and_tells_staff_once(
+    shop: Shop,
+    worker: Worker,
+    database: Database,
+    clock: FrozenClock,
+    monkeypatch: pytest.MonkeyPatch,
+    step: str,
+) -> None:
+    """A signed answer about another trade, request or amount (Alipay's check_refund_trade)
+    used to be only a warning in the log while the job asked again for ever."""
+    calls: list[str] = []
+
+    def unbelievable(*_args: object, **_kw: object) -> RefundResult:
+        calls.append(step)
+        raise ProtocolError("the refund answer names trade T2, not T1")
+
+    if step == "send":  # the gateway cannot be reached at the request; the job sends
+        monkeypatch.setattr(_channel(shop), "refund", _unreachable)
+        refund = _refund(shop)
+        monkeypatch.setattr(_channel(shop), "refund", unbelievable)
+    else:
+        refund = _processing_refund(shop, monkeypatch)
+        monkeypatch.setattr(_channel(shop), "query_refund", unbelievable)
+    ledger = _ledger_kinds(database)
+    for _ in range(3):
+        clock.advance(timedelta(hours=2))
+        worker.run_jobs_once()
+    assert calls == [step] * 3  # asked again each time, with the same refund
+    status, _ = _recorded(database, refund["id"])
+    assert status == "processing"
+    assert _alerts(database) == [("gateway_refund_unbelievable", refund["id"])]
+    assert _ledger_kinds(database) == ledger
+    assert shop.get(f"/v1/orders/{refund['order_id']}")["amount_refunded"] == 0
+    assert books.violations(database) == []
+
+
+def _unreachable(_request: RefundRequest) -> RefundResult:
+    raise ChannelUnavailable("connection refused")

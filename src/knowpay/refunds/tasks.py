@@ -3,12 +3,15 @@ network lost), ask gateways about refunds still processing, refund duplicate pay
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import or_, select, update
 
-from knowpay.channels.errors import ChannelError
+from knowpay.channels.errors import ChannelError, ProtocolError
+from knowpay.channels.types import RefundResult
 from knowpay.kit.clock import Clock
 from knowpay.kit.db import Database
 from knowpay.kit.errors import KnowpayError
@@ -72,11 +75,29 @@ def send_refunds(ctx: RefundJobContext) -> int:
     return done
 
 
+def _gateway_answer(
+    ctx: RefundJobContext, refund_id: str, call: Callable[[], RefundResult]
+) -> RefundResult | None:
+    """The gateway's answer about a refund, or None when there is none to apply yet (the job
+    asks again with the same refund number); an answer against the protocol tells staff."""
+    try:
+        return call()
+    except (KnowpayError, ChannelError) as exc:
+        logger.warning("refund %s: no answer to apply yet; will ask again: %s", refund_id, exc)
+        if isinstance(exc, ProtocolError):
+            with ctx.database.session_scope() as session:
+                refund = service.get(session, refund_id)
+                service.alert_unbelievable_answer(session, refund, exc, ctx.clock.now())
+        return None
+
+
 def _send_one(ctx: RefundJobContext, refund_id: str) -> int:
     with ctx.database.session_scope(read_only=True) as session:
         refund = service.get(session, refund_id)
         request, channel = service.refund_request(ctx.refunds, session, refund), refund.channel
-    result = service.send(ctx.refunds, request, channel)
+    result = _gateway_answer(
+        ctx, refund_id, lambda: service.call_gateway(ctx.refunds, request, channel)
+    )
     if result is None:
         return 0
     with ctx.database.session_scope() as session:
@@ -99,12 +120,11 @@ def check_processing_refunds(ctx: RefundJobContext) -> int:
                 "gateway_trade_no": payment.gateway_trade_no,
                 "gateway_refund_no": refund.gateway_refund_no,
             }
-        try:
-            result = ctx.refunds.payments.registry.get(channel).query_refund(
-                out_trade_no, out_refund_no, **ids
-            )
-        except (KnowpayError, ChannelError) as exc:
-            logger.warning("refund %s query failed; will retry: %s", refund_id, exc)
+        query = ctx.refunds.payments.registry.get(channel).query_refund
+        result = _gateway_answer(
+            ctx, refund_id, functools.partial(query, out_trade_no, out_refund_no, **ids)
+        )
+        if result is None:
             continue
         with ctx.database.session_scope() as session:
             after = service.apply_result(

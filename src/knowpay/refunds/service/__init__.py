@@ -43,7 +43,12 @@ from knowpay.refunds.service.requesting import (
     request_refund,
     start_duplicate_refund,
 )
-from knowpay.refunds.service.sending import call_gateway, refund_request, send
+from knowpay.refunds.service.sending import (
+    alert_unbelievable_answer,
+    call_gateway,
+    refund_request,
+    send,
+)
 from knowpay.refunds.service.settling import apply_result, names_another_refund, record_answer
 
 __all__ = [
@@ -52,6 +57,7 @@ __all__ = [
     "SYSTEM",
     "RefundsContext",
     "actor_of",
+    "alert_unbelievable_answer",
     "apply_result",
     "approve",
     "by_out_refund_no",

@@ -4,9 +4,11 @@ attempt, and the call."""
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 
 from sqlalchemy.orm import Session
 
+from knowpay.alerts.service import raise_alert_once
 from knowpay.channels.errors import ChannelDeclined, ChannelError
 from knowpay.channels.types import ChannelStatus, RefundRequest, RefundResult
 from knowpay.kit.errors import KnowpayError
@@ -53,3 +55,20 @@ def send(ctx: RefundsContext, request: RefundRequest, channel_name: str) -> Refu
     except (KnowpayError, ChannelError) as exc:
         logger.warning("refund %s not sent yet; will retry: %s", request.out_refund_no, exc)
         return None
+
+
+def alert_unbelievable_answer(
+    session: Session, refund: Refund, exc: Exception, now: datetime
+) -> None:
+    """A gateway answer that breaks its own protocol (another trade, another refund request,
+    another amount) settles nothing, and asking again may never mend it: the job keeps asking
+    with the same refund number, and staff are told once to look at the gateway."""
+    raise_alert_once(
+        session,
+        kind="gateway_refund_unbelievable",
+        subject_id=refund.id,
+        now=now,
+        message=f"The {refund.channel} gateway answered about refund {refund.id} of order "
+        f"{refund.order_id} with what its protocol does not allow ({exc}). knowpay left the "
+        "refund processing and keeps asking; check the refund at the gateway.",
+    )
