@@ -24,6 +24,7 @@ from knowpay.kit.config import Settings
 from knowpay.kit.db import Database
 from knowpay.kit.masking import mask_email
 from knowpay.payments import tasks
+from knowpay.refunds import service as refunds_service
 from knowpay.web.console.labels import ERRORS, NOTICES, VALUES
 from knowpay.web.errors import MESSAGES
 from knowpay.web.i18n import make_gettext, read_catalog
@@ -591,3 +592,24 @@ def test_the_order_story_shows_stored_kinds_and_steps_in_the_pages_language(
     for chinese in ("课程", "已申请", "已批准", "已发往网关", "支付入账", "退款已发出"):
         assert chinese in story, chinese
     assert untranslated(story) == []
+
+
+def test_a_duplicate_payments_refund_reason_is_shown_in_the_pages_language(
+    app: FastAPI, build: Builders, shop: Shop, database: Database, clock: FrozenClock
+) -> None:
+    """Found by a browser audit: the system's reason for sending a second payment back is
+    stored in English (it is the gateway's refund note) and the Chinese console showed it so."""
+    order = shop.order()
+    first, second = shop.pay(order), shop.pay(order)
+    shop.confirm(first)
+    shop.confirm(second)
+    with database.session_scope() as session:
+        refund = refunds_service.start_duplicate_refund(session, second["id"], clock.now())
+        assert refund is not None
+        assert refund.reason_text == refunds_service.DUPLICATE_OF_PAID  # the gateway's note
+    browser, _ = staff_browser(app, build, Role.ADMIN)
+    story = browser.get(f"/admin/orders/{order['id']}").text
+    assert "该订单已支付；这笔重复付款将自动退回。" in story
+    assert refunds_service.DUPLICATE_OF_PAID not in story
+    english = browser.get(f"/admin/orders/{order['id']}", params={"lang": "en"}).text
+    assert refunds_service.DUPLICATE_OF_PAID in english

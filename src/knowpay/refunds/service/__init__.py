@@ -39,6 +39,8 @@ from knowpay.refunds.service.reading import (
     timeline,
 )
 from knowpay.refunds.service.requesting import (
+    DUPLICATE_OF_CLOSED,
+    DUPLICATE_OF_PAID,
     REFUNDABLE,
     request_refund,
     start_duplicate_refund,
@@ -52,6 +54,8 @@ from knowpay.refunds.service.sending import (
 from knowpay.refunds.service.settling import apply_result, names_another_refund, record_answer
 
 __all__ = [
+    "DUPLICATE_OF_CLOSED",
+    "DUPLICATE_OF_PAID",
     "REFUNDABLE",
     "SENT_BY_THE_REQUEST_FOR",
     "SYSTEM",

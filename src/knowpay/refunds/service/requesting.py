@@ -93,12 +93,18 @@ def _auto_approves(
     return small or not entitlements.any_used(session, refund.payment_id)
 
 
+# A duplicate refund's stored reason text (also the gateway's refund note); pages show it
+# in the reader's language.
+DUPLICATE_OF_CLOSED = (
+    "The order was closed before this payment arrived; it goes back automatically."
+)
+DUPLICATE_OF_PAID = "The order was already paid; this second payment goes back automatically."
+
+
 def _duplicate_reason(order_status: str) -> str:
     """What the payer (and the gateway's refund note) is told: the order had been paid by
     another payment, or closed before this one arrived."""
-    if order_status == OrderStatus.CLOSED:
-        return "The order was closed before this payment arrived; it goes back automatically."
-    return "The order was already paid; this second payment goes back automatically."
+    return DUPLICATE_OF_CLOSED if order_status == OrderStatus.CLOSED else DUPLICATE_OF_PAID
 
 
 def start_duplicate_refund(session: Session, payment_id: str, now: datetime) -> Refund | None:

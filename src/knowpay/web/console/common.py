@@ -13,7 +13,7 @@ from knowpay.kit.clock import Clock, day_of
 from knowpay.kit.config import Settings
 from knowpay.web import i18n
 from knowpay.web.buyer import REASON_NAMES
-from knowpay.web.console.labels import NOTICES, error_message, value_label
+from knowpay.web.console.labels import NOTICES, error_message, reason_text, value_label
 from knowpay.web.session import page_principal
 from knowpay.web.templating import render
 
@@ -77,5 +77,6 @@ def console_page(
         error_text=(lambda: error_message(error, _translate)) if error else None,
         label=lambda value: value_label(value, _translate),
         reason_label=lambda code: _translate(REASON_NAMES[code]) if code in REASON_NAMES else code,
+        reason_text=lambda text: reason_text(text, _translate),
         **context,
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from knowpay.refunds import service as refunds
 from knowpay.web.cashier import KIND_NAMES
 from knowpay.web.errors import GENERIC, MESSAGES, N_
 
@@ -72,6 +73,16 @@ VALUES: dict[str, str] = {
     "info": N_("info"),
 }
 
+# Reason texts the system writes (in English, for the gateway's note), in the reader's words.
+SYSTEM_REASON_TEXTS: dict[str, str] = {
+    refunds.DUPLICATE_OF_PAID: N_(
+        "The order was already paid; this second payment goes back automatically."
+    ),
+    refunds.DUPLICATE_OF_CLOSED: N_(
+        "The order was closed before this payment arrived; it goes back automatically."
+    ),
+}
+
 NOTICES: dict[str, str] = {
     "refund_approved": N_("The refund was approved."),
     "refund_rejected": N_("The refund was rejected."),
@@ -102,6 +113,14 @@ def value_label(value: str | None, _: Translate) -> str:
         return ""
     known = VALUES.get(value)
     return _(known) if known else value
+
+
+def reason_text(text: str | None, _: Translate) -> str:
+    """A refund's reason text: the system's own in the reader's language, a person's as typed."""
+    if not text:
+        return ""
+    known = SYSTEM_REASON_TEXTS.get(text)
+    return _(known) if known else text
 
 
 def error_message(code: str, _: Translate) -> str:
