@@ -74,6 +74,7 @@ from knowpay.reports.endpoints import router as reports_router
 from knowpay.risk.endpoints import router as risk_router
 from knowpay.web.console import console_router
 from knowpay.web.routes import csrf_refusal_page, install_web_error_pages, web_router
+from knowpay.webhooks.endpoints import events_router
 from knowpay.webhooks.endpoints import router as webhooks_router
 from knowpay.worker.runner import Worker
 
@@ -203,6 +204,7 @@ def create_app(
     app.include_router(gateway_forms_router)
     app.include_router(alerts_router)
     app.include_router(webhooks_router)
+    app.include_router(events_router)
     app.include_router(refunds_router)
     app.include_router(reports_router)
     app.include_router(limits_router)

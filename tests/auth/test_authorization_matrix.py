@@ -85,6 +85,10 @@ OWNER_SCOPED: dict[tuple[str, str], OwnerProbe] = {
     ("POST", "/v1/payments/{payment_id}/sync"): OwnerProbe(APP_ONLY),
     ("POST", "/v1/entitlements/{entitlement_id}/access"): OwnerProbe(BOTH),
     ("GET", "/v1/webhook-endpoints/{endpoint_id}"): OwnerProbe(APP_ONLY),
+    ("PATCH", "/v1/webhook-endpoints/{endpoint_id}"): OwnerProbe(
+        APP_ONLY, {"url": "https://hooks.b.example.com/stolen", "events": ["*"]}
+    ),
+    ("GET", "/v1/events/{event_id}"): OwnerProbe(APP_ONLY),
     ("DELETE", "/v1/webhook-endpoints/{endpoint_id}"): OwnerProbe(APP_ONLY),
     ("POST", "/v1/webhook-endpoints/{endpoint_id}/rotate-secret"): OwnerProbe(APP_ONLY),
     ("GET", "/v1/webhook-endpoints/{endpoint_id}/deliveries"): OwnerProbe(APP_ONLY),
@@ -195,6 +199,7 @@ def world(
         client.get(f"/v1/webhook-endpoints/{endpoint['id']}/deliveries", headers=app_a.headers)
     )["data"]
     assert deliveries, "the paid order produced deliveries to A's endpoint"
+    events = _ok(client.get("/v1/events", headers=app_a.headers))["data"]
 
     ids = {
         "user_id": buyer_a.id,
@@ -204,6 +209,7 @@ def world(
         "entitlement_id": entitlement["id"],
         "endpoint_id": endpoint["id"],
         "delivery_id": deliveries[0]["id"],
+        "event_id": events[0]["id"],
         "refund_id": refund["id"],
     }
     markers = {
@@ -214,6 +220,7 @@ def world(
         "Secret draft of A",
         "hooks.a.example.com",
         *(d["id"] for d in deliveries),
+        *(e["id"] for e in events),
     }
     return World(client, app_a, buyer_a, app_b, buyer_b, creator_b, course["id"], ids, markers)
 
@@ -321,6 +328,7 @@ COLLECTIONS: dict[tuple[str, str], Probe] = {
     ("GET", "/v1/entitlements"): _list_without_foreign("/v1/entitlements", user_id="user_id"),
     ("POST", "/v1/webhook-endpoints"): _self_only,
     ("GET", "/v1/webhook-endpoints"): _list_without_foreign("/v1/webhook-endpoints"),
+    ("GET", "/v1/events"): _list_without_foreign("/v1/events"),
     ("POST", "/v1/refunds"): _refund_of_a_foreign_order,
     ("GET", "/v1/refunds"): _list_without_foreign("/v1/refunds", order_id="order_id"),
 }
@@ -410,7 +418,10 @@ def test_strangers_change_nothing_of_anothers(world: World, database: Database) 
     product = _ok(world.call(a, "GET", f"/v1/products/{world.ids['product_id']}"))
     assert (product["title"], product["status"]) == ("Secret draft of A", "draft")
     endpoint = _ok(world.call(a, "GET", f"/v1/webhook-endpoints/{world.ids['endpoint_id']}"))
-    assert endpoint["status"] == "enabled"
+    assert (endpoint["status"], endpoint["url"]) == (
+        "enabled",
+        "https://hooks.a.example.com/knowpay",
+    )
     paid_order = _ok(world.call(a, "GET", f"/v1/payments/{world.ids['payment_id']}"))["order_id"]
     refunds = _ok(world.call(a, "GET", "/v1/refunds", params={"order_id": paid_order}))["data"]
     assert [r["id"] for r in refunds] == [world.ids["refund_id"]]

@@ -17,6 +17,7 @@ class OutboxEvent(Base):
     __table_args__ = (
         Index("ix_outbox_events_pending", "dispatched_at", "next_attempt_at", "seq"),
         Index("ix_outbox_events_stream_key_seq", "stream_key", "seq"),
+        Index("ix_outbox_events_app_id_id", "app_id", "id"),  # an app's events, by id
     )
 
     seq: Mapped[int] = mapped_column(
@@ -24,7 +25,7 @@ class OutboxEvent(Base):
     )
     id: Mapped[str] = mapped_column(String(40), unique=True)
     type: Mapped[str] = mapped_column(String(64))
-    app_id: Mapped[str | None] = mapped_column(String(40), index=True)
+    app_id: Mapped[str | None] = mapped_column(String(40))
     stream_key: Mapped[str] = mapped_column(String(64))
     payload: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime]

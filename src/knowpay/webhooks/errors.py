@@ -15,3 +15,7 @@ class EndpointDeleted(Conflict):
 
 class DeliveryNotFound(NotFound):
     code, title = "webhook_delivery_not_found", "No such webhook delivery"
+
+
+class EventNotFound(NotFound):
+    code, title = "event_not_found", "No such event"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, cast, get_args
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
@@ -12,23 +12,24 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from knowpay.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 
-EVENT_TYPES = frozenset(
-    {
-        "order.paid",
-        "order.closed",
-        "order.payment_reminder",
-        "payment.succeeded",
-        "payment.failed",
-        "payment.duplicate_detected",
-        "refund.created",
-        "refund.succeeded",
-        "refund.failed",
-        "refund.rejected",
-        "entitlement.granted",
-        "entitlement.revoked",
-        "limit.near",
-    }
-)
+EventType = Literal[
+    "order.paid",
+    "order.closed",
+    "order.payment_reminder",
+    "payment.succeeded",
+    "payment.failed",
+    "payment.duplicate_detected",
+    "refund.created",
+    "refund.succeeded",
+    "refund.failed",
+    "refund.rejected",
+    "entitlement.granted",
+    "entitlement.revoked",
+    "limit.near",
+]
+"""Every event type knowpay sends."""
+
+EVENT_TYPES: frozenset[str] = frozenset(get_args(EventType))
 ALL_EVENTS = "*"
 
 EventName = Annotated[str, Field(json_schema_extra={"enum": sorted(EVENT_TYPES | {ALL_EVENTS})})]
@@ -57,33 +58,72 @@ class EndpointCreate(BaseModel):
     @field_validator("url")
     @classmethod
     def _sendable_url(cls, value: str) -> str:
-        """A host to send to, a port that exists, and no credentials in the URL (they would be
-        shown back in every listing and sent as Basic authentication)."""
-        parts = urlsplit(value)
-        try:
-            port = parts.port  # raises on a port out of range or not a number
-        except ValueError:
-            port = 0
-        if port == 0:
-            raise ValueError("the URL's port is not valid")
-        if not parts.hostname:
-            raise ValueError("the URL has no host")
-        if parts.username is not None or parts.password is not None:
-            raise ValueError("the URL must not carry a user name or password")
-        try:  # what httpx and the resolver refuse at every send (a label over 63, an empty one)
-            httpx.URL(value)
-            parts.hostname.encode("idna")
-        except (httpx.InvalidURL, UnicodeError):
-            raise ValueError("the URL's host is not a valid host name") from None
-        return value
+        return sendable_url(value)
 
     @field_validator("events")
     @classmethod
     def _known_events(cls, value: list[str]) -> list[str]:
-        unknown = sorted(set(value) - EVENT_TYPES - {ALL_EVENTS})
-        if unknown:
-            raise ValueError(f"unknown event types: {', '.join(unknown)}")
-        return sorted(set(value))
+        return known_events(value)
+
+
+class EndpointUpdate(BaseModel):
+    """What changes of an endpoint: fields left out stay as they are; `description: null`
+    clears the description. A new URL or list of events applies to events from now on."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"events": ["*"]}, {"url": "https://example.com/h"}]},
+    )
+
+    url: str | None = Field(default=None, max_length=2048, pattern=r"^https?://[^\s]+$")
+    events: list[EventName] | None = Field(
+        default=None, min_length=1, max_length=len(EVENT_TYPES) + 1
+    )
+    description: str | None = Field(default=None, max_length=200)
+
+    @field_validator("url")
+    @classmethod
+    def _sendable_url(cls, value: str | None) -> str:
+        if value is None:
+            raise ValueError("an endpoint needs a URL; leave `url` out to keep it")
+        return sendable_url(value)
+
+    @field_validator("events")
+    @classmethod
+    def _known_events(cls, value: list[str] | None) -> list[str]:
+        if value is None:
+            raise ValueError("an endpoint needs events; leave `events` out to keep them")
+        return known_events(value)
+
+
+def sendable_url(value: str) -> str:
+    """A host to send to, a port that exists, and no credentials in the URL (they would be
+    shown back in every listing and sent as Basic authentication)."""
+    parts = urlsplit(value)
+    try:
+        port = parts.port  # raises on a port out of range or not a number
+    except ValueError:
+        port = 0
+    if port == 0:
+        raise ValueError("the URL's port is not valid")
+    if not parts.hostname:
+        raise ValueError("the URL has no host")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("the URL must not carry a user name or password")
+    try:  # what httpx and the resolver refuse at every send (a label over 63, an empty one)
+        httpx.URL(value)
+        parts.hostname.encode("idna")
+    except (httpx.InvalidURL, UnicodeError):
+        raise ValueError("the URL's host is not a valid host name") from None
+    return value
+
+
+def known_events(value: list[str]) -> list[str]:
+    """The event types, each once and sorted; an unknown one is refused."""
+    unknown = sorted(set(value) - EVENT_TYPES - {ALL_EVENTS})
+    if unknown:
+        raise ValueError(f"unknown event types: {', '.join(unknown)}")
+    return sorted(set(value))
 
 
 class SecretRotation(BaseModel):
@@ -152,13 +192,18 @@ class AttemptOut(BaseModel):
         )
 
 
+DeliveryStatus = Literal["pending", "succeeded", "failed", "cancelled"]
+"""`pending` until the endpoint answers 2xx (`succeeded`) or the retry window ends (`failed`);
+`cancelled` when the endpoint was deleted first."""
+
+
 class DeliveryOut(BaseModel):
     object: Literal["webhook_delivery"] = "webhook_delivery"
     id: str
     endpoint_id: str
     event_id: str
     event_type: str
-    status: str
+    status: DeliveryStatus
     attempts: int
     next_attempt_at: datetime | None
     last_status_code: int | None
@@ -173,7 +218,7 @@ class DeliveryOut(BaseModel):
             endpoint_id=delivery.endpoint_id,
             event_id=delivery.event_id,
             event_type=delivery.event_type,
-            status=delivery.status,
+            status=cast(DeliveryStatus, delivery.status),
             attempts=delivery.attempts,
             next_attempt_at=delivery.next_attempt_at if delivery.status == "pending" else None,
             last_status_code=delivery.last_status_code,
@@ -181,3 +226,18 @@ class DeliveryOut(BaseModel):
             finished_at=delivery.finished_at,
             attempt_log=[AttemptOut.of(a) for a in attempts],
         )
+
+
+class EventOut(BaseModel):
+    """An event as its webhook deliveries carry it (the same `id`, `type` and `data`)."""
+
+    object: Literal["event"] = "event"
+    id: str
+    type: str
+    created: datetime
+    app_id: str | None
+    data: dict[str, Any] = Field(description="`{object: …}`: the object as it was then")
+
+    @classmethod
+    def of(cls, payload: str) -> EventOut:
+        return cls.model_validate_json(payload)

@@ -1,5 +1,5 @@
-"""Webhook endpoints: create, list, delete, rotate the secret; deliveries: list, redeliver.
-Never commits."""
+"""Webhook endpoints: create, list, update, delete, rotate the secret; deliveries: list,
+redeliver; the app's events. Never commits."""
 
 from __future__ import annotations
 
@@ -15,10 +15,16 @@ from knowpay.audit import service as audit
 from knowpay.auth.principals import Principal
 from knowpay.kit.crypto import SecretBox
 from knowpay.kit.ids import new_id
+from knowpay.kit.outbox_models import OutboxEvent
 from knowpay.kit.pagination import PageParams, page_of
-from knowpay.webhooks.errors import DeliveryNotFound, EndpointDeleted, EndpointNotFound
+from knowpay.webhooks.errors import (
+    DeliveryNotFound,
+    EndpointDeleted,
+    EndpointNotFound,
+    EventNotFound,
+)
 from knowpay.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
-from knowpay.webhooks.schemas import EndpointCreate
+from knowpay.webhooks.schemas import EndpointCreate, EndpointUpdate
 
 MAX_PREVIOUS_SECRETS = 10
 """Old secrets signing at once, at most (repeated rotations within their grace periods)."""
@@ -93,6 +99,41 @@ def list_endpoints(
         WebhookEndpoint.app_id == caller.id, WebhookEndpoint.deleted_at.is_(None)
     )
     return page_of(session, statement, WebhookEndpoint.id, params)
+
+
+def update_endpoint(
+    session: Session, caller: Principal, endpoint_id: str, body: EndpointUpdate, now: datetime
+) -> WebhookEndpoint:
+    """Change an endpoint's URL, events or description; what is left out stays. Deliveries
+    already queued keep their events and go to the URL the endpoint has when they are sent."""
+    endpoint = _live_endpoint(session, caller, endpoint_id, for_update=True)
+    before = _described(endpoint)
+    if body.url is not None:
+        endpoint.url = body.url
+    if body.events is not None:
+        endpoint.events_json = json.dumps(body.events)
+    if "description" in body.model_fields_set:
+        endpoint.description = body.description or None
+    after = _described(endpoint)
+    if after != before:
+        audit.record(
+            session,
+            action="webhook_endpoint.updated",
+            object_type="webhook_endpoint",
+            object_id=endpoint.id,
+            before={k: v for k, v in before.items() if after[k] != v},
+            after={k: v for k, v in after.items() if before[k] != v},
+            now=now,
+        )
+    return endpoint
+
+
+def _described(endpoint: WebhookEndpoint) -> dict[str, object]:
+    return {
+        "url": endpoint.url,
+        "events": json.loads(endpoint.events_json),
+        "description": endpoint.description,
+    }
 
 
 def delete_endpoint(
@@ -204,11 +245,19 @@ def reseal_secrets(session: Session, opener: SecretBox, sealer: SecretBox) -> in
 
 
 def list_deliveries(
-    session: Session, caller: Principal, endpoint_id: str, params: PageParams
+    session: Session,
+    caller: Principal,
+    endpoint_id: str,
+    params: PageParams,
+    *,
+    status: str | None = None,
 ) -> tuple[list[tuple[WebhookDelivery, list[WebhookAttempt]]], bool]:
-    """An endpoint's deliveries, newest first, with their attempts; and whether there are more."""
+    """An endpoint's deliveries (of one status, when given), newest first, with their
+    attempts; and whether there are more."""
     endpoint = get_endpoint(session, caller, endpoint_id)
     statement = select(WebhookDelivery).where(WebhookDelivery.endpoint_id == endpoint.id)
+    if status is not None:
+        statement = statement.where(WebhookDelivery.status == status)
     deliveries, has_more = page_of(session, statement, WebhookDelivery.id, params)
     return [(d, attempts_of(session, d.id)) for d in deliveries], has_more
 
@@ -238,3 +287,26 @@ def redeliver(
     delivery.status, delivery.finished_at = "pending", None
     delivery.next_attempt_at, delivery.leased_until, delivery.lease_token = now, None, None
     return delivery
+
+
+def list_events(
+    session: Session, caller: Principal, params: PageParams, *, event_type: str | None = None
+) -> tuple[list[str], bool]:
+    """The app's events (of one type, when given), newest first, as their stored envelopes;
+    and whether there are more."""
+    statement = select(OutboxEvent.payload).where(OutboxEvent.app_id == caller.id)
+    if event_type is not None:
+        statement = statement.where(OutboxEvent.type == event_type)
+    return page_of(session, statement, OutboxEvent.id, params)
+
+
+def get_event(session: Session, caller: Principal, event_id: str) -> str:
+    """One of the app's events as its stored envelope (404 for anyone else's)."""
+    payload = session.scalars(
+        select(OutboxEvent.payload).where(
+            OutboxEvent.id == event_id, OutboxEvent.app_id == caller.id
+        )
+    ).first()
+    if payload is None:
+        raise EventNotFound(f"No such event: {event_id}")
+    return payload
