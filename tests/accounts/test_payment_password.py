@@ -9,6 +9,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from knowpay.accounts.models import User
+from knowpay.auth.principals import Role
 from knowpay.kit.clock import FrozenClock
 from knowpay.kit.db import Database
 from tests.builders import Builders, Caller
@@ -111,3 +112,15 @@ def test_verifying_before_setting_says_so(client: TestClient, build: Builders) -
 def test_an_app_key_cannot_use_the_buyer_endpoints(client: TestClient, build: Builders) -> None:
     app = build.app()
     assert client.post(VERIFY, json={"password": "482913"}, headers=app.headers).status_code == 403
+
+
+@pytest.mark.parametrize("role", [Role.ADMIN, Role.FINANCE, Role.SUPPORT])
+def test_staff_have_no_payment_password(client: TestClient, build: Builders, role: Role) -> None:
+    """Found by an authorization audit: an admin could set one and try it (API.md: buyer)."""
+    staff = build.staff(role)
+    put = client.put(SET, json={"new_password": "582917"}, headers=staff.headers)
+    assert (put.status_code, put.json()["code"]) == (403, "forbidden")
+    tried = client.post(VERIFY, json={"password": "582917"}, headers=staff.headers)
+    assert (tried.status_code, tried.json()["code"]) == (403, "forbidden")
+    creator = build.buyer(build.app(), role="creator")
+    assert client.put(SET, json={"new_password": "582917"}, headers=creator.headers).is_success

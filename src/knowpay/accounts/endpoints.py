@@ -12,7 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
 from knowpay.accounts import service
-from knowpay.accounts.errors import PaymentPasswordIncorrect, PaymentPasswordLocked
+from knowpay.accounts.errors import PaymentPasswordIncorrect, PaymentPasswordLocked, UserNotFound
 from knowpay.accounts.models import User
 from knowpay.accounts.schemas import (
     AppCreate,
@@ -52,6 +52,8 @@ def _person(principal: CurrentPrincipal) -> Principal:
 
 
 PersonCaller = Annotated[Principal, Depends(_person)]
+PayerCaller = Annotated[Principal, Depends(require_roles(Role.BUYER, Role.CREATOR))]
+"""Who has a payment password: the people who pay (API.md: buyers), not staff."""
 
 
 def _user_out(user: User, caller: Principal) -> UserOut:
@@ -101,7 +103,12 @@ def read_user(user_id: str, caller: CurrentPrincipal, session: DbSession) -> Use
     """A user the caller may see: an app its own, a person themself, staff anyone."""
     user = service.get_user(session, user_id)
     ensure_visible(
-        caller, owner_app_id=user.app_id, owner_user_id=user.id, what="user", object_id=user_id
+        caller,
+        owner_app_id=user.app_id,
+        owner_user_id=user.id,
+        what="user",
+        object_id=user_id,
+        not_found=UserNotFound,
     )
     return _user_out(user, caller)
 
@@ -226,7 +233,7 @@ def _raise_for_failed_check(check: service.PaymentPasswordCheck) -> None:
 )
 def set_payment_password(
     body: PaymentPasswordSet,
-    caller: PersonCaller,
+    caller: PayerCaller,
     request: Request,
     session: DbSession,
     clock: AppClock,
@@ -259,7 +266,7 @@ def set_payment_password(
 def verify_payment_password(
     _limit: PaymentPasswordTry,
     body: PaymentPasswordVerify,
-    caller: PersonCaller,
+    caller: PayerCaller,
     session: DbSession,
     clock: AppClock,
     hasher: Hasher,

@@ -22,7 +22,9 @@ def ensure_visible(
     owner_user_id: str | None,
     what: str = "object",
     object_id: str = "",
+    not_found: type[NotFound] = NotFound,
 ) -> None:
-    """Raise 404 (never 403, which would confirm the object exists) when not visible."""
+    """Raise 404 (never 403, which would confirm the object exists) when not visible: pass
+    the error a missing object gets, so that the two answers cannot be told apart."""
     if not can_see(principal, owner_app_id=owner_app_id, owner_user_id=owner_user_id):
-        raise NotFound(f"No such {what}: {object_id}".rstrip(": "))
+        raise not_found(f"No such {what}: {object_id}".rstrip(": "))

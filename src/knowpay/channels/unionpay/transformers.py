@@ -305,7 +305,7 @@ def decode_form(value: str) -> dict[str, str]:
         raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
         data = parse_json(raw)
     except (binascii.Error, NotJson) as exc:
-        raise ValueError(f"f is not base64url JSON: {exc}") from exc
+        raise ValueError("f is not base64url JSON") from exc  # no parser internals to the page
     if not isinstance(data, dict) or not data or len(data) > MAX_FORM_FIELDS:
         raise ValueError("f is not an object of form fields")
     fields: dict[str, str] = {}
