@@ -144,14 +144,99 @@ def test_the_cli_refuses_what_the_api_refuses(cli_env: Database, arguments: list
         assert session.scalars(select(User)).all() == []
 
 
-def test_serve_refuses_the_development_key_in_production_before_it_starts(
+def _knowpay(
+    tmp_path: Path, *arguments: str, **environment: str
+) -> subprocess.CompletedProcess[str]:
+    """`knowpay …` in a process of its own, as an operator runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "knowpay.cli.main", *arguments],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **environment},
+        cwd=tmp_path,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("environment", "says"),
+    [
+        ({"KNOWPAY_ENVIRONMENT": "production"}, "it is the development key"),
+        # Found by an operations audit: "Production" ran as development, on the dev key.
+        ({"KNOWPAY_ENVIRONMENT": "Production"}, "it is the development key"),
+        ({"KNOWPAY_ENVIRONMENT": "prod"}, "environment"),
+        ({"KNOWPAY_ENVIRONMENT": "production", "KNOWPAY_SECRET_KEY": "abc"}, "32 characters"),
+        ({"KNOWPAY_PUBLIC_URL": "knowpay.example.com"}, "KNOWPAY_PUBLIC_URL"),
+        ({"KNOWPAY_REDIS_URL": "notaurl"}, "KNOWPAY_REDIS_URL"),
+        ({"KNOWPAY_CONFIG": "/nonexistent/knowpay.toml"}, "cannot be read"),
+        ({"KNOWPAY_CONFIG": "{tmp}"}, "cannot be read"),  # a directory
+        ({"KNOWPAY_CONFIG": "{tmp}/bad.toml"}, "not TOML"),
+    ],
+)
+def test_every_command_refuses_a_configuration_that_cannot_be_right(
+    tmp_path: Path, environment: dict[str, str], says: str
+) -> None:
+    """Found by an operations audit: these ran on defaults without a word (a config file
+    not found, "Production"), sealed secrets with the development key (`gateways set` in
+    production), or died with a traceback (bad TOML, a Redis URL that is none)."""
+    (tmp_path / "bad.toml").write_text("database_url sqlite\n")
+    filled = {name: value.format(tmp=tmp_path) for name, value in environment.items()}
+    for command in (["ledger", "check", "--json"], ["gateways", "list", "--json"]):
+        done = _knowpay(tmp_path, *command, **filled)
+        assert done.returncode == 2, (command, done.stdout, done.stderr)
+        error = json.loads(done.stdout)["error"]
+        assert error["code"] == "configuration_invalid"
+        assert says in error["detail"]
+        assert "Traceback" not in done.stderr
+
+
+def test_toml_keys_are_read_in_any_case_and_the_environment_wins(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "knowpay.toml"
+    config.write_text('PUBLIC_URL = "https://pay.example.com"\n[ALIPAY]\nAPP_ID = "2021000"\n')
+    monkeypatch.setenv("KNOWPAY_CONFIG", str(config))
+    monkeypatch.delenv("KNOWPAY_PUBLIC_URL", raising=False)
+    monkeypatch.delenv("KNOWPAY_ALIPAY__APP_ID", raising=False)
+    from knowpay.kit.config import load_settings
+
+    settings = load_settings()
+    assert (settings.public_url, settings.alipay.app_id) == ("https://pay.example.com", "2021000")
+    monkeypatch.setenv("KNOWPAY_ALIPAY__APP_ID", "from-env")
+    assert load_settings().alipay.app_id == "from-env"
+
+
+def test_serve_and_worker_refuse_a_gateway_key_that_does_not_load_before_they_start(
+    cli_env: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by an operations audit: `serve` died in every server process with 236 lines of
+    tracebacks; `worker` too."""
+    not_a_key = tmp_path / "hostname"
+    not_a_key.write_text("knowpay-host\n")
+    monkeypatch.setenv("KNOWPAY_ALIPAY__APP_ID", "2021000")
+    monkeypatch.setenv("KNOWPAY_ALIPAY__PRIVATE_KEY", str(not_a_key))
+    monkeypatch.setenv("KNOWPAY_ALIPAY__ALIPAY_PUBLIC_KEY", str(not_a_key))
+    get_settings.cache_clear()
+    for command in (["serve", "--port", "1"], ["worker", "--once"]):
+        result = runner.invoke(cli, command)
+        assert result.exit_code == 2, result.output
+        assert "configuration_invalid" in result.output
+        assert "alipay" in result.output
+        assert "knowpay-host" not in result.output
+
+
+def test_demo_does_not_seed_known_logins_in_production(
     cli_env: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("KNOWPAY_ENVIRONMENT", "production")
+    monkeypatch.setenv("KNOWPAY_SECRET_KEY", "k" * 40)
     get_settings.cache_clear()
-    result = runner.invoke(cli, ["serve", "--port", "1"])
-    assert result.exit_code == 2
-    assert "insecure_secret_key" in result.output
+    result = runner.invoke(cli, ["demo", "--no-serve", "--json"])
+    assert result.exit_code == 2, result.output
+    assert json.loads(result.output)["error"]["code"] == "demo_in_production"
+    with cli_env.session_scope(read_only=True) as session:
+        assert session.scalars(select(User)).all() == []
 
 
 @pytest.mark.parametrize(

@@ -48,6 +48,11 @@ _GATEWAY_BUILDERS: dict[str, ChannelBuilder] = {
 }
 
 
+def gateway_sections() -> list[str]:
+    """The settings sections that configure gateways (`alipay`, `wechatpay` …)."""
+    return list(_GATEWAY_BUILDERS)
+
+
 def load_problem(section: str, settings: Settings, clock: Clock) -> Exception | None:
     """What keeps a gateway's channels from loading with `settings` (a key that does not
     parse …), or None; the channels built to find out are closed again."""

@@ -21,7 +21,7 @@ from knowpay.cli.rates import rates_app
 from knowpay.cli.security import audit_app, gateways_app, secrets_app
 from knowpay.kit import context
 from knowpay.kit.clock import SystemClock
-from knowpay.kit.config import Settings, get_settings
+from knowpay.kit.config import ConfigFileError, Settings, get_settings
 from knowpay.kit.crypto import SecretHasher
 from knowpay.kit.db import Database
 from knowpay.kit.errors import KnowpayError
@@ -97,14 +97,23 @@ def _valid(model: type[BaseModel], as_json: bool, **fields: str) -> None:
         fail("validation_error", reasons, as_json=as_json, exit_code=2)
 
 
-def _refuse_the_development_key_in_production(settings: Settings) -> None:
-    if settings.uses_insecure_secret and settings.environment == "production":
-        fail(
-            "insecure_secret_key",
-            "KNOWPAY_SECRET_KEY must be set in production (it is the development key).",
-            as_json=False,
-            exit_code=2,
-        )
+def _refuse_gateway_keys_that_do_not_load(settings: Settings) -> None:
+    """A configured gateway whose keys do not parse stops `serve` and `worker` with a
+    sentence before they start, not with pages of tracebacks from every server process."""
+    from knowpay.channels.registry import gateway_sections, load_problem
+
+    for section in gateway_sections():
+        problem = load_problem(section, settings, SystemClock())
+        if problem is not None:
+            # The type and the adapter's own sentence (knowpay's key errors name the setting,
+            # never the value), not a library's message, which might quote what it read.
+            told = str(problem) if str(problem).startswith("KNOWPAY_") else type(problem).__name__
+            fail(
+                "configuration_invalid",
+                f"The {section} settings do not load: {told}",
+                as_json=False,
+                exit_code=2,
+            )
 
 
 def main() -> None:
@@ -112,6 +121,11 @@ def main() -> None:
     reached or was never migrated are told in a sentence, not a traceback (exit 2, 1, 1)."""
     try:
         app()
+    except ConfigFileError as error:
+        try:
+            fail("configuration_invalid", str(error), as_json="--json" in sys.argv, exit_code=2)
+        except typer.Exit as told:
+            raise SystemExit(told.exit_code) from None
     except (ValidationError, sqlalchemy_exc.DBAPIError) as error:
         if isinstance(error, ValidationError) and error.title != Settings.__name__:
             raise  # not the configuration: a bug to see whole
@@ -163,7 +177,7 @@ def serve(
     """Serve the API, the notification endpoints and the pages (migrates SQLite on start)."""
     _listening_at(host, port)
     settings = get_settings()
-    _refuse_the_development_key_in_production(settings)
+    _refuse_gateway_keys_that_do_not_load(settings)
     database = _database()
     if database.dialect == "sqlite":
         upgrade(database.engine)
@@ -200,6 +214,13 @@ def demo(
 
     _listening_at(host, port)
     settings = get_settings()
+    if settings.environment == "production":
+        fail(
+            "demo_in_production",
+            "knowpay demo seeds logins everyone knows: it does not run in production.",
+            as_json=as_json,
+            exit_code=2,
+        )
     database = _database()
     upgrade(database.engine)
     summary = seed_demo(database, settings)
@@ -235,7 +256,7 @@ def worker(
     from knowpay.worker.runner import Worker
 
     base_settings = get_settings()
-    _refuse_the_development_key_in_production(base_settings)
+    _refuse_gateway_keys_that_do_not_load(base_settings)
     configure_process_logging(base_settings.log_level, base_settings.log_format)
     database = Database(base_settings)
     clock = SystemClock()

@@ -10,6 +10,7 @@ import ipaddress
 import json
 import os
 import re
+import tomllib
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -23,19 +24,49 @@ from pydantic import (
     Field,
     SecretStr,
     field_validator,
+    model_validator,
 )
 from pydantic_settings import (
     BaseSettings,
+    InitSettingsSource,
     NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
-    TomlConfigSettingsSource,
 )
 
 from knowpay.kit.urls import url_origin
 
 DEFAULT_DATABASE_URL = "sqlite:///./var/knowpay.db"
 _INSECURE_DEV_SECRET = "knowpay-dev-secret-change-me-in-production-0123456789"  # noqa: S105 - refused in production
+MIN_PRODUCTION_SECRET_CHARS = 32
+"""A production master key is at least this long (`secrets rotate` asks the same)."""
+ENVIRONMENTS = ("development", "test", "staging", "production")
+
+
+class ConfigFileError(ValueError):
+    """The file KNOWPAY_CONFIG names cannot be read as TOML."""
+
+
+def _lower_keys(table: dict[str, Any]) -> dict[str, Any]:
+    """TOML keys as the environment's are read: in any case (`[ALIPAY]` `APP_ID`)."""
+    return {
+        key.lower(): _lower_keys(value) if isinstance(value, dict) else value
+        for key, value in table.items()
+    }
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """The settings a TOML file holds; ConfigFileError when it is missing or is not TOML (a
+    file named and not read would leave the process on defaults, without a word)."""
+    try:
+        with path.open("rb") as handle:
+            return _lower_keys(tomllib.load(handle))
+    except OSError as exc:
+        raise ConfigFileError(
+            f"KNOWPAY_CONFIG names {str(path)!r}, which cannot be read: {exc.strerror}"
+        ) from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigFileError(f"KNOWPAY_CONFIG names {str(path)!r}, not TOML: {exc}") from exc
 
 
 def _load_pem(value: str | None) -> str | None:
@@ -336,7 +367,7 @@ class Settings(BaseSettings):
     # Master keys stored secrets may still be sealed under while a rotation is under way:
     # opened with, never sealed with (docs/audit.md, "Rotating the master key").
     previous_secret_keys: list[SecretStr] = []
-    environment: str = "development"
+    environment: Literal["development", "test", "staging", "production"] = "development"
 
     # Per process: `serve --workers 4` opens up to 4 × 20 connections to PostgreSQL. A request
     # waits up to the pool timeout for one (then 503 database_unavailable, Retry-After).
@@ -417,10 +448,42 @@ class Settings(BaseSettings):
             raise ValueError(f"KNOWPAY_LOG_LEVEL is one of {', '.join(LOG_LEVELS)}")
         return level
 
+    @field_validator("environment", mode="before")
+    @classmethod
+    def _environment_in_any_case(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
     @field_validator("public_url")
     @classmethod
-    def _no_trailing_slash(cls, value: str) -> str:
+    def _absolute_url(cls, value: str) -> str:
+        """Every notify_url, return_url and cashier link is built on it: http(s) and a host."""
+        origin = url_origin(value.rstrip("/"))
+        if origin is None or not value.startswith(("http://", "https://")):
+            raise ValueError("KNOWPAY_PUBLIC_URL is an http(s) URL such as https://pay.example.com")
         return value.rstrip("/")
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("KNOWPAY_REDIS_URL is redis://, rediss:// or unix://")
+        return value or None
+
+    @model_validator(mode="after")
+    def _a_real_key_in_production(self) -> Settings:
+        """Production never runs on the development key (it is in the source) or on a short
+        one: every command refuses, not only `serve` (`gateways set` would seal with it)."""
+        if self.environment == "production":
+            if self.uses_insecure_secret:
+                raise ValueError(
+                    "KNOWPAY_SECRET_KEY must be set in production (it is the development key)"
+                )
+            if len(self.secret_key.get_secret_value()) < MIN_PRODUCTION_SECRET_CHARS:
+                raise ValueError(
+                    f"KNOWPAY_SECRET_KEY has at least {MIN_PRODUCTION_SECRET_CHARS} characters "
+                    "in production"
+                )
+        return self
 
     @field_validator("cors_origins", "return_url_origins")
     @classmethod
@@ -457,7 +520,8 @@ class Settings(BaseSettings):
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
         config_file = os.environ.get("KNOWPAY_CONFIG")
         if config_file:
-            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(config_file)))
+            values = read_config_file(Path(config_file))
+            sources.append(InitSettingsSource(settings_cls, init_kwargs=values))
         return tuple(sources)
 
 
