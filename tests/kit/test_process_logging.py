@@ -4,8 +4,11 @@ of process (`kit.logs`)."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -101,3 +104,31 @@ def test_the_log_settings_are_checked(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KNOWPAY_LOG_FORMAT", "xml")
     with pytest.raises(ValidationError, match="log_format"):
         Settings()
+
+
+def test_knowpay_worker_in_json_prints_every_line_as_json(tmp_path: Path) -> None:
+    """Found by an operations audit: `knowpay worker` printed its start as plain text."""
+    env = {
+        **os.environ,
+        "KNOWPAY_DATABASE_URL": f"sqlite:///{tmp_path}/worker.db",
+        "KNOWPAY_LOG_FORMAT": "json",
+        "KNOWPAY_WORKER__JOBS_INTERVAL_S": "3600",
+    }
+    knowpay = [sys.executable, "-m", "knowpay.cli.main"]
+    subprocess.run([*knowpay, "migrate"], env=env, cwd=tmp_path, check=True, timeout=60)
+    out, err = tmp_path / "out.log", tmp_path / "err.log"
+    with out.open("wb") as stdout, err.open("wb") as stderr:
+        worker = subprocess.Popen(
+            [*knowpay, "worker"], env=env, cwd=tmp_path, stdout=stdout, stderr=stderr
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while "worker running" not in err.read_text() and time.monotonic() < deadline:
+                time.sleep(0.1)
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            worker.wait(timeout=30)
+    lines = [line for path in (out, err) for line in path.read_text().splitlines() if line]
+    records = [json.loads(line) for line in lines]
+    messages = [record["message"] for record in records]
+    assert any("worker running" in message for message in messages), messages

@@ -269,3 +269,34 @@ def test_daily_totals_count_the_windows_first_instant_and_not_the_first_instant_
     with database.session_scope(read_only=True) as session:
         totals = ledger.daily_totals(session, PLATFORM_REVENUE, start, end, zone)
     assert totals == [ledger.DailyTotal(start, "CNY", -100)]
+
+
+def test_a_capture_entry_of_no_payment_or_of_an_unpaid_one_is_named_by_its_entry(
+    build: Builders, database: Database, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by an operations audit: a capture entry without a payment was reported with
+    `object_id` "None", naming nothing."""
+    shop = Shop(build)
+    pending = shop.pay(shop.order())
+    _insert_raw(
+        database,
+        "INSERT INTO journal_entries (id, kind, created_at) "
+        "VALUES ('je_nobody', 'payment_captured', '2026-01-01 00:00:00')",
+        f"INSERT INTO journal_entries (id, kind, payment_id, created_at) "
+        f"VALUES ('je_unpaid', 'payment_captured', '{pending['id']}', '2026-01-01 00:00:00')",
+    )
+    code, report = _ledger_check(settings, monkeypatch)
+    assert code == 1
+    found = {
+        (v["rule"], v["object_id"], v["detail"])  # type: ignore[index]
+        for v in report["violations"]  # type: ignore[union-attr]
+        if v["rule"] == "capture_has_payment"  # type: ignore[index]
+    }
+    assert found == {
+        ("capture_has_payment", "je_nobody", "capture entry for no payment, which did not succeed"),
+        (
+            "capture_has_payment",
+            "je_unpaid",
+            f"capture entry for payment {pending['id']}, which did not succeed",
+        ),
+    }

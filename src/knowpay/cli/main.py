@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import sys
@@ -277,7 +278,8 @@ def worker(
     signal.signal(signal.SIGINT, lambda *_: runner.stop())
     refresher = credentials_refresher(base_settings, database, registry)
     runner.start()
-    console.print("[green]knowpay worker running[/green]; Ctrl-C stops it gracefully")
+    # Through the logs, so that with LOG_FORMAT=json every line of the process is JSON.
+    logging.getLogger("knowpay.worker").info("knowpay worker running; Ctrl-C stops it gracefully")
     runner.wait()
     runner.stop()
     if refresher is not None:

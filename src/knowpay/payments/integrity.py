@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.orm import Session
 
 from knowpay.entitlements import service as entitlements
@@ -72,12 +72,7 @@ def _payment_violations(session: Session) -> list[Violation]:
                     f"{counts.get(payment_id, 0)} capture entries",
                 )
             )
-    for orphan in set(counts) - succeeded:
-        violations.append(
-            Violation(
-                "capture_has_payment", str(orphan), "capture entry for a payment not succeeded"
-            )
-        )
+    violations += _orphan_captures(session, set(counts) - succeeded)
     for entitlement_id in entitlements.entitlements_without_grant(session):
         violations.append(
             Violation("entitlement_has_payment", entitlement_id, "no payment granted it")
@@ -92,6 +87,30 @@ def _payment_violations(session: Session) -> list[Violation]:
                 )
             )
     return violations
+
+
+def _orphan_captures(session: Session, payment_ids: set[str | None]) -> list[Violation]:
+    """Capture entries of payments that did not succeed (or of none), named by entry."""
+    if not payment_ids:
+        return []
+    named = [payment_id for payment_id in payment_ids if payment_id is not None]
+    of_these: ColumnElement[bool] = JournalEntry.payment_id.in_(named)
+    if None in payment_ids:
+        of_these = or_(of_these, JournalEntry.payment_id.is_(None))
+    rows = session.execute(
+        select(JournalEntry.id, JournalEntry.payment_id)
+        .where(JournalEntry.kind.in_(_CAPTURE_KINDS), of_these)
+        .order_by(JournalEntry.id)
+    ).all()
+    return [
+        Violation(
+            "capture_has_payment",
+            entry_id,
+            f"capture entry for {f'payment {payment_id}' if payment_id else 'no payment'}, "
+            "which did not succeed",
+        )
+        for entry_id, payment_id in rows
+    ]
 
 
 def check(session: Session, sent_refunds: Mapping[str, int] | None = None) -> list[Violation]:
