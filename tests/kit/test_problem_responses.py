@@ -275,6 +275,28 @@ def test_an_overloaded_or_unreachable_database_is_a_retryable_503(
         assert "too many" not in body["detail"]
 
 
+def test_a_schema_behind_the_code_is_a_503_that_says_migrate(client: TestClient, app: Any) -> None:
+    """Found by an operations audit: a server started on an unmigrated PostgreSQL answered
+    500 internal_error (its /readyz said 503 schema_outdated)."""
+    from psycopg import errors as pg_errors
+    from sqlalchemy.exc import ProgrammingError
+
+    @app.get("/no-table")
+    def no_table() -> None:
+        missing = pg_errors.UndefinedTable('relation "api_keys" does not exist')
+        raise ProgrammingError("SELECT … FROM api_keys", {}, missing)
+
+    @app.get("/bad-sql")
+    def bad_sql() -> None:
+        raise ProgrammingError("SELEC 1", {}, pg_errors.SyntaxError("syntax error"))
+
+    response = client.get("/no-table")
+    body = _assert_problem(response, 503, "schema_outdated")
+    assert "knowpay migrate" in body["detail"]
+    assert response.headers["retry-after"] == "30"
+    _assert_problem(client.get("/bad-sql"), 500, "internal_error")
+
+
 def test_a_405_names_every_method_the_path_serves(client: TestClient) -> None:
     """FastAPI makes one route per method; the Allow header must still list them all."""
     for path, allowed in (

@@ -264,6 +264,27 @@ async def _on_database_unavailable(request: Request, exc: Exception) -> JSONResp
     )
 
 
+SCHEMA_BEHIND_STATES = frozenset({"42P01", "42703"})
+"""PostgreSQL's undefined_table and undefined_column: the code is newer than the schema."""
+
+
+async def _on_programming_error(request: Request, exc: Exception) -> JSONResponse:
+    """A table or column this code needs is missing (started before `knowpay migrate`): a
+    503 the load balancer can act on, like /readyz; any other such error is a bug (500)."""
+    if getattr(getattr(exc, "orig", None), "sqlstate", None) not in SCHEMA_BEHIND_STATES:
+        return await _on_unexpected_error(request, exc)
+    logger.error("schema behind the code: %s", exc, extra={"request_id": request_id_of(request)})
+    return problem_response(
+        request,
+        status=503,
+        code="schema_outdated",
+        title="Temporarily unavailable",
+        detail="The database schema is older than this code: run `knowpay migrate`. "
+        "Nothing was changed.",
+        headers={"Retry-After": "30"},
+    )
+
+
 def is_unique_violation(exc: sqlalchemy_exc.IntegrityError) -> bool:
     """A duplicate key (PostgreSQL's SQLSTATE 23505, SQLite's "UNIQUE constraint failed"), as
     opposed to a NOT NULL, CHECK or foreign key violation, which no concurrency explains."""
@@ -377,6 +398,7 @@ def install_error_handlers(app: FastAPI) -> None:
     # transaction was rolled back.
     app.add_exception_handler(sqlalchemy_exc.TimeoutError, _on_database_unavailable)
     app.add_exception_handler(sqlalchemy_exc.OperationalError, _on_database_unavailable)
+    app.add_exception_handler(sqlalchemy_exc.ProgrammingError, _on_programming_error)
     app.add_exception_handler(sqlalchemy_exc.DataError, _on_unstorable_value)
     app.add_exception_handler(sqlalchemy_exc.IntegrityError, _on_integrity_error)
     app.add_exception_handler(ClientDisconnect, _on_client_gone)

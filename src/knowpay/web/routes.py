@@ -13,7 +13,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, FastAPI, Form, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, RedirectResponse, Response
-from sqlalchemy.exc import DataError, IntegrityError, OperationalError
+from sqlalchemy.exc import DataError, IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -259,6 +259,7 @@ def install_web_error_pages(app: FastAPI) -> None:
         IntegrityError,
         DataError,
         OperationalError,
+        ProgrammingError,
         PoolTimeout,
         Exception,  # also `kit.errors.UnexpectedErrorMiddleware`'s, for the 500
     ):
