@@ -44,6 +44,13 @@ def test_masking_rules() -> None:
         ("card=4111111111111111&cvv=1", "card=************1111&cvv=1"),
         ("card 4111 1111 1111 1111.", "card ************1111."),
         ("accNo=6212345678901234567", "accNo=***************4567"),
+        # Found by an operations audit: the access log kept cashier links that open an order.
+        (
+            '"GET /pay/ord_1?t=1795839241.orr9NNOmXy&lang=en HTTP/1.1" 200',
+            '"GET /pay/ord_1?t=***&lang=en HTTP/1.1" 200',
+        ),
+        ("/pay/ord_1/status?lang=en&t=17958.abc", "/pay/ord_1/status?lang=en&t=***"),
+        ("Knowpay-Signature: t=1767268800,v1=ab", "Knowpay-Signature: t=1767268800,v1=ab"),
         # What is not personal stays readable: amounts, dates, ids, short numbers.
         ("9900 CNY at 2026-01-01 12:30:00", "9900 CNY at 2026-01-01 12:30:00"),
         (
