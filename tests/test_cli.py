@@ -18,6 +18,7 @@ from knowpay.cli.main import app as cli
 from knowpay.kit.config import get_settings
 from knowpay.kit.crypto import sha256_hex
 from knowpay.kit.db import Database
+from knowpay.kit.migrations import head_revision
 
 runner = CliRunner()
 
@@ -345,3 +346,36 @@ def test_a_latency_sweep_that_is_no_list_of_concurrencies_is_a_usage_error(
     assert result.exit_code == 2, result.output
     assert "--latency-sweep" in result.output
     assert started == []
+
+
+def test_backup_copies_the_sqlite_database_and_the_copy_runs_as_it_was(
+    cli_env: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    made = runner.invoke(cli, ["apps", "create", "--name", "kept", "--json"])
+    assert made.exit_code == 0, made.output
+    app_id = json.loads(made.output)["id"]
+    copy = tmp_path / "backup.db"
+    done = runner.invoke(cli, ["backup", str(copy), "--json"])
+    assert done.exit_code == 0, done.output
+    answer = json.loads(done.output)
+    assert (answer["backup"], answer["revision"]) == (str(copy), head_revision())
+    assert answer["bytes"] > 0
+    again = runner.invoke(cli, ["backup", str(copy), "--json"])
+    assert (again.exit_code, json.loads(again.output)["error"]["code"]) == (1, "backup_exists")
+    # Restoring is pointing knowpay at the copy (or copying it back while knowpay is stopped).
+    monkeypatch.setenv("KNOWPAY_DATABASE_URL", f"sqlite:///{copy}")
+    get_settings.cache_clear()
+    listed = runner.invoke(cli, ["apps", "list", "--json"])
+    assert app_id in listed.output
+    checked = runner.invoke(cli, ["ledger", "check", "--json"])
+    assert (checked.exit_code, json.loads(checked.output)["ok"]) == (0, True)
+
+
+def test_backup_of_postgresql_points_at_its_own_tools(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KNOWPAY_DATABASE_URL", "postgresql://postgres@127.0.0.1:1/nothing")
+    get_settings.cache_clear()
+    result = runner.invoke(cli, ["backup", str(tmp_path / "never.db"), "--json"])
+    assert result.exit_code == 2
+    assert "pg_dump" in json.loads(result.output)["error"]["detail"]

@@ -12,7 +12,6 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from fastapi.security.utils import get_authorization_scheme_param
 from fastapi.telemetry import TelemetryConfig
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import SecretStr
 from sqlalchemy.orm import Session
 
@@ -45,6 +44,7 @@ from knowpay.kit.errors import (
 )
 from knowpay.kit.idempotency import IdempotencyMiddleware
 from knowpay.kit.masking import install_log_masking
+from knowpay.kit.metrics import METRICS_CONTENT_TYPE, HttpMetricsMiddleware, exposition
 from knowpay.kit.middleware import (
     BodySizeLimitMiddleware,
     HeadAsGetMiddleware,
@@ -76,6 +76,7 @@ from knowpay.web.console import console_router
 from knowpay.web.routes import csrf_refusal_page, install_web_error_pages, web_router
 from knowpay.webhooks.endpoints import events_router
 from knowpay.webhooks.endpoints import router as webhooks_router
+from knowpay.worker.backlog import BacklogCollector
 from knowpay.worker.runner import Worker
 
 logger = logging.getLogger("knowpay")
@@ -184,8 +185,8 @@ def create_app(
 
     install_error_handlers(app)
     install_log_masking()
-    # Added innermost first: request id → security headers → CORS → rate limits → unexpected
-    # errors → body size → CSRF → idempotency → HEAD as GET → the routes.
+    # Added innermost first: metrics → request id → security headers → CORS → rate limits →
+    # unexpected errors → body size → CSRF → idempotency → HEAD as GET → the routes.
     app.add_middleware(HeadAsGetMiddleware)
     app.add_middleware(IdempotencyMiddleware, resolve_scope=_idempotency_scope)
     app.add_middleware(CsrfMiddleware, tokens=app.state.csrf_tokens, page_refusal=csrf_refusal_page)
@@ -193,6 +194,7 @@ def create_app(
     app.add_middleware(UnexpectedErrorMiddleware)
     _add_edge_middleware(app, settings)
     app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(HttpMetricsMiddleware)  # outermost: every answer, with its whole time
 
     app.include_router(accounts_router)
     app.include_router(catalog_router)
@@ -323,12 +325,14 @@ def _add_health_routes(app: FastAPI, database: Database) -> None:
         "/metrics", tags=["operations"], response_class=Response, responses=problem_responses(401)
     )
     def metrics(request: Request) -> Response:
-        """Prometheus metrics of this process (gateway calls, latency, breaker rejections).
-        With `KNOWPAY_METRICS_TOKEN` set, only for `Authorization: Bearer <that token>`."""
+        """Prometheus metrics: HTTP requests and latency by route, gateway calls and latency
+        (breaker rejections too), of every server process (`serve --workers N`), and the
+        backlog of background work. With `KNOWPAY_METRICS_TOKEN` set, only for
+        `Authorization: Bearer <that token>`."""
         settings: Settings = request.app.state.settings
         if settings.metrics_token is not None and not _bears(request, settings.metrics_token):
             raise Unauthorized("GET /metrics needs the metrics token (KNOWPAY_METRICS_TOKEN).")
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+        return Response(exposition([BacklogCollector(database)]), media_type=METRICS_CONTENT_TYPE)
 
     @app.get("/readyz", tags=["operations"], response_model=None)
     def readyz(request: Request) -> JSONResponse | dict[str, str]:

@@ -16,6 +16,7 @@ from sqlalchemy import exc as sqlalchemy_exc
 from knowpay.accounts import service as accounts
 from knowpay.accounts.schemas import AppCreate, UserCreate
 from knowpay.auth.principals import STAFF_ROLES, Role
+from knowpay.cli.backup import backup
 from knowpay.cli.demo import seed_demo
 from knowpay.cli.output import console, emit, fail
 from knowpay.cli.rates import rates_app
@@ -43,6 +44,7 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(secrets_app, name="secrets")
 app.add_typer(gateways_app, name="gateways")
 app.add_typer(rates_app, name="rates")
+app.command()(backup)
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for programs.")]
 # Checked here: uvicorn would take 99999 and listen on 99999 mod 65536 (34463).
@@ -96,6 +98,18 @@ def _valid(model: type[BaseModel], as_json: bool, **fields: str) -> None:
     except ValidationError as invalid:
         reasons = "; ".join(f"{item['loc'][0]}: {item['msg']}" for item in invalid.errors())
         fail("validation_error", reasons, as_json=as_json, exit_code=2)
+
+
+def _share_metrics_between_processes() -> None:
+    """Several server processes answer /metrics with all of their samples (a scrape reaches
+    one at random): they write them to files in one directory, the operator's
+    PROMETHEUS_MULTIPROC_DIR or a fresh one of this server's."""
+    import tempfile
+
+    from knowpay.kit.metrics import MULTIPROCESS_DIR_VARIABLE
+
+    if not os.environ.get(MULTIPROCESS_DIR_VARIABLE):
+        os.environ[MULTIPROCESS_DIR_VARIABLE] = tempfile.mkdtemp(prefix="knowpay-metrics-")
 
 
 def _refuse_gateway_keys_that_do_not_load(settings: Settings) -> None:
@@ -183,6 +197,8 @@ def serve(
     if database.dialect == "sqlite":
         upgrade(database.engine)
     database.dispose()
+    if workers > 1:
+        _share_metrics_between_processes()
     uvicorn.run(
         "knowpay.app:create_app",
         factory=True,
