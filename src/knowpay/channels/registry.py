@@ -65,6 +65,18 @@ def load_problem(section: str, settings: Settings, clock: Clock) -> Exception | 
     return None
 
 
+def _warn_if_half_configured(section: str, settings: Settings, built: dict[str, Channel]) -> None:
+    """Some of a gateway's settings given, not enough for its channels: say so, or the
+    operator learns it from a payer's `channel_not_configured`."""
+    given = getattr(settings, section)
+    if not built and given != type(given)():
+        logger.warning(
+            "the %s settings are incomplete (see docs/configuration.md): its channels are "
+            "unavailable",
+            section,
+        )
+
+
 def _log_refusal(section: str, problem: Exception, instead: str) -> None:
     """Name the gateway and the error's type, never its text: it may quote a key."""
     logger.error(
@@ -129,6 +141,7 @@ class ChannelRegistry:
                 _log_refusal(section, problem, f"{section} uses its env/TOML settings")
                 in_use = _with_section_of(in_use, section, fallback)
                 built[section] = build(in_use, clock)
+            _warn_if_half_configured(section, in_use, built[section])
         health = ChannelHealth(settings.channels, redis_url=settings.redis_url)
         return cls(in_use, clock, built, health)
 
