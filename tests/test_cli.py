@@ -84,6 +84,10 @@ def test_demo_seeds_once_and_can_be_run_again(cli_env: Database) -> None:
     assert first.exit_code == 0, first.output
     second = runner.invoke(cli, ["demo", "--no-serve", "--json"])
     assert json.loads(first.output) == json.loads(second.output)
+    printed = json.loads(first.output)
+    assert isinstance(printed["products"], list)
+    assert len(printed["products"]) >= 1
+    assert printed["logins"]["admin"]["email"] == "admin@demo.knowpay.local"  # structured
     with cli_env.session_scope(read_only=True) as session:
         assert len(session.scalars(select(User)).all()) == 5
         buyer = session.scalars(select(User).where(User.email.startswith("buyer@"))).one()

@@ -125,10 +125,16 @@ def seed_demo(database: Database, settings: Settings) -> dict[str, Any]:
         "api": f"{base}/docs",
         "app_id": state["app_id"],
         "api_key": state["api_key"],
-        "products": ", ".join(state["product_ids"]),
-        **{
-            f"{name}_login": f"{email} / {password}"
-            for name, (email, password, _r) in DEMO_PEOPLE.items()
-        },
+        "products": list(state["product_ids"]),
+        "logins": state["logins"],
         "credentials_file": str(DEMO_FILE),
     }
+
+
+def readable(summary: dict[str, Any]) -> dict[str, Any]:
+    """The summary as a person reads it in a table: one line per login."""
+    flat = {key: value for key, value in summary.items() if key != "logins"}
+    flat["products"] = ", ".join(summary["products"])
+    for name, login in summary["logins"].items():
+        flat[f"{name}_login"] = f"{login['email']} / {login['password']}"
+    return flat

@@ -17,7 +17,7 @@ from knowpay.accounts import service as accounts
 from knowpay.accounts.schemas import AppCreate, UserCreate
 from knowpay.auth.principals import STAFF_ROLES, Role
 from knowpay.cli.backup import backup
-from knowpay.cli.demo import seed_demo
+from knowpay.cli.demo import readable, seed_demo
 from knowpay.cli.output import console, emit, fail
 from knowpay.cli.rates import rates_app
 from knowpay.cli.security import audit_app, gateways_app, secrets_app
@@ -242,7 +242,7 @@ def demo(
     upgrade(database.engine)
     summary = seed_demo(database, settings)
     summary["simulators"] = f"{settings.public_url}{SANDBOX_PREFIX}/docs"
-    emit(summary, as_json=as_json, title="knowpay demo")
+    emit(summary if as_json else readable(summary), as_json=as_json, title="knowpay demo")
     database.dispose()
     if serve_after:
         wired, sandbox = wire_sandbox(settings)

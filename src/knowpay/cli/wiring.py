@@ -3,12 +3,13 @@ settings pointed at them with the keys the simulators made."""
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import Callable
 from typing import Any
 
+import httpx
 from fastapi import FastAPI
-from fastapi.testclient import TestClient
 from pydantic import BaseModel
 
 from knowpay.kit.config import (
@@ -94,6 +95,13 @@ _WIRINGS: dict[str, GatewayWiring] = {
 }
 
 
+async def _simulator_keys(sandbox: FastAPI) -> dict[str, dict[str, Any]]:
+    """Each simulator's keys, asked in-process (no server runs yet)."""
+    transport = httpx.ASGITransport(app=sandbox)
+    async with httpx.AsyncClient(transport=transport, base_url="http://sandbox") as local:
+        return {section: (await local.get(f"/{section}/_keys")).json() for section in _WIRINGS}
+
+
 def wire_sandbox(settings: Settings) -> tuple[Settings, FastAPI]:
     """The simulators' app and settings whose gateways all point at them."""
     merchant_serial = secrets.token_hex(20).upper()
@@ -104,11 +112,9 @@ def wire_sandbox(settings: Settings) -> tuple[Settings, FastAPI]:
     )
     sandbox = create_sandbox_app(config)
     update: dict[str, BaseModel] = {}
-    with TestClient(sandbox) as local:  # in-process: ask each simulator for its keys
-        for section, wiring in _WIRINGS.items():
-            keys = local.get(f"/{section}/_keys").json()
-            keys["merchant_serial_no"] = keys.get("merchant_serial_no") or merchant_serial
-            update[section] = wiring(keys, sandbox_url)
+    for section, keys in asyncio.run(_simulator_keys(sandbox)).items():
+        keys["merchant_serial_no"] = keys.get("merchant_serial_no") or merchant_serial
+        update[section] = _WIRINGS[section](keys, sandbox_url)
     # The simulators stand in for the gateways, which knowpay's limits do not govern: its own
     # calls to them (and the payer's) would otherwise spend 127.0.0.1's anonymous budget.
     limits = settings.rate_limits
