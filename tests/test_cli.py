@@ -37,7 +37,14 @@ def cli_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Database:
     get_settings.cache_clear()
     result = runner.invoke(cli, ["migrate", "--json"])
     assert result.exit_code == 0, result.output
-    assert json.loads(result.output) == {"migrated": True, "database": "sqlite"}
+    assert json.loads(result.output) == {
+        "migrated": True,
+        "database": "sqlite",
+        "from_revision": None,
+        "revision": head_revision(),
+    }
+    again = json.loads(runner.invoke(cli, ["migrate", "--json"]).output)
+    assert again["from_revision"] == again["revision"] == head_revision()
     yield Database(get_settings())
     get_settings.cache_clear()
 

@@ -28,7 +28,7 @@ from knowpay.kit.crypto import SecretHasher
 from knowpay.kit.db import Database
 from knowpay.kit.errors import KnowpayError
 from knowpay.kit.logs import configure_process_logging, log_config
-from knowpay.kit.migrations import upgrade
+from knowpay.kit.migrations import head_revision, revision_of, upgrade
 from knowpay.refunds import integrity
 
 app = typer.Typer(
@@ -175,8 +175,18 @@ def _not_migrated(error: sqlalchemy_exc.DBAPIError) -> bool:
 def migrate(as_json: JsonFlag = False) -> None:
     """Bring the database named by KNOWPAY_DATABASE_URL up to date."""
     database = _database()
+    with database.engine.connect() as connection:
+        before = revision_of(connection)
     upgrade(database.engine)
-    emit({"migrated": True, "database": database.dialect}, as_json=as_json)
+    emit(
+        {
+            "migrated": True,
+            "database": database.dialect,
+            "from_revision": before,
+            "revision": head_revision(),
+        },
+        as_json=as_json,
+    )
 
 
 WORKER_HEALTHCHECK_TIMEOUT_S = 30
