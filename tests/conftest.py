@@ -16,6 +16,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from knowpay.app import create_app
+from knowpay.channels.testchannel.store import GatewayBase
 from knowpay.kit.clock import FrozenClock
 from knowpay.kit.config import PasswordHashSettings, RateLimitSettings, Settings, load_settings
 from knowpay.kit.db import Base, Database, sqlalchemy_url
@@ -94,6 +95,11 @@ def _empty_postgres(database: Database) -> None:
     tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
     with database.engine.begin() as connection:
         connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+        # The test gateway's own tables (created when first used): its trades of an earlier
+        # test would show on this test's bills.
+        for table in GatewayBase.metadata.sorted_tables:
+            if connection.execute(text(f"SELECT to_regclass('{table.name}')")).scalar():
+                connection.execute(text(f'TRUNCATE "{table.name}" RESTART IDENTITY CASCADE'))
 
 
 @pytest.fixture

@@ -68,6 +68,7 @@ from knowpay.payments.endpoints import browser_router as payer_return_router
 from knowpay.payments.endpoints import router as payments_router
 from knowpay.payments.review import HeldPaymentReleaser
 from knowpay.payments.service import PaymentsContext
+from knowpay.reconciliation.endpoints import router as reconciliation_router
 from knowpay.refunds.endpoints import router as refunds_router
 from knowpay.refunds.service import RefundsContext
 from knowpay.reports.endpoints import router as reports_router
@@ -208,6 +209,7 @@ def create_app(
     app.include_router(webhooks_router)
     app.include_router(events_router)
     app.include_router(refunds_router)
+    app.include_router(reconciliation_router)
     app.include_router(reports_router)
     app.include_router(limits_router)
     app.include_router(risk_router)

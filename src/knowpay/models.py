@@ -15,6 +15,7 @@ from knowpay.ledger import models as ledger_models
 from knowpay.limits import models as limits_models
 from knowpay.orders import models as orders_models
 from knowpay.payments import models as payments_models
+from knowpay.reconciliation import models as reconciliation_models
 from knowpay.refunds import models as refunds_models
 from knowpay.reports import models as reports_models
 from knowpay.risk import models as risk_models
@@ -37,6 +38,7 @@ __all__ = [
     "orders_models",
     "outbox_models",
     "payments_models",
+    "reconciliation_models",
     "refunds_models",
     "reports_models",
     "risk_models",

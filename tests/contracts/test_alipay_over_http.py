@@ -28,6 +28,8 @@ from knowpay.kit.clock import FrozenClock, SystemClock
 from knowpay.kit.config import AlipaySettings, ChannelHealthSettings, Settings
 from knowpay.kit.db import Database
 from knowpay.kit.money import Money
+from knowpay.reconciliation import service as reconciliation
+from knowpay.reconciliation import tasks as reconciliation_tasks
 from knowpay.refunds.service import SENT_BY_THE_REQUEST_FOR
 from knowpay.sandbox.alipay import crypto
 from knowpay.sandbox.app import SandboxConfig, create_sandbox_app
@@ -362,6 +364,40 @@ def test_a_refund_over_the_protocol_and_the_days_bill(world: World) -> None:
     lines = [(line.kind, line.amount.amount_minor) for line in channel.fetch_bill(today).lines
              if line.out_trade_no == payment["id"]]  # fmt: skip
     assert lines == [("payment", 9900), ("refund", 1000)]
+
+
+def test_the_days_bill_reconciles_with_the_books_payment_and_refund_alike(world: World) -> None:
+    """Reconciliation against the simulator's real zipped bill: knowpay's capture and its
+    refund, both made over the protocol, each match a line of the day's bill."""
+    order = world.shop.order()
+    payment = world.shop.pay(order, channel="alipay_qr")
+    world.pay_at_alipay(payment)
+    wait_for(lambda: world.order_status(order) == "paid")
+    refunded = world.knowpay.post(
+        "/v1/refunds",
+        json={"order_id": order["id"], "amount": 1500, "reason": "other"},
+        headers=world.shop.app.headers,
+    )
+    assert refunded.status_code == 201, refunded.text
+    refund_id = refunded.json()["id"]
+    wait_for(lambda: world.shop.get(f"/v1/refunds/{refund_id}")["status"] == "succeeded")
+    source = reconciliation_tasks.bill_sources(world.app.state.channel_registry)["alipay"]
+    now = datetime.now(UTC)
+    today = (now + BEIJING_OFFSET).date()
+    bill = source.fetch(today)
+    with world.database.session_scope() as session:
+        run_id = reconciliation.start_run(session, "alipay", today, "finance:x", now).id
+        reconciliation.finish_run(session, run_id, source, bill, now)
+        ours = [
+            (d.kind, d.line_kind)
+            for d in reconciliation.discrepancies_of(session, run_id)
+            if payment["id"] in (d.payment_id, d.out_trade_no)
+        ]
+        run = reconciliation.get_run(session, run_id)
+        matched, lines = run.matched, run.bill_lines
+    assert ours == []  # the payment and the refund each matched their line
+    assert lines >= 2
+    assert matched >= 2
 
 
 def test_closing_an_order_closes_the_trade_at_alipay(world: World) -> None:

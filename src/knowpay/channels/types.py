@@ -5,7 +5,7 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from enum import StrEnum
 from types import MappingProxyType
 from typing import Any, Literal
@@ -61,6 +61,12 @@ class ChannelProfile:
     payer_fields: frozenset[str] = frozenset()
     """Fields of the payment request the channel cannot open a trade without (`openid` for
     WeChat JSAPI): asked for by name they are a 422, and routing passes the channel by."""
+    bill_timezone: tzinfo = UTC
+    """The clock of the gateway's daily bill: the bill of day D covers D 00:00–24:00 there."""
+    bill_ready_after: timedelta = timedelta(hours=1)
+    """How long after its day ends the gateway's bill of that day is complete."""
+    has_bills: bool = True
+    """Whether `fetch_bill` can fetch the gateway's bill (reconciliation asks only those)."""
 
     def can_charge(self, amount_minor: int, currency: str) -> bool:
         """Whether an amount in a currency is within what the gateway accepts."""

@@ -20,6 +20,7 @@ from knowpay.cli.backup import backup
 from knowpay.cli.demo import readable, seed_demo
 from knowpay.cli.output import console, emit, fail
 from knowpay.cli.rates import rates_app
+from knowpay.cli.reconcile import reconcile
 from knowpay.cli.security import audit_app, gateways_app, secrets_app
 from knowpay.kit import context
 from knowpay.kit.clock import SystemClock
@@ -45,6 +46,7 @@ app.add_typer(secrets_app, name="secrets")
 app.add_typer(gateways_app, name="gateways")
 app.add_typer(rates_app, name="rates")
 app.command()(backup)
+app.command()(reconcile)
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for programs.")]
 # Checked here: uvicorn would take 99999 and listen on 99999 mod 65536 (34463).

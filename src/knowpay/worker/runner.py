@@ -24,6 +24,7 @@ from knowpay.kit.outbox import OutboxDispatcher
 from knowpay.limits.service import LimitPolicy
 from knowpay.payments import tasks
 from knowpay.payments.service import PaymentsContext
+from knowpay.reconciliation import tasks as reconciliation_tasks
 from knowpay.refunds import tasks as refund_tasks
 from knowpay.refunds.service import RefundsContext
 from knowpay.webhooks.delivery import DeliveryPolicy, WebhookDeliverer, WebhookFanout
@@ -73,6 +74,9 @@ class Worker:
             query_after=timedelta(seconds=options.query_after_s),
             reminder_lead=timedelta(seconds=options.reminder_lead_s),
         )
+        self.reconciliation = reconciliation_tasks.ReconciliationContext(
+            database=database, registry=registry, clock=clock
+        )
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._scheduler = BackgroundScheduler(timezone="UTC")
@@ -92,6 +96,7 @@ class Worker:
             ),
             "purge_idempotency_keys": self._purge_idempotency_keys,
             "seal_audit_log": lambda: audit_tasks.seal_pending(self._database, self._clock),
+            "reconcile_bills": lambda: reconciliation_tasks.reconcile_bills(self.reconciliation),
         }
 
     def _purge_idempotency_keys(self) -> int:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import codecs
 from collections.abc import Mapping
-from datetime import date
+from datetime import date, timedelta
 from typing import Any, Literal
 from urllib.parse import parse_qsl
 
@@ -59,6 +59,9 @@ _DEVICES: dict[Product, frozenset[Device]] = {
     "qr": frozenset({"desktop"}),
 }
 
+BILL_READY_AFTER = timedelta(hours=9)
+"""How long after its day ends the gateway's bill of that day is complete."""
+
 
 class AlipayChannel:
     """One Alipay product behind the Channel interface; the three share one client."""
@@ -74,6 +77,9 @@ class AlipayChannel:
             devices=_DEVICES[product],
             min_amount={transformers.CURRENCY: transformers.MIN_AMOUNT.amount_minor},
             max_amount={transformers.CURRENCY: transformers.MAX_AMOUNT.amount_minor},
+            # The day's bill can be downloaded from 09:00 the next morning, Beijing time.
+            bill_timezone=transformers.BEIJING,
+            bill_ready_after=BILL_READY_AFTER,
         )
 
     def close(self) -> None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 from knowpay.channels.base import Channel
@@ -68,6 +68,9 @@ HEADERS = {
     "auth_algo": "paypal-auth-algo",
 }
 
+BILL_READY_AFTER = timedelta(hours=3)
+"""How long after its day ends the gateway's bill of that day is complete."""
+
 
 def create_request_id(out_trade_no: str) -> str:
     """PayPal-Request-Id of the order's creation: a retry replays the same order."""
@@ -92,6 +95,8 @@ class PayPalChannel:
             currencies=currencies,
             devices=ALL_DEVICES,
             min_amount={code: transformers.minimum(code) for code in currencies},
+            # Transaction search: up to three hours before a transaction appears.
+            bill_ready_after=BILL_READY_AFTER,
         )
         self._verify_mode = settings.verify_mode
         self._cert_hosts = tuple(settings.cert_hosts)

@@ -65,7 +65,7 @@ class TestChannel:
     __test__ = False
     name = "test"
     gateway = "test"
-    profile = ChannelProfile(currencies=known_currencies())
+    profile = ChannelProfile(currencies=known_currencies(), bill_ready_after=timedelta(0))
 
     def __init__(self, store: TestGatewayStore, signing_key: bytes, clock: Clock) -> None:
         self._store = store

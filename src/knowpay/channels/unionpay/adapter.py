@@ -56,6 +56,8 @@ class UnionPayChannel:
             currencies=frozenset({tf.CURRENCY}),
             devices=frozenset({"desktop", "mobile"}),
             min_amount={tf.CURRENCY: 1},
+            bill_timezone=tf.BEIJING,
+            has_bills=False,  # the settlement file download (txnType 76) is not implemented
         )
 
     def close(self) -> None:

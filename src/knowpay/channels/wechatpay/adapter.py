@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from datetime import date
+from datetime import date, timedelta
 from urllib.parse import quote, urlencode, urlsplit
 
 from cryptography import x509
@@ -56,6 +56,9 @@ _DEVICES: dict[TradeType, frozenset[Device]] = {
     "jsapi": frozenset({"wechat"}),
     "h5": frozenset({"mobile"}),
 }
+
+BILL_READY_AFTER = timedelta(hours=10)
+"""How long after its day ends the gateway's bill of that day is complete."""
 
 
 class WechatPayMerchant:
@@ -228,6 +231,9 @@ class WechatPayChannel:
             currencies=frozenset({transformers.CURRENCY}),
             devices=_DEVICES[self.trade_type],
             payer_fields=_PAYER_FIELDS.get(self.trade_type, frozenset()),
+            # The trade bill of a day is ready after 10:00 the next morning, Beijing time.
+            bill_timezone=transformers.BEIJING,
+            bill_ready_after=BILL_READY_AFTER,
         )
 
     def close(self) -> None:
