@@ -19,11 +19,14 @@ from fastapi.testclient import TestClient
 from jinja2.ext import babel_extract
 
 from knowpay.auth.principals import Role
+from knowpay.channels.types import Bill
 from knowpay.kit.clock import FrozenClock
 from knowpay.kit.config import Settings
 from knowpay.kit.db import Database
 from knowpay.kit.masking import mask_email
 from knowpay.payments import tasks
+from knowpay.reconciliation import service as reconciliation
+from knowpay.reconciliation import tasks as reconciliation_tasks
 from knowpay.refunds import service as refunds_service
 from knowpay.web.console.labels import ERRORS, NOTICES, VALUES
 from knowpay.web.errors import MESSAGES
@@ -43,6 +46,7 @@ PAGES = {
     "/admin/limits": ("Spending limits", "支付限额"),
     "/admin/audit": ("Audit log", "审计日志"),
     "/admin/alerts": ("Alerts", "告警"),
+    "/admin/reconciliation": ("Reconciliation", "对账"),
     "/admin/reports": ("Reports", "报表"),
     "/admin/reports/success-rate": ("Payment success rate", "支付成功率"),
     "/admin/reports/refund-rate": ("Refund rate", "退款率"),
@@ -368,6 +372,7 @@ def test_every_console_form_refuses_a_post_without_csrf_token(
         "/admin/risk/rd_x/reject",
         "/admin/limits",
         "/admin/limits/lim_x",
+        "/admin/reconciliation/discrepancies/rcd_x/resolve",
         *forms,
     ):
         answer = browser.post(path, data={"note": "x", "reason": "x", "amount": "1"})
@@ -613,3 +618,38 @@ def test_a_duplicate_payments_refund_reason_is_shown_in_the_pages_language(
     assert refunds_service.DUPLICATE_OF_PAID not in story
     english = browser.get(f"/admin/orders/{order['id']}", params={"lang": "en"}).text
     assert refunds_service.DUPLICATE_OF_PAID in english
+
+
+def test_finance_resolves_a_reconciliation_discrepancy_in_the_console(
+    app: FastAPI, build: Builders, shop: Shop, database: Database, clock: FrozenClock
+) -> None:
+    """A capture the gateway's bill does not show, on the Chinese page, resolved by a form."""
+    order = paid_order(shop)
+    [payment] = shop.get(f"/v1/orders/{order['id']}/payments")["data"]
+    source = reconciliation_tasks.bill_sources(app.state.channel_registry)["test"]
+    day = clock.now().date()
+    with database.session_scope() as session:
+        run_id = reconciliation.start_run(session, "test", day, "finance:x", clock.now()).id
+        reconciliation.finish_run(session, run_id, source, Bill(day, []), clock.now())
+        [found] = reconciliation.discrepancies_of(session, run_id)
+    browser, _ = staff_browser(app, build, Role.FINANCE)
+    page = browser.get("/admin/reconciliation")
+    assert page.status_code == 200
+    for chinese in ("未处理的差异", "账单中没有", "有差异", payment["id"]):
+        assert chinese in page.text, chinese
+    assert untranslated(page.text) == []
+    path = f"/admin/reconciliation/discrepancies/{found.id}/resolve"
+    token = csrf_of(page.text)
+    empty = browser.post(path, data={"csrf_token": token, "note": "  "})
+    assert empty.status_code == 422
+    assert "请填写差异的原因" in empty.text
+    done = browser.post(path, data={"csrf_token": token, "note": "次日账单已包含"})
+    assert done.status_code == 303, done.text
+    after = browser.get(done.headers["location"])
+    assert "差异已处理" in after.text
+    assert f'id="discrepancy-{found.id}"' not in after.text
+    again = browser.post(path, data={"csrf_token": token, "note": "again"})
+    assert again.status_code == 409
+    support, _ = staff_browser(app, build, Role.SUPPORT)
+    assert support.get("/admin/reconciliation").status_code == 403
+    assert "/admin/reconciliation" not in support.get("/admin").text  # no link to a 403

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from knowpay.web.console import actions, pages, report_pages
+from knowpay.web.console import actions, pages, reconciliation, report_pages
 
 console_router = APIRouter()  # only includes routers, each a SessionRoute router
 console_router.include_router(pages.router)
 console_router.include_router(actions.router)
 console_router.include_router(report_pages.router)
+console_router.include_router(reconciliation.router)
 
 __all__ = ["console_router"]

@@ -67,6 +67,14 @@ VALUES: dict[str, str] = {
     "admin": N_("admin"),
     "finance": N_("finance"),
     "support": N_("support"),
+    # reconciliation
+    "balanced": N_("balanced"),
+    "discrepancies": N_("discrepancies"),
+    "running": N_("running"),
+    "missing_in_knowpay": N_("not in the books"),
+    "missing_at_gateway": N_("not on the bill"),
+    "amount_mismatch": N_("amounts differ"),
+    "status_mismatch": N_("statuses differ"),
     # alert severities
     "error": N_("error"),
     "warning": N_("warning"),
@@ -94,6 +102,7 @@ NOTICES: dict[str, str] = {
     "review_rejected": N_("The held payment was rejected."),
     "limit_created": N_("The limit was added."),
     "limit_updated": N_("The limit was saved."),
+    "discrepancy_resolved": N_("The discrepancy was resolved."),
 }
 
 ERRORS: dict[str, str] = {
@@ -104,6 +113,9 @@ ERRORS: dict[str, str] = {
     "invalid_limit": N_("The limit is not valid."),
     "invalid_amount": N_("Enter the amount as a number, such as 500 or 500.00."),
     "reason_required": N_("Write the reason the buyer will read."),
+    "note_required": N_("Write what explains the discrepancy."),
+    "discrepancy_not_found": N_("We could not find this discrepancy."),
+    "discrepancy_already_resolved": N_("This discrepancy has already been resolved."),
 }
 
 
