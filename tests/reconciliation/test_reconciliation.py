@@ -303,3 +303,20 @@ def test_knowpay_reconcile_runs_one_day_from_the_command_line(
         "gateway_without_bills",
     )
     get_settings.cache_clear()
+
+
+def test_a_bill_of_many_lines_is_looked_up_in_chunks_and_misses_none(
+    shop: Shop, database: Database, clock: FrozenClock, ctx: tasks.ReconciliationContext
+) -> None:
+    paid = [_paid(shop), _paid(shop)]
+    at = clock.now()
+    # Unknown trades sort before knowpay's ids, so those land in a later lookup chunk.
+    unknown = [
+        BillLine(f"pay_0{n:05d}", f"T{n}", Money(100, "CNY"), "payment", at) for n in range(1200)
+    ]
+    ours = [BillLine(p["id"], f"T{p['id']}", Money(9900, "CNY"), "payment", at) for p in paid]
+    source = tasks.bill_sources(ctx.registry)["test"]
+    with database.session_scope() as session:
+        run_id = service.start_run(session, "test", DAY, "finance:x", at).id
+        run = service.finish_run(session, run_id, source, Bill(DAY, unknown + ours), at)
+        assert (run.bill_lines, run.matched, run.discrepancies) == (1202, 2, 1200)

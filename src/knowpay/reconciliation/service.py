@@ -184,12 +184,21 @@ def _discrepancy(run_id: str, finding: _Finding, now: datetime) -> Discrepancy:
 # Matching -----------------------------------------------------------------------------------
 
 
+_LOOKUP_CHUNK = 500
+"""Ids per IN (…) lookup: a day's bill may hold more than SQLite takes in one statement."""
+
+
+def _chunks(ids: list[str]) -> list[list[str]]:
+    return [ids[i : i + _LOOKUP_CHUNK] for i in range(0, len(ids), _LOOKUP_CHUNK)]
+
+
 def _match(session: Session, source: BillSource, bill: Bill) -> _Result:
     result = _Result()
-    named = {line.out_trade_no for line in bill.lines}
+    named = sorted({line.out_trade_no for line in bill.lines})
     payments = {
         p.id: p
-        for p in session.scalars(select(Payment).where(Payment.id.in_(named))).all()
+        for chunk in _chunks(named)
+        for p in session.scalars(select(Payment).where(Payment.id.in_(chunk))).all()
         if p.channel in source.channels
     }
     start, end = source.window(bill.bill_date)
@@ -292,10 +301,10 @@ def _match_refunds(
 ) -> None:
     lines = [line for line in bill.lines if line.kind == "refund"]
     refunds_of: dict[str, list[Refund]] = defaultdict(list)
-    if payments:
+    for chunk in _chunks(sorted(payments)):
         for refund in session.scalars(
             select(Refund)
-            .where(Refund.payment_id.in_(list(payments)), Refund.resolution.is_(None))
+            .where(Refund.payment_id.in_(chunk), Refund.resolution.is_(None))
             .order_by(Refund.id)
         ).all():
             refunds_of[refund.payment_id].append(refund)
