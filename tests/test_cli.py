@@ -373,6 +373,8 @@ def test_backup_copies_the_sqlite_database_and_the_copy_runs_as_it_was(
     assert answer["bytes"] > 0
     again = runner.invoke(cli, ["backup", str(copy), "--json"])
     assert (again.exit_code, json.loads(again.output)["error"]["code"]) == (1, "backup_exists")
+    nowhere = runner.invoke(cli, ["backup", str(tmp_path / "no" / "such" / "dir.db"), "--json"])
+    assert (nowhere.exit_code, json.loads(nowhere.output)["error"]["code"]) == (1, "backup_failed")
     # Restoring is pointing knowpay at the copy (or copying it back while knowpay is stopped).
     monkeypatch.setenv("KNOWPAY_DATABASE_URL", f"sqlite:///{copy}")
     get_settings.cache_clear()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 
 import httpx
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from knowpay.kit.config import Settings
@@ -42,6 +43,7 @@ def test_requests_are_counted_by_route_template_never_by_raw_path(
     assert grew(method="GET", route="/v1/products", status="200") == 1
     assert grew(method="GET", route="/v1/orders/{order_id}", status="404") == 1
     assert grew(method="GET", route="unmatched", status="404") == 1
+
     assert "ord_0000000000000000000000000z" not in after
     assert "ord_secret123" not in after
     assert _sample(after, "knowpay_http_request_seconds_count", route="/v1/products")
@@ -73,3 +75,20 @@ def test_every_server_process_adds_to_the_same_figures(settings: Settings) -> No
             text = httpx.get(f"{base_url}/metrics").text
             seen.add(_sample(text, "knowpay_http_requests_total", route="/healthz", status="200"))
     assert seen == {20.0}, seen
+
+
+def test_a_route_of_a_mounted_app_is_named_under_its_mount(app: FastAPI) -> None:
+    """Found by a review: the demo's simulators (mounted at /sandbox) showed as
+    `route="/v1/{path:path}"`, as if they were knowpay's own /v1 routes."""
+    simulator = FastAPI()
+
+    @simulator.get("/v1/{path:path}")
+    def anything(path: str) -> dict[str, str]:
+        return {"path": path}
+
+    app.mount("/sandbox-like", simulator)
+    with TestClient(app) as client:
+        assert client.get("/sandbox-like/v1/charges/ch_1").status_code == 200
+        text = client.get("/metrics").text
+    assert _sample(text, "knowpay_http_requests_total", route="/sandbox-like/v1/{path:path}")
+    assert _sample(text, "knowpay_http_requests_total", route="/v1/{path:path}") is None

@@ -320,3 +320,119 @@ def test_a_bill_of_many_lines_is_looked_up_in_chunks_and_misses_none(
         run_id = service.start_run(session, "test", DAY, "finance:x", at).id
         run = service.finish_run(session, run_id, source, Bill(DAY, unknown + ours), at)
         assert (run.bill_lines, run.matched, run.discrepancies) == (1202, 2, 1200)
+
+
+# Found by a review of the reconciliation ------------------------------------------------------
+
+
+def _reconcile(
+    database: Database, ctx: tasks.ReconciliationContext, day: date, lines: list[BillLine]
+) -> tuple[str, set[tuple[str, str | None, str | None]]]:
+    source = tasks.bill_sources(ctx.registry)["test"]
+    now = ctx.clock.now()
+    with database.session_scope() as session:
+        run_id = service.start_run(session, "test", day, "finance:x", now).id
+        service.finish_run(session, run_id, source, Bill(day, lines), now)
+        found = {
+            (d.kind, d.payment_id, d.refund_id) for d in service.discrepancies_of(session, run_id)
+        }
+    return run_id, found
+
+
+def test_a_refund_line_takes_the_refund_of_its_own_day_not_an_earlier_one_of_the_same_amount(
+    shop: Shop, database: Database, clock: FrozenClock, ctx: tasks.ReconciliationContext
+) -> None:
+    payment = _paid(shop)
+    _refund(shop, payment, 1000)  # day one, on day one's bill
+    clock.advance(timedelta(days=1))
+    _refund(shop, payment, 1000)  # day two: the line below is this one
+    line = BillLine(payment["id"], "T1", Money(1000, "CNY"), "refund", clock.now())
+    _, found = _reconcile(database, ctx, DAY + timedelta(days=1), [line])
+    assert found == set()  # it was day two's refund "missing_at_gateway"
+
+
+def test_a_second_payment_line_for_one_payment_is_money_the_books_do_not_show(
+    shop: Shop, database: Database, clock: FrozenClock, ctx: tasks.ReconciliationContext
+) -> None:
+    payment = _paid(shop)
+    at = clock.now()
+    lines = [
+        BillLine(payment["id"], "T1", Money(9900, "CNY"), "payment", at),
+        BillLine(payment["id"], "T2-another-trade", Money(9900, "CNY"), "payment", at),
+    ]
+    _, found = _reconcile(database, ctx, DAY, lines)
+    assert found == {("duplicate_at_gateway", payment["id"], None)}
+
+
+def test_running_a_day_again_leaves_only_its_newest_runs_discrepancies_open(
+    shop: Shop, database: Database, ctx: tasks.ReconciliationContext, finance: Caller
+) -> None:
+    payment = _paid(shop)
+    _reconcile(database, ctx, DAY, [])  # the capture is missing from an empty bill
+    _reconcile(database, ctx, DAY, [])  # again: the same discrepancy, once in the list
+    open_ones = shop.client.get(
+        "/v1/admin/reconciliation-discrepancies",
+        params={"status": "open"},
+        headers=finance.headers,
+    ).json()["data"]
+    assert [(d["kind"], d["payment_id"]) for d in open_ones] == [
+        ("missing_at_gateway", payment["id"])
+    ]
+    line = BillLine(payment["id"], "T1", Money(9900, "CNY"), "payment", ctx.clock.now())
+    _reconcile(database, ctx, DAY, [line])  # the gateway's corrected bill: balanced
+    assert (
+        shop.client.get(
+            "/v1/admin/reconciliation-discrepancies",
+            params={"status": "open"},
+            headers=finance.headers,
+        ).json()["data"]
+        == []
+    )
+
+
+@pytest.mark.parametrize("day", ["0001-01-01", "9999-12-31", "1969-12-31"])
+def test_a_day_no_bill_can_be_of_is_a_422_that_writes_nothing(
+    shop: Shop, finance: Caller, day: str
+) -> None:
+    """Found by a review: 9999-12-31 was a 500 (date overflow), 0001-01-01 a 500 that left
+    a run `running` for ever."""
+    answer = shop.client.post(
+        RUNS, json={"gateway": "test", "bill_date": day}, headers=finance.headers
+    )
+    assert answer.status_code == 422, answer.text
+    assert shop.client.get(RUNS, headers=finance.headers).json()["data"] == []
+
+
+def test_a_bill_the_adapter_cannot_read_fails_its_run_instead_of_leaving_it_running(
+    shop: Shop,
+    ctx: tasks.ReconciliationContext,
+    database: Database,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    adapter = shop.client.app.state.channel_registry.adapter("test")  # type: ignore[attr-defined]
+
+    def short_row(_day: date) -> Bill:
+        raise IndexError("list index out of range")  # as a bill parser met a short row
+
+    monkeypatch.setattr(adapter, "fetch_bill", short_row)
+    assert tasks.reconcile_bills(ctx) == 1
+    with database.session_scope(read_only=True) as session:
+        [run] = session.scalars(select(ReconciliationRun)).all()
+        assert (run.status, run.error) == ("failed", "IndexError while reading the bill")
+
+
+def test_an_abandoned_scheduled_try_is_tried_again_at_once(
+    ctx: tasks.ReconciliationContext, database: Database, clock: FrozenClock
+) -> None:
+    day = ctx.clock.now().date() - timedelta(days=1)
+    with database.session_scope() as session:  # a try whose process died
+        service.start_run(session, "test", day, "system", clock.now(), f"test:{day}:1")
+    assert tasks.reconcile_bills(ctx) == 0  # still young
+    clock.advance(tasks.ABANDONED_AFTER)
+    assert tasks.reconcile_bills(ctx) == 1
+    with database.session_scope(read_only=True) as session:
+        runs = session.scalars(select(ReconciliationRun).order_by(ReconciliationRun.id)).all()
+        assert [(r.status, r.schedule_key) for r in runs] == [
+            ("failed", f"test:{day}:1"),
+            ("balanced", f"test:{day}:2"),
+        ]

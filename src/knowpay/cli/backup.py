@@ -36,13 +36,20 @@ def backup(
         revision = revision_of(connection)
     database.dispose()
     # A connection of its own, outside SQLAlchemy's transactions (which begin IMMEDIATE).
-    source = sqlite3.connect(f"file:{database.engine.url.database}?mode=ro", uri=True)
-    target = sqlite3.connect(to)
+    location = Path(database.engine.url.database or "").resolve().as_uri() + "?mode=ro"
     try:
-        source.backup(target)
-    finally:
-        target.close()
-        source.close()
+        source = sqlite3.connect(location, uri=True)
+        try:
+            target = sqlite3.connect(to)
+            try:
+                source.backup(target)
+            finally:
+                target.close()
+        finally:
+            source.close()
+    except sqlite3.Error as exc:
+        to.unlink(missing_ok=True)
+        fail("backup_failed", f"The backup could not be written to {to}: {exc}", as_json=as_json)
     emit(
         {"backup": str(to), "bytes": to.stat().st_size, "revision": revision},
         as_json=as_json,

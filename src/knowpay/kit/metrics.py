@@ -76,9 +76,13 @@ class HttpMetricsMiddleware:
 
 
 def _route_template(scope: Scope) -> str:
+    """The matched route's template, under the path of the app it is mounted in (a mount
+    sets `root_path`: `/sandbox` + `/v1/{path:path}` is not knowpay's own `/v1/…`)."""
     route: Any = scope.get("route")
     path = getattr(route, "path", None)
-    return path if isinstance(path, str) else UNMATCHED
+    if not isinstance(path, str):
+        return UNMATCHED
+    return str(scope.get("root_path") or "") + path
 
 
 def exposition(extra: Iterable[Collector] = ()) -> bytes:

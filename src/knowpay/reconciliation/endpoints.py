@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, status
@@ -10,6 +9,7 @@ from fastapi import APIRouter, Depends, Query, Request, status
 from knowpay.auth.dependencies import require_roles
 from knowpay.auth.principals import Principal, Role
 from knowpay.kit.pagination import Page, PageParams, page_params
+from knowpay.kit.schemas import Day
 from knowpay.kit.web import AppClock, DbSession, SessionRoute
 from knowpay.reconciliation import service, tasks
 from knowpay.reconciliation.schemas import DiscrepancyOut, Resolution, RunCreate, RunOut
@@ -44,7 +44,7 @@ def list_runs(
     session: DbSession,
     params: Annotated[PageParams, Depends(page_params)],
     gateway: Annotated[str | None, Query(max_length=32, pattern=r"^[a-z_]+$")] = None,
-    bill_date: date | None = None,
+    bill_date: Day | None = None,
 ) -> Page[RunOut]:
     """Runs newest first, of one gateway or one day when asked."""
     runs, has_more = service.list_runs(session, params, gateway=gateway, bill_date=bill_date)

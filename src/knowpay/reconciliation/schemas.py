@@ -8,12 +8,17 @@ from typing import Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from knowpay.kit.schemas import Day
 from knowpay.reconciliation.models import Discrepancy, ReconciliationRun
 
 RunStatus = Literal["running", "balanced", "discrepancies", "failed"]
 """`balanced`: every bill line matched and nothing of knowpay's is missing from the bill."""
 DiscrepancyKind = Literal[
-    "missing_in_knowpay", "missing_at_gateway", "amount_mismatch", "status_mismatch"
+    "missing_in_knowpay",
+    "missing_at_gateway",
+    "amount_mismatch",
+    "status_mismatch",
+    "duplicate_at_gateway",
 ]
 
 
@@ -26,7 +31,7 @@ class RunCreate(BaseModel):
     )
 
     gateway: str = Field(max_length=32, pattern=r"^[a-z_]+$")
-    bill_date: date
+    bill_date: Day
 
 
 class Resolution(BaseModel):

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Literal
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from knowpay.alerts.service import raise_alert
@@ -150,6 +150,7 @@ def finish_run(
     )
     run.status = "discrepancies" if result.findings else "balanced"
     run.finished_at = now
+    _supersede_earlier_runs(session, run, now)
     if result.findings:
         raise_alert(
             session,
@@ -160,6 +161,25 @@ def finish_run(
             f"discrepancies (reconciliation {run.id}).",
         )
     return run
+
+
+def _supersede_earlier_runs(session: Session, run: ReconciliationRun, now: datetime) -> None:
+    """The newest run of a gateway's day is the one that counts: what earlier runs of that
+    day left open is closed as superseded, so a day run again is not listed twice."""
+    earlier = select(ReconciliationRun.id).where(
+        ReconciliationRun.gateway == run.gateway,
+        ReconciliationRun.bill_date == run.bill_date,
+        ReconciliationRun.id < run.id,  # started before it (ids sort by creation)
+    )
+    session.execute(
+        update(Discrepancy)
+        .where(Discrepancy.run_id.in_(earlier), Discrepancy.resolved_at.is_(None))
+        .values(
+            resolved_at=now,
+            resolved_by="system",
+            resolution_note=f"superseded by reconciliation {run.id}",
+        )
+    )
 
 
 def _discrepancy(run_id: str, finding: _Finding, now: datetime) -> Discrepancy:
@@ -219,6 +239,9 @@ def _match_payments(
     for line in (line for line in bill.lines if line.kind == "payment"):
         result.add(line.amount.currency, "gateway_payments", line.amount.amount_minor)
         payment = payments.get(line.out_trade_no)
+        if payment is not None and payment.id in on_the_bill:
+            result.count(_paid_twice(line, payment))
+            continue
         if payment is not None:
             on_the_bill.add(payment.id)
         result.count(_payment_finding(line, payment))
@@ -235,6 +258,22 @@ def _match_payments(
                     knowpay_amount_minor=payment.amount_minor,
                 )
             )
+
+
+def _paid_twice(line: BillLine, payment: Payment) -> _Finding:
+    """A second payment line for one payment: another trade at the gateway carried its
+    number (a second PaymentIntent or order with the same metadata) and holds money that
+    knowpay's books do not show."""
+    return _Finding(
+        "duplicate_at_gateway",
+        "payment",
+        line.amount.currency,
+        f"the gateway was paid again for payment {payment.id} (trade "
+        f"{line.gateway_trade_no}); knowpay recorded one capture",
+        line=line,
+        payment_id=payment.id,
+        knowpay_amount_minor=payment.amount_minor,
+    )
 
 
 def _payment_finding(line: BillLine, payment: Payment | None) -> _Finding | None:
@@ -311,7 +350,7 @@ def _match_refunds(
     matched_ids: set[str] = set()
     for line in lines:
         result.add(line.amount.currency, "gateway_refunds", line.amount.amount_minor)
-        result.count(_refund_finding(line, payments, refunds_of, matched_ids))
+        result.count(_refund_finding(line, payments, refunds_of, matched_ids, window))
     for refund in _refunded_within(session, source.channels, window):
         result.add(refund.currency, "knowpay_refunds", refund.amount_minor)
         if refund.id not in matched_ids:
@@ -333,9 +372,12 @@ def _refund_finding(
     payments: dict[str, Payment],
     refunds_of: dict[str, list[Refund]],
     matched_ids: set[str],
+    window: tuple[datetime, datetime],
 ) -> _Finding | None:
     """The bill names the trade, not the refund: a refund of that payment for the same
-    amount, not matched yet, is the one (a succeeded one first)."""
+    amount, not matched yet, is the one. One that succeeded within the bill's day first,
+    then one still processing, then one that succeeded on another day (the nearest to the
+    line's time): an earlier day's refund of the same amount must not take today's line."""
     currency = line.amount.currency
     payment = payments.get(line.out_trade_no)
     candidates = [
@@ -345,7 +387,7 @@ def _refund_finding(
         and (r.amount_minor, r.currency) == (line.amount.amount_minor, currency)
         and r.status in (RefundStatus.SUCCEEDED, RefundStatus.PROCESSING)
     ]
-    candidates.sort(key=lambda r: r.status != RefundStatus.SUCCEEDED)
+    candidates.sort(key=lambda r: _refund_preference(r, line, window))
     if not candidates:
         return _Finding(
             "missing_in_knowpay",
@@ -370,6 +412,16 @@ def _refund_finding(
             knowpay_amount_minor=refund.amount_minor,
         )
     return None
+
+
+def _refund_preference(
+    refund: Refund, line: BillLine, window: tuple[datetime, datetime]
+) -> tuple[int, float]:
+    succeeded_at = refund.succeeded_at
+    if refund.status != RefundStatus.SUCCEEDED or succeeded_at is None:
+        return (1, 0.0)
+    distance = abs((succeeded_at - line.occurred_at).total_seconds())
+    return (0 if window[0] <= succeeded_at < window[1] else 2, distance)
 
 
 def _refunded_within(

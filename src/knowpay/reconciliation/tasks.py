@@ -87,12 +87,26 @@ def reconcile(
     try:
         bill = source.fetch(bill_date)
     except (ChannelError, KnowpayError) as exc:
-        with ctx.database.session_scope() as session:
-            service.fail_run(session, run_id, f"{type(exc).__name__}: {exc}", ctx.clock.now())
+        _fail(ctx, run_id, f"{type(exc).__name__}: {exc}")
         return run_id
-    with ctx.database.session_scope() as session:
-        service.finish_run(session, run_id, source, bill, ctx.clock.now())
+    except Exception as exc:  # a bill the adapter could not read: a bug to see, and a run
+        logger.exception("the %s bill of %s could not be read", gateway, bill_date)
+        _fail(ctx, run_id, f"{type(exc).__name__} while reading the bill")
+        return run_id
+    try:
+        with ctx.database.session_scope() as session:
+            service.finish_run(session, run_id, source, bill, ctx.clock.now())
+    except Exception as exc:
+        logger.exception("the %s bill of %s could not be matched", gateway, bill_date)
+        _fail(ctx, run_id, f"{type(exc).__name__} while matching the bill")
+        raise
     return run_id
+
+
+def _fail(ctx: ReconciliationContext, run_id: str, reason: str) -> None:
+    """The run ends `failed` with the reason (never left `running`), and staff are told."""
+    with ctx.database.session_scope() as session:
+        service.fail_run(session, run_id, reason, ctx.clock.now())
 
 
 def reconcile_bills(ctx: ReconciliationContext) -> int:
@@ -109,6 +123,8 @@ def reconcile_bills(ctx: ReconciliationContext) -> int:
             reconcile(ctx, gateway, bill_date, "system", schedule_key=key)
         except IntegrityError:
             continue  # another process took this try
+        except Exception:  # logged and its run failed: the other gateways still go
+            logger.exception("reconciling the %s bill of %s failed", gateway, bill_date)
         made += 1
     return made
 
@@ -120,12 +136,13 @@ def _next_try(ctx: ReconciliationContext, gateway: str, bill_date: date) -> str 
         tries = service.scheduled_tries(session, gateway, bill_date)
         if tries:
             last = tries[-1]
-            if last.status == "running" and now - last.started_at >= ABANDONED_AFTER:
+            abandoned = last.status == "running" and now - last.started_at >= ABANDONED_AFTER
+            if abandoned:  # tried again at once: it never got to fetch or match
                 service.fail_run(session, last.id, "abandoned: its process stopped", now)
             elif last.status != "failed":
                 return None  # done, or under way
             if len(tries) >= MAX_SCHEDULED_TRIES:
                 return None
-            if last.finished_at is not None and now - last.finished_at < RETRY_FAILED_AFTER:
+            if not abandoned and last.finished_at and now - last.finished_at < RETRY_FAILED_AFTER:
                 return None
     return f"{gateway}:{bill_date.isoformat()}:{len(tries) + 1}"

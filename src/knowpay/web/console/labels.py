@@ -75,6 +75,7 @@ VALUES: dict[str, str] = {
     "missing_at_gateway": N_("not on the bill"),
     "amount_mismatch": N_("amounts differ"),
     "status_mismatch": N_("statuses differ"),
+    "duplicate_at_gateway": N_("paid twice at the gateway"),
     # alert severities
     "error": N_("error"),
     "warning": N_("warning"),
