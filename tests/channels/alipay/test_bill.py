@@ -83,6 +83,9 @@ def test_columns_are_found_by_name_in_older_and_newer_layouts() -> None:
     )
 
 
+SHORT_ROW = "商户订单号,支付宝交易号,业务类型,创建时间,完成时间,订单金额（元）\r\npay_1,T1,交易\r\n"
+
+
 @pytest.mark.parametrize(
     "data",
     [
@@ -90,6 +93,8 @@ def test_columns_are_found_by_name_in_older_and_newer_layouts() -> None:
         _zip({"x_业务明细(汇总).csv": "#only the summary\r\n"}),
         _zip({"x_业务明细.csv": "#header missing\r\n"}),
         _zip({"x_业务明细.csv": "商户订单号,业务类型\r\npay_1,交易\r\n"}),
+        # Found by a review: a row cut short was an IndexError, not the adapter's refusal.
+        _zip({"x_业务明细.csv": SHORT_ROW}),
     ],
 )
 def test_a_bill_that_is_not_alipays_is_a_protocol_error(data: bytes) -> None:

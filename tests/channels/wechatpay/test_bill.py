@@ -58,3 +58,9 @@ def test_a_summary_that_disagrees_with_the_rows_is_refused() -> None:
 def test_an_amount_with_more_than_two_decimals_is_refused() -> None:
     with pytest.raises(ProtocolError, match="订单金额"):
         parse_trade_bill(_bill(PAID.replace("`99.00,`0.00,`", "`99.001,`0.00,`")), date(2026, 1, 1))
+
+
+def test_a_row_cut_short_is_a_protocol_error() -> None:
+    """Found by a review: a short row was a KeyError, not the adapter's refusal."""
+    with pytest.raises(ProtocolError, match="columns"):
+        parse_trade_bill(_bill(PAID.split(",`SUCCESS")[0]), date(2026, 1, 1))

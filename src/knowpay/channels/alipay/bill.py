@@ -70,6 +70,8 @@ def parse(zipped: bytes, bill_date: date) -> Bill:
     column = _columns(header)
     lines: list[BillLine] = []
     for row in body:
+        if len(row) < len(header):  # cut short: no answer to read, not an IndexError
+            raise ProtocolError(f"a bill row has {len(row)} of {len(header)} columns")
         kind = _KINDS.get(row[column["kind"]])
         if kind is None:
             continue

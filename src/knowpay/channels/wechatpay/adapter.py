@@ -206,7 +206,11 @@ class WechatPayMerchant:
         expected = str(answer.data.get("hash_value", "")).lower()
         if hashlib.sha1(raw, usedforsecurity=False).hexdigest() != expected:
             raise UntrustedAnswer("the bill file does not match its signed SHA1 hash")
-        return parse_trade_bill(raw.decode("utf-8"), bill_date)
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise MalformedAnswer(f"the bill file is not UTF-8: {exc.reason}") from exc
+        return parse_trade_bill(text, bill_date)
 
 
 _PAYER_FIELDS: dict[str, frozenset[str]] = {

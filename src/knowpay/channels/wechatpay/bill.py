@@ -66,6 +66,8 @@ def parse_trade_bill(text: str, bill_date: date) -> Bill:
             summary = [_value(cell) for cell in rows[index + 1]] if index + 1 < len(rows) else []
             break
         data_rows += 1
+        if len(values) < len(header):  # cut short: no answer to read, not a KeyError
+            raise ProtocolError(f"a bill row has {len(values)} of {len(header)} columns")
         row = dict(zip(header, values, strict=False))
         currency = row.get(CURRENCY) or "CNY"
         state = row[TRADE_STATE]
