@@ -207,7 +207,10 @@ def test_toml_keys_are_read_in_any_case_and_the_environment_wins(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     config = tmp_path / "knowpay.toml"
-    config.write_text('PUBLIC_URL = "https://pay.example.com"\n[ALIPAY]\nAPP_ID = "2021000"\n')
+    config.write_text(
+        'PUBLIC_URL = "https://pay.example.com"\n[ALIPAY]\nAPP_ID = "2021000"\n'
+        '[SECURITY_HEADERS.CSP_BY_PREFIX]\n"/Docs/X" = "default-src \'none\'"\n'
+    )
     monkeypatch.setenv("KNOWPAY_CONFIG", str(config))
     monkeypatch.delenv("KNOWPAY_PUBLIC_URL", raising=False)
     monkeypatch.delenv("KNOWPAY_ALIPAY__APP_ID", raising=False)
@@ -215,6 +218,8 @@ def test_toml_keys_are_read_in_any_case_and_the_environment_wins(
 
     settings = load_settings()
     assert (settings.public_url, settings.alipay.app_id) == ("https://pay.example.com", "2021000")
+    # The keys of a mapping are data, not setting names: kept as written.
+    assert settings.security_headers.csp_by_prefix == {"/Docs/X": "default-src 'none'"}
     monkeypatch.setenv("KNOWPAY_ALIPAY__APP_ID", "from-env")
     assert load_settings().alipay.app_id == "from-env"
 

@@ -6,10 +6,13 @@ from __future__ import annotations
 import re
 
 import httpx
+import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from sqlalchemy.exc import OperationalError
 
 from knowpay.kit.config import Settings
+from knowpay.worker.backlog import BacklogCollector
 from tests.builders import Builders, Shop
 from tests.serving import running_server
 
@@ -92,3 +95,19 @@ def test_a_route_of_a_mounted_app_is_named_under_its_mount(app: FastAPI) -> None
         text = client.get("/metrics").text
     assert _sample(text, "knowpay_http_requests_total", route="/sandbox-like/v1/{path:path}")
     assert _sample(text, "knowpay_http_requests_total", route="/v1/{path:path}") is None
+
+
+def test_metrics_still_answer_when_the_backlog_cannot_be_read(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When the database is out of reach the scrape is most needed: it answers with the
+    processes' own figures and without the backlog, not a 503."""
+
+    def unreachable(_self: object) -> dict[str, int | None]:
+        raise OperationalError("SELECT count(*)", {}, Exception("connection refused"))
+
+    monkeypatch.setattr(BacklogCollector, "_counts", unreachable)
+    answer = client.get("/metrics")
+    assert answer.status_code == 200
+    assert "knowpay_http_requests_total" in answer.text
+    assert "knowpay_backlog" not in answer.text

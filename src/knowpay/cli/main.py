@@ -102,15 +102,18 @@ def _valid(model: type[BaseModel], as_json: bool, **fields: str) -> None:
         fail("validation_error", reasons, as_json=as_json, exit_code=2)
 
 
-def _share_metrics_between_processes() -> None:
+def _share_metrics_between_processes(workers: int) -> None:
     """Several server processes answer /metrics with all of their samples (a scrape reaches
     one at random): they write them to files in one directory, the operator's
-    PROMETHEUS_MULTIPROC_DIR or a fresh one of this server's."""
+    PROMETHEUS_MULTIPROC_DIR (made if missing) or, for more than one process, a fresh one."""
     import tempfile
 
     from knowpay.kit.metrics import MULTIPROCESS_DIR_VARIABLE
 
-    if not os.environ.get(MULTIPROCESS_DIR_VARIABLE):
+    chosen = os.environ.get(MULTIPROCESS_DIR_VARIABLE)
+    if chosen:
+        os.makedirs(chosen, exist_ok=True)
+    elif workers > 1:
         os.environ[MULTIPROCESS_DIR_VARIABLE] = tempfile.mkdtemp(prefix="knowpay-metrics-")
 
 
@@ -209,8 +212,7 @@ def serve(
     if database.dialect == "sqlite":
         upgrade(database.engine)
     database.dispose()
-    if workers > 1:
-        _share_metrics_between_processes()
+    _share_metrics_between_processes(workers)
     uvicorn.run(
         "knowpay.app:create_app",
         factory=True,

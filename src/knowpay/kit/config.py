@@ -40,27 +40,33 @@ DEFAULT_DATABASE_URL = "sqlite:///./var/knowpay.db"
 _INSECURE_DEV_SECRET = "knowpay-dev-secret-change-me-in-production-0123456789"  # noqa: S105 - refused in production
 MIN_PRODUCTION_SECRET_CHARS = 32
 """A production master key is at least this long (`secrets rotate` asks the same)."""
-ENVIRONMENTS = ("development", "test", "staging", "production")
 
 
 class ConfigFileError(ValueError):
     """The file KNOWPAY_CONFIG names cannot be read as TOML."""
 
 
-def _lower_keys(table: dict[str, Any]) -> dict[str, Any]:
-    """TOML keys as the environment's are read: in any case (`[ALIPAY]` `APP_ID`)."""
-    return {
-        key.lower(): _lower_keys(value) if isinstance(value, dict) else value
-        for key, value in table.items()
-    }
+def _lower_keys(table: dict[str, Any], model: type[BaseModel]) -> dict[str, Any]:
+    """TOML keys as the environment's are read: setting names in any case (`[ALIPAY]`
+    `APP_ID`); the keys of a setting that is itself a mapping (`csp_by_prefix`'s paths)
+    are data, kept as written."""
+    lowered: dict[str, Any] = {}
+    for key, value in table.items():
+        name = key.lower()
+        field = model.model_fields.get(name)
+        section = field.annotation if field is not None else None
+        if isinstance(value, dict) and isinstance(section, type) and issubclass(section, BaseModel):
+            value = _lower_keys(value, section)
+        lowered[name if field is not None else key] = value
+    return lowered
 
 
-def read_config_file(path: Path) -> dict[str, Any]:
+def read_config_file(path: Path, model: type[BaseModel]) -> dict[str, Any]:
     """The settings a TOML file holds; ConfigFileError when it is missing or is not TOML (a
     file named and not read would leave the process on defaults, without a word)."""
     try:
         with path.open("rb") as handle:
-            return _lower_keys(tomllib.load(handle))
+            return _lower_keys(tomllib.load(handle), model)
     except OSError as exc:
         raise ConfigFileError(
             f"KNOWPAY_CONFIG names {str(path)!r}, which cannot be read: {exc.strerror}"
@@ -520,7 +526,7 @@ class Settings(BaseSettings):
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
         config_file = os.environ.get("KNOWPAY_CONFIG")
         if config_file:
-            values = read_config_file(Path(config_file))
+            values = read_config_file(Path(config_file), settings_cls)
             sources.append(InitSettingsSource(settings_cls, init_kwargs=values))
         return tuple(sources)
 

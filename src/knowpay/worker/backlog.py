@@ -3,11 +3,13 @@ the same in every process, so it is right however many processes serve /metrics.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
+from sqlalchemy.exc import SQLAlchemyError
 
 from knowpay.kit.db import Database
 from knowpay.kit.outbox_models import OutboxEvent
@@ -16,6 +18,8 @@ from knowpay.payments.states import PaymentStatus
 from knowpay.refunds.models import Refund
 from knowpay.refunds.states import RefundStatus
 from knowpay.webhooks.models import WebhookDelivery
+
+logger = logging.getLogger("knowpay.metrics")
 
 
 class BacklogCollector(Collector):
@@ -26,8 +30,25 @@ class BacklogCollector(Collector):
         self._database = database
 
     def collect(self) -> Iterator[Metric]:
+        try:
+            counts = self._counts()
+        except SQLAlchemyError:
+            # The scrape still gets the process's own figures, which matter most right now.
+            logger.warning("the backlog could not be read for /metrics", exc_info=True)
+            return
+        gauge = GaugeMetricFamily(
+            "knowpay_backlog",
+            "Work not yet done, by kind: outbox events not dispatched, webhook deliveries, "
+            "refunds waiting for approval or the gateway, payments still pending.",
+            labels=["kind"],
+        )
+        for kind, count in counts.items():
+            gauge.add_metric([kind], float(count or 0))
+        yield gauge
+
+    def _counts(self) -> dict[str, int | None]:
         with self._database.session_scope(read_only=True) as session:
-            counts = {
+            return {
                 "outbox_events": session.scalar(
                     select(func.count()).where(OutboxEvent.dispatched_at.is_(None))
                 ),
@@ -45,15 +66,6 @@ class BacklogCollector(Collector):
                     select(func.count()).where(Payment.status == PaymentStatus.PENDING.value)
                 ),
             }
-        gauge = GaugeMetricFamily(
-            "knowpay_backlog",
-            "Work not yet done, by kind: outbox events not dispatched, webhook deliveries, "
-            "refunds waiting for approval or the gateway, payments still pending.",
-            labels=["kind"],
-        )
-        for kind, count in counts.items():
-            gauge.add_metric([kind], float(count or 0))
-        yield gauge
 
     def describe(self) -> Iterator[Metric]:
         return iter(())
