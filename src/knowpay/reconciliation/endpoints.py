@@ -13,6 +13,7 @@ from knowpay.kit.schemas import Day
 from knowpay.kit.web import AppClock, DbSession, SessionRoute
 from knowpay.reconciliation import service, tasks
 from knowpay.reconciliation.schemas import DiscrepancyOut, Resolution, RunCreate, RunOut
+from knowpay.refunds.service import actor_of
 
 router = APIRouter(route_class=SessionRoute, prefix="/v1/admin", tags=["admin"])
 
@@ -33,7 +34,7 @@ def create_run(body: RunCreate, caller: Finance, session: DbSession, ctx: Contex
     gateway could not give leaves a `failed` run with the reason; a day whose bill is not
     complete yet is 422 `bill_not_ready`; a gateway without bills here 422."""
     session.commit()  # no transaction stays open while the gateway answers
-    run_id = tasks.reconcile(ctx, body.gateway, body.bill_date, f"{caller.role.value}:{caller.id}")
+    run_id = tasks.reconcile(ctx, body.gateway, body.bill_date, actor_of(caller))
     run = service.get_run(session, run_id)
     return RunOut.of(run, service.discrepancies_of(session, run_id))
 
@@ -78,7 +79,5 @@ def resolve(
     discrepancy_id: str, body: Resolution, caller: Finance, session: DbSession, clock: AppClock
 ) -> DiscrepancyOut:
     """Close a discrepancy with what explains it (audited; 409 when resolved already)."""
-    found = service.resolve(
-        session, discrepancy_id, f"{caller.role.value}:{caller.id}", body.note, clock.now()
-    )
+    found = service.resolve(session, discrepancy_id, actor_of(caller), body.note, clock.now())
     return DiscrepancyOut.of(found)

@@ -9,6 +9,7 @@ from datetime import date, timedelta
 
 from sqlalchemy.exc import IntegrityError
 
+from knowpay.channels.base import Channel
 from knowpay.channels.errors import ChannelError
 from knowpay.channels.registry import ChannelRegistry
 from knowpay.kit.clock import Clock
@@ -35,46 +36,45 @@ class ReconciliationContext:
 
 
 def bill_sources(registry: ChannelRegistry) -> dict[str, service.BillSource]:
-    """Every configured gateway whose bills can be fetched, with all of its channels."""
-    channels: dict[str, list[str]] = {}
-    first: dict[str, service.BillSource] = {}
+    """Every configured gateway whose bills can be fetched, with all of its channels (any
+    of them fetches the gateway's whole bill)."""
+    grouped: dict[str, list[Channel]] = {}
     for channel in registry.all():
-        if not channel.profile.has_bills:
-            continue
-        channels.setdefault(channel.gateway, []).append(channel.name)
-        first.setdefault(
-            channel.gateway,
-            service.BillSource(channel.gateway, frozenset(), channel.profile, channel.fetch_bill),
-        )
+        if channel.profile.has_bills:
+            grouped.setdefault(channel.gateway, []).append(channel)
     return {
         gateway: service.BillSource(
-            gateway, frozenset(channels[gateway]), source.profile, source.fetch
+            gateway,
+            frozenset(c.name for c in channels),
+            channels[0].profile,
+            channels[0].fetch_bill,
         )
-        for gateway, source in first.items()
+        for gateway, channels in grouped.items()
     }
 
 
-def source_of(ctx: ReconciliationContext, gateway: str) -> service.BillSource:
-    source = bill_sources(ctx.registry).get(gateway)
+def reconcile(ctx: ReconciliationContext, gateway: str, bill_date: date, started_by: str) -> str:
+    """Fetch one gateway's bill of one day and match it now (staff); returns the run's id.
+    A bill that cannot be fetched leaves a `failed` run saying why (and an alert)."""
+    sources = bill_sources(ctx.registry)
+    source = sources.get(gateway)
     if source is None:
         raise GatewayWithoutBills(
             f"No bill of {gateway!r} can be fetched here; these can: "
-            f"{', '.join(sorted(bill_sources(ctx.registry))) or 'none'}."
+            f"{', '.join(sorted(sources)) or 'none'}."
         )
-    return source
+    return _reconcile(ctx, source, bill_date, started_by, schedule_key=None)
 
 
-def reconcile(
+def _reconcile(
     ctx: ReconciliationContext,
-    gateway: str,
+    source: service.BillSource,
     bill_date: date,
     started_by: str,
     *,
-    schedule_key: str | None = None,
+    schedule_key: str | None,
 ) -> str:
-    """Fetch one gateway's bill of one day and match it; returns the run's id. A bill that
-    cannot be fetched leaves a `failed` run saying why (and an alert)."""
-    source = source_of(ctx, gateway)
+    gateway = source.gateway
     if not source.is_complete(bill_date, ctx.clock.now()):
         raise BillNotReady(
             f"The {gateway} bill of {bill_date} is complete from "
@@ -120,7 +120,7 @@ def reconcile_bills(ctx: ReconciliationContext) -> int:
         if key is None:
             continue
         try:
-            reconcile(ctx, gateway, bill_date, "system", schedule_key=key)
+            _reconcile(ctx, source, bill_date, "system", schedule_key=key)
         except IntegrityError:
             continue  # another process took this try
         except Exception:  # logged and its run failed: the other gateways still go

@@ -34,6 +34,9 @@ ALL_EVENTS = "*"
 
 EventName = Annotated[str, Field(json_schema_extra={"enum": sorted(EVENT_TYPES | {ALL_EVENTS})})]
 """An event type, or `*` for every one: listed in the schema, so that clients know them all."""
+EndpointUrl = Annotated[str, Field(max_length=2048, pattern=r"^https?://[^\s]+$")]
+EventList = Annotated[list[EventName], Field(min_length=1, max_length=len(EVENT_TYPES) + 1)]
+Description = Annotated[str | None, Field(max_length=200)]
 
 
 class EndpointCreate(BaseModel):
@@ -51,9 +54,9 @@ class EndpointCreate(BaseModel):
         },
     )
 
-    url: str = Field(max_length=2048, pattern=r"^https?://[^\s]+$")
-    events: list[EventName] = Field(min_length=1, max_length=len(EVENT_TYPES) + 1)
-    description: str | None = Field(default=None, max_length=200)
+    url: EndpointUrl
+    events: EventList
+    description: Description = None
 
     @field_validator("url")
     @classmethod
@@ -75,11 +78,9 @@ class EndpointUpdate(BaseModel):
         json_schema_extra={"examples": [{"events": ["*"]}, {"url": "https://example.com/h"}]},
     )
 
-    url: str | None = Field(default=None, max_length=2048, pattern=r"^https?://[^\s]+$")
-    events: list[EventName] | None = Field(
-        default=None, min_length=1, max_length=len(EVENT_TYPES) + 1
-    )
-    description: str | None = Field(default=None, max_length=200)
+    url: EndpointUrl | None = None
+    events: EventList | None = None
+    description: Description = None
 
     @field_validator("url")
     @classmethod

@@ -13,6 +13,7 @@ from knowpay.kit.errors import KnowpayError
 from knowpay.kit.pagination import PageParams
 from knowpay.kit.web import AppClock, DbSession, SessionRoute
 from knowpay.reconciliation import service as reconciliation
+from knowpay.refunds.service import actor_of
 from knowpay.web.console.common import RefundDecider, console_page
 from knowpay.web.session import mark_page
 
@@ -69,9 +70,8 @@ def resolve_discrepancy(
     """Finance closes a discrepancy with what explains it."""
     if not note.strip():
         return _page(request, staff, session, error="note_required", status_code=422)
-    actor = f"{staff.role.value}:{staff.id}"
     try:
-        reconciliation.resolve(session, discrepancy_id, actor, note.strip(), clock.now())
+        reconciliation.resolve(session, discrepancy_id, actor_of(staff), note.strip(), clock.now())
     except KnowpayError as exc:
         session.rollback()
         return _page(request, staff, session, error=exc.code, status_code=exc.status)
