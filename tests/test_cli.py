@@ -103,6 +103,7 @@ def test_demo_seeds_once_and_can_be_run_again(cli_env: Database) -> None:
         "email": "buyer@demo.knowpay.local",
         "password": "demo-buyer-2026",
         "user_id": buyer.id,
+        "payment_password": "135790",  # for paying from the wallet
     }
     assert set(logins) == {"buyer", "creator", "admin", "finance", "support"}
 

@@ -64,6 +64,7 @@ from knowpay.kit.security_headers import (
 from knowpay.limits.endpoints import router as limits_router
 from knowpay.limits.service import LimitPolicy
 from knowpay.orders.endpoints import router as orders_router
+from knowpay.orders.endpoints import top_ups_router
 from knowpay.payments.endpoints import browser_router as payer_return_router
 from knowpay.payments.endpoints import router as payments_router
 from knowpay.payments.review import HeldPaymentReleaser
@@ -73,6 +74,7 @@ from knowpay.refunds.endpoints import router as refunds_router
 from knowpay.refunds.service import RefundsContext
 from knowpay.reports.endpoints import router as reports_router
 from knowpay.risk.endpoints import router as risk_router
+from knowpay.wallet.endpoints import router as wallet_router
 from knowpay.web.console import console_router
 from knowpay.web.routes import csrf_refusal_page, install_web_error_pages, web_router
 from knowpay.webhooks.endpoints import events_router
@@ -174,7 +176,9 @@ def create_app(
         return_url_origins=(*settings.cors_origins, *settings.return_url_origins),
     )
     app.state.risk_releaser = HeldPaymentReleaser(payments_context, clock)
-    app.state.refunds_context = RefundsContext(payments=payments_context, policy=settings.refunds)
+    app.state.refunds_context = RefundsContext(
+        payments=payments_context, policy=settings.refunds, wallet=settings.wallet
+    )
     app.state.secret_box = secret_box(settings)
     app.state.trusted_proxies = TrustedProxies(settings.trusted_proxies)
     app.state.rate_limiter = RateLimiter(
@@ -200,6 +204,8 @@ def create_app(
     app.include_router(accounts_router)
     app.include_router(catalog_router)
     app.include_router(orders_router)
+    app.include_router(top_ups_router)
+    app.include_router(wallet_router)
     app.include_router(payments_router)
     app.include_router(payer_return_router)
     app.include_router(entitlements_router)

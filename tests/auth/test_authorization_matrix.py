@@ -315,6 +315,27 @@ def _refund_of_a_foreign_order(world: World, caller: Caller) -> None:
     world.assert_nothing_foreign(response, allowed={paid_order})
 
 
+def _top_up_of_a_foreign_wallet(world: World, caller: Caller) -> None:
+    ghost_user = _nonexistent({"u": world.buyer_a.id})["u"]
+    foreign = {"user_id": world.buyer_a.id, "amount": 1000, "currency": "CNY"}
+    response = _same_answer_as_for_nothing(
+        world, caller, "/v1/wallet/top-ups", foreign, {**foreign, "user_id": ghost_user}
+    )
+    world.assert_nothing_foreign(response, allowed={world.buyer_a.id})
+
+
+def _foreign_wallet_read(path: str) -> Probe:
+    def probe(world: World, caller: Caller) -> None:
+        ghost_user = _nonexistent({"u": world.buyer_a.id})["u"]
+        response = world.call(caller, "GET", path, params={"user_id": world.buyer_a.id})
+        unknown = world.call(caller, "GET", path, params={"user_id": ghost_user})
+        assert response.status_code == 404, response.text
+        assert response.json()["code"] == unknown.json()["code"] == "user_not_found"
+        world.assert_nothing_foreign(response, allowed={world.buyer_a.id})
+
+    return probe
+
+
 COLLECTIONS: dict[tuple[str, str], Probe] = {
     ("POST", "/v1/users"): _self_only,
     ("GET", "/v1/users"): _list_without_foreign("/v1/users"),
@@ -331,6 +352,9 @@ COLLECTIONS: dict[tuple[str, str], Probe] = {
     ("GET", "/v1/events"): _list_without_foreign("/v1/events"),
     ("POST", "/v1/refunds"): _refund_of_a_foreign_order,
     ("GET", "/v1/refunds"): _list_without_foreign("/v1/refunds", order_id="order_id"),
+    ("POST", "/v1/wallet/top-ups"): _top_up_of_a_foreign_wallet,
+    ("GET", "/v1/wallet"): _foreign_wallet_read("/v1/wallet"),
+    ("GET", "/v1/wallet/transactions"): _foreign_wallet_read("/v1/wallet/transactions"),
 }
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta
 from typing import Annotated, Any
 from urllib.parse import parse_qs
 
@@ -12,7 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
 from knowpay.accounts import service
-from knowpay.accounts.errors import PaymentPasswordIncorrect, PaymentPasswordLocked, UserNotFound
+from knowpay.accounts.errors import UserNotFound
 from knowpay.accounts.models import User
 from knowpay.accounts.schemas import (
     AppCreate,
@@ -194,10 +193,7 @@ def issue_token(
 
 
 def _lockout_policy(settings: AppSettings) -> service.LockoutPolicy:
-    return service.LockoutPolicy(
-        max_tries=settings.payment_password_max_tries,
-        lock_for=timedelta(seconds=settings.payment_password_lock_s),
-    )
+    return service.lockout_policy(settings)
 
 
 Policy = Annotated[service.LockoutPolicy, Depends(_lockout_policy)]
@@ -211,19 +207,6 @@ def _payment_password_rate_limit(request: Request, caller: PersonCaller) -> None
 
 
 PaymentPasswordTry = Annotated[None, Depends(_payment_password_rate_limit)]
-
-
-def _raise_for_failed_check(check: service.PaymentPasswordCheck) -> None:
-    if check.locked_until is not None:
-        raise PaymentPasswordLocked(
-            "Too many wrong tries; the payment password is locked.",
-            locked_until=check.locked_until.isoformat().replace("+00:00", "Z"),
-            remaining_tries=0,
-        )
-    raise PaymentPasswordIncorrect(
-        f"Wrong payment password; {check.remaining_tries} tries left before it locks.",
-        remaining_tries=check.remaining_tries,
-    )
 
 
 @router.put(
@@ -254,7 +237,7 @@ def set_payment_password(
     )
     if not check.verified:
         session.commit()  # a wrong try counts even though the answer is an error
-        _raise_for_failed_check(check)
+        service.refuse_failed_check(check)
     return PaymentPasswordStatus(is_set=True, verified=True)
 
 
@@ -278,7 +261,7 @@ def verify_payment_password(
     )
     if not check.verified:
         session.commit()
-        _raise_for_failed_check(check)
+        service.refuse_failed_check(check)
     return PaymentPasswordStatus(is_set=True, verified=True)
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import NoReturn
 
 from sqlalchemy import ColumnElement, update
 from sqlalchemy.exc import IntegrityError
@@ -18,6 +19,7 @@ from knowpay.accounts.errors import (
     EmailTaken,
     InvalidCredentials,
     PaymentPasswordIncorrect,
+    PaymentPasswordLocked,
     PaymentPasswordNotSet,
     UserNotFound,
 )
@@ -25,6 +27,7 @@ from knowpay.accounts.models import ApiKey, App, User
 from knowpay.audit import service as audit
 from knowpay.auth.dependencies import API_KEY_PREFIX
 from knowpay.auth.principals import STAFF_ROLES, Principal, Role
+from knowpay.kit.config import Settings
 from knowpay.kit.crypto import SecretHasher, random_token, sha256_hex
 from knowpay.kit.ids import new_id
 from knowpay.kit.pagination import PageParams
@@ -246,6 +249,28 @@ class PaymentPasswordCheck:
 class LockoutPolicy:
     max_tries: int
     lock_for: timedelta
+
+
+def lockout_policy(settings: Settings) -> LockoutPolicy:
+    """How many wrong payment-password tries lock it, and for how long (settings)."""
+    return LockoutPolicy(
+        max_tries=settings.payment_password_max_tries,
+        lock_for=timedelta(seconds=settings.payment_password_lock_s),
+    )
+
+
+def refuse_failed_check(check: PaymentPasswordCheck) -> NoReturn:
+    """The error a failed try answers with: 423 while locked, 403 with the tries left."""
+    if check.locked_until is not None:
+        raise PaymentPasswordLocked(
+            "Too many wrong tries; the payment password is locked.",
+            locked_until=check.locked_until.isoformat().replace("+00:00", "Z"),
+            remaining_tries=0,
+        )
+    raise PaymentPasswordIncorrect(
+        f"Wrong payment password; {check.remaining_tries} tries left before it locks.",
+        remaining_tries=check.remaining_tries,
+    )
 
 
 def check_payment_password(

@@ -29,6 +29,8 @@ DEMO_PEOPLE = {
     "finance": ("finance@demo.knowpay.local", "demo-finance-2026", Role.FINANCE),
     "support": ("support@demo.knowpay.local", "demo-support-2026", Role.SUPPORT),
 }
+DEMO_PAYMENT_PASSWORD = "135790"  # noqa: S105 - the demo buyer's, printed by the demo
+"""The demo buyer's 6-digit payment password (paying from the knowledge-coin wallet)."""
 DEMO_PRODUCTS: list[dict[str, Any]] = [
     {
         "title": "Python 数据分析 30 讲",
@@ -80,6 +82,8 @@ def _ensure_people(session: Session, hasher: SecretHasher, state: dict[str, Any]
                 now=SystemClock().now(),
                 app_id=state["app_id"] if role in (Role.BUYER, Role.CREATOR) else None,
             )
+        if role is Role.BUYER and user.payment_password_hash is None:
+            user.payment_password_hash = hasher.hash(DEMO_PAYMENT_PASSWORD)
         ids[name] = user.id
     return ids
 
@@ -119,6 +123,7 @@ def seed_demo(database: Database, settings: Settings) -> dict[str, Any]:
         name: {"email": email, "password": password, "user_id": people[name]}
         for name, (email, password, _role) in DEMO_PEOPLE.items()
     }
+    state["logins"]["buyer"]["payment_password"] = DEMO_PAYMENT_PASSWORD
     _save_state(state)
     base = settings.public_url
     return {
@@ -137,4 +142,6 @@ def readable(summary: dict[str, Any]) -> dict[str, Any]:
     flat["products"] = ", ".join(summary["products"])
     for name, login in summary["logins"].items():
         flat[f"{name}_login"] = f"{login['email']} / {login['password']}"
+        if "payment_password" in login:
+            flat[f"{name}_login"] += f" (payment password {login['payment_password']})"
     return flat

@@ -34,6 +34,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from knowpay.kit.money import MoneyError, normalize_currency
 from knowpay.kit.urls import url_origin
 
 DEFAULT_DATABASE_URL = "sqlite:///./var/knowpay.db"
@@ -224,6 +225,30 @@ class RefundSettings(BaseModel):
     """Whether a partial refund also takes the content away (a full refund always does)."""
     check_after_s: int = Field(default=60, ge=1)
     """A refund the gateway is still processing is asked about after this long."""
+
+
+class WalletSettings(BaseModel):
+    """The knowledge-coin wallet: which currencies it holds and how much one top-up may be."""
+
+    model_config = {"extra": "forbid"}
+
+    currencies: list[str] = ["CNY"]
+    """Currencies a wallet holds (a top-up or wallet payment in another is refused)."""
+    top_up_min_minor: int = Field(default=100, ge=1)
+    """The smallest top-up, in the currency's minor units (1.00 CNY)."""
+    top_up_max_minor: int = Field(default=500_000, ge=1)
+    """The largest single top-up, in the currency's minor units (5,000.00 CNY)."""
+    max_balance_minor: int = Field(default=5_000_000, ge=1)
+    """A top-up that would take a balance above this is refused (50,000.00 CNY): a stored
+    balance is the platform's debt, and regulators cap prepaid value."""
+
+    @field_validator("currencies")
+    @classmethod
+    def _known_currencies(cls, value: list[str]) -> list[str]:
+        try:
+            return [normalize_currency(code) for code in value]
+        except MoneyError as exc:
+            raise ValueError(str(exc)) from exc
 
 
 class ChannelHealthSettings(BaseModel):
@@ -421,6 +446,7 @@ class Settings(BaseSettings):
     password_hash: PasswordHashSettings = PasswordHashSettings()
     worker: WorkerSettings = WorkerSettings()
     refunds: RefundSettings = RefundSettings()
+    wallet: WalletSettings = WalletSettings()
     channels: ChannelHealthSettings = ChannelHealthSettings()
     limits: LimitSettings = LimitSettings()
     rate_limits: RateLimitSettings = RateLimitSettings()

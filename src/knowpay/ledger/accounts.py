@@ -25,6 +25,9 @@ def creator_payable(creator_id: str) -> str:
     return f"creator_payable:{creator_id}"
 
 
+BUYER_WALLET_PREFIX = "buyer_wallet:"
+
+
 def buyer_wallet(user_id: str) -> str:
     """A buyer's knowledge-coin balance, which the platform owes them."""
-    return f"buyer_wallet:{user_id}"
+    return f"{BUYER_WALLET_PREFIX}{user_id}"

@@ -15,7 +15,7 @@ from knowpay.kit.clock import day_of, day_start
 from knowpay.kit.db import insert_rows
 from knowpay.kit.ids import new_id
 from knowpay.kit.money import Money
-from knowpay.ledger.accounts import PLATFORM_REVENUE
+from knowpay.ledger.accounts import BUYER_WALLET_PREFIX, PLATFORM_REVENUE
 from knowpay.ledger.errors import UnbalancedEntry
 from knowpay.ledger.models import JournalEntry, Posting
 
@@ -102,6 +102,16 @@ def balance(session: Session, account: str, currency: str, *, order_id: str | No
     return Money(int(session.scalar(statement) or 0), currency)
 
 
+def balances_by_prefix(session: Session, prefix: str) -> dict[tuple[str, str], int]:
+    """Every account whose name starts with `prefix`: (account, currency) → its balance."""
+    rows = session.execute(
+        select(Posting.account, Posting.currency, func.sum(Posting.amount_minor))
+        .where(Posting.account.startswith(prefix, autoescape=True))
+        .group_by(Posting.account, Posting.currency)
+    ).all()
+    return {(str(account), str(currency)): int(total) for account, currency, total in rows}
+
+
 def check_entries(session: Session) -> list[Violation]:
     """Entries that do not balance per currency, entries without postings, orphan postings."""
     violations: list[Violation] = []
@@ -143,6 +153,22 @@ def order_holdings(session: Session) -> dict[tuple[str, str], int]:
     rows = session.execute(
         select(Posting.order_id, Posting.currency, func.sum(Posting.amount_minor))
         .where(Posting.account == PLATFORM_REVENUE, Posting.order_id.is_not(None))
+        .group_by(Posting.order_id, Posting.currency)
+    ).all()
+    return {(str(order_id), currency): -int(total) for order_id, currency, total in rows}
+
+
+def top_up_holdings(session: Session) -> dict[tuple[str, str], int]:
+    """What each top-up order's capture put in a buyer's wallet: (order id, currency) → minor
+    units (the capture entries' credits to `buyer_wallet:` accounts)."""
+    rows = session.execute(
+        select(Posting.order_id, Posting.currency, func.sum(Posting.amount_minor))
+        .join(JournalEntry, JournalEntry.id == Posting.entry_id)
+        .where(
+            Posting.account.startswith(BUYER_WALLET_PREFIX, autoescape=True),
+            Posting.order_id.is_not(None),
+            JournalEntry.kind == "payment_captured",
+        )
         .group_by(Posting.order_id, Posting.currency)
     ).all()
     return {(str(order_id), currency): -int(total) for order_id, currency, total in rows}

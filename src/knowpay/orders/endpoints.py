@@ -10,14 +10,17 @@ from knowpay.auth.dependencies import CurrentPrincipal, require_roles
 from knowpay.auth.principals import Principal, Role
 from knowpay.kit.openapi import problem_responses
 from knowpay.kit.pagination import Page, PageParams, page_params
-from knowpay.kit.web import AppClock, DbSession, SessionRoute
+from knowpay.kit.web import AppClock, AppSettings, DbSession, SessionRoute
 from knowpay.orders import service
-from knowpay.orders.schemas import OrderCreate, OrderOut
+from knowpay.orders.schemas import OrderCreate, OrderOut, TopUpCreate
 from knowpay.orders.states import OrderStatus
 
 router = APIRouter(route_class=SessionRoute, prefix="/v1/orders", tags=["orders"])
 
 AppCaller = Annotated[Principal, Depends(require_roles(Role.APP))]
+TopUpCaller = Annotated[Principal, Depends(require_roles(Role.APP, Role.BUYER, Role.CREATOR))]
+
+top_ups_router = APIRouter(route_class=SessionRoute, prefix="/v1/wallet", tags=["wallet"])
 
 
 @router.post(
@@ -63,3 +66,30 @@ def list_orders(
 def read_order(order_id: str, caller: CurrentPrincipal, session: DbSession) -> OrderOut:
     """One order."""
     return OrderOut.of(service.get_visible(session, caller, order_id))
+
+
+@top_ups_router.post(
+    "/top-ups",
+    status_code=status.HTTP_201_CREATED,
+    response_model=OrderOut,
+    responses={
+        200: {"model": OrderOut, "description": "The existing order with this out_trade_no"},
+        **problem_responses(409),  # out_trade_no_conflict
+    },
+)
+def create_top_up(
+    body: TopUpCreate,
+    caller: TopUpCaller,
+    session: DbSession,
+    clock: AppClock,
+    settings: AppSettings,
+    response: Response,
+) -> OrderOut:
+    """Top up a buyer's knowledge-coin wallet: an order of `kind` `top_up` for the amount,
+    paid through `POST /v1/orders/{id}/payments` with any gateway channel (not `wallet`).
+    When it is paid the balance grows by the amount. Top-ups are not refunded on request
+    (`top_up_not_refundable`); a duplicate payment of one is, automatically."""
+    order, created = service.create_top_up(session, caller, body, settings.wallet, clock.now())
+    if not created:
+        response.status_code = status.HTTP_200_OK
+    return OrderOut.of(order)

@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 
 from sqlalchemy import CheckConstraint, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from knowpay.kit.db import Base
+
+
+class OrderKind(StrEnum):
+    PURCHASE = "purchase"
+    """Content from the catalog: paid, it grants entitlements and is the platform's revenue."""
+    TOP_UP = "top_up"
+    """Coins for the buyer's wallet: paid, the balance grows; the platform owes it to them."""
 
 
 class Order(Base):
@@ -24,6 +32,7 @@ class Order(Base):
             "status in ('created', 'paid', 'partially_refunded', 'refunded', 'closed')",
             name="status_known",
         ),
+        CheckConstraint("kind in ('purchase', 'top_up')", name="kind_known"),
         Index("ix_orders_app_id_id", "app_id", "id"),
         Index("ix_orders_user_id_id", "user_id", "id"),
         Index("ix_orders_status_expires_at", "status", "expires_at"),
@@ -33,6 +42,9 @@ class Order(Base):
     app_id: Mapped[str] = mapped_column(ForeignKey("apps.id"))
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id"))
     out_trade_no: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16), default="purchase", server_default="purchase")
+    """`purchase` (catalog items, paid for content) or `top_up` (coins for the buyer's wallet,
+    no items)."""
     fingerprint: Mapped[str] = mapped_column(String(64))
     currency: Mapped[str] = mapped_column(String(3))
     amount_minor: Mapped[int]

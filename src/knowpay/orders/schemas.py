@@ -9,12 +9,26 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.json_schema import SkipJsonSchema
 
-from knowpay.kit.schemas import CurrencyCode, unicode_text
+from knowpay.kit.schemas import AmountMinor, CurrencyCode, unicode_text
 from knowpay.orders.models import Order
 
 DEFAULT_EXPIRES_IN_S = 1800
 MIN_EXPIRES_IN_S = 60
 MAX_EXPIRES_IN_S = 7 * 86400
+
+
+def metadata_as_text(value: dict[str, str | int | float | bool]) -> dict[str, str]:
+    """An order's metadata as text, each key 1-40 and each value at most 500 characters."""
+    as_text = {
+        key: str(item).lower() if isinstance(item, bool) else str(item)
+        for key, item in value.items()
+    }
+    for key, item in as_text.items():
+        if not 1 <= len(key) <= 40 or len(item) > 500:
+            raise ValueError("metadata keys are 1-40 characters, values at most 500")
+        if not unicode_text(key, item):
+            raise ValueError("metadata keys and values are Unicode text")
+    return as_text
 
 
 class OrderItemIn(BaseModel):
@@ -70,16 +84,7 @@ class OrderCreate(BaseModel):
     @field_validator("metadata")
     @classmethod
     def _small_metadata(cls, value: dict[str, str | int | float | bool]) -> dict[str, str]:
-        as_text = {
-            key: str(item).lower() if isinstance(item, bool) else str(item)
-            for key, item in value.items()
-        }
-        for key, item in as_text.items():
-            if not 1 <= len(key) <= 40 or len(item) > 500:
-                raise ValueError("metadata keys are 1-40 characters, values at most 500")
-            if not unicode_text(key, item):
-                raise ValueError("metadata keys and values are Unicode text")
-        return as_text
+        return metadata_as_text(value)
 
     @field_validator("items")
     @classmethod
@@ -88,6 +93,43 @@ class OrderCreate(BaseModel):
         if len(set(ids)) != len(ids):
             raise ValueError("list each product once and use quantity")
         return value
+
+
+class TopUpCreate(BaseModel):
+    """Coins for a buyer's wallet: an order of `kind` `top_up` for the amount asked, paid
+    through a gateway channel like any order; when paid, the buyer's balance grows by it."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"user_id": "usr_01jd3k9w6m2c4x8t0v5b7n1q3r", "amount": 5000, "currency": "CNY"}
+            ]
+        },
+    )
+
+    user_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=40,
+        description="The buyer whose wallet it fills (an app must name one; a buyer: themself)",
+    )
+    amount: AmountMinor
+    currency: CurrencyCode
+    out_trade_no: str | None = Field(
+        default=None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_\-.|*]+$"
+    )
+    expires_in: int = Field(
+        default=DEFAULT_EXPIRES_IN_S, ge=MIN_EXPIRES_IN_S, le=MAX_EXPIRES_IN_S, strict=True
+    )
+    metadata: dict[str, str | int | float | bool] = Field(
+        default_factory=dict, max_length=20, description="Up to 20 keys; values are kept as strings"
+    )
+
+    @field_validator("metadata")
+    @classmethod
+    def _small_metadata(cls, value: dict[str, str | int | float | bool]) -> dict[str, str]:
+        return metadata_as_text(value)
 
 
 class OrderItemOut(BaseModel):
@@ -106,6 +148,9 @@ class OrderOut(BaseModel):
     app_id: str
     user_id: str
     out_trade_no: str
+    kind: Literal["purchase", "top_up"] = Field(
+        description="`top_up`: coins for the buyer's wallet (no items)"
+    )
     status: str
     amount: int
     currency: str
@@ -126,6 +171,7 @@ class OrderOut(BaseModel):
             app_id=order.app_id,
             user_id=order.user_id,
             out_trade_no=order.out_trade_no,
+            kind=order.kind,
             status=order.status,
             amount=order.amount_minor,
             currency=order.currency,

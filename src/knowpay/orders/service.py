@@ -12,19 +12,22 @@ from sqlalchemy.orm import Session
 
 from knowpay.accounts import service as accounts
 from knowpay.accounts.errors import UserNotFound
+from knowpay.accounts.models import User
 from knowpay.audit import service as audit
 from knowpay.auth.principals import Principal
 from knowpay.auth.scoping import can_see
 from knowpay.catalog import service as catalog
+from knowpay.kit.config import WalletSettings
 from knowpay.kit.ids import new_id
 from knowpay.kit.money import Money
 from knowpay.kit.pagination import PageParams
 from knowpay.kit.schemas import MAX_AMOUNT_MINOR
 from knowpay.orders import repository
 from knowpay.orders.errors import BuyerNotFound, OrderNotFound, OrderTooLarge, OutTradeNoConflict
-from knowpay.orders.models import Order, OrderItem
-from knowpay.orders.schemas import OrderCreate
+from knowpay.orders.models import Order, OrderItem, OrderKind
+from knowpay.orders.schemas import OrderCreate, TopUpCreate
 from knowpay.orders.states import OrderStatus, next_status
+from knowpay.wallet import service as wallet
 
 
 def _fingerprint(body: OrderCreate) -> str:
@@ -72,7 +75,7 @@ def create_order(
     if body.out_trade_no is not None:
         existing = repository.by_out_trade_no(session, caller.id, body.out_trade_no)
         if existing is not None:
-            return _same_or_conflict(existing, body), False
+            return _same_or_conflict(existing, _fingerprint(body)), False
     try:
         buyer = accounts.get_user(session, body.user_id)
     except UserNotFound:
@@ -103,7 +106,13 @@ def create_order(
         updated_at=now,
     )
     order.items = items
-    if body.out_trade_no is None:  # knowpay's own id: nothing else can hold it, no savepoint
+    return _insert(session, order, body.out_trade_no)
+
+
+def _insert(session: Session, order: Order, out_trade_no: str | None) -> tuple[Order, bool]:
+    """Insert a new order; with the merchant's own number, the order another request just
+    inserted under it instead (if the same content; OutTradeNoConflict if not)."""
+    if out_trade_no is None:  # knowpay's own id: nothing else can hold it, no savepoint
         session.add(order)
         session.flush()
         return order, True
@@ -113,21 +122,99 @@ def create_order(
             session.flush()
     except IntegrityError:
         # Another request inserted the same out_trade_no first.
-        existing = repository.by_out_trade_no(session, caller.id, body.out_trade_no)
+        existing = repository.by_out_trade_no(session, order.app_id, out_trade_no)
         if existing is None:
             raise
-        return _same_or_conflict(existing, body), False
+        return _same_or_conflict(existing, order.fingerprint), False
     return order, True
 
 
-def _same_or_conflict(existing: Order, body: OrderCreate) -> Order:
-    if existing.fingerprint != _fingerprint(body):
+def _same_or_conflict(existing: Order, fingerprint: str) -> Order:
+    if existing.fingerprint != fingerprint:
         raise OutTradeNoConflict(
             f"out_trade_no {existing.out_trade_no} already names order {existing.id} "
             "with other content.",
             order_id=existing.id,
         )
     return existing
+
+
+TOP_UP_SUBJECT = "Knowledge coins top-up"
+"""What the gateway shows the payer of a top-up."""
+
+
+def create_top_up(
+    session: Session,
+    caller: Principal,
+    body: TopUpCreate,
+    settings: WalletSettings,
+    now: datetime,
+) -> tuple[Order, bool]:
+    """Create a top-up order for the amount asked (within the wallet's bounds); returns
+    (order, created), a repeated `out_trade_no` as `create_order` treats it."""
+    buyer = _top_up_buyer(session, caller, body.user_id)
+    app_id = buyer.app_id or ""
+    fingerprint = _top_up_fingerprint(buyer.id, body)
+    if body.out_trade_no is not None:
+        existing = repository.by_out_trade_no(session, app_id, body.out_trade_no)
+        if existing is not None:
+            return _same_or_conflict(existing, fingerprint), False
+    amount = Money(body.amount, body.currency)
+    wallet.check_top_up(session, settings, buyer.id, amount)
+    order_id = new_id("ord")
+    order = Order(
+        id=order_id,
+        app_id=app_id,
+        user_id=buyer.id,
+        out_trade_no=body.out_trade_no or order_id,
+        kind=OrderKind.TOP_UP.value,
+        fingerprint=fingerprint,
+        currency=amount.currency,
+        amount_minor=amount.amount_minor,
+        refunded_minor=0,
+        status=OrderStatus.CREATED.value,
+        subject=TOP_UP_SUBJECT,
+        metadata_json=json.dumps(body.metadata, ensure_ascii=False, sort_keys=True),
+        expires_at=now + timedelta(seconds=body.expires_in),
+        created_at=now,
+        updated_at=now,
+    )
+    order.items = []
+    return _insert(session, order, body.out_trade_no)
+
+
+def _top_up_buyer(session: Session, caller: Principal, user_id: str | None) -> User:
+    """The buyer whose wallet a top-up fills: an app names one of its own, a buyer is it."""
+    if caller.is_app and user_id is None:
+        raise BuyerNotFound("Give user_id: the buyer whose wallet the top-up fills.")
+    wanted = caller.id if user_id is None else user_id
+    try:
+        buyer = accounts.get_buyer(session, wanted)
+    except UserNotFound:
+        buyer = None
+    owner_app = caller.id if caller.is_app else None
+    mine = buyer is not None and (
+        buyer.app_id == owner_app if caller.is_app else buyer.id == caller.id
+    )
+    if buyer is None or not mine or buyer.app_id is None:
+        raise BuyerNotFound(f"No buyer {wanted} whose wallet you may fill.")
+    return buyer
+
+
+def _top_up_fingerprint(user_id: str, body: TopUpCreate) -> str:
+    content = {
+        "kind": OrderKind.TOP_UP.value,
+        "user_id": user_id,
+        "amount": body.amount,
+        "currency": body.currency,
+        "metadata": body.metadata,
+    }
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
+
+
+def is_top_up(order: Order) -> bool:
+    """Whether the order fills the buyer's wallet (rather than buying content)."""
+    return order.kind == OrderKind.TOP_UP
 
 
 def _subject(items: list[OrderItem]) -> str:

@@ -8,15 +8,19 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request, status
 from fastapi.responses import RedirectResponse
 
+from knowpay.accounts import service as accounts
 from knowpay.auth.dependencies import CurrentPrincipal, require_roles
 from knowpay.auth.principals import Principal, Role
 from knowpay.channels.errors import ChannelError, ChannelUnavailable
 from knowpay.channels.types import Device
+from knowpay.kit.config import Settings
+from knowpay.kit.crypto import SecretHasher
 from knowpay.kit.db import Database
 from knowpay.kit.errors import KnowpayError
 from knowpay.kit.openapi import problem_responses
 from knowpay.kit.pagination import Page, PageParams, page_params
-from knowpay.kit.web import AppClock, DbSession, SessionRoute
+from knowpay.kit.ratelimit import enforce, limiter_of
+from knowpay.kit.web import AppClock, AppSettings, DbSession, Hasher, SessionRoute
 from knowpay.orders import service as orders
 from knowpay.orders.errors import OrderAlreadyPaid
 from knowpay.orders.schemas import OrderOut
@@ -37,6 +41,7 @@ from knowpay.payments.schemas import (
     PaymentOut,
 )
 from knowpay.payments.states import PaymentStatus
+from knowpay.wallet.service import WALLET_CHANNEL
 
 logger = logging.getLogger(__name__)
 router = APIRouter(route_class=SessionRoute, prefix="/v1", tags=["payments"])
@@ -67,7 +72,8 @@ GATEWAY_REFUSED = problem_responses(502)
     "/orders/{order_id}/payments",
     status_code=status.HTTP_201_CREATED,
     response_model=PaymentOut,
-    responses=GATEWAY_REFUSED,
+    # 402 insufficient_balance, 423 payment_password_locked: paying from the wallet
+    responses={**GATEWAY_REFUSED, **problem_responses(402, 423)},
 )
 def create_payment(
     order_id: str,
@@ -77,6 +83,8 @@ def create_payment(
     session: DbSession,
     clock: AppClock,
     ctx: Context,
+    settings: AppSettings,
+    hasher: Hasher,
 ) -> PaymentOut:
     """Start paying an order through a channel; `action` says what the payer does next.
     A declined attempt is returned with status `failed`; the buyer may try again.
@@ -84,7 +92,16 @@ def create_payment(
     Without `channel`, knowpay routes to the preferred channel that can pay the order now,
     and when that gateway cannot be reached it fails over to the next one (each try is an
     attempt of its own). A named channel whose gateway is failing gets `channel_unavailable`
-    naming the alternatives."""
+    naming the alternatives.
+
+    With `channel` `wallet` and the buyer's `payment_password` the order is paid from the
+    knowledge-coin balance at once (status `succeeded`, action `none`); a wrong password is
+    403 `payment_password_incorrect` (423 once locked), too small a balance 402
+    `insufficient_balance`, and neither changes anything but the count of wrong tries."""
+    if body.channel == WALLET_CHANNEL:
+        return _pay_from_wallet(
+            order_id, body, caller, request, session, clock, ctx, settings, hasher
+        )
     payer = routing.Payer(
         device=body.device or routing.device_from_user_agent(request.headers.get("user-agent")),
         country=body.country,
@@ -116,6 +133,40 @@ def create_payment(
             raise _unreachable(ctx, session, payment, payer) from exc
         return PaymentOut.of(service.apply_create_result(session, payment.id, result, clock.now()))
     raise NoChannelAvailable(f"No channel could open a payment for order {order_id} now.")
+
+
+def _pay_from_wallet(
+    order_id: str,
+    body: PaymentCreate,
+    caller: Principal,
+    request: Request,
+    session: DbSession,
+    clock: AppClock,
+    ctx: service.PaymentsContext,
+    settings: Settings,
+    hasher: SecretHasher,
+) -> PaymentOut:
+    """The password first (a wrong try is committed before it is refused), then the coins."""
+    payer_id = service.payer_of(session, caller, order_id)
+    enforce(request, [(limiter_of(request).payment_password, payer_id)], "payment password tries")
+    check = service.check_wallet_password(
+        session,
+        hasher,
+        accounts.lockout_policy(settings),
+        payer_id,
+        body.payment_password or "",
+        clock.now(),
+    )
+    if not check.verified:
+        session.commit()
+        accounts.refuse_failed_check(check)
+    payment = service.pay_from_wallet(
+        session, ctx, settings.wallet, caller, order_id, body, clock.now()
+    )
+    if payment.failure_code == "risk_denied":
+        session.commit()  # the denied attempt stays on record
+        raise RiskDenied("This payment was declined by risk control.", payment_id=payment.id)
+    return PaymentOut.of(payment)
 
 
 def _same_gateway(ctx: service.PaymentsContext, channel_name: str) -> frozenset[str]:

@@ -31,6 +31,10 @@ class PayerDetailsMissing(Unprocessable):
     code, title = "payer_details_missing", "The channel needs more about the payer"
 
 
+class ChannelNotForTopUps(Unprocessable):
+    code, title = "channel_not_for_top_ups", "A top-up cannot be paid from the wallet"
+
+
 class NoChannelAvailable(Unprocessable):
     code, title = "no_channel_available", "No channel can pay this order now"
 

@@ -14,6 +14,7 @@ from knowpay.ledger.service import Violation
 from knowpay.orders import service as orders
 from knowpay.orders.states import OrderStatus
 from knowpay.payments import repository
+from knowpay.wallet import service as wallet
 
 _CAPTURED = frozenset({OrderStatus.PAID, OrderStatus.PARTIALLY_REFUNDED, OrderStatus.REFUNDED})
 _CAPTURE_KINDS = ("payment_captured", "duplicate_captured")
@@ -22,10 +23,13 @@ _CAPTURE_KINDS = ("payment_captured", "duplicate_captured")
 def _order_violations(session: Session, sent_refunds: Mapping[str, int]) -> list[Violation]:
     violations: list[Violation] = []
     holdings = ledger.order_holdings(session)
+    in_wallets = ledger.top_up_holdings(session)
     for order in orders.all_orders(session):
         captured = order.amount_minor if order.status in _CAPTURED else 0
         expected = captured - order.refunded_minor - sent_refunds.get(order.id, 0)
-        actual = holdings.pop((order.id, order.currency), 0)
+        # A top-up's capture is owed to the buyer's wallet; a purchase's is revenue.
+        held_in = in_wallets if orders.is_top_up(order) else holdings
+        actual = held_in.pop((order.id, order.currency), 0)
         if actual != expected:
             violations.append(
                 Violation(
@@ -48,6 +52,15 @@ def _order_violations(session: Session, sent_refunds: Mapping[str, int]) -> list
             f"ledger holds {amount} {currency} in a foreign currency",
         )
         for (order_id, currency), amount in holdings.items()
+        if amount
+    ]
+    violations += [
+        Violation(
+            "order_matches_ledger",
+            order_id,
+            f"a capture put {amount} {currency} in a wallet, and the order is no top-up of it",
+        )
+        for (order_id, currency), amount in in_wallets.items()
         if amount
     ]
     return violations
@@ -122,4 +135,5 @@ def check(session: Session, sent_refunds: Mapping[str, int] | None = None) -> li
         ledger.check_entries(session)
         + _order_violations(session, sent_refunds or {})
         + _payment_violations(session)
+        + wallet.check(session)
     )

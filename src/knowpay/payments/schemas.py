@@ -7,12 +7,14 @@ import json
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
 
 from knowpay.channels.health import ChannelHealthView
 from knowpay.channels.types import Device
 from knowpay.orders.models import Order
 from knowpay.payments.models import Payment
+from knowpay.wallet.service import WALLET_CHANNEL
 
 if TYPE_CHECKING:
     from knowpay.payments.routing import ChannelChoice, Payer
@@ -75,6 +77,14 @@ class PaymentCreate(BaseModel):
         description="WeChat JSAPI payer openid: wechat_jsapi cannot do without it (named "
         "without it: 422 payer_details_missing; routing passes it by)",
     )
+    payment_password: str | None = Field(
+        default=None,
+        pattern=r"^[0-9]{6}$",
+        description="The buyer's 6-digit payment password: required with channel `wallet` "
+        "(paying from the knowledge-coin balance), refused with any other channel",
+        json_schema_extra={"writeOnly": True},
+        validate_default=True,
+    )
     test_outcome: Literal["succeeded", "failed", "pending", "unavailable"] | None = Field(
         default=None, description="Test channel only: the outcome to simulate"
     )
@@ -93,6 +103,26 @@ class PaymentCreate(BaseModel):
             return str(ipaddress.ip_address(value.split(",")[0].strip()))
         except ValueError:
             raise ValueError("client_ip is an IPv4 or IPv6 address") from None
+
+    @field_validator("payment_password")
+    @classmethod
+    def _password_only_for_the_wallet(cls, value: str | None, info: ValidationInfo) -> str | None:
+        paying_from_wallet = info.data.get("channel") == WALLET_CHANNEL
+        if paying_from_wallet and value is None:
+            raise PydanticCustomError(
+                "missing", "the wallet channel needs the buyer's payment_password"
+            )
+        if value is not None and not paying_from_wallet:
+            raise PydanticCustomError(
+                "not_allowed", "payment_password is only for the wallet channel"
+            )
+        return value
+
+    def __repr_args__(self) -> Any:  # the password stays out of reprs and tracebacks
+        return [
+            (k, "******" if k == "payment_password" and v else v)
+            for k, v in super().__repr_args__()
+        ]
 
     def channel_options(self) -> dict[str, Any]:
         options = {

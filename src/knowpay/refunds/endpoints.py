@@ -195,5 +195,6 @@ def resolve_refund(
         body.note,
         clock.now(),
         ctx.policy,
+        ctx.wallet,
     )
     return _out(session, refund)

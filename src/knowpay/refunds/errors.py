@@ -13,6 +13,10 @@ class RefundExceedsCaptured(Unprocessable):
     code, title = "refund_exceeds_captured", "The refund is more than is left to refund"
 
 
+class TopUpNotRefundable(Conflict):
+    code, title = "top_up_not_refundable", "A wallet top-up is not refunded on request"
+
+
 class OrderNotPaid(Conflict):
     code, title = "order_not_paid", "Only a paid order can be refunded"
 

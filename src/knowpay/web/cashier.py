@@ -23,7 +23,7 @@ import segno
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from markupsafe import Markup
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy.orm import Session
 
 from knowpay.accounts import service as accounts
@@ -413,11 +413,14 @@ def start_payment(
     access = _access(request, session, order_id)
     settings: Settings = request.app.state.settings
     peer = client_ip(request)
-    body = PaymentCreate(
-        channel=channel,
-        return_url=f"{settings.public_url}{cashier_path(access.order.id)}",
-        client_ip=peer if is_ip_address(peer) else None,  # not a Unix socket's name
-    )
+    try:
+        body = PaymentCreate(
+            channel=channel,
+            return_url=f"{settings.public_url}{cashier_path(access.order.id)}",
+            client_ip=peer if is_ip_address(peer) else None,  # not a Unix socket's name
+        )
+    except ValidationError:  # a channel the page never offers (the wallet wants a password)
+        return _back(request, access.order.id, "invalid_request")
     try:
         created = payments_api.create_payment(
             access.order.id,
@@ -427,6 +430,8 @@ def start_payment(
             session,
             clock,
             request.app.state.payments_context,
+            settings,
+            request.app.state.secret_hasher,
         )
     except KnowpayError as exc:
         session.rollback()

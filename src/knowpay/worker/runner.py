@@ -64,7 +64,9 @@ class Worker:
         )
         self.refund_jobs = refund_tasks.RefundJobContext(
             database=database,
-            refunds=RefundsContext(payments=payments_context, policy=settings.refunds),
+            refunds=RefundsContext(
+                payments=payments_context, policy=settings.refunds, wallet=settings.wallet
+            ),
             clock=clock,
         )
         self.jobs = tasks.JobContext(

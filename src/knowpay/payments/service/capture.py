@@ -33,6 +33,8 @@ from knowpay.payments.service._shared import (
 )
 from knowpay.payments.states import PaymentStatus, next_status
 from knowpay.risk import service as risk
+from knowpay.wallet import service as wallet
+from knowpay.wallet.service import Movement, WalletChange
 
 
 class CaptureOutcome(StrEnum):
@@ -169,7 +171,10 @@ def _pay_order(session: Session, order: Order, payment: Payment, now: datetime) 
     orders.mark_paid(order, payment.id, now)
     limits.settle_order(session, order.id, payment.channel, now)
     orders.record_status_change(session, order, OrderStatus.CREATED.value, now)
-    _post_capture(session, payment, "payment_captured", ledger_accounts.PLATFORM_REVENUE, now)
+    if orders.is_top_up(order):
+        _fill_wallet(session, payment, now)
+    else:
+        _post_capture(session, payment, "payment_captured", ledger_accounts.PLATFORM_REVENUE, now)
     _emit_order(session, "order.paid", order, now)
     # By product: the order every flow locks a buyer's entitlements in (a refund's too).
     for item in sorted(order.items, key=lambda line: line.product_id):
@@ -198,6 +203,26 @@ def _pay_order(session: Session, order: Order, payment: Payment, now: datetime) 
         # Closed at the gateway by the close_abandoned job; if one is paid there anyway,
         # it arrives as a duplicate and is owed back.
         _close(session, other, now, at_gateway_later=True)
+
+
+def _fill_wallet(session: Session, payment: Payment, now: datetime) -> None:
+    """A top-up's capture is owed to the buyer, not earned: it credits their wallet."""
+    _post_capture(
+        session, payment, "payment_captured", ledger_accounts.buyer_wallet(payment.user_id), now
+    )
+    wallet.credit(
+        session,
+        Movement(
+            user_id=payment.user_id,
+            app_id=payment.app_id,
+            amount=_money(payment),
+            kind=WalletChange.TOP_UP,
+            reference=payment.id,
+            order_id=payment.order_id,
+            payment_id=payment.id,
+        ),
+        now,
+    )
 
 
 def _record_duplicate(session: Session, payment: Payment, now: datetime) -> None:

@@ -70,19 +70,8 @@ def start_payment(
             ],
         )
     order = orders.get_visible(session, caller, order_id, for_update=True)
-    if order.status == OrderStatus.PAID or order.status == OrderStatus.PARTIALLY_REFUNDED:
-        raise OrderAlreadyPaid(f"Order {order.id} is already paid.")
-    if order.status != OrderStatus.CREATED:
-        raise OrderNotPayable(f"Order {order.id} is {order.status}.", order_status=order.status)
-    if orders.is_closing(order, now):
-        raise OrderNotPayable(f"Order {order.id} is being closed.", order_status="closing")
-    if orders.is_expired(order, now):
-        raise OrderExpired(
-            f"Order {order.id} expired at {order.expires_at.isoformat()}; create a new one."
-        )
-    if not caller.is_app:  # only an app reports the payer's address; a buyer's is their own
-        peer = context.current().ip
-        body = body.model_copy(update={"client_ip": peer if peer and is_ip_address(peer) else None})
+    require_payable(order, now)
+    body = with_payer_ip(caller, body)
     if body.channel is not None:
         _check_channel_can_charge(ctx.registry.get(body.channel), order)
         _check_payer_fields(ctx.registry.get(body.channel), body)
@@ -92,7 +81,8 @@ def start_payment(
     )
     payment_id = new_id("pay")
     client_ip = body.client_ip or context.current().ip
-    decision = risk.assess(session, _risk_attempt(payment_id, order, channel, body, client_ip), now)
+    attempt = risk_attempt(payment_id, order, channel.name, body.device_id, client_ip)
+    decision = risk.assess(session, attempt, now)
     if decision.decision != "deny":
         spend = limits.Spend(
             order.id, order.app_id, order.user_id, channel.name, order.amount_minor, order.currency
@@ -122,9 +112,32 @@ def start_payment(
     return payment, order
 
 
-def _risk_attempt(
-    payment_id: str, order: Order, channel: Channel, body: PaymentCreate, client_ip: str | None
+def with_payer_ip(caller: Principal, body: PaymentCreate) -> PaymentCreate:
+    """Only an app reports the payer's address; a buyer's is the one they call from."""
+    if caller.is_app:
+        return body
+    peer = context.current().ip
+    return body.model_copy(update={"client_ip": peer if peer and is_ip_address(peer) else None})
+
+
+def require_payable(order: Order, now: datetime) -> None:
+    """409 unless the order (locked) can still be paid: created, not closing, not expired."""
+    if order.status == OrderStatus.PAID or order.status == OrderStatus.PARTIALLY_REFUNDED:
+        raise OrderAlreadyPaid(f"Order {order.id} is already paid.")
+    if order.status != OrderStatus.CREATED:
+        raise OrderNotPayable(f"Order {order.id} is {order.status}.", order_status=order.status)
+    if orders.is_closing(order, now):
+        raise OrderNotPayable(f"Order {order.id} is being closed.", order_status="closing")
+    if orders.is_expired(order, now):
+        raise OrderExpired(
+            f"Order {order.id} expired at {order.expires_at.isoformat()}; create a new one."
+        )
+
+
+def risk_attempt(
+    payment_id: str, order: Order, channel: str, device_id: str | None, client_ip: str | None
 ) -> risk.RiskAttempt:
+    """What risk control is told of an attempt."""
     return risk.RiskAttempt(
         payment_id=payment_id,
         order_id=order.id,
@@ -132,9 +145,9 @@ def _risk_attempt(
         user_id=order.user_id,
         amount_minor=order.amount_minor,
         currency=order.currency,
-        channel=channel.name,
+        channel=channel,
         client_ip=client_ip,
-        device_id=body.device_id,
+        device_id=device_id,
     )
 
 

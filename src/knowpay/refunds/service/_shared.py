@@ -3,14 +3,14 @@ timeline entry, the ledger posting and the event; who acted; what is still refun
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy.orm import Session
 
 from knowpay.audit import service as audit
 from knowpay.auth.principals import Principal
-from knowpay.kit.config import RefundSettings
+from knowpay.kit.config import RefundSettings, WalletSettings
 from knowpay.kit.ids import new_id
 from knowpay.kit.money import Money
 from knowpay.kit.outbox import emit
@@ -30,6 +30,7 @@ SYSTEM = "system"
 class RefundsContext:
     payments: payments.PaymentsContext
     policy: RefundSettings
+    wallet: WalletSettings = field(default_factory=WalletSettings)
 
 
 def actor_of(principal: Principal) -> str:

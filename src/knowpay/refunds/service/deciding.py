@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
-from knowpay.kit.config import RefundSettings
+from knowpay.kit.config import RefundSettings, WalletSettings
 from knowpay.ledger import accounts as ledger_accounts
 from knowpay.orders import service as orders
 from knowpay.refunds.errors import RefundExceedsCaptured
@@ -20,8 +20,10 @@ from knowpay.refunds.service._shared import (
     _step,
     _transition,
 )
-from knowpay.refunds.service.settling import _settle
+from knowpay.refunds.service.settling import _settle, credit_wallet
 from knowpay.refunds.states import RefundNotPending, RefundStatus
+from knowpay.wallet import service as wallet
+from knowpay.wallet.service import WalletChange
 
 
 def _take_back_its_amount(session: Session, refund: Refund) -> None:
@@ -114,8 +116,10 @@ def resolve_manually(
     note: str | None,
     now: datetime,
     policy: RefundSettings,
+    wallet_settings: WalletSettings | None = None,
 ) -> Refund:
-    """failed → succeeded outside the gateway: to the buyer's wallet, or paid offline."""
+    """failed → succeeded outside the gateway: to the buyer's wallet (in a currency wallets
+    hold), or paid offline."""
     if refund.status != RefundStatus.FAILED:
         # processing → succeeded is the gateway's word: a refund still at the gateway holds
         # its amount in refunds_in_flight and may yet be paid there.
@@ -123,6 +127,8 @@ def resolve_manually(
             f"Only a failed refund is resolved by hand; this one is {refund.status}.",
             refund_status=refund.status,
         )
+    if method == "wallet":
+        wallet.require_currency(wallet_settings or WalletSettings(), refund.currency)
     _take_back_its_amount(session, refund)
     refund.resolution = method
     _transition(session, refund, RefundStatus.SUCCEEDED, now)
@@ -132,6 +138,8 @@ def resolve_manually(
         else ledger_accounts.OFFLINE_REFUNDS
     )
     _post(session, refund, "refund_resolved", debit=_source_account(refund), credit=target, now=now)
+    if method == "wallet":
+        credit_wallet(session, refund, WalletChange.REFUND_RESOLUTION, now)
     _step(session, refund, f"resolved_{method}", actor, now, note)
     _settle(session, refund, now, policy)
     return refund

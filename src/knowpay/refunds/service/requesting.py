@@ -15,7 +15,12 @@ from knowpay.orders import service as orders
 from knowpay.orders.models import Order
 from knowpay.orders.states import OrderStatus
 from knowpay.payments import service as payments
-from knowpay.refunds.errors import OrderNotPaid, RefundExceedsCaptured, RefundWindowClosed
+from knowpay.refunds.errors import (
+    OrderNotPaid,
+    RefundExceedsCaptured,
+    RefundWindowClosed,
+    TopUpNotRefundable,
+)
 from knowpay.refunds.models import Refund
 from knowpay.refunds.schemas import RefundCreate
 from knowpay.refunds.service._shared import (
@@ -40,6 +45,11 @@ def request_refund(
     order = orders.get_visible(session, caller, body.order_id, for_update=True)
     if order.status not in REFUNDABLE or order.paid_payment_id is None:
         raise OrderNotPaid(f"Order {order.id} is {order.status}; only paid orders can be refunded.")
+    if orders.is_top_up(order):
+        # The coins may be spent already; what is left is the buyer's to spend on content.
+        raise TopUpNotRefundable(
+            f"Order {order.id} topped up the buyer's wallet; top-ups are not refunded."
+        )
     window = timedelta(days=ctx.policy.buyer_request_window_days)
     is_buyer = caller.role.value in ("buyer", "creator")
     if is_buyer and order.paid_at is not None and now - order.paid_at > window:

@@ -16,6 +16,7 @@ from knowpay.kit.money import Money
 from knowpay.payments import service as payments
 from knowpay.refunds.models import Refund
 from knowpay.refunds.service._shared import RefundsContext, _money
+from knowpay.wallet.service import WALLET_CHANNEL
 
 # The name the refunds service logged under before it became a package.
 logger = logging.getLogger("knowpay.refunds.service")
@@ -24,21 +25,30 @@ logger = logging.getLogger("knowpay.refunds.service")
 def refund_request(ctx: RefundsContext, session: Session, refund: Refund) -> RefundRequest:
     """What to send the gateway for this refund's current attempt."""
     payment = payments.get_payment(session, refund.payment_id)
-    channel = ctx.payments.registry.get(refund.channel)
     return RefundRequest(
         out_trade_no=payment.id,
         out_refund_no=refund.out_refund_no or refund.id,
         amount=_money(refund),
         total=Money(payment.amount_minor, payment.currency),
         reason=refund.reason,
-        notify_url=ctx.payments.notify_url(channel),
+        notify_url=_notify_url(ctx, refund.channel),
         gateway_trade_no=payment.gateway_trade_no,
         note=refund.reason_text,
     )
 
 
+def _notify_url(ctx: RefundsContext, channel_name: str) -> str:
+    if channel_name == WALLET_CHANNEL:  # no gateway: nothing will notify
+        return ""
+    return ctx.payments.notify_url(ctx.payments.registry.get(channel_name))
+
+
 def call_gateway(ctx: RefundsContext, request: RefundRequest, channel_name: str) -> RefundResult:
-    """Send the refund (outside any transaction); a decline comes back as a failed result."""
+    """Send the refund (outside any transaction); a decline comes back as a failed result.
+    The wallet is no gateway and always takes its coins back: applying the success credits
+    the buyer's wallet (`settling._succeed`), once, under the refund's lock."""
+    if channel_name == WALLET_CHANNEL:
+        return RefundResult(ChannelStatus.SUCCEEDED)
     try:
         return ctx.payments.registry.get(channel_name).refund(request)
     except ChannelDeclined as declined:

@@ -22,6 +22,7 @@ from knowpay.refunds.service._shared import (
     SYSTEM,
     RefundsContext,
     _emit,
+    _money,
     _post,
     _source_account,
     _step,
@@ -29,6 +30,8 @@ from knowpay.refunds.service._shared import (
 )
 from knowpay.refunds.service.reading import get, lock, timeline
 from knowpay.refunds.states import RefundStatus
+from knowpay.wallet import service as wallet
+from knowpay.wallet.service import WALLET_CHANNEL, Movement, WalletChange
 
 
 def record_answer(
@@ -169,8 +172,42 @@ def _succeed(
         credit=ledger_accounts.channel_clearing(refund.channel),
         now=now,
     )
+    if refund.channel == WALLET_CHANNEL:
+        _back_to_wallet(session, refund, now)
     _step(session, refund, "money_returned", actor, now)
     _settle(session, refund, now, policy)
+
+
+def _back_to_wallet(session: Session, refund: Refund, now: datetime) -> None:
+    """A wallet payment's refund: the coins go from the wallet's clearing account back to
+    the buyer's balance."""
+    _post(
+        session,
+        refund,
+        "wallet_refunded",
+        debit=ledger_accounts.channel_clearing(WALLET_CHANNEL),
+        credit=ledger_accounts.buyer_wallet(refund.user_id),
+        now=now,
+    )
+    credit_wallet(session, refund, WalletChange.REFUND, now)
+
+
+def credit_wallet(session: Session, refund: Refund, kind: WalletChange, now: datetime) -> None:
+    """The refund's amount added to the buyer's balance (its ledger entry posted beside)."""
+    wallet.credit(
+        session,
+        Movement(
+            user_id=refund.user_id,
+            app_id=refund.app_id,
+            amount=_money(refund),
+            kind=kind,
+            reference=refund.id,
+            order_id=refund.order_id,
+            payment_id=refund.payment_id,
+            refund_id=refund.id,
+        ),
+        now,
+    )
 
 
 def _settle(session: Session, refund: Refund, now: datetime, policy: RefundSettings) -> None:

@@ -1,0 +1,1 @@
+"""The knowledge-coin wallet: a buyer's prepaid balance per currency."""
