@@ -1,5 +1,5 @@
-"""The buyer center at /me: orders, the content the buyer owns, refund requests and each
-refund's progress in plain words."""
+"""The buyer center at /me: orders, the content the buyer owns, the knowledge-coin wallet
+(balances and recent changes), refund requests and each refund's progress in plain words."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from knowpay.catalog import repository as catalog_repository
 from knowpay.entitlements import service as entitlements
 from knowpay.entitlements.errors import EntitlementNotActive
 from knowpay.entitlements.models import Entitlement
+from knowpay.kit.config import Settings
 from knowpay.kit.db import Database
 from knowpay.kit.errors import KnowpayError
 from knowpay.kit.pagination import PageParams
@@ -26,8 +27,16 @@ from knowpay.refunds import service as refunds
 from knowpay.refunds.models import Refund
 from knowpay.refunds.schemas import RefundCreate, RefundReason
 from knowpay.refunds.states import RefundStatus
+from knowpay.wallet import service as wallets
+from knowpay.wallet.service import WALLET_CHANNEL, WalletChange
 from knowpay.web import i18n
-from knowpay.web.cashier import GATEWAY_NAMES, KIND_NAMES, ORDER_STATUS_NAMES, cashier_path
+from knowpay.web.cashier import (
+    GATEWAY_NAMES,
+    KIND_NAMES,
+    ORDER_STATUS_NAMES,
+    TOP_UP_TITLE,
+    cashier_path,
+)
 from knowpay.web.errors import N_, message_for
 from knowpay.web.session import PageError, mark_page, page_principal
 from knowpay.web.templating import render
@@ -50,6 +59,14 @@ REFUND_STATUS_NAMES: dict[str, str] = {
     RefundStatus.FAILED: N_("Delayed"),
     RefundStatus.REJECTED: N_("Declined"),
 }
+WALLET_CHANGE_NAMES: dict[str, str] = {
+    WalletChange.TOP_UP: N_("Top-up"),
+    WalletChange.PAYMENT: N_("Payment"),
+    WalletChange.REFUND: N_("Refund"),
+    WalletChange.REFUND_RESOLUTION: N_("Refund paid to wallet"),
+}
+WALLET_HISTORY = PageParams(limit=20)
+"""How many of the wallet's latest changes the buyer center lists."""
 _STAFF_ACTORS = frozenset({"staff", *(role.value for role in STAFF_ROLES)})
 REFUNDABLE = frozenset({OrderStatus.PAID, OrderStatus.PARTIALLY_REFUNDED})
 _LIST = PageParams(limit=100)
@@ -72,7 +89,9 @@ def timeline_steps(refund: Refund, session: Session, _: i18n.Gettext) -> list[di
             "rejected": _("Declined by finance"),
             "retried": _("Sent again"),
             "sent_to_gateway": _("Sent to %(gateway)s", gateway=gateway_name),
-            "money_returned": _("Money back on your account"),
+            "money_returned": _("Money back in your knowledge-coin wallet")
+            if refund.channel == WALLET_CHANNEL
+            else _("Money back on your account"),
             "resolved_wallet": _("Money back in your knowledge-coin wallet"),
             "resolved_offline": _("Money paid back to you by our team"),
             "gateway_refused": _("%(gateway)s refused it; our team is on it", gateway=gateway_name),
@@ -101,6 +120,33 @@ def _content(session: Session, entitlement: Entitlement, now: datetime) -> dict[
     }
 
 
+def wallet_view(
+    request: Request, session: Session, buyer: Principal, _: i18n.Gettext
+) -> dict[str, Any]:
+    """The buyer's knowledge coins: a balance per currency (those the wallet holds, even
+    before the first top-up) and the latest changes, newest first."""
+    settings: Settings = request.app.state.settings
+    held = {w.currency: w.balance_minor for w in wallets.balances(session, buyer.id)}
+    for currency in settings.wallet.currencies:
+        held.setdefault(currency, 0)
+    changes, _more = wallets.list_transactions(session, buyer.id, WALLET_HISTORY)
+    return {
+        "balances": [{"amount": amount, "currency": cur} for cur, amount in sorted(held.items())],
+        "transactions": [
+            {
+                "id": change.id,
+                "kind": change.kind,
+                "label": _(WALLET_CHANGE_NAMES.get(change.kind, change.kind)),
+                "amount": change.amount_minor,
+                "currency": change.currency,
+                "balance_after": change.balance_after_minor,
+                "at": change.created_at,
+            }
+            for change in changes
+        ],
+    }
+
+
 buyer_router = APIRouter(
     route_class=SessionRoute, include_in_schema=False, dependencies=[Depends(mark_page)]
 )
@@ -108,7 +154,7 @@ buyer_router = APIRouter(
 
 @buyer_router.get("/me")
 def buyer_center(request: Request, buyer: Buyer, session: DbSession, clock: AppClock) -> Response:
-    """The buyer's orders, content and refunds."""
+    """The buyer's orders, content, knowledge coins and refunds."""
     _ = i18n.gettext_for(request)
     now = clock.now()
     found, _more = orders.list_orders(session, buyer, _LIST, user_id=None, status=None)
@@ -118,6 +164,7 @@ def buyer_center(request: Request, buyer: Buyer, session: DbSession, clock: AppC
             session, buyer, _LIST, order_id=order.id, status=None
         )
         unpaid = order.status == OrderStatus.CREATED and not orders.is_expired(order, now)
+        top_up = orders.is_top_up(order)
         open_refund = any(
             r.status in (RefundStatus.PENDING_APPROVAL, RefundStatus.PROCESSING)
             for r in order_refunds
@@ -125,9 +172,12 @@ def buyer_center(request: Request, buyer: Buyer, session: DbSession, clock: AppC
         order_views.append(
             {
                 "order": order,
+                # A top-up has no items, and its stored subject is English.
+                "subject": _(TOP_UP_TITLE) if top_up else order.subject,
                 "status": _(ORDER_STATUS_NAMES.get(order.status, order.status)),
                 "pay_url": cashier_path(order.id) if unpaid else None,
-                "refundable": order.status in REFUNDABLE and not open_refund,
+                # Top-ups are not refunded on request (docs/wallet.md).
+                "refundable": order.status in REFUNDABLE and not open_refund and not top_up,
                 "refunds": [
                     {
                         "refund": refund,
@@ -145,6 +195,7 @@ def buyer_center(request: Request, buyer: Buyer, session: DbSession, clock: AppC
         "me.html",
         orders=order_views,
         content=[_content(session, e, now) for e in owned],
+        wallet=wallet_view(request, session, buyer, _),
         kinds={key: _(value) for key, value in KIND_NAMES.items()},
         reasons=[(str(reason), _(text)) for reason, text in REASON_NAMES.items()],
         error=message_for(error, _) if error else None,

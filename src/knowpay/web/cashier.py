@@ -5,6 +5,11 @@ Access is the buyer's own session, or a short-lived signed link the app asked fo
 `POST /v1/orders/{id}/cashier-link` (kept in a cookie scoped to that order's cashier, so the
 buyer who comes back from the gateway still gets in). Paying goes through the very endpoint
 function of `POST /v1/orders/{id}/payments`, so the cashier and the API share one path.
+
+The logged-in buyer may also pay from their knowledge-coin wallet (知识币) with their 6-digit
+payment password: the answer is final, so the page goes straight to paid or to the refusal
+in plain words. The password is passed on to the endpoint and nowhere else: never logged,
+never put back in the page or in a redirect.
 """
 
 from __future__ import annotations
@@ -49,16 +54,21 @@ from knowpay.payments import routing
 from knowpay.payments.models import Payment
 from knowpay.payments.schemas import PaymentCreate
 from knowpay.payments.states import PaymentStatus
+from knowpay.wallet import service as wallets
+from knowpay.wallet.service import WALLET_CHANNEL
 from knowpay.web import i18n
 from knowpay.web.errors import N_, message_for
 from knowpay.web.session import PageError, PageRedirect, logged_in, login_url, mark_page
-from knowpay.web.templating import render
+from knowpay.web.templating import format_money, format_when, render
 
 CASHIER_LINK_TTL_S = 15 * 60
 LINK_COOKIE = "knowpay_cashier"
 _EXPIRES = re.compile(r"[0-9]{1,15}")
 """A link's expiry: ASCII digits only (str.isdigit() also takes "²", which int() refuses)."""
 PAYER_ROLES = frozenset({Role.BUYER, Role.CREATOR})
+_PAYMENT_PASSWORD = re.compile(r"[0-9]{6}")
+"""What the wallet's payment password looks like (PaymentCreate checks it again)."""
+_TRIES = re.compile(r"[0-9]{1,2}")
 
 CHANNEL_NAMES: dict[str, str] = {
     "alipay_page": N_("Alipay"),
@@ -109,6 +119,9 @@ KIND_NAMES: dict[str, str] = {
     "ebook": N_("E-book"),
     "live": N_("Live class"),
 }
+TOP_UP_TITLE = N_("Knowledge coins top-up")
+"""What a top-up order is called on the pages (its stored subject is English)."""
+TOP_UP_KIND = N_("Top-up")
 ORDER_STATUS_NAMES: dict[str, str] = {
     "created": N_("Waiting for payment"),
     "paid": N_("Paid"),
@@ -298,6 +311,17 @@ def qr_svg(code_url: str) -> Markup:
 
 
 def _product_lines(session: Session, order: Order, _: i18n.Gettext) -> list[dict[str, Any]]:
+    if orders.is_top_up(order):  # no items: the amount the buyer chose, for their wallet
+        return [
+            {
+                "title": _(TOP_UP_TITLE),
+                "kind": _(TOP_UP_KIND),
+                "period_days": None,
+                "quantity": 1,
+                "amount": order.amount_minor,
+                "creator": None,
+            }
+        ]
     lines = []
     for item in order.items:
         creator = None
@@ -335,6 +359,67 @@ def _channel_options(request: Request, order: Order, _: i18n.Gettext) -> list[di
     ]
 
 
+def _wallet_payer(request: Request, order: Order) -> Principal | None:
+    """The logged-in buyer whose wallet may pay this order: the order's own buyer, logged in
+    here. A cashier link lets its holder pay through a gateway, but neither see the buyer's
+    balance nor spend it."""
+    principal = logged_in(request)
+    if principal is None or principal.role not in PAYER_ROLES or principal.id != order.user_id:
+        return None
+    return principal
+
+
+def _wallet_option(request: Request, session: Session, order: Order) -> dict[str, Any] | None:
+    """The knowledge-coin option of the cashier: for an order that is no top-up, in a
+    currency the wallet holds, paid by its logged-in buyer; with their balance, and whether
+    it is enough (a balance too small is shown, the option disabled)."""
+    settings: Settings = request.app.state.settings
+    if orders.is_top_up(order) or order.currency not in settings.wallet.currencies:
+        return None
+    payer = _wallet_payer(request, order)
+    if payer is None:
+        return None
+    held = {w.currency: w.balance_minor for w in wallets.balances(session, payer.id)}
+    balance = held.get(order.currency, 0)
+    locked_until = accounts.get_user(session, payer.id).payment_password_locked_until
+    return {
+        "balance": balance,
+        "currency": order.currency,
+        "enough": balance >= order.amount_minor,
+        "locked_until": locked_until if locked_until and locked_until > _now(request) else None,
+    }
+
+
+def _error_text(
+    request: Request, code: str, order: Order, wallet: dict[str, Any] | None, _: i18n.Gettext
+) -> str:
+    """The refusal in plain words; the wallet's refusals with what the buyer needs to know
+    (their balance, the tries left, until when the password is locked)."""
+    locale = i18n.locale_for(request)
+    if code == "insufficient_balance" and wallet is not None:
+        return _(
+            "Not enough knowledge coins: your balance is %(balance)s and this order costs "
+            "%(amount)s.",
+            balance=format_money(wallet["balance"], wallet["currency"], locale),
+            amount=format_money(order.amount_minor, order.currency, locale),
+        )
+    tries = request.query_params.get("tries", "")
+    if code == "payment_password_incorrect" and _TRIES.fullmatch(tries):
+        return _(
+            "The payment password is wrong. Tries left before it locks: %(tries)s.",
+            tries=int(tries),
+        )
+    if code == "payment_password_locked" and wallet is not None and wallet["locked_until"]:
+        settings: Settings = request.app.state.settings
+        until = format_when(wallet["locked_until"], settings.limits.timezone, "short", locale)
+        return _(
+            "Your payment password is locked after too many wrong tries, until %(time)s. "
+            "Choose another payment method, or try again then.",
+            time=until,
+        )
+    return message_for(code, _)
+
+
 def _page(request: Request, session: Session, access: CashierAccess) -> Response:
     order, now = access.order, _now(request)
     _ = i18n.gettext_for(request)
@@ -346,6 +431,8 @@ def _page(request: Request, session: Session, access: CashierAccess) -> Response
     error_code = request.query_params.get("error")
     # "Use another payment method" while an attempt waits: show the channels again.
     view = "choose" if state == "pending" and request.query_params.get("choose") else state
+    choosing = view in ("choose", "failed")
+    wallet = _wallet_option(request, session, order) if choosing else None
     context: dict[str, Any] = {
         "order": order,
         "order_status": _(ORDER_STATUS_NAMES.get(order.status, order.status)),
@@ -360,8 +447,9 @@ def _page(request: Request, session: Session, access: CashierAccess) -> Response
         "qr": qr_svg(action["code_url"]) if action.get("code_url") else None,
         "failure": failure_text(payment, _) if payment and state == "failed" else None,
         "gateway_reason": gateway_reason(payment) if payment and state == "failed" else None,
-        "channels": _channel_options(request, order, _) if view in ("choose", "failed") else [],
-        "error": message_for(error_code, _) if error_code else None,
+        "channels": _channel_options(request, order, _) if choosing else [],
+        "wallet": wallet,
+        "error": _error_text(request, error_code, order, wallet, _) if error_code else None,
         "seconds_left": max(0, int((order.expires_at - now).total_seconds())),
         "go_url": action.get("url", "") if request.query_params.get("go") else "",
         "status_url": f"{cashier_path(order.id)}/status",
@@ -385,11 +473,27 @@ def cashier(order_id: str, request: Request, session: DbSession) -> Response:
 
 
 def _back(
-    request: Request, order_id: str, error: str | None = None, *, go: bool = False
+    request: Request,
+    order_id: str,
+    error: str | None = None,
+    *,
+    go: bool = False,
+    tries: int | None = None,
 ) -> RedirectResponse:
-    """Back to the cashier page, in the language the buyer chose with `?lang` if they did."""
+    """Back to the cashier page, in the language the buyer chose with `?lang` if they did
+    (with a wrong payment password, the tries left: never the password itself)."""
     query = {"error": error} if error else ({"go": "1"} if go else {})
+    if error and tries is not None:
+        query["tries"] = str(tries)
     return RedirectResponse(_with_lang(request, cashier_path(order_id), query), status_code=303)
+
+
+def _tries_left(exc: KnowpayError) -> int | None:
+    """The tries a wrong payment password leaves, as the endpoint told them."""
+    tries = exc.extra.get("remaining_tries")
+    if exc.code != "payment_password_incorrect" or not isinstance(tries, int):
+        return None
+    return tries if 0 <= tries < 100 else None
 
 
 def _with_lang(request: Request, path: str, query: dict[str, str] | None = None) -> str:
@@ -407,25 +511,36 @@ def start_payment(
     session: DbSession,
     clock: AppClock,
     channel: Annotated[str, Form(min_length=1, max_length=32)],
+    payment_password: Annotated[str, Form(max_length=64)] = "",
 ) -> Response:
     """The buyer chose a channel: open the payment (the API's own code path), then send the
-    browser to the gateway, or back to the cashier for the QR code and the live status."""
+    browser to the gateway, or back to the cashier for the QR code and the live status.
+    With the wallet and the payment password the order is paid, or refused, at once."""
     access = _access(request, session, order_id)
     settings: Settings = request.app.state.settings
     peer = client_ip(request)
+    payer, password = access.payer, None
+    if channel == WALLET_CHANNEL:
+        wallet_payer = _wallet_payer(request, access.order)
+        if wallet_payer is None:  # only the logged-in buyer spends their coins
+            return _back(request, access.order.id, "wallet_login_required")
+        if not _PAYMENT_PASSWORD.fullmatch(payment_password):
+            return _back(request, access.order.id, "payment_password_format")
+        payer, password = wallet_payer, payment_password
     try:
         body = PaymentCreate(
             channel=channel,
             return_url=f"{settings.public_url}{cashier_path(access.order.id)}",
             client_ip=peer if is_ip_address(peer) else None,  # not a Unix socket's name
+            payment_password=password,
         )
-    except ValidationError:  # a channel the page never offers (the wallet wants a password)
+    except ValidationError:  # a channel name the page never offers; the error is not logged
         return _back(request, access.order.id, "invalid_request")
     try:
         created = payments_api.create_payment(
             access.order.id,
             body,
-            access.payer,
+            payer,
             request,
             session,
             clock,
@@ -434,8 +549,8 @@ def start_payment(
             request.app.state.secret_hasher,
         )
     except KnowpayError as exc:
-        session.rollback()
-        return _back(request, access.order.id, exc.code)
+        session.rollback()  # a wrong password's try was committed by the endpoint
+        return _back(request, access.order.id, exc.code, tries=_tries_left(exc))
     action = created.action or {}
     # To the gateway by way of the cashier: its script moves on to `action.url` at once (a
     # redirect straight from this POST would be a form submission to the gateway's origin,

@@ -41,6 +41,24 @@ MESSAGES: dict[str, str] = {
     "refund_window_closed": N_("The time to ask for a refund of this order has passed."),
     "refund_not_pending": N_("This refund cannot be changed now."),
     "invalid_cashier_link": N_("This payment link is not valid or has expired."),
+    # Paying from the knowledge-coin wallet (the cashier adds the balance, the tries left or
+    # the end of the lock when it knows them).
+    "insufficient_balance": N_("Your knowledge-coin balance is too low for this order."),
+    "payment_password_incorrect": N_("The payment password is wrong."),
+    "payment_password_locked": N_(
+        "Your payment password is locked after too many wrong tries. Choose another payment "
+        "method, or try again later."
+    ),
+    "payment_password_not_set": N_(
+        "You have not set a payment password yet. Set one in the app you shop in, then pay "
+        "with knowledge coins."
+    ),
+    "payment_password_format": N_("Enter your 6-digit payment password."),
+    "wallet_login_required": N_("Log in to pay with knowledge coins."),
+    "channel_not_for_top_ups": N_(
+        "A top-up cannot be paid with knowledge coins. Choose another payment method."
+    ),
+    "wallet_currency_not_supported": N_("Knowledge coins cannot pay an order in this currency."),
     "validation_error": N_("Some of the details you entered are not valid."),
     "internal_error": GENERIC,
 }

@@ -63,13 +63,18 @@ def format_money(amount_minor: int, currency: str, locale: str | None = None) ->
 
 
 def format_when(
-    value: datetime | None, timezone: str = "Asia/Shanghai", fmt: str = "medium"
+    value: datetime | None,
+    timezone: str = "Asia/Shanghai",
+    fmt: str = "medium",
+    locale: str | None = None,
 ) -> str:
-    """A date and time in the page's locale, in the platform's time zone."""
+    """A date and time in the page's locale (or `locale`), in the platform's time zone."""
     if value is None:
         return ""
     return str(
-        format_datetime(value, fmt, tzinfo=ZoneInfo(timezone), locale=i18n.current_locale.get())
+        format_datetime(
+            value, fmt, tzinfo=ZoneInfo(timezone), locale=locale or i18n.current_locale.get()
+        )
     )
 
 
