@@ -74,6 +74,7 @@ from knowpay.refunds.endpoints import router as refunds_router
 from knowpay.refunds.service import RefundsContext
 from knowpay.reports.endpoints import router as reports_router
 from knowpay.risk.endpoints import router as risk_router
+from knowpay.settlements.endpoints import router as settlements_router
 from knowpay.wallet.endpoints import router as wallet_router
 from knowpay.web.console import console_router
 from knowpay.web.routes import csrf_refusal_page, install_web_error_pages, web_router
@@ -215,6 +216,7 @@ def create_app(
     app.include_router(webhooks_router)
     app.include_router(events_router)
     app.include_router(refunds_router)
+    app.include_router(settlements_router)
     app.include_router(reconciliation_router)
     app.include_router(reports_router)
     app.include_router(limits_router)

@@ -19,6 +19,7 @@ from knowpay.reconciliation import models as reconciliation_models
 from knowpay.refunds import models as refunds_models
 from knowpay.reports import models as reports_models
 from knowpay.risk import models as risk_models
+from knowpay.settlements import models as settlements_models
 from knowpay.wallet import models as wallet_models
 from knowpay.webhooks import models as webhooks_models
 
@@ -43,6 +44,7 @@ __all__ = [
     "refunds_models",
     "reports_models",
     "risk_models",
+    "settlements_models",
     "wallet_models",
     "webhooks_models",
 ]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import date, datetime
 from typing import Any
 
 import httpx
@@ -25,6 +26,7 @@ from knowpay.entitlements.models import Entitlement
 from knowpay.kit.clock import FrozenClock
 from knowpay.kit.config import Settings
 from knowpay.kit.db import Database
+from knowpay.settlements.models import Settlement
 from knowpay.webhooks.models import WebhookEndpoint
 from knowpay.worker.runner import Worker
 from tests.builders import Builders, Caller
@@ -98,6 +100,8 @@ OWNER_SCOPED: dict[tuple[str, str], OwnerProbe] = {
     ): OwnerProbe(APP_ONLY),
     ("GET", "/v1/refunds/{refund_id}"): OwnerProbe(BOTH),
     ("POST", "/v1/orders/{order_id}/cashier-link"): OwnerProbe(APP_ONLY),
+    ("GET", "/v1/settlements/{settlement_id}"): OwnerProbe(BOTH),  # its creator is a person
+    ("GET", "/v1/creators/{creator_id}/balance"): OwnerProbe(BOTH),
 }
 
 # The server-rendered pages authenticate by session cookie, not by the API's credentials: their
@@ -200,6 +204,8 @@ def world(
     )["data"]
     assert deliveries, "the paid order produced deliveries to A's endpoint"
     events = _ok(client.get("/v1/events", headers=app_a.headers))["data"]
+    creator_a = build.buyer(app_a, role="creator")
+    settlement_id = _statement_of(database, creator_a.id, app_a.id, clock.now())
 
     ids = {
         "user_id": buyer_a.id,
@@ -211,6 +217,8 @@ def world(
         "delivery_id": deliveries[0]["id"],
         "event_id": events[0]["id"],
         "refund_id": refund["id"],
+        "settlement_id": settlement_id,
+        "creator_id": creator_a.id,
     }
     markers = {
         *ids.values(),
@@ -223,6 +231,27 @@ def world(
         *(e["id"] for e in events),
     }
     return World(client, app_a, buyer_a, app_b, buyer_b, creator_b, course["id"], ids, markers)
+
+
+def _statement_of(database: Database, creator_id: str, app_id: str, now: datetime) -> str:
+    """An open statement of A's creator (as `settle` would write one)."""
+    with database.session_scope() as session:
+        session.add(
+            Settlement(
+                id="stl_0000000000a000000000000000",
+                creator_id=creator_id,
+                app_id=app_id,
+                currency="CNY",
+                period_start=date(2025, 12, 1),
+                period_end=date(2026, 1, 1),
+                earned_minor=7000,
+                reversed_minor=0,
+                amount_minor=7000,
+                status="open",
+                created_at=now,
+            )
+        )
+    return "stl_0000000000a000000000000000"
 
 
 def _fill(path: str, ids: dict[str, str]) -> str:
@@ -355,6 +384,7 @@ COLLECTIONS: dict[tuple[str, str], Probe] = {
     ("POST", "/v1/wallet/top-ups"): _top_up_of_a_foreign_wallet,
     ("GET", "/v1/wallet"): _foreign_wallet_read("/v1/wallet"),
     ("GET", "/v1/wallet/transactions"): _foreign_wallet_read("/v1/wallet/transactions"),
+    ("GET", "/v1/settlements"): _list_without_foreign("/v1/settlements", creator_id="creator_id"),
 }
 
 

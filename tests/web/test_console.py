@@ -47,6 +47,7 @@ PAGES = {
     "/admin/audit": ("Audit log", "审计日志"),
     "/admin/alerts": ("Alerts", "告警"),
     "/admin/reconciliation": ("Reconciliation", "对账"),
+    "/admin/settlements": ("Creator settlements", "创作者结算"),
     "/admin/reports": ("Reports", "报表"),
     "/admin/reports/success-rate": ("Payment success rate", "支付成功率"),
     "/admin/reports/refund-rate": ("Refund rate", "退款率"),

@@ -850,3 +850,27 @@ def test_a_refused_form_gets_the_expired_form_page_in_the_visitors_language(
     api = browser.post("/v1/refunds", json={"order_id": order["id"]}, headers={"X-CSRF-Token": "x"})
     assert api.status_code == 403
     assert api.json()["code"] == "csrf_failed"
+
+
+def test_start_again_on_an_expired_top_up_makes_a_top_up_of_the_same_amount(
+    browser: TestClient, shop: Shop, clock: FrozenClock
+) -> None:
+    """A top-up has no items to order again: it used to be a 500 (an empty OrderCreate)."""
+    made = shop.client.post(
+        "/v1/wallet/top-ups",
+        json={"user_id": shop.buyer.id, "amount": 3000, "currency": "CNY", "expires_in": 60},
+        headers=shop.app.headers,
+    )
+    assert made.status_code == 201, made.text
+    top_up = made.json()
+    logged_in_buyer(browser, shop)
+    clock.advance(timedelta(minutes=2))
+    token = csrf_of(browser.get(f"/pay/{top_up['id']}").text)
+    answer = browser.post(
+        f"/pay/{top_up['id']}/again", data={"csrf_token": token}, follow_redirects=False
+    )
+    assert answer.status_code == 303, answer.text
+    new_id = answer.headers["location"].removeprefix("/pay/")
+    again = shop.get(f"/v1/orders/{new_id}")
+    assert (again["kind"], again["amount"], again["status"]) == ("top_up", 3000, "created")
+    assert again["metadata"] == {"restarted_from": top_up["id"]}

@@ -11,7 +11,6 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
 from knowpay.accounts import service
-from knowpay.accounts.errors import UserNotFound
 from knowpay.accounts.models import User
 from knowpay.accounts.schemas import (
     AppCreate,
@@ -27,7 +26,6 @@ from knowpay.accounts.schemas import (
 )
 from knowpay.auth.dependencies import CurrentPrincipal, require_roles
 from knowpay.auth.principals import PERSON_ROLES, Principal, Role
-from knowpay.auth.scoping import ensure_visible
 from knowpay.auth.tokens import TokenService
 from knowpay.kit.errors import Forbidden
 from knowpay.kit.openapi import problem_responses
@@ -100,16 +98,7 @@ def read_me(caller: PersonCaller, session: DbSession) -> UserOut:
 @router.get("/users/{user_id}", response_model=UserOut)
 def read_user(user_id: str, caller: CurrentPrincipal, session: DbSession) -> UserOut:
     """A user the caller may see: an app its own, a person themself, staff anyone."""
-    user = service.get_user(session, user_id)
-    ensure_visible(
-        caller,
-        owner_app_id=user.app_id,
-        owner_user_id=user.id,
-        what="user",
-        object_id=user_id,
-        not_found=UserNotFound,
-    )
-    return _user_out(user, caller)
+    return _user_out(service.get_visible_user(session, caller, user_id), caller)
 
 
 async def _token_request(request: Request) -> TokenRequest:

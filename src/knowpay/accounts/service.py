@@ -27,6 +27,7 @@ from knowpay.accounts.models import ApiKey, App, User
 from knowpay.audit import service as audit
 from knowpay.auth.dependencies import API_KEY_PREFIX
 from knowpay.auth.principals import STAFF_ROLES, Principal, Role
+from knowpay.auth.scoping import ensure_visible
 from knowpay.kit.config import Settings
 from knowpay.kit.crypto import SecretHasher, random_token, sha256_hex
 from knowpay.kit.ids import new_id
@@ -119,6 +120,21 @@ def get_user(session: Session, user_id: str) -> User:
     user = repository.get_user(session, user_id)
     if user is None:
         raise UserNotFound(f"No such user: {user_id}")
+    return user
+
+
+def get_visible_user(session: Session, caller: Principal, user_id: str) -> User:
+    """A user the caller may see: an app its own, a person themself, staff anyone; another's
+    is `user_not_found`, the answer a missing one gets."""
+    user = get_user(session, user_id)
+    ensure_visible(
+        caller,
+        owner_app_id=user.app_id,
+        owner_user_id=user.id,
+        what="user",
+        object_id=user_id,
+        not_found=UserNotFound,
+    )
     return user
 
 

@@ -251,6 +251,16 @@ class WalletSettings(BaseModel):
             raise ValueError(str(exc)) from exc
 
 
+class RevenueShareSettings(BaseModel):
+    """Creators' share of the sales of their products."""
+
+    model_config = {"extra": "forbid"}
+
+    creator_share_bps: int = Field(default=7000, ge=0, le=10000)
+    """The creator's share of a line's amount, in basis points (7000: 70 %), as it stands
+    when the order is made; the platform keeps the rest, and the rounding."""
+
+
 class ChannelHealthSettings(BaseModel):
     """Circuit breaking and routing between channels."""
 
@@ -447,6 +457,7 @@ class Settings(BaseSettings):
     worker: WorkerSettings = WorkerSettings()
     refunds: RefundSettings = RefundSettings()
     wallet: WalletSettings = WalletSettings()
+    revenue_share: RevenueShareSettings = RevenueShareSettings()
     channels: ChannelHealthSettings = ChannelHealthSettings()
     limits: LimitSettings = LimitSettings()
     rate_limits: RateLimitSettings = RateLimitSettings()

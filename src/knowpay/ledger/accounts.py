@@ -13,6 +13,9 @@ OFFLINE_REFUNDS = "offline_refunds"
 """Refunds finance paid outside the gateway (bank transfer, cash)."""
 FEES = "fees"
 """Gateway fees the platform pays."""
+CREATOR_PAYOUTS = "creator_payouts"
+"""What was paid out to creators outside the gateways (bank transfers of their statements)."""
+CREATOR_PAYABLE_PREFIX = "creator_payable:"
 
 
 def channel_clearing(channel: str) -> str:
@@ -22,7 +25,7 @@ def channel_clearing(channel: str) -> str:
 
 def creator_payable(creator_id: str) -> str:
     """What the platform owes a creator from their share of sales."""
-    return f"creator_payable:{creator_id}"
+    return f"{CREATOR_PAYABLE_PREFIX}{creator_id}"
 
 
 BUYER_WALLET_PREFIX = "buyer_wallet:"

@@ -7,7 +7,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.exc import DataError
 from sqlalchemy.orm import Session
 
@@ -15,7 +15,11 @@ from knowpay.kit.clock import day_of, day_start
 from knowpay.kit.db import insert_rows
 from knowpay.kit.ids import new_id
 from knowpay.kit.money import Money
-from knowpay.ledger.accounts import BUYER_WALLET_PREFIX, PLATFORM_REVENUE
+from knowpay.ledger.accounts import (
+    BUYER_WALLET_PREFIX,
+    CREATOR_PAYABLE_PREFIX,
+    PLATFORM_REVENUE,
+)
 from knowpay.ledger.errors import UnbalancedEntry
 from knowpay.ledger.models import JournalEntry, Posting
 
@@ -102,14 +106,87 @@ def balance(session: Session, account: str, currency: str, *, order_id: str | No
     return Money(int(session.scalar(statement) or 0), currency)
 
 
-def balances_by_prefix(session: Session, prefix: str) -> dict[tuple[str, str], int]:
-    """Every account whose name starts with `prefix`: (account, currency) → its balance."""
-    rows = session.execute(
+def balances_by_prefix(
+    session: Session, prefix: str, *, before: datetime | None = None
+) -> dict[tuple[str, str], int]:
+    """Every account whose name starts with `prefix`: (account, currency) → its balance
+    (of the postings made before `before`, when given)."""
+    statement = (
         select(Posting.account, Posting.currency, func.sum(Posting.amount_minor))
         .where(Posting.account.startswith(prefix, autoescape=True))
         .group_by(Posting.account, Posting.currency)
-    ).all()
+    )
+    if before is not None:
+        statement = statement.where(Posting.created_at < before)
+    rows = session.execute(statement).all()
     return {(str(account), str(currency)): int(total) for account, currency, total in rows}
+
+
+def kind_totals_by_prefix(
+    session: Session, prefix: str, start: datetime, end: datetime
+) -> dict[tuple[str, str, str], int]:
+    """The postings of accounts starting with `prefix` in [start, end), summed per account,
+    currency and kind of entry: (account, currency, kind) → total."""
+    rows = session.execute(
+        select(Posting.account, Posting.currency, JournalEntry.kind, func.sum(Posting.amount_minor))
+        .join(JournalEntry, JournalEntry.id == Posting.entry_id)
+        .where(
+            Posting.account.startswith(prefix, autoescape=True),
+            Posting.created_at >= start,
+            Posting.created_at < end,
+        )
+        .group_by(Posting.account, Posting.currency, JournalEntry.kind)
+    ).all()
+    return {(str(a), str(c), str(k)): int(total) for a, c, k, total in rows}
+
+
+def order_kind_totals(session: Session, order_id: str, prefix: str) -> dict[tuple[str, str], int]:
+    """One order's postings to accounts starting with `prefix`: (account, kind) → total."""
+    rows = session.execute(
+        select(Posting.account, JournalEntry.kind, func.sum(Posting.amount_minor))
+        .join(JournalEntry, JournalEntry.id == Posting.entry_id)
+        .where(
+            Posting.order_id == order_id,
+            Posting.account.startswith(prefix, autoescape=True),
+        )
+        .group_by(Posting.account, JournalEntry.kind)
+    ).all()
+    return {(str(account), str(kind)): int(total) for account, kind, total in rows}
+
+
+@dataclass(frozen=True, slots=True)
+class AccountLine:
+    """One posting of an account, with what its entry was."""
+
+    entry_id: str
+    kind: str
+    amount_minor: int
+    order_id: str | None
+    created_at: datetime
+
+
+def account_lines(
+    session: Session, account: str, currency: str, start: datetime, end: datetime
+) -> list[AccountLine]:
+    """An account's postings in one currency in [start, end), oldest first."""
+    rows = session.execute(
+        select(
+            Posting.entry_id,
+            JournalEntry.kind,
+            Posting.amount_minor,
+            Posting.order_id,
+            Posting.created_at,
+        )
+        .join(JournalEntry, JournalEntry.id == Posting.entry_id)
+        .where(
+            Posting.account == account,
+            Posting.currency == currency,
+            Posting.created_at >= start,
+            Posting.created_at < end,
+        )
+        .order_by(Posting.created_at, Posting.id)
+    ).all()
+    return [AccountLine(str(e), str(k), int(a), o, c) for e, k, a, o, c in rows]
 
 
 def check_entries(session: Session) -> list[Violation]:
@@ -149,10 +226,15 @@ def check_entries(session: Session) -> list[Violation]:
 
 
 def order_holdings(session: Session) -> dict[tuple[str, str], int]:
-    """What the ledger says each order holds: (order id, currency) → minor units of revenue."""
+    """What the ledger says each order holds: (order id, currency) → minor units of revenue,
+    the creators' shares of it included."""
+    of_the_sale = or_(
+        Posting.account == PLATFORM_REVENUE,
+        Posting.account.startswith(CREATOR_PAYABLE_PREFIX, autoescape=True),
+    )
     rows = session.execute(
         select(Posting.order_id, Posting.currency, func.sum(Posting.amount_minor))
-        .where(Posting.account == PLATFORM_REVENUE, Posting.order_id.is_not(None))
+        .where(of_the_sale, Posting.order_id.is_not(None))
         .group_by(Posting.order_id, Posting.currency)
     ).all()
     return {(str(order_id), currency): -int(total) for order_id, currency, total in rows}

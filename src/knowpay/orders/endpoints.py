@@ -33,11 +33,22 @@ top_ups_router = APIRouter(route_class=SessionRoute, prefix="/v1/wallet", tags=[
     },
 )
 def create_order(
-    body: OrderCreate, caller: AppCaller, session: DbSession, clock: AppClock, response: Response
+    body: OrderCreate,
+    caller: AppCaller,
+    session: DbSession,
+    clock: AppClock,
+    settings: AppSettings,
+    response: Response,
 ) -> OrderOut:
     """Create an order for a buyer; the amount comes from the catalog's published prices.
     Repeating an `out_trade_no` with the same content returns that order (200)."""
-    order, created = service.create_order(session, caller, body, clock.now())
+    order, created = service.create_order(
+        session,
+        caller,
+        body,
+        clock.now(),
+        creator_share_bps=settings.revenue_share.creator_share_bps,
+    )
     if not created:
         response.status_code = status.HTTP_200_OK
     return OrderOut.of(order)

@@ -90,5 +90,9 @@ class OrderItem(Base):
     quantity: Mapped[int]
     unit_amount_minor: Mapped[int]
     amount_minor: Mapped[int]
+    creator_id: Mapped[str | None] = mapped_column(String(40))
+    """The product's creator when ordered (their share of the line is owed to them)."""
+    creator_share_bps: Mapped[int | None]
+    """The creator's share in force when ordered, in basis points."""
 
     order: Mapped[Order] = relationship(back_populates="items")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.json_schema import SkipJsonSchema
@@ -29,6 +29,19 @@ def metadata_as_text(value: dict[str, str | int | float | bool]) -> dict[str, st
         if not unicode_text(key, item):
             raise ValueError("metadata keys and values are Unicode text")
     return as_text
+
+
+OutTradeNo = Annotated[
+    str | None, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_\-.|*]+$")
+]
+"""The merchant's own order number (unique per app)."""
+ExpiresIn = Annotated[
+    int, Field(ge=MIN_EXPIRES_IN_S, le=MAX_EXPIRES_IN_S, strict=True, description="Seconds")
+]
+Metadata = Annotated[
+    dict[str, str | int | float | bool],
+    Field(max_length=20, description="Up to 20 keys; values are kept as strings"),
+]
 
 
 class OrderItemIn(BaseModel):
@@ -60,15 +73,9 @@ class OrderCreate(BaseModel):
     user_id: str = Field(min_length=1, max_length=40)
     items: list[OrderItemIn] = Field(min_length=1, max_length=20)
     currency: CurrencyCode
-    out_trade_no: str | None = Field(
-        default=None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_\-.|*]+$"
-    )
-    expires_in: int = Field(
-        default=DEFAULT_EXPIRES_IN_S, ge=MIN_EXPIRES_IN_S, le=MAX_EXPIRES_IN_S, strict=True
-    )
-    metadata: dict[str, str | int | float | bool] = Field(
-        default_factory=dict, max_length=20, description="Up to 20 keys; values are kept as strings"
-    )
+    out_trade_no: OutTradeNo = None
+    expires_in: ExpiresIn = DEFAULT_EXPIRES_IN_S
+    metadata: Metadata = Field(default_factory=dict)
 
     # Named only to be refused with a clear message on the field itself (not in the schema).
     amount: SkipJsonSchema[None] = Field(default=None, exclude=True)
@@ -116,15 +123,9 @@ class TopUpCreate(BaseModel):
     )
     amount: AmountMinor
     currency: CurrencyCode
-    out_trade_no: str | None = Field(
-        default=None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_\-.|*]+$"
-    )
-    expires_in: int = Field(
-        default=DEFAULT_EXPIRES_IN_S, ge=MIN_EXPIRES_IN_S, le=MAX_EXPIRES_IN_S, strict=True
-    )
-    metadata: dict[str, str | int | float | bool] = Field(
-        default_factory=dict, max_length=20, description="Up to 20 keys; values are kept as strings"
-    )
+    out_trade_no: OutTradeNo = None
+    expires_in: ExpiresIn = DEFAULT_EXPIRES_IN_S
+    metadata: Metadata = Field(default_factory=dict)
 
     @field_validator("metadata")
     @classmethod

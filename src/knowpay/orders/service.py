@@ -41,7 +41,7 @@ def _fingerprint(body: OrderCreate) -> str:
 
 
 def _priced_items(
-    session: Session, order_id: str, body: OrderCreate, caller: Principal
+    session: Session, order_id: str, body: OrderCreate, caller: Principal, share_bps: int
 ) -> tuple[list[OrderItem], Money]:
     items: list[OrderItem] = []
     total = Money.zero(body.currency)
@@ -60,15 +60,23 @@ def _priced_items(
                 quantity=line.quantity,
                 unit_amount_minor=unit.amount_minor,
                 amount_minor=amount.amount_minor,
+                creator_id=product.creator_id,
+                creator_share_bps=share_bps if product.creator_id else None,
             )
         )
     return items, total
 
 
 def create_order(
-    session: Session, caller: Principal, body: OrderCreate, now: datetime
+    session: Session,
+    caller: Principal,
+    body: OrderCreate,
+    now: datetime,
+    *,
+    creator_share_bps: int,
 ) -> tuple[Order, bool]:
-    """Create an order (amount from the published prices); returns (order, created).
+    """Create an order (amount from the published prices, each creator's share in force
+    now kept with their lines); returns (order, created).
 
     A repeated `out_trade_no` with the same content returns the existing order
     (created=False); with different content it is OutTradeNoConflict."""
@@ -83,7 +91,7 @@ def create_order(
     if buyer is None or buyer.app_id != caller.id:
         raise BuyerNotFound(f"No buyer {body.user_id} registered by this app.")
     order_id = new_id("ord")
-    items, total = _priced_items(session, order_id, body, caller)
+    items, total = _priced_items(session, order_id, body, caller, creator_share_bps)
     if total.amount_minor > MAX_AMOUNT_MINOR:
         # Every amount knowpay takes (a price, a refund, a limit) stops there.
         raise OrderTooLarge(

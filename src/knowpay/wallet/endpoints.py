@@ -10,8 +10,7 @@ from fastapi import APIRouter, Depends, Query
 from knowpay.accounts import service as accounts
 from knowpay.accounts.errors import UserNotFound
 from knowpay.auth.dependencies import CurrentPrincipal
-from knowpay.auth.principals import Principal
-from knowpay.auth.scoping import ensure_visible
+from knowpay.auth.principals import Principal, Role
 from knowpay.kit.errors import InvalidRequest
 from knowpay.kit.openapi import problem_responses
 from knowpay.kit.pagination import Page, PageParams, page_params
@@ -34,18 +33,9 @@ def _owner(session: DbSession, caller: Principal, user_id: str | None) -> str:
         if caller.is_app or caller.is_staff:
             raise InvalidRequest("Give user_id.")
         return caller.id
-    try:
-        user = accounts.get_buyer(session, user_id)
-    except UserNotFound:
-        raise UserNotFound(f"No such user: {user_id}") from None
-    ensure_visible(
-        caller,
-        owner_app_id=user.app_id,
-        owner_user_id=user.id,
-        what="user",
-        object_id=user_id,
-        not_found=UserNotFound,
-    )
+    user = accounts.get_visible_user(session, caller, user_id)
+    if user.role not in (Role.BUYER.value, Role.CREATOR.value):  # staff hold no wallet
+        raise UserNotFound(f"No such user: {user_id}")
     return user.id
 
 

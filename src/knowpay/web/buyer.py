@@ -1,5 +1,6 @@
 """The buyer center at /me: orders, the content the buyer owns, the knowledge-coin wallet
-(balances and recent changes), refund requests and each refund's progress in plain words."""
+(balances and recent changes), refund requests and each refund's progress in plain words;
+for a creator, their earnings too (what is owed now and their monthly statements)."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from knowpay.refunds import service as refunds
 from knowpay.refunds.models import Refund
 from knowpay.refunds.schemas import RefundCreate, RefundReason
 from knowpay.refunds.states import RefundStatus
+from knowpay.settlements import service as settlements
 from knowpay.wallet import service as wallets
 from knowpay.wallet.service import WALLET_CHANNEL, WalletChange
 from knowpay.web import i18n
@@ -65,6 +67,15 @@ WALLET_CHANGE_NAMES: dict[str, str] = {
     WalletChange.REFUND: N_("Refund"),
     WalletChange.REFUND_RESOLUTION: N_("Refund paid to wallet"),
 }
+SETTLEMENT_STATUS_NAMES: dict[str, str] = {
+    "open": N_("To be paid"),
+    "paid": N_("Paid out"),
+    "superseded": N_("Included in a later statement"),
+    "nothing_due": N_("Nothing due"),
+}
+"""A creator's statement, in the creator's words (the console uses them too)."""
+STATEMENTS = PageParams(limit=24)
+"""How many of a creator's latest monthly statements the buyer center lists."""
 WALLET_HISTORY = PageParams(limit=20)
 """How many of the wallet's latest changes the buyer center lists."""
 _STAFF_ACTORS = frozenset({"staff", *(role.value for role in STAFF_ROLES)})
@@ -147,6 +158,36 @@ def wallet_view(
     }
 
 
+def earnings_view(session: Session, person: Principal, _: i18n.Gettext) -> dict[str, Any] | None:
+    """A creator's earnings: what the platform owes them now per currency, and their latest
+    statements, newest first; None for anyone who is not a creator."""
+    if person.role is not Role.CREATOR:
+        return None
+    found, _more = settlements.list_visible(
+        session, person, STATEMENTS, creator_id=person.id, status=None
+    )
+    return {
+        "owed": [
+            {"amount": m.amount_minor, "currency": m.currency}
+            for m in settlements.owed(session, person.id)
+        ],
+        "statements": [
+            {
+                "id": s.id,
+                "period_start": s.period_start,
+                "currency": s.currency,
+                "earned": s.earned_minor,
+                "reversed": s.reversed_minor,
+                "amount": s.amount_minor,
+                "status": s.status,
+                "status_text": _(SETTLEMENT_STATUS_NAMES.get(s.status, s.status)),
+                "paid_at": s.paid_at,
+            }
+            for s in found
+        ],
+    }
+
+
 buyer_router = APIRouter(
     route_class=SessionRoute, include_in_schema=False, dependencies=[Depends(mark_page)]
 )
@@ -154,7 +195,7 @@ buyer_router = APIRouter(
 
 @buyer_router.get("/me")
 def buyer_center(request: Request, buyer: Buyer, session: DbSession, clock: AppClock) -> Response:
-    """The buyer's orders, content, knowledge coins and refunds."""
+    """The buyer's orders, content, knowledge coins and refunds; a creator's earnings."""
     _ = i18n.gettext_for(request)
     now = clock.now()
     found, _more = orders.list_orders(session, buyer, _LIST, user_id=None, status=None)
@@ -196,6 +237,7 @@ def buyer_center(request: Request, buyer: Buyer, session: DbSession, clock: AppC
         orders=order_views,
         content=[_content(session, e, now) for e in owned],
         wallet=wallet_view(request, session, buyer, _),
+        earnings=earnings_view(session, buyer, _),
         kinds={key: _(value) for key, value in KIND_NAMES.items()},
         reasons=[(str(reason), _(text)) for reason, text in REASON_NAMES.items()],
         error=message_for(error, _) if error else None,

@@ -46,7 +46,7 @@ from knowpay.kit.ratelimit import client_ip
 from knowpay.kit.web import AppClock, DbSession, SessionRoute
 from knowpay.orders import service as orders
 from knowpay.orders.models import Order
-from knowpay.orders.schemas import OrderCreate, OrderItemIn
+from knowpay.orders.schemas import OrderCreate, OrderItemIn, TopUpCreate
 from knowpay.orders.states import OrderStatus
 from knowpay.payments import endpoints as payments_api
 from knowpay.payments import repository as payments_repository
@@ -573,18 +573,8 @@ def start_again(order_id: str, request: Request, session: DbSession, clock: AppC
     old = access.order
     if cashier_state(old, None, clock.now()) != "expired":
         return _back(request, old.id)
-    app = Principal(id=old.app_id, role=Role.APP, app_id=old.app_id)
-    body = OrderCreate(
-        user_id=old.user_id,
-        items=[OrderItemIn(product_id=i.product_id, quantity=i.quantity) for i in old.items],
-        currency=old.currency,
-        # The app's unique (app_id, out_trade_no) makes this idempotent: create_order returns
-        # the order already made under it, the one a concurrent POST inserted included.
-        out_trade_no=restart_out_trade_no(old.id),
-        metadata={"restarted_from": old.id},
-    )
     try:
-        new, _created = orders.create_order(session, app, body, clock.now())
+        new = _order_again(request, session, old, clock.now())
     except KnowpayError as exc:
         return _back(request, old.id, exc.code)
     session.commit()
@@ -595,6 +585,33 @@ def start_again(order_id: str, request: Request, session: DbSession, clock: AppC
     return RedirectResponse(
         _with_lang(request, cashier_path(new.id), {"t": token}), status_code=303
     )
+
+
+def _order_again(request: Request, session: Session, old: Order, now: datetime) -> Order:
+    """The expired order made again, as its app would: the same products, or for a top-up
+    the same amount. The app's unique (app_id, out_trade_no) makes it idempotent: the order
+    already made under it is returned, the one a concurrent POST inserted included."""
+    settings: Settings = request.app.state.settings
+    app = Principal(id=old.app_id, role=Role.APP, app_id=old.app_id)
+    number, metadata = restart_out_trade_no(old.id), {"restarted_from": old.id}
+    if orders.is_top_up(old):
+        top_up = TopUpCreate(
+            user_id=old.user_id,
+            amount=old.amount_minor,
+            currency=old.currency,
+            out_trade_no=number,
+            metadata=metadata,
+        )
+        return orders.create_top_up(session, app, top_up, settings.wallet, now)[0]
+    body = OrderCreate(
+        user_id=old.user_id,
+        items=[OrderItemIn(product_id=i.product_id, quantity=i.quantity) for i in old.items],
+        currency=old.currency,
+        out_trade_no=number,
+        metadata=metadata,
+    )
+    share = settings.revenue_share.creator_share_bps
+    return orders.create_order(session, app, body, now, creator_share_bps=share)[0]
 
 
 @cashier_router.get("/pay/{order_id}/status")

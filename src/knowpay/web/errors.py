@@ -22,6 +22,7 @@ MESSAGES: dict[str, str] = {
     "order_not_found": N_("We could not find this order."),
     "payment_not_found": N_("We could not find this payment."),
     "refund_not_found": N_("We could not find this refund."),
+    "settlement_not_found": N_("We could not find this statement."),
     "order_expired": N_("This order has expired and can no longer be paid."),
     "order_already_paid": N_("This order is already paid."),
     "order_not_payable": N_("This order can no longer be paid."),

@@ -9,14 +9,14 @@ CSRF cookie, and marks the response `no-store` (pages carry personal data and to
 from __future__ import annotations
 
 import copy
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from babel import Locale
-from babel.dates import format_datetime
+from babel.dates import format_datetime, format_skeleton
 from fastapi import Request
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -78,6 +78,11 @@ def format_when(
     )
 
 
+def format_month(day: date, locale: str | None = None) -> str:
+    """The month of `day` in the page's locale: `2026年1月`, `Jan 2026`."""
+    return str(format_skeleton("yMMM", day, locale=locale or i18n.current_locale.get()))
+
+
 def _environment() -> Environment:
     env = Environment(
         loader=FileSystemLoader(TEMPLATES_DIR),
@@ -135,6 +140,7 @@ def render(request: Request, template: str, status_code: int = 200, **context: A
         "csrf_token": lambda: token,
         "money": format_money,
         "when": lambda value, fmt="medium": format_when(value, timezone, fmt),
+        "month": format_month,
         "current_url": request.url.path + (f"?{request.url.query}" if request.url.query else ""),
         **context,
     }

@@ -26,6 +26,8 @@ EventType = Literal[
     "entitlement.granted",
     "entitlement.revoked",
     "limit.near",
+    "settlement.created",
+    "settlement.paid",
 ]
 """Every event type knowpay sends."""
 

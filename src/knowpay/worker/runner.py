@@ -27,6 +27,7 @@ from knowpay.payments.service import PaymentsContext
 from knowpay.reconciliation import tasks as reconciliation_tasks
 from knowpay.refunds import tasks as refund_tasks
 from knowpay.refunds.service import RefundsContext
+from knowpay.settlements import tasks as settlement_tasks
 from knowpay.webhooks.delivery import DeliveryPolicy, WebhookDeliverer, WebhookFanout
 from knowpay.webhooks.targets import private_targets_allowed
 
@@ -79,6 +80,9 @@ class Worker:
         self.reconciliation = reconciliation_tasks.ReconciliationContext(
             database=database, registry=registry, clock=clock
         )
+        self.settlements = settlement_tasks.SettlementContext(
+            database=database, clock=clock, timezone=settings.limits.timezone
+        )
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._scheduler = BackgroundScheduler(timezone="UTC")
@@ -99,6 +103,7 @@ class Worker:
             "purge_idempotency_keys": self._purge_idempotency_keys,
             "seal_audit_log": lambda: audit_tasks.seal_pending(self._database, self._clock),
             "reconcile_bills": lambda: reconciliation_tasks.reconcile_bills(self.reconciliation),
+            "settle_creators": lambda: settlement_tasks.settle_last_month(self.settlements),
         }
 
     def _purge_idempotency_keys(self) -> int:

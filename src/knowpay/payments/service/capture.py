@@ -175,6 +175,7 @@ def _pay_order(session: Session, order: Order, payment: Payment, now: datetime) 
         _fill_wallet(session, payment, now)
     else:
         _post_capture(session, payment, "payment_captured", ledger_accounts.PLATFORM_REVENUE, now)
+        _owe_creators_their_share(session, order, payment, now)
     _emit_order(session, "order.paid", order, now)
     # By product: the order every flow locks a buyer's entitlements in (a refund's too).
     for item in sorted(order.items, key=lambda line: line.product_id):
@@ -203,6 +204,41 @@ def _pay_order(session: Session, order: Order, payment: Payment, now: datetime) 
         # Closed at the gateway by the close_abandoned job; if one is paid there anyway,
         # it arrives as a duplicate and is owed back.
         _close(session, other, now, at_gateway_later=True)
+
+
+def creator_shares(order: Order) -> dict[str, int]:
+    """Each creator's share of the order, by the terms its lines keep: creator id → minor
+    units (rounded down; the platform keeps the rounding)."""
+    shares: dict[str, int] = {}
+    for item in order.items:
+        if item.creator_id and item.creator_share_bps:
+            share = item.amount_minor * item.creator_share_bps // 10_000
+            shares[item.creator_id] = shares.get(item.creator_id, 0) + share
+    return {creator: share for creator, share in shares.items() if share > 0}
+
+
+def _owe_creators_their_share(
+    session: Session, order: Order, payment: Payment, now: datetime
+) -> None:
+    """Revenue owed on to the creators of the order's products (settlements pay it out)."""
+    shares = creator_shares(order)
+    if not shares:
+        return
+    total = Money(sum(shares.values()), order.currency)
+    post_entry(
+        session,
+        kind="creator_share",
+        now=now,
+        order_id=order.id,
+        payment_id=payment.id,
+        legs=[
+            Leg(ledger_accounts.PLATFORM_REVENUE, total),
+            *(
+                Leg(ledger_accounts.creator_payable(creator), -Money(share, order.currency))
+                for creator, share in sorted(shares.items())
+            ),
+        ],
+    )
 
 
 def _fill_wallet(session: Session, payment: Payment, now: datetime) -> None:

@@ -12,9 +12,13 @@ from knowpay.channels.types import ChannelStatus, RefundRequest, RefundResult
 from knowpay.entitlements import service as entitlements
 from knowpay.entitlements.schemas import EntitlementOut
 from knowpay.kit.config import RefundSettings
+from knowpay.kit.money import Money
 from knowpay.kit.outbox import emit
 from knowpay.ledger import accounts as ledger_accounts
+from knowpay.ledger import service as ledger
+from knowpay.ledger.service import Leg, post_entry
 from knowpay.orders import service as orders
+from knowpay.orders.models import Order
 from knowpay.orders.states import OrderStatus
 from knowpay.orders.states import next_status as next_order_status
 from knowpay.refunds.models import Refund
@@ -227,6 +231,7 @@ def _settle(session: Session, refund: Refund, now: datetime, policy: RefundSetti
         orders.record_status_change(session, order, before, now)
         if full or policy.revoke_on_partial:
             revoked = entitlements.revoke_granted_by(session, refund.payment_id, now)
+        _take_back_creator_shares(session, order, refund, now)
     _emit(session, "refund.succeeded", refund, now)
     for entitlement in revoked:
         emit(
@@ -236,6 +241,36 @@ def _settle(session: Session, refund: Refund, now: datetime, policy: RefundSetti
             stream_key=refund.order_id,
             app_id=refund.app_id,
             now=now,
+        )
+
+
+def _take_back_creator_shares(
+    session: Session, order: Order, refund: Refund, now: datetime
+) -> None:
+    """The creators give back their share in proportion to what is refunded in all (rounded
+    down, so a full refund takes back exactly what was shared): what the order's refunds
+    should have taken back by now, less what they did."""
+    prefix = ledger_accounts.CREATOR_PAYABLE_PREFIX
+    moved = ledger.order_kind_totals(session, order.id, prefix)
+    legs: list[Leg] = []
+    for (account, kind), total in sorted(moved.items()):
+        if kind != "creator_share":
+            continue
+        shared = -total
+        due = shared * order.refunded_minor // order.amount_minor
+        back = due - moved.get((account, "creator_share_reversed"), 0)
+        if back > 0:
+            legs.append(Leg(account, Money(back, order.currency)))
+    if legs:
+        taken = sum(leg.amount.amount_minor for leg in legs)
+        post_entry(
+            session,
+            kind="creator_share_reversed",
+            now=now,
+            order_id=order.id,
+            payment_id=refund.payment_id,
+            refund_id=refund.id,
+            legs=[*legs, Leg(ledger_accounts.PLATFORM_REVENUE, -Money(taken, order.currency))],
         )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import date
 from typing import Annotated, Any
 
@@ -26,12 +27,16 @@ REVIEWERS = (Role.ADMIN, Role.FINANCE, Role.SUPPORT)
 """As POST /v1/admin/risk/reviews/{id}/release and /reject allow."""
 REVENUE_READERS = (Role.ADMIN, Role.FINANCE)
 """As GET /v1/admin/reports/revenue allows."""
+SETTLEMENT_PAYERS = (Role.ADMIN, Role.FINANCE)
+"""As POST /v1/admin/settlements/run and /v1/admin/settlements/{id}/pay allow (every staff
+role reads statements, as GET /v1/settlements lets them)."""
 
 Staff = Annotated[Principal, Depends(page_principal(*READERS))]
 RefundDecider = Annotated[Principal, Depends(page_principal(*REFUND_DECIDERS))]
 LimitEditor = Annotated[Principal, Depends(page_principal(*LIMIT_EDITORS))]
 Reviewer = Annotated[Principal, Depends(page_principal(*REVIEWERS))]
 RevenueReader = Annotated[Principal, Depends(page_principal(*REVENUE_READERS))]
+SettlementPayer = Annotated[Principal, Depends(page_principal(*SETTLEMENT_PAYERS))]
 
 
 def display_timezone(request: Request) -> str:
@@ -58,10 +63,12 @@ def console_page(
     *,
     status_code: int = 200,
     error: str | None = None,
+    error_values: Mapping[str, str] | None = None,
     **context: Any,
 ) -> HTMLResponse:
     """Render a console page: the staff member's permissions, the notice of a form that just
-    succeeded (`?done=`), an error of a form, and `label()` for stored values."""
+    succeeded (`?done=`), an error of a form (its sentence filled with `error_values`, when
+    it has placeholders), and `label()` for stored values."""
     done = request.query_params.get("done")
     return render(
         request,
@@ -72,9 +79,10 @@ def console_page(
         can_edit_limits=principal.role in LIMIT_EDITORS,
         can_review=principal.role in REVIEWERS,
         can_read_revenue=principal.role in REVENUE_READERS,
+        can_pay_settlements=principal.role in SETTLEMENT_PAYERS,
         notice=NOTICES.get(done or ""),
         error_code=error,
-        error_text=(lambda: error_message(error, _translate)) if error else None,
+        error_text=(lambda: error_message(error, _translate, error_values)) if error else None,
         label=lambda value: value_label(value, _translate),
         reason_label=lambda code: _translate(REASON_NAMES[code]) if code in REASON_NAMES else code,
         reason_text=lambda text: reason_text(text, _translate),

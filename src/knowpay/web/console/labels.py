@@ -3,7 +3,7 @@ its forms. Marked with N_ so they live in the catalogs; translated when rendered
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from knowpay.refunds import service as refunds
 from knowpay.web.cashier import KIND_NAMES
@@ -61,6 +61,9 @@ VALUES: dict[str, str] = {
     "refund_succeeded": N_("refund succeeded"),
     "refund_failed": N_("refund failed"),
     "refund_resolved": N_("refund resolved"),
+    "creator_share": N_("creator's share"),
+    "creator_share_reversed": N_("creator's share taken back"),
+    "creator_payout": N_("payout to a creator"),
     # product kinds, in the cashier's words
     **KIND_NAMES,
     # roles
@@ -104,6 +107,12 @@ NOTICES: dict[str, str] = {
     "limit_created": N_("The limit was added."),
     "limit_updated": N_("The limit was saved."),
     "discrepancy_resolved": N_("The discrepancy was resolved."),
+    "settlements_made": N_("The month was settled: its new statements are at the top of the list."),
+    "settlements_none_made": N_(
+        "No new statement: the month was settled before, or no creator earned or was owed "
+        "anything in it."
+    ),
+    "settlement_paid": N_("The payout was recorded: the statement is paid."),
 }
 
 ERRORS: dict[str, str] = {
@@ -117,6 +126,14 @@ ERRORS: dict[str, str] = {
     "note_required": N_("Write what explains the discrepancy."),
     "discrepancy_not_found": N_("We could not find this discrepancy."),
     "discrepancy_already_resolved": N_("This discrepancy has already been resolved."),
+    "invalid_month": N_("Enter the month as year and month, such as 2026-01."),
+    "period_not_over": N_(
+        "%(month)s has not ended yet. A month can be settled only once it is over: from %(end)s."
+    ),
+    "settlement_not_payable": N_(
+        "Only a statement that is still to be paid can be marked paid: this one is paid "
+        "already, replaced by a later statement, or has nothing due."
+    ),
 }
 
 
@@ -136,6 +153,12 @@ def reason_text(text: str | None, _: Translate) -> str:
     return _(known) if known else text
 
 
-def error_message(code: str, _: Translate) -> str:
-    """The translated sentence for an error code of a console form."""
-    return _(ERRORS.get(code) or MESSAGES.get(code) or GENERIC)
+def error_message(code: str, _: Translate, values: Mapping[str, str] | None = None) -> str:
+    """The translated sentence for an error code of a console form, with `values` filled in
+    (only a sentence of ERRORS has placeholders, and only when they are given)."""
+    sentence = ERRORS.get(code)
+    if sentence and values:
+        return _(sentence) % values
+    if sentence and "%(" not in sentence:
+        return _(sentence)
+    return _(MESSAGES.get(code) or GENERIC)

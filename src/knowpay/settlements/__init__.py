@@ -1,0 +1,1 @@
+"""Creators' share of sales: monthly settlement statements and their payouts."""
