@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from fastapi.testclient import TestClient
@@ -131,3 +132,30 @@ class Shop:
         assert response.status_code == 200, response.text
         result: dict[str, Any] = response.json()
         return result
+
+
+class CreatorShop(Shop):
+    """A shop whose course is a creator's (the default share: 70 %), and finance to settle."""
+
+    def __init__(self, build: Builders, course_title: str = "Course") -> None:
+        super().__init__(build)
+        self.creator = build.buyer(self.app, role="creator")
+        self.course = build.product(
+            self.app,
+            title=course_title,
+            creator_id=self.creator.id,
+            prices=[{"amount": 9900, "currency": "CNY"}],
+        )
+        self.finance = build.staff(Role.FINANCE)
+
+    def advance(self, clock: FrozenClock, days: int) -> None:
+        """Time passes (tokens live an hour: everyone logs in again)."""
+        clock.advance(timedelta(days=days))
+        self.finance = self.build.relogin(self.finance)
+        self.creator = self.build.relogin(self.creator)
+        self.buyer = self.build.relogin(self.buyer)
+
+    def paid_order(self) -> dict[str, Any]:
+        order = self.order()
+        self.confirm(self.pay(order))
+        return order

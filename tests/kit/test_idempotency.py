@@ -30,6 +30,7 @@ from knowpay.kit.idempotency import (
     keep_interim_outcome,
     purge_expired,
     request_fingerprint,
+    without_secrets,
 )
 from knowpay.kit.idempotency_models import IdempotencyRecord
 from knowpay.kit.web import DbSession, SessionRoute
@@ -707,3 +708,50 @@ def test_an_idempotent_post_looks_its_api_key_up_once(
     assert (created.status_code, plain.status_code) == (201, 201)
     api_key_lookups = [s for s in statements if "FROM api_keys" in s]
     assert len(api_key_lookups) == 2  # one per request, with or without an Idempotency-Key
+
+
+def test_no_password_reaches_a_stored_fingerprint(
+    client: TestClient, app_caller: Caller, database: Database, probe: Probe
+) -> None:
+    """Found by an audit: a wallet payment's body carries a 6-digit payment password, and a
+    sha256 of the body in the database gave it away to a million guesses (a login password
+    in POST /v1/users to a dictionary). Password fields are emptied before hashing."""
+    headers = {**_with_key(app_caller, "with-password"), "Content-Type": "application/json"}
+    body = b'{"channel":"wallet","payment_password":"135790"}'
+    assert client.post("/v1/_echo", content=body, headers=headers).status_code == 201
+    [record] = [r for r in _records(database) if r.key == "with-password"]
+    emptied = b'{"channel":"wallet","payment_password":""}'
+    assert record.request_fingerprint != request_fingerprint("POST", "/v1/_echo", b"", body)
+    assert record.request_fingerprint == request_fingerprint(
+        "POST", "/v1/_echo", b"", without_secrets(emptied)
+    )
+    # The same request but for its password is the same request: its answer is replayed.
+    other_password = b'{"channel":"wallet","payment_password":"000000"}'
+    replay = client.post("/v1/_echo", content=other_password, headers=headers)
+    assert replay.headers["idempotent-replayed"] == "true"
+    other_channel = b'{"channel":"test","payment_password":"135790"}'
+    _assert_problem(
+        client.post("/v1/_echo", content=other_channel, headers=headers),
+        422,
+        "idempotency_key_reused",
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "left"),
+    [
+        (b'{"password": "Summer2026!", "email": "a@example.com"}', b"a@example.com"),
+        (b"username=a%40example.com&password=Summer2026%21", b"a%40example.com"),
+        (b'{"new_password": "123456", "current_password": "654321"}', b"new_password"),
+    ],
+)
+def test_password_fields_are_emptied_in_json_and_forms(body: bytes, left: bytes) -> None:
+    kept = without_secrets(body)
+    for secret in (b"Summer2026", b"123456", b"654321"):
+        assert secret not in kept
+    assert left in kept
+
+
+def test_a_body_without_passwords_is_fingerprinted_as_sent() -> None:
+    for body in (b'{"a": 1}', b"", b"not json at all", b'["password"]'):
+        assert without_secrets(body) == body

@@ -3,45 +3,18 @@ it is refunded, stated monthly, and paid out; the ledger agrees at every step.""
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 import pytest
 
-from knowpay.auth.principals import Role
 from knowpay.kit.clock import FrozenClock
 from knowpay.kit.db import Database
 from knowpay.ledger.accounts import CREATOR_PAYOUTS, PLATFORM_REVENUE, creator_payable
 from tests import books
-from tests.builders import Builders, Caller, Shop
+from tests.builders import Builders, Caller, CreatorShop
 
 
-class Studio(Shop):
-    """A shop whose course is a creator's (the default share: 70 %)."""
-
-    def __init__(self, build: Builders) -> None:
-        super().__init__(build)
-        self.creator = build.buyer(self.app, role="creator")
-        self.course = build.product(
-            self.app,
-            title="Course",
-            creator_id=self.creator.id,
-            prices=[{"amount": 9900, "currency": "CNY"}],
-        )
-        self.finance = build.staff(Role.FINANCE)
-
-    def advance(self, clock: FrozenClock, days: int) -> None:
-        """Time passes (tokens live an hour: everyone logs in again)."""
-        clock.advance(timedelta(days=days))
-        self.finance = self.build.relogin(self.finance)
-        self.creator = self.build.relogin(self.creator)
-        self.buyer = self.build.relogin(self.buyer)
-
-    def paid_order(self) -> dict[str, Any]:
-        order = self.order()
-        self.confirm(self.pay(order))
-        return order
-
+class Studio(CreatorShop):
     def refund(self, order: dict[str, Any], amount: int) -> dict[str, Any]:
         response = self.client.post(
             "/v1/refunds",
@@ -239,3 +212,24 @@ def test_a_month_knowpay_cannot_hold_is_a_422(studio: Studio, month: str) -> Non
     response = studio.settle(month)
     assert response.status_code == 422, response.text
     assert [e["field"] for e in response.json()["errors"]] == ["month"]
+
+
+def test_a_payout_made_after_the_next_month_ended_is_not_stated_again(
+    studio: Studio, database: Database, clock: FrozenClock
+) -> None:
+    """Found by an audit: February's statement, made after January's was paid in March,
+    stated January's amount again (the balance at February's end still held it), and both
+    were paid: the creator got twice what they earned."""
+    studio.paid_order()  # January
+    studio.advance(clock, 31)
+    [january] = studio.settle("2026-01").json()
+    studio.paid_order()  # February
+    studio.advance(clock, 28)  # 2026-03-01: February has ended too
+    assert studio.pay_out(january["id"]).status_code == 200  # paid only now
+    [february] = studio.settle("2026-02").json()
+    assert (february["earned"], february["amount"]) == (6930, 6930)
+    assert studio.pay_out(february["id"]).status_code == 200
+    assert studio.owed() == [{"amount": 0, "currency": "CNY"}]
+    studio.advance(clock, 31)  # April: March had nothing, and nothing is owed
+    assert studio.settle("2026-03").json() == []
+    assert books.account_balance(database, CREATOR_PAYOUTS) == -2 * 6930

@@ -101,3 +101,33 @@ def test_concurrent_top_ups_all_reach_the_balance(
     balance = shop.get(f"/v1/wallet?user_id={shop.buyer.id}")["balances"]
     assert balance == [{"amount": sum(amounts), "currency": "CNY"}]
     assert books.violations(database) == []
+
+
+def test_top_ups_asked_for_at_once_never_pass_the_balance_cap(
+    build: Builders, database: Database, settings: Settings, tmp_path: Path
+) -> None:
+    count = 14 if database.dialect == "postgresql" else 12
+    shop = Shop(build)
+    barrier = Barrier(count)
+
+    def ask(base_url: str) -> httpx.Response:
+        with httpx.Client(base_url=base_url, timeout=60, trust_env=False) as client:
+            barrier.wait()
+            return client.post(
+                "/v1/wallet/top-ups",
+                json={"user_id": shop.buyer.id, "amount": 500_000, "currency": "CNY"},
+                headers=shop.app.headers,
+            )
+
+    with (
+        running_server(settings, workers=2, log=tmp_path / "server.log") as base_url,
+        ThreadPoolExecutor(max_workers=count) as pool,
+    ):
+        responses = list(pool.map(lambda _: ask(base_url), range(count)))
+
+    accepted = [r for r in responses if r.status_code == 201]
+    refused = [r for r in responses if r.status_code != 201]
+    assert len(accepted) == 10  # 10 × 5,000.00 is the 50,000.00 cap
+    assert all(r.json()["code"] == "wallet_balance_cap_reached" for r in refused), [
+        r.text for r in refused
+    ]

@@ -339,3 +339,51 @@ def test_a_wallet_is_seen_only_by_its_buyer_their_app_and_staff(
     assert shop.client.get("/v1/wallet", headers=shop.app.headers).status_code == 400
     support = build.staff(Role.SUPPORT)
     assert shop.client.get(path, headers=support.headers).json()["balances"][0]["amount"] == 1000
+
+
+def test_orders_are_listed_by_kind(shop: Shop) -> None:
+    top_up = _top_up(shop, 1000).json()
+    purchase = shop.order()
+    for kind, expected in (("top_up", [top_up["id"]]), ("purchase", [purchase["id"]])):
+        listed = shop.get(f"/v1/orders?kind={kind}")["data"]
+        assert [o["id"] for o in listed] == expected
+    mine = shop.client.get("/v1/orders?kind=top_up", headers=shop.buyer.headers).json()["data"]
+    assert [o["id"] for o in mine] == [top_up["id"]]
+    assert shop.client.get("/v1/orders?kind=gift", headers=shop.app.headers).status_code == 422
+
+
+def test_top_ups_awaiting_payment_count_towards_the_balance_cap(shop: Shop) -> None:
+    """Found by an audit: eleven top-ups of 5,000.00 asked for before any was paid were all
+    accepted, and paid they passed the 50,000.00 cap."""
+    for _ in range(10):
+        assert _top_up(shop, 500_000).status_code == 201
+    refused = _top_up(shop, 100)
+    assert (refused.status_code, refused.json()["code"]) == (422, "wallet_balance_cap_reached")
+    assert (refused.json()["balance"], refused.json()["awaiting_payment"]) == (0, 5_000_000)
+
+
+def test_a_buyer_cannot_name_a_top_up_with_the_apps_order_numbers(shop: Shop) -> None:
+    """Found by an audit: a buyer's out_trade_no shared the app's numbers, so a buyer could
+    learn which the app had used (and the order id behind one) and take future ones."""
+    shop.order(out_trade_no="SHOP-0101")
+    for number in ("SHOP-0101", "SHOP-0102"):
+        response = _top_up(shop, 1000, caller=shop.buyer, out_trade_no=number)
+        assert response.status_code == 422, response.text
+        assert [e["field"] for e in response.json()["errors"]] == ["out_trade_no"]
+        assert "ord_" not in response.text
+    assert _top_up(shop, 1000, out_trade_no="SHOP-0102").status_code == 201  # the app's
+
+
+def test_a_right_payment_password_resets_the_count_even_when_the_payment_is_refused(
+    shop: Shop,
+) -> None:
+    """Found by an audit: the reset was rolled back with the 402, so one more wrong try
+    after four wrong ones and a right one locked the password."""
+    _set_password(shop)
+    _topped_up(shop, 5000)
+    order = shop.order()  # 99.00: more than the balance
+    for _ in range(4):
+        assert _pay_from_wallet(shop, order, password="000000").status_code == 403
+    assert _pay_from_wallet(shop, order).status_code == 402
+    wrong = _pay_from_wallet(shop, order, password="000000")
+    assert (wrong.status_code, wrong.json()["remaining_tries"]) == (403, 4)

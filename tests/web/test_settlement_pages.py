@@ -6,7 +6,6 @@ the buyer center (/me) in both languages, where an ordinary buyer sees none."""
 from __future__ import annotations
 
 import re
-from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -18,7 +17,7 @@ from knowpay.kit.clock import FrozenClock
 from knowpay.kit.db import Database
 from knowpay.kit.masking import mask_email
 from tests import books
-from tests.builders import Builders, Shop
+from tests.builders import Builders, CreatorShop
 from tests.web import helpers
 from tests.web.test_console import csrf_of, staff_browser, untranslated, web_client, web_login
 
@@ -26,32 +25,10 @@ SHARE = 6930  # the creator's 70 % of ¥99.00
 ROW = re.compile(r'<tr id="settlement-(stl_[A-Za-z0-9]+)">(.*?)</tr>', re.S)
 
 
-class Studio(Shop):
-    """A shop whose course is a creator's (the default share: 70 %)."""
-
+class Studio(CreatorShop):
     def __init__(self, build: Builders) -> None:
-        super().__init__(build)
-        self.creator = build.buyer(self.app, role="creator")
         # A title that is no catalog message, so the untranslated checks read only ours.
-        self.course = build.product(
-            self.app,
-            title="数据分析 30 讲",
-            creator_id=self.creator.id,
-            prices=[{"amount": 9900, "currency": "CNY"}],
-        )
-        self.finance = build.staff(Role.FINANCE)
-
-    def advance(self, clock: FrozenClock, days: int) -> None:
-        """Time passes (tokens live an hour: everyone logs in again)."""
-        clock.advance(timedelta(days=days))
-        self.finance = self.build.relogin(self.finance)
-        self.creator = self.build.relogin(self.creator)
-        self.buyer = self.build.relogin(self.buyer)
-
-    def paid_order(self) -> dict[str, Any]:
-        order = self.order()
-        self.confirm(self.pay(order))
-        return order
+        super().__init__(build, course_title="数据分析 30 讲")
 
     def statements(self, **params: str) -> list[dict[str, Any]]:
         answer = self.client.get("/v1/settlements", params=params, headers=self.finance.headers)

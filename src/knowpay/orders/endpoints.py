@@ -12,6 +12,7 @@ from knowpay.kit.openapi import problem_responses
 from knowpay.kit.pagination import Page, PageParams, page_params
 from knowpay.kit.web import AppClock, AppSettings, DbSession, SessionRoute
 from knowpay.orders import service
+from knowpay.orders.models import OrderKind
 from knowpay.orders.schemas import OrderCreate, OrderOut, TopUpCreate
 from knowpay.orders.states import OrderStatus
 
@@ -61,6 +62,7 @@ def list_orders(
     params: Annotated[PageParams, Depends(page_params)],
     user_id: Annotated[str | None, Query(max_length=40)] = None,
     status_filter: Annotated[OrderStatus | None, Query(alias="status")] = None,
+    kind: Annotated[OrderKind | None, Query(description="purchase or top_up")] = None,
 ) -> Page[OrderOut]:
     """Orders the caller may see, newest first."""
     found, has_more = service.list_orders(
@@ -69,6 +71,7 @@ def list_orders(
         params,
         user_id=user_id,
         status=status_filter.value if status_filter else None,
+        kind=kind.value if kind else None,
     )
     return Page[OrderOut](data=[OrderOut.of(o) for o in found], has_more=has_more)
 

@@ -13,6 +13,10 @@ class OutTradeNoConflict(Conflict):
     code, title = "out_trade_no_conflict", "This out_trade_no was used for a different order"
 
 
+class OutTradeNoNotYours(Unprocessable):
+    code, title = "validation_error", "The request has invalid fields"
+
+
 class OrderNotPayable(Conflict):
     code, title = "order_not_payable", "The order cannot be paid"
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, String, bindparam, select
+from sqlalchemy import ColumnElement, Select, String, bindparam, func, select
 from sqlalchemy.orm import Session, joinedload
 
 from knowpay.kit.pagination import PageParams, page_of
@@ -60,8 +60,11 @@ def list_orders(
     app_id: str | None,
     user_id: str | None,
     status: str | None,
+    kind: str | None = None,
 ) -> tuple[list[Order], bool]:
     statement = select(Order)
+    if kind is not None:
+        statement = statement.where(Order.kind == kind)
     if app_id is not None:
         statement = statement.where(Order.app_id == app_id)
     if user_id is not None:
@@ -69,6 +72,20 @@ def list_orders(
     if status is not None:
         statement = statement.where(Order.status == status)
     return page_of(session, statement, Order.id, params)
+
+
+def top_ups_awaiting_payment(session: Session, user_id: str, currency: str, now: datetime) -> int:
+    """The sum of the buyer's top-up orders in a currency that may still be paid."""
+    total = session.scalar(
+        select(func.coalesce(func.sum(Order.amount_minor), 0)).where(
+            Order.user_id == user_id,
+            Order.currency == currency,
+            Order.kind == "top_up",
+            Order.status == "created",
+            Order.expires_at > now,
+        )
+    )
+    return int(total or 0)
 
 
 def due_for_expiry(session: Session, now: datetime, limit: int) -> list[str]:

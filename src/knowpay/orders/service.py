@@ -23,7 +23,13 @@ from knowpay.kit.money import Money
 from knowpay.kit.pagination import PageParams
 from knowpay.kit.schemas import MAX_AMOUNT_MINOR
 from knowpay.orders import repository
-from knowpay.orders.errors import BuyerNotFound, OrderNotFound, OrderTooLarge, OutTradeNoConflict
+from knowpay.orders.errors import (
+    BuyerNotFound,
+    OrderNotFound,
+    OrderTooLarge,
+    OutTradeNoConflict,
+    OutTradeNoNotYours,
+)
 from knowpay.orders.models import Order, OrderItem, OrderKind
 from knowpay.orders.schemas import OrderCreate, TopUpCreate
 from knowpay.orders.states import OrderStatus, next_status
@@ -160,6 +166,20 @@ def create_top_up(
 ) -> tuple[Order, bool]:
     """Create a top-up order for the amount asked (within the wallet's bounds); returns
     (order, created), a repeated `out_trade_no` as `create_order` treats it."""
+    if body.out_trade_no is not None and not caller.is_app:
+        # The number is the app's own (unique per app): a buyer may not take one, nor learn
+        # which the app has used.
+        raise OutTradeNoNotYours(
+            "Only the app names its orders with out_trade_no.",
+            errors=[
+                {
+                    "field": "out_trade_no",
+                    "in": "body",
+                    "message": "set by the app only",
+                    "type": "not_allowed",
+                }
+            ],
+        )
     buyer = _top_up_buyer(session, caller, body.user_id)
     app_id = buyer.app_id or ""
     fingerprint = _top_up_fingerprint(buyer.id, body)
@@ -168,7 +188,14 @@ def create_top_up(
         if existing is not None:
             return _same_or_conflict(existing, fingerprint), False
     amount = Money(body.amount, body.currency)
-    wallet.check_top_up(session, settings, buyer.id, amount)
+    wallet.check_top_up(
+        session,
+        settings,
+        buyer.id,
+        amount,
+        lambda: repository.top_ups_awaiting_payment(session, buyer.id, amount.currency, now),
+        now,
+    )
     order_id = new_id("ord")
     order = Order(
         id=order_id,
@@ -257,17 +284,20 @@ def list_orders(
     *,
     user_id: str | None,
     status: str | None,
+    kind: str | None = None,
 ) -> tuple[list[Order], bool]:
-    """Orders the caller may see, newest first."""
+    """Orders the caller may see, newest first (of one status and kind, when given)."""
     if caller.is_staff:
-        return repository.list_orders(session, params, app_id=None, user_id=user_id, status=status)
-    if caller.is_app:
-        return repository.list_orders(
-            session, params, app_id=caller.id, user_id=user_id, status=status
-        )
-    if user_id not in (None, caller.id):
+        app_id = None
+    elif caller.is_app:
+        app_id = caller.id
+    elif user_id not in (None, caller.id):
         return [], False
-    return repository.list_orders(session, params, app_id=None, user_id=caller.id, status=status)
+    else:
+        app_id, user_id = None, caller.id
+    return repository.list_orders(
+        session, params, app_id=app_id, user_id=user_id, status=status, kind=kind
+    )
 
 
 def mark_paid(order: Order, payment_id: str, now: datetime) -> None:

@@ -157,8 +157,10 @@ def _pay_from_wallet(
         body.payment_password or "",
         clock.now(),
     )
+    # The try counts whatever follows: a wrong one towards the lock, a right one resets the
+    # count even when the payment is then refused (402, a limit).
+    session.commit()
     if not check.verified:
-        session.commit()
         accounts.refuse_failed_check(check)
     payment = service.pay_from_wallet(
         session, ctx, settings.wallet, caller, order_id, body, clock.now()

@@ -6,14 +6,14 @@ Never commits."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 from sqlalchemy.orm import Session
 
 from knowpay.accounts import service as accounts
 from knowpay.accounts.errors import UserNotFound
 from knowpay.audit import service as audit
-from knowpay.auth.principals import Principal, Role
+from knowpay.auth.principals import Principal
 from knowpay.auth.scoping import can_see
 from knowpay.kit.clock import day_start
 from knowpay.kit.ids import new_id
@@ -49,16 +49,24 @@ class CreatorMonth:
     reversed: int
 
 
-def _months_figures(session: Session, start: datetime, end: datetime) -> list[CreatorMonth]:
+def _months_figures(
+    session: Session, start: datetime, end: datetime, now: datetime
+) -> list[CreatorMonth]:
+    """What each creator was owed at the month's end, less every payout made since (each
+    paid an earlier month's statement, whose amount the end's balance still holds: a
+    catch-up run, or one a moment after the month ended, would state it again), and what
+    the month's sales and refunds moved."""
     prefix = ledger_accounts.CREATOR_PAYABLE_PREFIX
     owed = ledger.balances_by_prefix(session, prefix, before=end)
     moved = ledger.kind_totals_by_prefix(session, prefix, start, end)
+    since = ledger.kind_totals_by_prefix(session, prefix, end, now + timedelta(days=1))
     keys = sorted(set(owed) | {(account, currency) for account, currency, _kind in moved})
     return [
         CreatorMonth(
             creator_id=account.removeprefix(prefix),
             currency=currency,
-            owed_at_end=-owed.get((account, currency), 0),
+            owed_at_end=-owed.get((account, currency), 0)
+            - since.get((account, currency, PAYOUT_KIND), 0),
             earned=-moved.get((account, currency, SHARE_KIND), 0),
             reversed=moved.get((account, currency, REVERSAL_KIND), 0),
         )
@@ -75,7 +83,7 @@ def settle(session: Session, month: date, timezone: str, now: datetime) -> list[
     if end > now:
         raise PeriodNotOver(f"{month:%Y-%m} ends at {end.isoformat()}; settle it after that.")
     made: list[Settlement] = []
-    for figures in _months_figures(session, start, end):
+    for figures in _months_figures(session, start, end, now):
         latest = repository.latest_period(session, figures.creator_id, figures.currency)
         if latest is not None and latest >= month:
             continue
@@ -200,7 +208,7 @@ def list_visible(
         return repository.listed(
             session, params, creator_id=creator_id, app_id=caller.id, status=status
         )
-    if caller.role is not Role.CREATOR or creator_id not in (None, caller.id):
+    if creator_id not in (None, caller.id):  # a person: their own (a buyer may create too)
         return [], False
     return repository.listed(session, params, creator_id=caller.id, app_id=None, status=status)
 

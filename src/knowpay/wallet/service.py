@@ -5,6 +5,7 @@ Never commits."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -64,9 +65,18 @@ def require_currency(settings: WalletSettings, currency: str) -> None:
         )
 
 
-def check_top_up(session: Session, settings: WalletSettings, user_id: str, amount: Money) -> None:
+def check_top_up(
+    session: Session,
+    settings: WalletSettings,
+    user_id: str,
+    amount: Money,
+    awaiting_payment: Callable[[], int],
+    now: datetime,
+) -> None:
     """422 unless a top-up of `amount` is allowed: a wallet currency, within the per-top-up
-    bounds, and not taking the balance over the cap (checked again when it is paid)."""
+    bounds, and not taking the balance over the cap, counting the buyer's top-ups still
+    awaiting payment. The wallet row is locked first and `awaiting_payment` asked under the
+    lock, so that top-ups asked for at once are counted one after the other."""
     require_currency(settings, amount.currency)
     low, high = settings.top_up_min_minor, settings.top_up_max_minor
     if not low <= amount.amount_minor <= high:
@@ -75,12 +85,15 @@ def check_top_up(session: Session, settings: WalletSettings, user_id: str, amoun
             min_amount=low,
             max_amount=high,
         )
-    balance = repository.balance_minor(session, user_id, amount.currency)
-    if balance + amount.amount_minor > settings.max_balance_minor:
+    balance = repository.locked(session, user_id, None, amount.currency, now).balance_minor
+    awaiting_payment_minor = awaiting_payment()
+    would_be = balance + awaiting_payment_minor + amount.amount_minor
+    if would_be > settings.max_balance_minor:
         raise WalletBalanceCapReached(
-            f"The balance would be {balance + amount.amount_minor} {amount.currency} minor "
-            f"units; a wallet holds at most {settings.max_balance_minor}.",
+            f"The balance would be {would_be} {amount.currency} minor units with the top-ups "
+            f"awaiting payment; a wallet holds at most {settings.max_balance_minor}.",
             balance=balance,
+            awaiting_payment=awaiting_payment_minor,
             max_balance=settings.max_balance_minor,
         )
 

@@ -31,6 +31,7 @@ from knowpay.kit.idempotency.middleware import (
     IdempotencyMiddleware,
     ScopeResolver,
     request_fingerprint,
+    without_secrets,
 )
 from knowpay.kit.idempotency.outcomes import (
     IdempotencyKeyTakenOver,
@@ -52,4 +53,5 @@ __all__ = [
     "purge_expired",
     "request_fingerprint",
     "reseal_bodies",
+    "without_secrets",
 ]

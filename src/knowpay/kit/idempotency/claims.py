@@ -68,9 +68,15 @@ def _restart(record: IdempotencyRecord, fingerprint: str, now: datetime) -> None
 
 
 def _claim_once(
-    session: Session, scope: str, key: str, fingerprint: str, now: datetime
+    session: Session,
+    scope: str,
+    key: str,
+    fingerprint: str,
+    accepted: frozenset[str],
+    now: datetime,
 ) -> _Decision | None:
-    """One claim attempt in one transaction; None when the row vanished under us."""
+    """One claim attempt in one transaction; None when the row vanished under us. The key's
+    request is the same when its stored fingerprint is one of `accepted`."""
     # A key seen before (or claimed concurrently) is no error: then the row is looked at.
     claimed = insert_unless_present(
         session,
@@ -99,7 +105,7 @@ def _claim_once(
     if record.expires_at <= now:
         _restart(record, fingerprint, now)
         return _Proceed(scope, key, now + LOCK_FOR)
-    if record.request_fingerprint != fingerprint:
+    if record.request_fingerprint not in accepted:
         return _REUSED
     if record.state == COMPLETED and record.response_status is not None:
         if record.locked_until is not None and record.locked_until > now:
@@ -121,6 +127,7 @@ def _claim(
     resolve: Callable[[Session], str | None],
     key: str,
     fingerprint: str,
+    accepted: frozenset[str],
     clock: Clock,
 ) -> tuple[str, _Decision] | None:
     """Name the caller and claim the key in one transaction (retried when the row vanished
@@ -131,7 +138,7 @@ def _claim(
             if caller is None:
                 return None
             owner = _scope_column(caller)
-            decision = _claim_once(session, owner, key, fingerprint, clock.now())
+            decision = _claim_once(session, owner, key, fingerprint, accepted, clock.now())
         if decision is not None:
             return owner, decision
     raise RuntimeError("the idempotency key kept changing under concurrent requests")

@@ -4,8 +4,10 @@ fingerprint, and running, refusing or replaying a request."""
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections.abc import Callable
+from urllib.parse import parse_qsl, urlencode
 
 import anyio
 import anyio.to_thread
@@ -53,6 +55,38 @@ def request_fingerprint(method: str, path: str, query_string: bytes, body: bytes
         digest.update(len(part).to_bytes(8, "big"))
         digest.update(part)
     return digest.hexdigest()
+
+
+_SECRET_FIELD = re.compile(r"(?i).*password")
+"""Fields whose values stay out of a stored fingerprint: a 6-digit payment password (or a
+login password) hashed with the rest of a body the database also describes falls to a few
+million guesses."""
+
+
+def without_secrets(body: bytes) -> bytes:
+    """The body as fingerprinted: a JSON object's or a form's password fields emptied, the
+    rest as sent (a body that names no password, or cannot be read, is left as it is). A
+    retry under the same key that differs only in a password is the same request, as ever:
+    its first answer is replayed."""
+    if b"password" not in body.lower():
+        return body
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        return _form_without_secrets(body)
+    if not isinstance(parsed, dict):
+        return body
+    emptied = {k: ("" if _SECRET_FIELD.fullmatch(str(k)) else v) for k, v in parsed.items()}
+    return b"json:" + json.dumps(emptied, sort_keys=True, separators=(",", ":")).encode()
+
+
+def _form_without_secrets(body: bytes) -> bytes:
+    try:
+        pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=True)
+    except (UnicodeDecodeError, ValueError):
+        return body
+    emptied = [(k, "" if _SECRET_FIELD.fullmatch(k) else v) for k, v in pairs]
+    return b"form:" + urlencode(emptied).encode()
 
 
 def _applies(scope: Scope) -> bool:
@@ -120,9 +154,10 @@ class IdempotencyMiddleware:
         database: Database = state.database
         clock: Clock = state.clock
         box: SecretBox | None = getattr(state, "secret_box", None)
-        fingerprint = request_fingerprint(
-            scope["method"], scope["path"], scope.get("query_string", b""), body
-        )
+        parts = (scope["method"], scope["path"], scope.get("query_string", b""))
+        fingerprint = request_fingerprint(*parts, without_secrets(body))
+        # A key claimed before passwords were left out (it lives 24 h) knows its request.
+        accepted = frozenset({fingerprint, request_fingerprint(*parts, body)})
         request = Request(scope)
 
         def begin() -> _Decision:
@@ -131,6 +166,7 @@ class IdempotencyMiddleware:
                 lambda session: self.resolve_scope(request, session),
                 key,
                 fingerprint,
+                accepted,
                 clock,
             )
             if claim is None:

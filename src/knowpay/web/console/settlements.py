@@ -18,9 +18,8 @@ from knowpay.kit.pagination import PageParams
 from knowpay.kit.web import AppClock, DbSession, SessionRoute
 from knowpay.ledger.service import AccountLine
 from knowpay.refunds.service import actor_of
-from knowpay.settlements import repository as settlement_rows
 from knowpay.settlements import service as settlements
-from knowpay.settlements.errors import PeriodNotOver
+from knowpay.settlements.errors import PeriodNotOver, SettlementNotFound
 from knowpay.settlements.models import Settlement
 from knowpay.settlements.schemas import SettlementRun
 from knowpay.web import i18n
@@ -225,8 +224,9 @@ def pay_settlement(
         )
     except KnowpayError as exc:
         session.rollback()
-        found = settlement_rows.get(session, settlement_id)
-        if found is None:
+        try:
+            found = settlements.get_visible(session, staff, settlement_id)
+        except SettlementNotFound:
             return _list_page(request, staff, session, error=exc.code, status_code=exc.status)
         return _detail_page(request, staff, session, found, error=exc.code, status_code=exc.status)
     return RedirectResponse(
