@@ -42,6 +42,11 @@ class Principal:
         return self.role in STAFF_ROLES
 
     @property
+    def actor(self) -> str:
+        """How timelines, statements and the audit name who acted."""
+        return f"{self.role.value}:{self.id}"
+
+    @property
     def scope_key(self) -> str:
         """What idempotency keys and rate limits are scoped to."""
         return f"{self.role.value}:{self.id}"

@@ -146,16 +146,16 @@ def _pay_from_wallet(
     settings: Settings,
     hasher: SecretHasher,
 ) -> PaymentOut:
-    """The password first (a wrong try is committed before it is refused), then the coins."""
+    """The password first (the try is committed, whatever follows), then the coins."""
     payer_id = service.payer_of(session, caller, order_id)
     enforce(request, [(limiter_of(request).payment_password, payer_id)], "payment password tries")
-    check = service.check_wallet_password(
+    check = accounts.check_payment_password(
         session,
         hasher,
-        accounts.lockout_policy(settings),
-        payer_id,
-        body.payment_password or "",
-        clock.now(),
+        user_id=payer_id,
+        password=body.payment_password or "",
+        now=clock.now(),
+        policy=accounts.lockout_policy(settings),
     )
     # The try counts whatever follows: a wrong one towards the lock, a right one resets the
     # count even when the payment is then refused (402, a limit).

@@ -113,7 +113,7 @@ def pay_settlement(
     settlement = service.pay(
         session,
         settlement_id,
-        f"{caller.role.value}:{caller.id}",
+        caller.actor,
         (body or SettlementPayout()).reference,
         clock.now(),
     )

@@ -47,13 +47,6 @@ def of_user(session: Session, user_id: str) -> list[Wallet]:
     )
 
 
-def balance_minor(session: Session, user_id: str, currency: str) -> int:
-    statement = select(Wallet.balance_minor).where(
-        Wallet.user_id == user_id, Wallet.currency == currency
-    )
-    return int(session.scalar(statement) or 0)
-
-
 def transactions(
     session: Session, user_id: str, params: PageParams, currency: str | None
 ) -> tuple[list[WalletTransaction], bool]:

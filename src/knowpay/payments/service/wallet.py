@@ -1,8 +1,8 @@
 """Paying an order from the buyer's knowledge-coin wallet: no gateway, so the attempt is
 written, the coins taken and the order paid in one transaction, or nothing changes.
 
-The buyer's payment password guards it: `check_wallet_password` is tried first, and its
-outcome committed by the boundary before a wrong try is refused (the lockout must count it).
+The buyer's payment password guards it: the endpoint tries it first
+(`accounts.check_payment_password`) and commits the try, so that the lockout counts it.
 In the ledger the coins pass through `channel_clearing:wallet` like a gateway's money: the
 capture (clearing → revenue) is the same entry every channel writes, and `wallet_spent`
 (buyer's wallet → clearing) takes them from what the platform owed the buyer."""
@@ -14,12 +14,10 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from knowpay.accounts import service as accounts
 from knowpay.auth.principals import Principal
 from knowpay.channels.types import PaymentAction
 from knowpay.kit import context
 from knowpay.kit.config import WalletSettings
-from knowpay.kit.crypto import SecretHasher
 from knowpay.kit.ids import new_id
 from knowpay.ledger import accounts as ledger_accounts
 from knowpay.ledger.service import Leg, post_entry
@@ -42,20 +40,6 @@ from knowpay.wallet.service import WALLET_CHANNEL, Movement, WalletChange
 def payer_of(session: Session, caller: Principal, order_id: str) -> str:
     """The buyer whose wallet would pay the order (404 when the caller may not see it)."""
     return orders.get_visible(session, caller, order_id).user_id
-
-
-def check_wallet_password(
-    session: Session,
-    hasher: SecretHasher,
-    policy: accounts.LockoutPolicy,
-    user_id: str,
-    password: str,
-    now: datetime,
-) -> accounts.PaymentPasswordCheck:
-    """One try of the payer's payment password, counted (`accounts.check_payment_password`)."""
-    return accounts.check_payment_password(
-        session, hasher, user_id=user_id, password=password, now=now, policy=policy
-    )
 
 
 def pay_from_wallet(

@@ -35,7 +35,7 @@ class RefundsContext:
 
 def actor_of(principal: Principal) -> str:
     """How the timeline names who acted."""
-    return f"{principal.role.value}:{principal.id}"
+    return principal.actor
 
 
 def _money(refund: Refund) -> Money:
