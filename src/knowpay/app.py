@@ -75,6 +75,8 @@ from knowpay.refunds.service import RefundsContext
 from knowpay.reports.endpoints import router as reports_router
 from knowpay.risk.endpoints import router as risk_router
 from knowpay.settlements.endpoints import router as settlements_router
+from knowpay.subscriptions.endpoints import router as subscriptions_router
+from knowpay.subscriptions.service import SubscriptionsContext
 from knowpay.wallet.endpoints import router as wallet_router
 from knowpay.web.console import console_router
 from knowpay.web.routes import csrf_refusal_page, install_web_error_pages, web_router
@@ -180,6 +182,7 @@ def create_app(
     app.state.refunds_context = RefundsContext(
         payments=payments_context, policy=settings.refunds, wallet=settings.wallet
     )
+    app.state.subscriptions_context = SubscriptionsContext.of(payments_context, settings)
     app.state.secret_box = secret_box(settings)
     app.state.trusted_proxies = TrustedProxies(settings.trusted_proxies)
     app.state.rate_limiter = RateLimiter(
@@ -217,6 +220,7 @@ def create_app(
     app.include_router(events_router)
     app.include_router(refunds_router)
     app.include_router(settlements_router)
+    app.include_router(subscriptions_router)
     app.include_router(reconciliation_router)
     app.include_router(reports_router)
     app.include_router(limits_router)

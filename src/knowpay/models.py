@@ -20,6 +20,7 @@ from knowpay.refunds import models as refunds_models
 from knowpay.reports import models as reports_models
 from knowpay.risk import models as risk_models
 from knowpay.settlements import models as settlements_models
+from knowpay.subscriptions import models as subscriptions_models
 from knowpay.wallet import models as wallet_models
 from knowpay.webhooks import models as webhooks_models
 
@@ -45,6 +46,7 @@ __all__ = [
     "reports_models",
     "risk_models",
     "settlements_models",
+    "subscriptions_models",
     "wallet_models",
     "webhooks_models",
 ]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -27,6 +27,7 @@ from knowpay.kit.clock import FrozenClock
 from knowpay.kit.config import Settings
 from knowpay.kit.db import Database
 from knowpay.settlements.models import Settlement
+from knowpay.subscriptions.models import Subscription
 from knowpay.webhooks.models import WebhookEndpoint
 from knowpay.worker.runner import Worker
 from tests.builders import Builders, Caller
@@ -102,6 +103,11 @@ OWNER_SCOPED: dict[tuple[str, str], OwnerProbe] = {
     ("POST", "/v1/orders/{order_id}/cashier-link"): OwnerProbe(APP_ONLY),
     ("GET", "/v1/settlements/{settlement_id}"): OwnerProbe(BOTH),  # its creator is a person
     ("GET", "/v1/creators/{creator_id}/balance"): OwnerProbe(BOTH),
+    ("GET", "/v1/subscriptions/{subscription_id}"): OwnerProbe(BOTH),
+    ("POST", "/v1/subscriptions/{subscription_id}/cancel"): OwnerProbe(
+        BOTH, {"at_period_end": False}
+    ),
+    ("POST", "/v1/subscriptions/{subscription_id}/resume"): OwnerProbe(BOTH),
 }
 
 # The server-rendered pages authenticate by session cookie, not by the API's credentials: their
@@ -206,6 +212,7 @@ def world(
     events = _ok(client.get("/v1/events", headers=app_a.headers))["data"]
     creator_a = build.buyer(app_a, role="creator")
     settlement_id = _statement_of(database, creator_a.id, app_a.id, clock.now())
+    subscription_id = _subscription_of(database, buyer_a.id, app_a.id, course["id"], clock.now())
 
     ids = {
         "user_id": buyer_a.id,
@@ -219,6 +226,7 @@ def world(
         "refund_id": refund["id"],
         "settlement_id": settlement_id,
         "creator_id": creator_a.id,
+        "subscription_id": subscription_id,
     }
     markers = {
         *ids.values(),
@@ -252,6 +260,35 @@ def _statement_of(database: Database, creator_id: str, app_id: str, now: datetim
             )
         )
     return "stl_0000000000a000000000000000"
+
+
+def _subscription_of(
+    database: Database, buyer_id: str, app_id: str, product_id: str, now: datetime
+) -> str:
+    """A live subscription of A's buyer, set to end with its period (so that resuming it is
+    something its owner may do)."""
+    with database.session_scope() as session:
+        session.add(
+            Subscription(
+                id="sub_0000000000a000000000000000",
+                app_id=app_id,
+                user_id=buyer_id,
+                product_id=product_id,
+                live_product_id=product_id,
+                amount_minor=9900,
+                currency="CNY",
+                period_days=30,
+                status="active",
+                cancel_at_period_end=True,
+                current_period_end=now + timedelta(days=30),
+                next_attempt_at=now + timedelta(days=30),
+                renewals=0,
+                failed_attempts=0,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+    return "sub_0000000000a000000000000000"
 
 
 def _fill(path: str, ids: dict[str, str]) -> str:
@@ -353,6 +390,20 @@ def _top_up_of_a_foreign_wallet(world: World, caller: Caller) -> None:
     world.assert_nothing_foreign(response, allowed={world.buyer_a.id})
 
 
+def _subscription_for_a_foreign_buyer(world: World, caller: Caller) -> None:
+    ghost_user = _nonexistent({"u": world.buyer_a.id})["u"]
+    foreign = {
+        "user_id": world.buyer_a.id,
+        "product_id": world.course_id,
+        "currency": "CNY",
+        "payment_password": "135790",
+    }
+    response = _same_answer_as_for_nothing(
+        world, caller, "/v1/subscriptions", foreign, {**foreign, "user_id": ghost_user}
+    )
+    world.assert_nothing_foreign(response, allowed={world.buyer_a.id})
+
+
 def _foreign_wallet_read(path: str) -> Probe:
     def probe(world: World, caller: Caller) -> None:
         ghost_user = _nonexistent({"u": world.buyer_a.id})["u"]
@@ -385,6 +436,8 @@ COLLECTIONS: dict[tuple[str, str], Probe] = {
     ("GET", "/v1/wallet"): _foreign_wallet_read("/v1/wallet"),
     ("GET", "/v1/wallet/transactions"): _foreign_wallet_read("/v1/wallet/transactions"),
     ("GET", "/v1/settlements"): _list_without_foreign("/v1/settlements", creator_id="creator_id"),
+    ("POST", "/v1/subscriptions"): _subscription_for_a_foreign_buyer,
+    ("GET", "/v1/subscriptions"): _list_without_foreign("/v1/subscriptions", user_id="user_id"),
 }
 
 

@@ -48,6 +48,7 @@ PAGES = {
     "/admin/alerts": ("Alerts", "告警"),
     "/admin/reconciliation": ("Reconciliation", "对账"),
     "/admin/settlements": ("Creator settlements", "创作者结算"),
+    "/admin/subscriptions": ("Subscriptions", "订阅"),
     "/admin/reports": ("Reports", "报表"),
     "/admin/reports/success-rate": ("Payment success rate", "支付成功率"),
     "/admin/reports/refund-rate": ("Refund rate", "退款率"),

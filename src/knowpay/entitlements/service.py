@@ -50,6 +50,9 @@ def _select_locked() -> Select[Entitlement]:
             Entitlement.product_id == bindparam("product_id", type_=String),
         )
         .with_for_update()
+        # A copy read earlier in the transaction (a subscription's renewal reads it to decide)
+        # must not stand for the row locked now: another capture may have extended it.
+        .execution_options(populate_existing=True)
     )
 
 
@@ -263,6 +266,15 @@ def any_used(session: Session, payment_id: str) -> bool:
         )
     )
     return session.scalars(statement).first() is not None
+
+
+def find(session: Session, user_id: str, product_id: str) -> Entitlement | None:
+    """A buyer's access to a product, whatever its state (None if never granted)."""
+    return session.scalars(
+        select(Entitlement)
+        .where(Entitlement.user_id == user_id, Entitlement.product_id == product_id)
+        .execution_options(populate_existing=True)
+    ).first()
 
 
 def get(session: Session, entitlement_id: str) -> Entitlement | None:

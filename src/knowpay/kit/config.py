@@ -261,6 +261,31 @@ class RevenueShareSettings(BaseModel):
     when the order is made; the platform keeps the rest, and the rounding."""
 
 
+class SubscriptionSettings(BaseModel):
+    """Memberships renewed from the wallet: when a renewal is charged, and dunning."""
+
+    model_config = {"extra": "forbid"}
+
+    renew_before_s: int = Field(default=3600, ge=0, le=7 * 86400)
+    """How long before a period ends its renewal is charged: the new period then follows
+    the old one without a gap (a charge after the end would start it from the charge)."""
+    remind_before_s: int = Field(default=5 * 86400, ge=0, le=30 * 86400)
+    """How long before a renewal's charge the app hears `subscription.renewal_upcoming`, once
+    a period, to tell the buyer (China's rules for auto-renewal ask for notice five days
+    before the charge); 0: never."""
+    retry_delays_s: list[int] = [86400, 3 * 86400, 5 * 86400]
+    """Dunning: after a renewal fails (the balance too low, a limit, risk control), wait
+    this long before each next try; when the last try fails the subscription is canceled.
+    The renewal order stays payable through any channel until the next try."""
+
+    @field_validator("retry_delays_s")
+    @classmethod
+    def _positive_delays(cls, value: list[int]) -> list[int]:
+        if len(value) > 10 or any(delay < 60 or delay > 30 * 86400 for delay in value):
+            raise ValueError("up to 10 delays, each from 60 s to 30 days")
+        return value
+
+
 class ChannelHealthSettings(BaseModel):
     """Circuit breaking and routing between channels."""
 
@@ -458,6 +483,7 @@ class Settings(BaseSettings):
     refunds: RefundSettings = RefundSettings()
     wallet: WalletSettings = WalletSettings()
     revenue_share: RevenueShareSettings = RevenueShareSettings()
+    subscriptions: SubscriptionSettings = SubscriptionSettings()
     channels: ChannelHealthSettings = ChannelHealthSettings()
     limits: LimitSettings = LimitSettings()
     rate_limits: RateLimitSettings = RateLimitSettings()

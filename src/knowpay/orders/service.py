@@ -180,7 +180,7 @@ def create_top_up(
                 }
             ],
         )
-    buyer = _top_up_buyer(session, caller, body.user_id)
+    buyer = buyer_named_by(session, caller, body.user_id)
     app_id = buyer.app_id or ""
     fingerprint = _top_up_fingerprint(buyer.id, body)
     if body.out_trade_no is not None:
@@ -218,10 +218,11 @@ def create_top_up(
     return _insert(session, order, body.out_trade_no)
 
 
-def _top_up_buyer(session: Session, caller: Principal, user_id: str | None) -> User:
-    """The buyer whose wallet a top-up fills: an app names one of its own, a buyer is it."""
+def buyer_named_by(session: Session, caller: Principal, user_id: str | None) -> User:
+    """The buyer a request is for (a top-up's, a subscription's): an app names one of its
+    own, a buyer is it; anyone else is 422 `user_not_found`."""
     if caller.is_app and user_id is None:
-        raise BuyerNotFound("Give user_id: the buyer whose wallet the top-up fills.")
+        raise BuyerNotFound("Give user_id: the buyer the request is for.")
     wanted = caller.id if user_id is None else user_id
     try:
         buyer = accounts.get_buyer(session, wanted)
@@ -232,7 +233,7 @@ def _top_up_buyer(session: Session, caller: Principal, user_id: str | None) -> U
         buyer.app_id == owner_app if caller.is_app else buyer.id == caller.id
     )
     if buyer is None or not mine or buyer.app_id is None:
-        raise BuyerNotFound(f"No buyer {wanted} whose wallet you may fill.")
+        raise BuyerNotFound(f"No buyer {wanted} of yours.")
     return buyer
 
 
@@ -306,6 +307,13 @@ def mark_paid(order: Order, payment_id: str, now: datetime) -> None:
     order.paid_payment_id = payment_id
     order.paid_at = now
     order.updated_at = now
+
+
+def extend_expiry(order: Order, until: datetime, now: datetime) -> None:
+    """An unpaid order stays payable until `until` (an expiry is never brought forward)."""
+    if until > order.expires_at:
+        order.expires_at = until
+        order.updated_at = now
 
 
 def mark_closed(order: Order, now: datetime) -> None:

@@ -1,6 +1,7 @@
 """The buyer center at /me: orders, the content the buyer owns, the knowledge-coin wallet
-(balances and recent changes), refund requests and each refund's progress in plain words;
-for a creator, their earnings too (what is owed now and their monthly statements)."""
+(balances and recent changes), subscriptions renewed from it (canceled at the period's end
+or resumed by a form), refund requests and each refund's progress in plain words; for a
+creator, their earnings too (what is owed now and their monthly statements)."""
 
 from __future__ import annotations
 
@@ -41,6 +42,7 @@ from knowpay.web.cashier import (
 )
 from knowpay.web.errors import N_, message_for
 from knowpay.web.session import PageError, mark_page, page_principal
+from knowpay.web.subscriptions import SUBSCRIPTION_NOTICES, subscriptions_view
 from knowpay.web.templating import render
 
 Buyer = Annotated[Principal, Depends(page_principal(Role.BUYER, Role.CREATOR))]
@@ -231,17 +233,20 @@ def buyer_center(request: Request, buyer: Buyer, session: DbSession, clock: AppC
         )
     owned, _more = entitlements.list_for_user(session, buyer.id, _LIST)
     error = request.query_params.get("error")
+    changed = SUBSCRIPTION_NOTICES.get(request.query_params.get("subscription") or "")
+    notice = _("Your refund request was sent.") if request.query_params.get("refunded") else None
     return render(
         request,
         "me.html",
         orders=order_views,
         content=[_content(session, e, now) for e in owned],
         wallet=wallet_view(request, session, buyer, _),
+        subscriptions=subscriptions_view(session, buyer, _, now),
         earnings=earnings_view(session, buyer, _),
         kinds={key: _(value) for key, value in KIND_NAMES.items()},
         reasons=[(str(reason), _(text)) for reason, text in REASON_NAMES.items()],
         error=message_for(error, _) if error else None,
-        notice=_("Your refund request was sent.") if request.query_params.get("refunded") else None,
+        notice=_(changed) if changed else notice,
     )
 
 

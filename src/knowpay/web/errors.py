@@ -23,6 +23,10 @@ MESSAGES: dict[str, str] = {
     "payment_not_found": N_("We could not find this payment."),
     "refund_not_found": N_("We could not find this refund."),
     "settlement_not_found": N_("We could not find this statement."),
+    "subscription_not_found": N_("We could not find this subscription."),
+    "subscription_not_changeable": N_(
+        "This subscription cannot be changed now: it has ended, or the change was made already."
+    ),
     "order_expired": N_("This order has expired and can no longer be paid."),
     "order_already_paid": N_("This order is already paid."),
     "order_not_payable": N_("This order can no longer be paid."),

@@ -36,6 +36,7 @@ from knowpay.web.session import (
     mark_page,
     start_session,
 )
+from knowpay.web.subscriptions import router as subscriptions_router
 from knowpay.web.templating import STATIC_DIR, render
 
 pages = APIRouter(
@@ -175,6 +176,7 @@ web_router = APIRouter()  # only includes routers, each a SessionRoute router
 web_router.include_router(pages)
 web_router.include_router(cashier_router)
 web_router.include_router(buyer_router)
+web_router.include_router(subscriptions_router)
 web_router.include_router(cashier_api_router)
 
 

@@ -28,6 +28,12 @@ EventType = Literal[
     "limit.near",
     "settlement.created",
     "settlement.paid",
+    "subscription.created",
+    "subscription.updated",
+    "subscription.renewal_upcoming",
+    "subscription.renewed",
+    "subscription.payment_failed",
+    "subscription.canceled",
 ]
 """Every event type knowpay sends."""
 

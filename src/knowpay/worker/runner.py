@@ -28,6 +28,8 @@ from knowpay.reconciliation import tasks as reconciliation_tasks
 from knowpay.refunds import tasks as refund_tasks
 from knowpay.refunds.service import RefundsContext
 from knowpay.settlements import tasks as settlement_tasks
+from knowpay.subscriptions import tasks as subscription_tasks
+from knowpay.subscriptions.service import SubscriptionsContext
 from knowpay.webhooks.delivery import DeliveryPolicy, WebhookDeliverer, WebhookFanout
 from knowpay.webhooks.targets import private_targets_allowed
 
@@ -83,6 +85,11 @@ class Worker:
         self.settlements = settlement_tasks.SettlementContext(
             database=database, clock=clock, timezone=settings.limits.timezone
         )
+        self.renewals = subscription_tasks.RenewalContext(
+            database=database,
+            clock=clock,
+            subscriptions=SubscriptionsContext.of(payments_context, settings),
+        )
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._scheduler = BackgroundScheduler(timezone="UTC")
@@ -104,6 +111,7 @@ class Worker:
             "seal_audit_log": lambda: audit_tasks.seal_pending(self._database, self._clock),
             "reconcile_bills": lambda: reconciliation_tasks.reconcile_bills(self.reconciliation),
             "settle_creators": lambda: settlement_tasks.settle_last_month(self.settlements),
+            "renew_subscriptions": lambda: subscription_tasks.renew_subscriptions(self.renewals),
         }
 
     def _purge_idempotency_keys(self) -> int:

@@ -14,7 +14,7 @@ What lives where (callers import from here: `from knowpay.payments import servic
   `gateway_error`.
 - `active_query`: `query_gateway` and `apply_query_result`.
 - `wallet`: `pay_from_wallet` (no gateway: paid or refused in one transaction),
-  `payer_of`.
+  `charge_wallet` (the same with no buyer present: a subscription's renewal), `payer_of`.
 - `reads`: `get_payment`, `get_visible`, `get_for_return`, the duplicates' reads and claim,
   `lock_order_then_payment`.
 - `_shared`: the private helpers the others import (events, audit, locks, `_fail`).
@@ -40,7 +40,7 @@ from knowpay.payments.service.reads import (
     unrefunded_duplicates,
 )
 from knowpay.payments.service.start import apply_create_result, call_gateway_create, start_payment
-from knowpay.payments.service.wallet import pay_from_wallet, payer_of
+from knowpay.payments.service.wallet import charge_wallet, pay_from_wallet, payer_of
 
 __all__ = [
     "CaptureOutcome",
@@ -48,6 +48,7 @@ __all__ = [
     "apply_create_result",
     "apply_query_result",
     "call_gateway_create",
+    "charge_wallet",
     "claim_duplicate_for_refund",
     "close_order",
     "fail_unreachable",

@@ -10,7 +10,9 @@ capture (clearing → revenue) is the same entry every channel writes, and `wall
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -54,15 +56,56 @@ def pay_from_wallet(
     """Pay the order from the buyer's balance (the password already checked): the attempt
     succeeded, or failed by risk control; 402 `insufficient_balance` changes nothing."""
     order = orders.get_visible(session, caller, order_id, for_update=True)
+    body = with_payer_ip(caller, body)
+    payer = _Payer(
+        return_url=body.return_url,
+        client_ip=body.client_ip,
+        device_id=body.device_id,
+        options=body.channel_options(),
+    )
+    return _pay(session, ctx, settings, order, payer, now)
+
+
+def charge_wallet(
+    session: Session,
+    ctx: PaymentsContext,
+    settings: WalletSettings,
+    order_id: str,
+    now: datetime,
+) -> Payment:
+    """Pay the order from the buyer's balance with no buyer present: a renewal the buyer
+    authorised with their payment password when they subscribed. The same checks as a
+    payment the buyer makes (limits, risk control), and the same outcomes."""
+    order = orders.lock(session, order_id)
+    return _pay(session, ctx, settings, order, _Payer(), now)
+
+
+@dataclass(frozen=True, slots=True)
+class _Payer:
+    """What the payer told about themself (nothing, for a charge made without them)."""
+
+    return_url: str | None = None
+    client_ip: str | None = None
+    device_id: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+def _pay(
+    session: Session,
+    ctx: PaymentsContext,
+    settings: WalletSettings,
+    order: Order,
+    payer: _Payer,
+    now: datetime,
+) -> Payment:
     require_payable(order, now)
     if orders.is_top_up(order):
         raise ChannelNotForTopUps("A top-up is paid through a gateway channel, not the wallet.")
     wallet.require_currency(settings, order.currency)
-    body = with_payer_ip(caller, body)
-    client_ip = body.client_ip or context.current().ip
-    payment = _attempt(order, body, now)
+    client_ip = payer.client_ip or context.current().ip
+    payment = _attempt(order, payer, now)
     decision = risk.assess(
-        session, risk_attempt(payment.id, order, WALLET_CHANNEL, body.device_id, client_ip), now
+        session, risk_attempt(payment.id, order, WALLET_CHANNEL, payer.device_id, client_ip), now
     )
     if decision.decision == "allow":
         spend = limits.Spend(
@@ -86,7 +129,7 @@ def pay_from_wallet(
     return payment
 
 
-def _attempt(order: Order, body: PaymentCreate, now: datetime) -> Payment:
+def _attempt(order: Order, payer: _Payer, now: datetime) -> Payment:
     return Payment(
         id=new_id("pay"),
         order_id=order.id,
@@ -97,9 +140,9 @@ def _attempt(order: Order, body: PaymentCreate, now: datetime) -> Payment:
         amount_minor=order.amount_minor,
         currency=order.currency,
         is_duplicate=False,
-        return_url=body.return_url,
-        client_ip=body.client_ip,
-        options_json=json.dumps(body.channel_options()),
+        return_url=payer.return_url,
+        client_ip=payer.client_ip,
+        options_json=json.dumps(payer.options),
         action_json=json.dumps(PaymentAction(type="none").as_dict()),
         held_for_review=False,
         created_at=now,

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from datetime import date
 from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 from fastapi.responses import HTMLResponse
 
 from knowpay.auth.principals import STAFF_ROLES, Principal, Role
@@ -30,6 +30,9 @@ REVENUE_READERS = (Role.ADMIN, Role.FINANCE)
 SETTLEMENT_PAYERS = (Role.ADMIN, Role.FINANCE)
 """As POST /v1/admin/settlements/run and /v1/admin/settlements/{id}/pay allow (every staff
 role reads statements, as GET /v1/settlements lets them)."""
+SUBSCRIPTION_CANCELERS = (Role.ADMIN, Role.SUPPORT)
+"""As POST /v1/subscriptions/{id}/cancel allows staff (finance reads, as GET
+/v1/subscriptions lets every staff role)."""
 
 Staff = Annotated[Principal, Depends(page_principal(*READERS))]
 RefundDecider = Annotated[Principal, Depends(page_principal(*REFUND_DECIDERS))]
@@ -37,6 +40,7 @@ LimitEditor = Annotated[Principal, Depends(page_principal(*LIMIT_EDITORS))]
 Reviewer = Annotated[Principal, Depends(page_principal(*REVIEWERS))]
 RevenueReader = Annotated[Principal, Depends(page_principal(*REVENUE_READERS))]
 SettlementPayer = Annotated[Principal, Depends(page_principal(*SETTLEMENT_PAYERS))]
+SubscriptionCanceler = Annotated[Principal, Depends(page_principal(*SUBSCRIPTION_CANCELERS))]
 
 
 def display_timezone(request: Request) -> str:
@@ -80,6 +84,7 @@ def console_page(
         can_review=principal.role in REVIEWERS,
         can_read_revenue=principal.role in REVENUE_READERS,
         can_pay_settlements=principal.role in SETTLEMENT_PAYERS,
+        can_cancel_subscriptions=principal.role in SUBSCRIPTION_CANCELERS,
         notice=NOTICES.get(done or ""),
         error_code=error,
         error_text=(lambda: error_message(error, _translate, error_values)) if error else None,
@@ -88,3 +93,13 @@ def console_page(
         reason_text=lambda text: reason_text(text, _translate),
         **context,
     )
+
+
+Cursor = Annotated[str, Query(max_length=64, pattern=r"^[A-Za-z0-9_]*$")]
+"""A list page's `starting_after`: an id, or empty for the first page."""
+
+
+def status_label(names: Mapping[str, str], status: str) -> str:
+    """A status in the page's language (a status without words, as it is)."""
+    known = names.get(status)
+    return i18n.current_gettext()(known) if known else status

@@ -113,6 +113,10 @@ NOTICES: dict[str, str] = {
         "anything in it."
     ),
     "settlement_paid": N_("The payout was recorded: the statement is paid."),
+    "subscription_canceled": N_("The subscription was canceled: it has ended and will not renew."),
+    "subscription_ending": N_(
+        "The subscription will end with the period its buyer has paid for: it will not renew."
+    ),
 }
 
 ERRORS: dict[str, str] = {

@@ -26,10 +26,12 @@ from knowpay.web import i18n
 from knowpay.web.buyer import SETTLEMENT_STATUS_NAMES
 from knowpay.web.console import queries
 from knowpay.web.console.common import (
+    Cursor,
     SettlementPayer,
     Staff,
     console_page,
     display_timezone,
+    status_label,
     today,
 )
 from knowpay.web.session import PageError, mark_page
@@ -46,12 +48,10 @@ SEE_OTHER = 303
 STATUSES = tuple(SETTLEMENT_STATUS_NAMES)
 """open, paid, superseded, nothing_due: the list's filter."""
 LISTED = 50
-Cursor = Annotated[str, Query(max_length=64, pattern=r"^[A-Za-z0-9_]*$")]
 
 
 def _status_label(status: str) -> str:
-    known = SETTLEMENT_STATUS_NAMES.get(status)
-    return i18n.current_gettext()(known) if known else status
+    return status_label(SETTLEMENT_STATUS_NAMES, status)
 
 
 def last_month(request: Request) -> str:

@@ -1,0 +1,1 @@
+"""Memberships renewed automatically from the buyer's wallet, with dunning."""
