@@ -436,3 +436,22 @@ def test_an_abandoned_scheduled_try_is_tried_again_at_once(
             ("failed", f"test:{day}:1"),
             ("balanced", f"test:{day}:2"),
         ]
+
+
+def test_a_refund_line_named_by_the_refunds_own_number_finds_its_payment_by_trade_number(
+    shop: Shop, database: Database, clock: FrozenClock, ctx: tasks.ReconciliationContext
+) -> None:
+    """UnionPay's file names a refund by the refund's own order number and the consume by
+    its queryId: a refund of a payment captured on an earlier day (not on this bill) is
+    matched through the payment's gateway trade number, not reported twice."""
+    payment = _paid(shop)
+    trade_no = shop.get(f"/v1/payments/{payment['id']}")["gateway_trade_no"]
+    assert trade_no
+    clock.advance(timedelta(days=1))
+    refund = _refund(shop, payment, 1000)
+    line = BillLine(refund["id"], trade_no, Money(1000, "CNY"), "refund", clock.now())
+    _, found = _reconcile(database, ctx, DAY + timedelta(days=1), [line])
+    assert found == set()
+    stranger = BillLine("rf_unknown", "T-unknown", Money(1000, "CNY"), "refund", clock.now())
+    _, found = _reconcile(database, ctx, DAY + timedelta(days=1), [line, stranger])
+    assert found == {("missing_in_knowpay", None, None)}

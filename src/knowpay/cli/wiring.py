@@ -62,6 +62,7 @@ def _unionpay(keys: dict[str, Any], sandbox_url: str) -> BaseModel:
         front_url=keys["front_url"],
         back_url=keys["back_url"],
         query_url=keys["query_url"],
+        file_url=keys["file_url"],
     )
 
 

@@ -139,6 +139,10 @@ class UnionPaySettings(GatewaySettings):
     front_url: str = "https://gateway.95516.com/gateway/api/frontTransReq.do"
     back_url: str = "https://gateway.95516.com/gateway/api/backTransReq.do"
     query_url: str = "https://gateway.95516.com/gateway/api/queryTrans.do"
+    file_url: str | None = None
+    """Where the settlement file is asked for (file transfer, txnType 76); default: UnionPay's
+    file host beside the query URL's gateway host (filedownload.95516.com, or its test twin),
+    or the root of the query URL's base for any other host (the simulator, a proxy)."""
 
 
 class StripeSettings(GatewaySettings):

@@ -223,8 +223,43 @@ def _match(session: Session, source: BillSource, bill: Bill) -> _Result:
     }
     start, end = source.window(bill.bill_date)
     _match_payments(session, source, bill, payments, (start, end), result)
-    _match_refunds(session, source, bill, payments, (start, end), result)
+    refunded = _refunded_payments(session, source, bill, payments)
+    _match_refunds(session, source, bill, refunded, (start, end), result)
     return result
+
+
+def _refunded_payments(
+    session: Session, source: BillSource, bill: Bill, payments: dict[str, Payment]
+) -> dict[str, Payment]:
+    """The payment each refund line names, by the line's `out_trade_no`: knowpay's payment
+    id, or else (a gateway whose file names the refund by the refund's own number, as
+    UnionPay's does) the payment whose gateway trade number the line carries."""
+    lines = [line for line in bill.lines if line.kind == "refund"]
+    found = {
+        line.out_trade_no: payments[line.out_trade_no]
+        for line in lines
+        if line.out_trade_no in payments
+    }
+    by_trade_no = sorted(
+        {
+            line.gateway_trade_no
+            for line in lines
+            if line.out_trade_no not in found and line.gateway_trade_no
+        }
+    )
+    known = {
+        p.gateway_trade_no: p
+        for chunk in _chunks(by_trade_no)
+        for p in session.scalars(
+            select(Payment).where(
+                Payment.channel.in_(list(source.channels)), Payment.gateway_trade_no.in_(chunk)
+            )
+        ).all()
+    }
+    for line in lines:
+        if line.out_trade_no not in found and line.gateway_trade_no in known:
+            found[line.out_trade_no] = known[line.gateway_trade_no]
+    return found
 
 
 def _match_payments(
@@ -340,7 +375,7 @@ def _match_refunds(
 ) -> None:
     lines = [line for line in bill.lines if line.kind == "refund"]
     refunds_of: dict[str, list[Refund]] = defaultdict(list)
-    for chunk in _chunks(sorted(payments)):
+    for chunk in _chunks(sorted({p.id for p in payments.values()})):
         for refund in session.scalars(
             select(Refund)
             .where(Refund.payment_id.in_(chunk), Refund.resolution.is_(None))
@@ -382,7 +417,7 @@ def _refund_finding(
     payment = payments.get(line.out_trade_no)
     candidates = [
         r
-        for r in refunds_of.get(line.out_trade_no, [])
+        for r in refunds_of.get(payment.id if payment else line.out_trade_no, [])
         if r.id not in matched_ids
         and (r.amount_minor, r.currency) == (line.amount.amount_minor, currency)
         and r.status in (RefundStatus.SUCCEEDED, RefundStatus.PROCESSING)

@@ -1,5 +1,6 @@
 """The UnionPay gateway client: the common fields, the merchant's signature, the form POST to
-backTransReq.do / queryTrans.do, and the answer verified before anything in it is believed.
+backTransReq.do / queryTrans.do / the file host, and the answer verified before anything in
+it is believed.
 
 Errors at this edge: transport failures and 5xx are ChannelUnavailable (retried first where
 the call is idempotent: a query, or a refund resent with the same orderId and txnTime, which
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from typing import TypeVar
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import httpx
 
@@ -33,6 +34,28 @@ BIZ_TYPE = "000201"
 # Refused before any processing (format, signature, missing fields): UnionPay may not sign
 # these, and believing them unsigned cannot move money.
 REQUEST_LEVEL_CODES = frozenset({"10", "11", "13"})
+
+
+FILE_HOSTS = {
+    "gateway.95516.com": "https://filedownload.95516.com/",
+    "gateway.test.95516.com": "https://filedownload.test.95516.com/",
+}
+"""UnionPay's file-transfer host (acpsdk.fileTransUrl) beside each of its gateway hosts, as
+the official SDK's production and test configurations name them."""
+
+
+def file_transfer_url(query_url: str) -> str:
+    """Where the file transfer (txnType 76) is posted. UnionPay serves it at the root of a
+    host of its own (filedownload…95516.com), named here from the gateway host of the query
+    URL; any other host (the simulator, a proxy) serves it at the root of the base the
+    gateway's /gateway/api/ paths hang from."""
+    known = FILE_HOSTS.get(urlsplit(query_url).hostname or "")
+    if known:
+        return known
+    base, found, _ = query_url.partition("/gateway/api/")
+    if not found:
+        raise ValueError(f"cannot tell UnionPay's file-transfer URL from {query_url!r}")
+    return base + "/"
 
 
 class UnverifiedResponse(SignatureInvalid, ChannelUnavailable):
@@ -65,6 +88,7 @@ class UnionPayClient:
         self.front_url = settings.front_url
         self.back_url = settings.back_url
         self.query_url = settings.query_url
+        self.file_url = settings.file_url or file_transfer_url(settings.query_url)
         try:
             self._key = signing.load_private_key(settings.sign_private_key)
         except signing.UnionPayKeyError as exc:
@@ -125,12 +149,16 @@ class UnionPayClient:
         """POST to queryTrans.do (txnType 00); retried."""
         return self._call(self.query_url, fields)
 
+    def file_transfer(self, fields: Mapping[str, str]) -> dict[str, str]:
+        """POST to the file host (txnType 76, a settlement file); retried: it changes nothing."""
+        return self._call(self.file_url, fields)
+
     def _call(self, url: str, fields: Mapping[str, str]) -> dict[str, str]:
         signed = self.sign(fields)
         text = self._send(lambda: self._post(url, signed))
         answer = self._verified(text)
-        for name in ("merId", "orderId"):
-            if answer.get(name) and answer[name] != signed[name]:
+        for name in ("merId", "orderId", "settleDate"):
+            if answer.get(name) and answer[name] != signed.get(name, answer[name]):
                 raise MalformedResponse(
                     f"asked about {name} {signed[name]}, UnionPay answered about {answer[name]}"
                 )

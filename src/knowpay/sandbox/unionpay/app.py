@@ -2,6 +2,8 @@
 
 Gateway:  POST /gateway/api/frontTransReq.do (the browser's front consume → the card page)
           POST /gateway/api/backTransReq.do (refund) · POST /gateway/api/queryTrans.do
+File host: POST / (file transfer, txnType 76: the day's settlement file; UnionPay serves it
+          at the root of filedownload.95516.com)
 Payer:    POST /pay/{token} (outcome=pay|cancel)
 Admin:    GET /_keys · GET|POST|DELETE /_faults · DELETE /_faults/{id} · POST /_pay ·
           GET /_trades/{order_id} · GET /_notifications · POST /_reset
@@ -23,7 +25,7 @@ from knowpay.sandbox.common.controls import add_control_routes
 from knowpay.sandbox.unionpay import pages
 from knowpay.sandbox.unionpay.book import Consume, TxnError
 from knowpay.sandbox.unionpay.faults import FaultKind, Target
-from knowpay.sandbox.unionpay.simulator import BACK, FRONT, QUERY, UnionPaySimulator
+from knowpay.sandbox.unionpay.simulator import BACK, FILE, FRONT, QUERY, UnionPaySimulator
 
 if TYPE_CHECKING:
     from knowpay.sandbox.app import SandboxConfig
@@ -86,6 +88,10 @@ def create_app(config: SandboxConfig) -> FastAPI:
     @app.post(f"/gateway/api/{QUERY}", include_in_schema=False)
     async def query_trans(request: Request) -> Response:
         return await run_in_threadpool(server_call, QUERY, await _form(request), sim.query)
+
+    @app.post("/", include_in_schema=False)
+    async def file_trans(request: Request) -> Response:
+        return await run_in_threadpool(server_call, FILE, await _form(request), sim.file_transfer)
 
     @app.post(f"/gateway/api/{FRONT}", response_class=HTMLResponse, include_in_schema=False)
     async def front_trans(request: Request) -> Response:

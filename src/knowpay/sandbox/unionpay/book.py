@@ -10,7 +10,7 @@ import itertools
 import secrets
 import threading
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from typing import Literal
 
 BEIJING = timezone(timedelta(hours=8), "Asia/Shanghai")
@@ -202,3 +202,17 @@ class Book:
     def finish_refund(self, refund: Refund) -> None:
         with self._lock:
             refund.done = True
+
+    def settled_on(self, day: date) -> list[tuple[Consume, Refund | None]]:
+        """The paid consumes and done refunds whose settleDate is that (Beijing) day, in
+        the order they happened: a consume alone, a refund with its consume."""
+        with self._lock:
+            found: list[tuple[datetime, Consume, Refund | None]] = []
+            for consume in self._consumes.values():
+                if consume.paid_at is not None and consume.paid_at.date() == day:
+                    found.append((consume.paid_at, consume, None))
+                for refund in consume.refunds.values():
+                    if refund.done and refund.created_at.date() == day:
+                        found.append((refund.created_at, consume, refund))
+            found.sort(key=lambda item: item[0])
+            return [(consume, refund) for _, consume, refund in found]

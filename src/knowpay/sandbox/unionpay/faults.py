@@ -8,9 +8,11 @@ sent), `duplicate` (each send made `count` times at once), `delayed` (first send
 `forged_signature` (signed with a key that is not signPubKeyCert's), `untrusted_cert`
 (signPubKeyCert from a CA that is not UnionPay's), `expired_cert`, `wrong_cn` (a certificate
 of UnionPay's CA owned by someone else). With `target: "response"` the signature faults act
-on synchronous answers instead. API faults act on calls to the gateway (optionally only to
-`endpoints`, e.g. `backTransReq.do`): `http_5xx` (answer `status` without doing anything),
-`timeout` (do the work, answer after `seconds`). `times` limits how often a fault fires."""
+on synchronous answers instead, and so does `tampered_fields` (e.g. a file transfer's
+`fileContent` that is no file, correctly signed). API faults act on calls to the gateway
+(optionally only to `endpoints`, e.g. `backTransReq.do`): `http_5xx` (answer `status`
+without doing anything), `timeout` (do the work, answer after `seconds`). `times` limits how
+often a fault fires."""
 
 from __future__ import annotations
 
@@ -38,6 +40,8 @@ NOTIFICATION_FAULTS = frozenset(
     {"lost", "duplicate", "delayed", "tampered_amount", "tampered_fields"} | SIGNATURE_FAULTS
 )
 API_FAULTS = frozenset({"http_5xx", "timeout"})
+TARGETED_FAULTS = SIGNATURE_FAULTS | {"tampered_fields"}
+"""Faults that act on notifications or, with `target: "response"`, on synchronous answers."""
 
 
 @dataclass
@@ -77,7 +81,7 @@ class FaultBook(common.FaultBook[Fault]):
 
         def match(fault: Fault) -> bool:
             return (
-                (fault.kind not in SIGNATURE_FAULTS or fault.target == target)
+                (fault.kind not in TARGETED_FAULTS or fault.target == target)
                 and common.one(fault.order_id, order_id)
                 and common.listed(fault.endpoints, endpoint)
             )

@@ -1,19 +1,19 @@
 """The simulated UnionPay online gateway (ACP 5.1.0): its certificates and the merchant's,
-the checks every request passes, the front consume, refund and query, and the signed back
-notifications."""
+the checks every request passes, the front consume, refund and query, the settlement file
+(file transfer, txnType 76), and the signed back notifications."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from knowpay.sandbox.unionpay import crypto
+from knowpay.sandbox.unionpay import crypto, files
 from knowpay.sandbox.unionpay.book import (
     BEIJING,
     TIME_FORMAT,
@@ -21,6 +21,7 @@ from knowpay.sandbox.unionpay.book import (
     Consume,
     Refund,
     TxnError,
+    now_beijing,
 )
 from knowpay.sandbox.unionpay.faults import (
     API_FAULTS,
@@ -43,6 +44,11 @@ _ORDER_ID = re.compile(r"^[A-Za-z0-9]{8,40}$")
 _TIME = re.compile(r"^\d{14}$")
 _FEN = re.compile(r"^[1-9]\d{0,11}$")
 FRONT, BACK, QUERY = "frontTransReq.do", "backTransReq.do", "queryTrans.do"
+FILE = "filedownload"
+"""The file transfer's endpoint name (for faults): UnionPay serves it at the root of its own
+host, filedownload.95516.com; the simulator at the root of /unionpay/."""
+NO_FILE = ("98", "文件不存在")
+_SETTLE_DATE = re.compile(r"^(0[1-9]|1[0-2])(0[1-9]|[12]\d|3[01])$")
 _REQUIRED = (
     *("version", "encoding", "signMethod", "certId", "signature"),
     *("txnType", "txnSubType", "bizType", "accessType", "merId"),
@@ -53,7 +59,7 @@ _ORIGINAL_FIELDS = (
 )
 _ECHOED_FIELDS = (
     *("version", "encoding", "bizType", "txnType", "txnSubType", "accessType"),
-    *("merId", "orderId", "txnTime", "txnAmt", "reqReserved"),
+    *("merId", "orderId", "txnTime", "txnAmt", "reqReserved", "settleDate", "fileType"),
 )
 
 
@@ -95,6 +101,7 @@ class UnionPaySimulator:
             "front_url": self.url(FRONT),
             "back_url": self.url(BACK),
             "query_url": self.url(QUERY),
+            "file_url": f"{self.base_url}/",
         }
         if self._merchant_key_pem:
             published["merchant_private_key"] = self._merchant_key_pem
@@ -102,7 +109,13 @@ class UnionPaySimulator:
 
     # Every request ------------------------------------------------------------------------
 
-    def check(self, params: Mapping[str, str], txn_type: str, txn_sub_type: str) -> None:
+    def check(
+        self,
+        params: Mapping[str, str],
+        txn_type: str,
+        txn_sub_type: str,
+        biz_type: str = "000201",
+    ) -> None:
         """UnionPay's checks: format, the merchant's certificate and signature, the merchant."""
         missing = [name for name in _REQUIRED if not params.get(name)]
         if missing:
@@ -119,7 +132,7 @@ class UnionPaySimulator:
             raise TxnError("31", "商户状态不正确")
         if (params["txnType"], params["txnSubType"]) != (txn_type, txn_sub_type):
             raise TxnError("10", "报文格式错误[txnType/txnSubType]")
-        if params["bizType"] != "000201" or params["accessType"] != "0":
+        if params["bizType"] != biz_type or params["accessType"] != "0":
             raise TxnError("10", "报文格式错误[bizType/accessType]")
 
     def api_faults(self, endpoint: str, params: Mapping[str, str]) -> tuple[int | None, float]:
@@ -225,6 +238,33 @@ class UnionPaySimulator:
             **extra,
         )
 
+    # The file host -------------------------------------------------------------------------
+
+    def file_transfer(self, params: Mapping[str, str]) -> str:
+        """txnType 76: the zipped settlement file of settleDate (MMDD, the latest such day
+        up to today), or 98 when the merchant has no transaction that day."""
+        try:
+            self.check(params, "76", "01", biz_type="000000")
+            if params.get("fileType") != "00":
+                raise TxnError("10", "报文格式错误[fileType]")
+            if not _TIME.match(params.get("txnTime", "")):
+                raise TxnError("10", "报文格式错误[txnTime]")
+            _time(params, "txnTime")
+            day = _settle_day(params.get("settleDate", ""), now_beijing().date())
+        except TxnError as error:
+            return self.answer(FILE, params, error.code, error.message)
+        items = self.book.settled_on(day)
+        if not items:
+            return self.answer(FILE, params, *NO_FILE)
+        zipped = files.settlement_zip(self.mer_id, day, items)
+        return self.answer(
+            FILE,
+            params,
+            *SUCCESS,
+            fileName=files.file_name(self.mer_id, day),
+            fileContent=files.file_content(zipped),
+        )
+
     # Answers and notifications -------------------------------------------------------------
 
     def answer(
@@ -235,7 +275,12 @@ class UnionPaySimulator:
         fields.update(version="5.1.0", encoding="UTF-8", signMethod="01")
         fields.update(respCode=code, respMsg=message, **extra)
         order = self._consume_order(request)
-        faults = self.faults.take(SIGNATURE_FAULTS, order, endpoint=endpoint, target="response")
+        faults = self.faults.take(
+            SIGNATURE_FAULTS | {"tampered_fields"}, order, endpoint=endpoint, target="response"
+        )
+        for fault in faults:
+            if fault.kind == "tampered_fields":
+                fields.update(fault.fields)
         return crypto.answer_text(self._signed(fields, self._identity(faults)))
 
     def notify(self, consume: Consume, refund: Refund | None = None) -> None:
@@ -370,6 +415,21 @@ def _time(params: Mapping[str, str], name: str) -> datetime:
         return datetime.strptime(params.get(name, ""), TIME_FORMAT).replace(tzinfo=BEIJING)
     except ValueError:
         raise TxnError("10", f"报文格式错误[{name}]") from None
+
+
+def _settle_day(settle_date: str, today: date) -> date:
+    """settleDate (MMDD) → the latest day with that month and day, up to today."""
+    if not _SETTLE_DATE.match(settle_date):
+        raise TxnError("10", "报文格式错误[settleDate]")
+    month, day = int(settle_date[:2]), int(settle_date[2:])
+    for year in range(today.year, today.year - 8, -1):
+        try:
+            found = date(year, month, day)
+        except ValueError:
+            continue  # 0229 of a year that has none, or 0431
+        if found <= today:
+            return found
+    raise TxnError("10", "报文格式错误[settleDate]")
 
 
 def _commodity(risk_rate_info: str) -> str:
