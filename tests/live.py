@@ -20,6 +20,10 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+KEEP_IDLE_S = 60
+"""How long the servers of the tests keep an idle connection open."""
+
+
 @contextmanager
 def serve_in_thread(
     app: Any, *, port: int | None = None, ready_path: str = "/healthz"
@@ -27,7 +31,17 @@ def serve_in_thread(
     """Run `app` with uvicorn on 127.0.0.1 in a daemon thread; yields its base URL."""
     port = port or free_port()
     server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+        uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            lifespan="off",
+            # Longer than a client keeps an idle connection (httpx: 5 s). uvicorn's own 5 s
+            # raced the tests' clients: a request sent on a connection idle for 5 s could meet
+            # the server closing it ("connection reset by peer"), seen once in a loaded run.
+            timeout_keep_alive=KEEP_IDLE_S,
+        )
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
