@@ -201,7 +201,8 @@ def test_a_slow_gateway_does_not_hold_up_the_processs_other_requests(
         database.dispose()
 
     # The read was served while the payment waited on its gateway: held behind it, it could
-    # not finish before the gateway's 3 s were over. (With a 1.5 s wait and a 1.2 s bound,
-    # the read once took 1.4 s on a machine running a benchmark beside the suite.)
-    assert finished["read"] < GATEWAY_WAIT_S - 0.5
+    # not finish before the payment did. The order is the proof, not a bound in seconds: a
+    # 2.5 s bound failed once at 2.65 s in a loaded fresh-clone run (and a 1.2 s bound with a
+    # 1.5 s wait once at 1.4 s beside a benchmark), with the read still served first.
     assert finished["payment"] >= GATEWAY_WAIT_S
+    assert finished["read"] < finished["payment"]
