@@ -83,18 +83,20 @@ def test_a_cashier_payment_waiting_on_a_renewal_becomes_a_refunded_duplicate(
     assert end is not None
     shop.top_up(PRICE)
     payment = shop.pay({"id": failing["latest_order_id"]})
-    real_lock = service._locked_failing_order
+    real_lock = service._failing_order
     confirmed: list[dict[str, Any]] = []
 
-    def lock_then_buyer_pays(*args: Any) -> Any:
-        locked = real_lock(*args)
+    def lock_then_buyer_pays(*args: Any, for_update: bool = False) -> Any:
+        locked = real_lock(*args, for_update=for_update)
+        if not for_update:  # the job's unlocked look at whether the subscription is due
+            return locked
         thread = threading.Thread(target=lambda: confirmed.append(shop.confirm(payment)))
         thread.start()  # the notification waits for the order's lock
         books.wait_for_a_row_lock_wait(database, "the gateway's notification")
         lock_then_buyer_pays.thread = thread  # type: ignore[attr-defined]
         return locked
 
-    monkeypatch.setattr(service, "_locked_failing_order", lock_then_buyer_pays)
+    monkeypatch.setattr(service, "_failing_order", lock_then_buyer_pays)
     shop.at(failing["next_attempt_at"])
     assert shop.run_job() == {"renewed": 1}
     lock_then_buyer_pays.thread.join(timeout=30)  # type: ignore[attr-defined]

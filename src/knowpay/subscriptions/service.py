@@ -118,7 +118,11 @@ def _app_of(buyer: User) -> Principal:
     """The app the buyer belongs to, in whose name renewal orders are made."""
     if buyer.app_id is None:
         raise UserNotFound(f"No such buyer: {buyer.id}")
-    return Principal(id=buyer.app_id, role=Role.APP, app_id=buyer.app_id)
+    return _app(buyer.app_id)
+
+
+def _app(app_id: str) -> Principal:
+    return Principal(id=app_id, role=Role.APP, app_id=app_id)
 
 
 def _new(
@@ -170,8 +174,9 @@ def _order(
         expires_in=int(_order_life(ctx.policy, subscription).total_seconds()),
         metadata={"subscription_id": subscription.id},
     )
-    app = Principal(id=subscription.app_id, role=Role.APP, app_id=subscription.app_id)
-    order, _ = orders.create_order(session, app, body, now, creator_share_bps=ctx.creator_share_bps)
+    order, _ = orders.create_order(
+        session, _app(subscription.app_id), body, now, creator_share_bps=ctx.creator_share_bps
+    )
     return order
 
 
@@ -215,7 +220,7 @@ def renew_due(
     # The failing renewal's order is locked before anything is decided: a payment of it at
     # the cashier (which locks the order first too) is then either seen paid here, or waits
     # and finds it paid by the wallet (a duplicate, refunded). Never paid both ways.
-    failing_order = _locked_failing_order(session, subscription)
+    failing_order = _failing_order(session, subscription, for_update=True)
     if failing_order is not None and failing_order.status in repository.PAID_ORDER:
         return _renewed_at_cashier(session, ctx, subscription, now)
     held = entitlements.find(session, subscription.user_id, subscription.product_id)
@@ -230,15 +235,17 @@ def _due(session: Session, subscription: Subscription, now: datetime) -> bool:
         return False
     if subscription.next_attempt_at is not None and subscription.next_attempt_at <= now:
         return True
-    latest = _latest_order(session, subscription) if subscription.status == "past_due" else None
-    return latest is not None and latest.status in repository.PAID_ORDER
+    failing_order = _failing_order(session, subscription)
+    return failing_order is not None and failing_order.status in repository.PAID_ORDER
 
 
-def _locked_failing_order(session: Session, subscription: Subscription) -> Order | None:
-    """The order of the renewal now failing (a past-due subscription's latest), locked."""
+def _failing_order(
+    session: Session, subscription: Subscription, *, for_update: bool = False
+) -> Order | None:
+    """The order of the renewal now failing (a past-due subscription's latest)."""
     if subscription.status != "past_due" or subscription.latest_order_id is None:
         return None
-    return order_rows.get(session, subscription.latest_order_id, for_update=True)
+    return order_rows.get(session, subscription.latest_order_id, for_update=for_update)
 
 
 def _lead(ctx: SubscriptionsContext, subscription: Subscription) -> timedelta:
@@ -290,12 +297,6 @@ def _bought_by_hand(
     return "followed"
 
 
-def _latest_order(session: Session, subscription: Subscription) -> Order | None:
-    if subscription.latest_order_id is None:
-        return None
-    return order_rows.get(session, subscription.latest_order_id)
-
-
 def _charge(
     session: Session,
     ctx: SubscriptionsContext,
@@ -303,10 +304,9 @@ def _charge(
     failing_order: Order | None,
     now: datetime,
 ) -> str:
-    app = Principal(id=subscription.app_id, role=Role.APP, app_id=subscription.app_id)
     try:
         product, price = catalog.sellable_price(
-            session, subscription.product_id, subscription.currency, app
+            session, subscription.product_id, subscription.currency, _app(subscription.app_id)
         )
     except (ProductNotFound, ProductNotForSale, PriceNotAvailable):
         _end(session, subscription, "product_unavailable", now)

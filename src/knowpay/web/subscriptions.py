@@ -23,9 +23,9 @@ from knowpay.kit.web import AppClock, DbSession, SessionRoute
 from knowpay.orders import service as orders
 from knowpay.orders.states import OrderStatus
 from knowpay.subscriptions import service as subscriptions
+from knowpay.subscriptions.endpoints import subscriptions_context
 from knowpay.subscriptions.models import Subscription
 from knowpay.subscriptions.repository import PAID_ORDER
-from knowpay.subscriptions.service import SubscriptionsContext
 from knowpay.web import i18n
 from knowpay.web.cashier import cashier_path
 from knowpay.web.errors import N_
@@ -156,11 +156,6 @@ router = APIRouter(
 )
 
 
-def _subscriptions_context(request: Request) -> SubscriptionsContext:
-    context: SubscriptionsContext = request.app.state.subscriptions_context
-    return context
-
-
 def _back_from_subscription(subscription_id: str, query: str) -> RedirectResponse:
     anchor = quote(f"subscription-{subscription_id}", safe="-_")
     return RedirectResponse(f"/me?{query}#{anchor}", status_code=303)
@@ -175,7 +170,7 @@ def cancel_subscription(
     `POST /v1/subscriptions/{id}/cancel` does for its buyer."""
     try:
         subscription = subscriptions.cancel(
-            session, _subscriptions_context(request), buyer, subscription_id, True, clock.now()
+            session, subscriptions_context(request), buyer, subscription_id, True, clock.now()
         )
     except KnowpayError as exc:
         session.rollback()
@@ -192,7 +187,7 @@ def resume_subscription(
     `POST /v1/subscriptions/{id}/resume`)."""
     try:
         subscription = subscriptions.resume(
-            session, _subscriptions_context(request), buyer, subscription_id, clock.now()
+            session, subscriptions_context(request), buyer, subscription_id, clock.now()
         )
     except KnowpayError as exc:
         session.rollback()

@@ -14,8 +14,8 @@ from knowpay.kit.errors import KnowpayError
 from knowpay.kit.pagination import PageParams
 from knowpay.kit.web import AppClock, DbSession, SessionRoute
 from knowpay.subscriptions import service as subscriptions
+from knowpay.subscriptions.endpoints import subscriptions_context
 from knowpay.subscriptions.models import Subscription
-from knowpay.subscriptions.service import SubscriptionsContext
 from knowpay.web import i18n
 from knowpay.web.console import queries
 from knowpay.web.console.common import (
@@ -113,11 +113,6 @@ def subscriptions_page(
     return _list_page(request, staff, session, status=status, starting_after=starting_after)
 
 
-def _context(request: Request) -> SubscriptionsContext:
-    context: SubscriptionsContext = request.app.state.subscriptions_context
-    return context
-
-
 @router.post("/subscriptions/{subscription_id}/cancel", response_model=None)
 def cancel_subscription(
     subscription_id: str,
@@ -132,7 +127,12 @@ def cancel_subscription(
     POST /v1/subscriptions/{id}/cancel does."""
     try:
         subscription = subscriptions.cancel(
-            session, _context(request), staff, subscription_id, at_period_end == "1", clock.now()
+            session,
+            subscriptions_context(request),
+            staff,
+            subscription_id,
+            at_period_end == "1",
+            clock.now(),
         )
     except KnowpayError as exc:
         session.rollback()
